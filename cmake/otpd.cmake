@@ -1,0 +1,68 @@
+# Helpers shared by every folder: one library per folder, one way to add a test.
+#
+#   otpd_library(<dir> SOURCES ... [DEPS ...])  builds otpd_<dir>, alias otpd::<dir>,
+#       public headers in <dir>/include/otpd/<dir>/.
+#   otpd_executable(<name> SOURCES ... [DEPS ...])  lands in build/bin/.
+#   otpd_test(<name> SOURCES ... [DEPS ...] [TIMEOUT s] [LABELS ...])
+#       a GoogleTest binary registered with gtest_discover_tests.
+
+include_guard(GLOBAL)
+include(GoogleTest)
+
+option(OTPD_WERROR "Treat warnings as errors" OFF)
+set(OTPD_SANITIZE "" CACHE STRING "Sanitizers to build with, e.g. address,undefined")
+option(OTPD_CLANG_TIDY "Run clang-tidy while compiling" OFF)
+
+function(otpd_common_options target)
+  target_compile_features(${target} PUBLIC cxx_std_20)
+  set_target_properties(${target} PROPERTIES CXX_EXTENSIONS OFF)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wconversion -Wno-sign-conversion
+                                           -Wno-missing-field-initializers)
+  if(OTPD_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+  if(OTPD_SANITIZE)
+    target_compile_options(${target} PRIVATE -fsanitize=${OTPD_SANITIZE} -fno-omit-frame-pointer
+                                             -fno-sanitize-recover=undefined)
+    target_link_options(${target} PRIVATE -fsanitize=${OTPD_SANITIZE})
+  endif()
+  if(OTPD_CLANG_TIDY)
+    find_program(OTPD_TIDY_EXE NAMES clang-tidy clang-tidy-14 REQUIRED)
+    set_target_properties(${target} PROPERTIES CXX_CLANG_TIDY "${OTPD_TIDY_EXE}")
+  endif()
+endfunction()
+
+function(otpd_library dir)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
+  set(target otpd_${dir})
+  add_library(${target} STATIC ${ARG_SOURCES})
+  add_library(otpd::${dir} ALIAS ${target})
+  target_include_directories(${target} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include
+                                       PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
+  target_link_libraries(${target} PUBLIC ${ARG_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
+  set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+  otpd_common_options(${target})
+endfunction()
+
+function(otpd_executable name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS})
+  otpd_common_options(${name})
+endfunction()
+
+function(otpd_test name)
+  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 120)
+  endif()
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} otpd::testing GTest::gtest GTest::gtest_main)
+  otpd_common_options(${name})
+  # Test binaries live beside the product binaries so tests find them with one lookup.
+  set(props TIMEOUT ${ARG_TIMEOUT} ENVIRONMENT "OTPD_BIN_DIR=${CMAKE_BINARY_DIR}/bin")
+  if(ARG_LABELS)
+    list(APPEND props LABELS "${ARG_LABELS}")
+  endif()
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES ${props})
+endfunction()

@@ -1,0 +1,36 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+namespace otpd::core {
+
+using clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using std::chrono::microseconds;
+using std::chrono::nanoseconds;
+
+// A point in time to give up at. Waits are always bounded by a deadline,
+// never by a sleep.
+class deadline {
+ public:
+  static deadline after(clock::duration d) { return deadline(clock::now() + d); }
+  static deadline never() { return deadline(clock::time_point::max()); }
+  explicit deadline(clock::time_point at) : at_(at) {}
+
+  [[nodiscard]] bool expired() const { return clock::now() >= at_; }
+  [[nodiscard]] bool is_never() const { return at_ == clock::time_point::max(); }
+  [[nodiscard]] clock::time_point at() const { return at_; }
+  // Milliseconds left for poll(2): -1 for never, 0 once expired (rounded up,
+  // so a 0.3 ms remainder still waits instead of spinning).
+  [[nodiscard]] int poll_timeout_ms() const;
+
+ private:
+  clock::time_point at_;
+};
+
+// Monotonic nanoseconds, for timestamps that cross processes (CLOCK_MONOTONIC
+// is shared by every process of the machine).
+[[nodiscard]] std::int64_t monotonic_ns() noexcept;
+
+}  // namespace otpd::core

@@ -1,0 +1,74 @@
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <otpd/core/result.hpp>
+#include <otpd/core/unique_fd.hpp>
+
+namespace otpd::core {
+
+// How to start a child. The one spawn path of otpd: the daemon, the runtime's
+// spawn/async and the tests all go through spawn() / spawn_function().
+struct spawn_options {
+  std::vector<std::string> argv;  // argv[0] is the program
+  // The whole environment as KEY=VALUE. Empty with inherit_env: the caller's.
+  std::vector<std::string> env;
+  bool inherit_env = true;
+  bool search_path = true;         // look argv[0] up in PATH when it has no '/'
+  std::string cwd;                 // empty: stay
+  std::optional<uid_t> uid;        // switch user (root only)
+  std::optional<gid_t> gid;
+  bool new_process_group = true;   // the child leads its own process group
+  int death_signal = SIGKILL;      // sent to the child when its parent dies; 0: none
+  // fds to place in the child: {fd in the parent, fd number in the child}.
+  // -1 as the parent fd opens /dev/null there. Unlisted 0/1/2 are inherited;
+  // every other fd is closed by CLOEXEC.
+  std::vector<std::pair<int, int>> fds;
+};
+
+struct spawned {
+  pid_t pid = -1;
+  unique_fd pidfd;  // refers to the child until it is reaped; poll it for exit
+};
+
+// fork + execve with a CLOEXEC error pipe: returns only after execve succeeded
+// (or failed, in which case the child has been reaped and the error is
+// returned as errc::exec_failed with the child's errno in a log-ready message
+// via last_spawn_errno()). Async-signal-safe calls only between fork and exec.
+[[nodiscard]] Result<spawned> spawn(const spawn_options& options);
+
+// fork and run fn in the child, which then _exit()s with fn's return value.
+// Uses the same child set-up as spawn() (process group, death signal, fds;
+// argv, env, cwd and user are ignored). fn runs in a copy of the caller's
+// memory: it may allocate, but must not rely on other threads of the caller.
+[[nodiscard]] Result<spawned> spawn_function(const spawn_options& options,
+                                             const std::function<int()>& fn);
+
+// The errno the child of the last failed spawn() reported (for messages).
+[[nodiscard]] int last_spawn_errno() noexcept;
+
+// waitid() on a pidfd without blocking. Returns the wait status shape
+// (code, status) when the child has ended and is now reaped, nullopt
+// while it runs.
+struct child_exit {
+  int code = 0;    // CLD_EXITED, CLD_KILLED or CLD_DUMPED
+  int status = 0;  // exit code or signal number
+};
+[[nodiscard]] std::optional<child_exit> try_reap(int pidfd) noexcept;
+// Blocking reap of a child by pidfd (waits until it exits).
+child_exit reap(int pidfd) noexcept;
+
+// pidfd_open(2), with O_CLOEXEC semantics (pidfds are always CLOEXEC).
+[[nodiscard]] Result<unique_fd> pidfd_open(pid_t pid) noexcept;
+
+// Raise the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.
+long raise_fd_limit() noexcept;
+
+}  // namespace otpd::core

@@ -1,0 +1,276 @@
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <otpd/core/spawn.hpp>
+
+extern char** environ;
+
+namespace otpd::core {
+namespace {
+
+thread_local int g_last_spawn_errno = 0;
+
+// Everything the child needs, built before fork so that the child only makes
+// async-signal-safe calls.
+struct prepared {
+  std::vector<char*> argv;
+  std::vector<char*> envp;
+};
+
+prepared prepare(const spawn_options& o) {
+  prepared p;
+  for (const auto& a : o.argv) {
+    p.argv.push_back(const_cast<char*>(a.c_str()));
+  }
+  p.argv.push_back(nullptr);
+  if (!o.env.empty() || !o.inherit_env) {
+    for (const auto& e : o.env) {
+      p.envp.push_back(const_cast<char*>(e.c_str()));
+    }
+    p.envp.push_back(nullptr);
+  }
+  return p;
+}
+
+[[noreturn]] void child_fail(int err_fd, int err) {
+  // The parent reads 4 bytes: our errno. Nothing else is safe to do here.
+  ssize_t n = ::write(err_fd, &err, sizeof err);
+  (void)n;
+  ::_exit(127);
+}
+
+// Child-side set-up shared by spawn() and spawn_function(). Returns 0 or errno.
+int child_setup(const spawn_options& o, pid_t parent, bool exec_path) {
+  // Signal dispositions: handlers of the parent make no sense here.
+  struct sigaction sa {};
+  sa.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) {
+      ::sigaction(sig, &sa, nullptr);
+    }
+  }
+  if (o.new_process_group && ::setpgid(0, 0) != 0) {
+    return errno;
+  }
+  if (o.death_signal != 0) {
+    if (::prctl(PR_SET_PDEATHSIG, o.death_signal) != 0) {
+      return errno;
+    }
+    // The parent may have died between fork and prctl: then we would never
+    // get the signal.
+    if (::getppid() != parent) {
+      ::_exit(127);
+    }
+  }
+  // Move every source fd out of the way first (F_DUPFD_CLOEXEC above the
+  // highest target), so that dup2 onto a target never clobbers another source.
+  int high = 3;
+  for (const auto& [from, to] : o.fds) {
+    if (to >= high) {
+      high = to + 1;
+    }
+  }
+  int tmp[64];
+  std::size_t n = o.fds.size() < 64 ? o.fds.size() : 64;
+  for (std::size_t i = 0; i < n; ++i) {
+    int from = o.fds[i].first;
+    if (from < 0) {
+      from = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+      if (from < 0) {
+        return errno;
+      }
+    }
+    tmp[i] = ::fcntl(from, F_DUPFD_CLOEXEC, high);
+    if (tmp[i] < 0) {
+      return errno;
+    }
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    // dup2 clears CLOEXEC on the target: exactly the fds we listed survive exec.
+    if (::dup2(tmp[i], o.fds[i].second) < 0) {
+      return errno;
+    }
+  }
+  if (exec_path) {
+    if (!o.cwd.empty() && ::chdir(o.cwd.c_str()) != 0) {
+      return errno;
+    }
+    if (o.gid && (::setgroups(0, nullptr) != 0 || ::setgid(*o.gid) != 0)) {
+      return errno;
+    }
+    if (o.uid && ::setuid(*o.uid) != 0) {
+      return errno;
+    }
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  return 0;
+}
+
+// Blocks every signal but the faults for the duration of fork, so that no
+// handler of the parent runs in the child before it resets dispositions.
+class signal_block {
+ public:
+  signal_block() {
+    sigset_t all;
+    sigfillset(&all);
+    for (int s : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT}) {
+      sigdelset(&all, s);
+    }
+    ::pthread_sigmask(SIG_SETMASK, &all, &old_);
+  }
+  ~signal_block() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+  signal_block(const signal_block&) = delete;
+  signal_block& operator=(const signal_block&) = delete;
+  signal_block(signal_block&&) = delete;
+  signal_block& operator=(signal_block&&) = delete;
+
+ private:
+  sigset_t old_{};
+};
+
+}  // namespace
+
+int last_spawn_errno() noexcept { return g_last_spawn_errno; }
+
+Result<unique_fd> pidfd_open(pid_t pid) noexcept {
+  // glibc 2.36's <sys/pidfd.h> lacks extern "C": call the syscall directly.
+  int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) {
+    return errno_code();
+  }
+  return unique_fd(fd);
+}
+
+Result<spawned> spawn(const spawn_options& o) {
+  if (o.argv.empty()) {
+    return errc::invalid_argument;
+  }
+  prepared p = prepare(o);
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) {
+    return errno_code();
+  }
+  unique_fd err_read(pipefd[0]);
+  unique_fd err_write(pipefd[1]);
+  pid_t parent = ::getpid();
+  pid_t pid;
+  {
+    signal_block block;
+    pid = ::fork();
+    if (pid == 0) {
+      int err = child_setup(o, parent, true);
+      if (err != 0) {
+        child_fail(err_write.get(), err);
+      }
+      char** envp = p.envp.empty() ? environ : p.envp.data();
+      if (o.search_path && std::strchr(p.argv[0], '/') == nullptr) {
+        ::execvpe(p.argv[0], p.argv.data(), envp);
+      } else {
+        ::execve(p.argv[0], p.argv.data(), envp);
+      }
+      child_fail(err_write.get(), errno);
+    }
+  }
+  if (pid < 0) {
+    return errno_code();
+  }
+  // Our own child cannot be reaped by anyone else, so its pid cannot be
+  // reused before we wait: pidfd_open here is race-free.
+  auto pidfd = pidfd_open(pid);
+  err_write.reset();
+  int child_errno = 0;
+  ssize_t n;
+  do {
+    n = ::read(err_read.get(), &child_errno, sizeof child_errno);
+  } while (n < 0 && errno == EINTR);
+  if (n == static_cast<ssize_t>(sizeof child_errno)) {
+    int status;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    g_last_spawn_errno = child_errno;
+    return errc::exec_failed;
+  }
+  if (!pidfd) {
+    // Only fails on fd exhaustion; the child runs but we cannot watch it.
+    ::kill(pid, SIGKILL);
+    int status;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return pidfd.error();
+  }
+  return spawned{pid, std::move(*pidfd)};
+}
+
+Result<spawned> spawn_function(const spawn_options& o, const std::function<int()>& fn) {
+  pid_t parent = ::getpid();
+  pid_t pid;
+  {
+    signal_block block;
+    pid = ::fork();
+    if (pid == 0) {
+      if (child_setup(o, parent, false) != 0) {
+        ::_exit(127);
+      }
+      int code = fn();
+      ::_exit(code);
+    }
+  }
+  if (pid < 0) {
+    return errno_code();
+  }
+  auto pidfd = pidfd_open(pid);
+  if (!pidfd) {
+    ::kill(pid, SIGKILL);
+    int status;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return pidfd.error();
+  }
+  return spawned{pid, std::move(*pidfd)};
+}
+
+std::optional<child_exit> try_reap(int pidfd) noexcept {
+  siginfo_t info{};
+  int rc;
+  do {
+    rc = ::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0 || info.si_pid == 0) {
+    return std::nullopt;
+  }
+  return child_exit{info.si_code, info.si_status};
+}
+
+child_exit reap(int pidfd) noexcept {
+  siginfo_t info{};
+  int rc;
+  do {
+    rc = ::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED);
+  } while (rc < 0 && errno == EINTR);
+  return child_exit{info.si_code, info.si_status};
+}
+
+long raise_fd_limit() noexcept {
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    return -1;
+  }
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  return static_cast<long>(rl.rlim_cur);
+}
+
+}  // namespace otpd::core

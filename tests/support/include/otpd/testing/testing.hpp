@@ -1,0 +1,57 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace otpd::testing {
+
+// Timeouts in tests are generous and scaled by OTPD_TEST_TIMEOUT_MULTIPLIER
+// (sanitizer builds and loaded CI machines set it above 1).
+[[nodiscard]] std::chrono::milliseconds scaled(std::chrono::milliseconds ms);
+
+// Polls pred until it is true or the (scaled) timeout passes. Waits on an
+// event through a predicate; never a fixed sleep that hopes.
+bool wait_until(const std::function<bool()>& pred,
+                std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
+
+// The directory of the product binaries (build/bin): $OTPD_BIN_DIR, else the
+// directory of the running test binary.
+[[nodiscard]] std::string bin_dir();
+[[nodiscard]] std::string bin_path(const std::string& name);
+
+// A fresh private directory under /tmp, removed (recursively) on destruction.
+// Short paths: Unix socket paths must stay under 108 bytes.
+class temp_dir {
+ public:
+  explicit temp_dir(const std::string& prefix = "otpd-test");
+  ~temp_dir();
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  temp_dir(temp_dir&&) = delete;
+  temp_dir& operator=(temp_dir&&) = delete;
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Open fds of this process (from /proc/self/fd).
+[[nodiscard]] int count_open_fds();
+// Children of this process that are zombies (state Z in /proc/<pid>/stat).
+[[nodiscard]] std::vector<pid_t> zombie_children();
+// Whether pid exists and is not a zombie.
+[[nodiscard]] bool process_alive(pid_t pid);
+// The parent pid and state letter of pid, from /proc; state 0 if gone.
+[[nodiscard]] char process_state(pid_t pid);
+// Runs a shell command line, returns its exit status (as system(3)).
+int sh(const std::string& command);
+// Runs a command and captures its stdout.
+[[nodiscard]] std::string sh_output(const std::string& command, int* status = nullptr);
+// Reads a whole file; empty when missing.
+[[nodiscard]] std::string read_file(const std::string& path);
+
+}  // namespace otpd::testing

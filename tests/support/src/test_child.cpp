@@ -1,0 +1,143 @@
+// otpd_test_child: a real program for tests to spawn and supervise. Its
+// arguments are a script of actions run in order, e.g.
+//   otpd_test_child stamp /tmp/t ready sleep
+//   otpd_test_child ignore-term wait 50 exit 3
+// Actions:
+//   stamp PATH          append "<pid> <CLOCK_MONOTONIC ns>\n" to PATH (first thing)
+//   pidfile PATH        write our pid to PATH atomically
+//   ready               write "\n" to the fd named by $OTPD_READY_FD, if any
+//   wait MS             sleep MS milliseconds (the program's own pace)
+//   ignore-term         ignore SIGTERM from now on
+//   grandchild PATH     fork a child in our process group that sleeps forever; its pid to PATH
+//   grandchild-setsid PATH  the same, but the grandchild leaves our process group (setsid)
+//   print TEXT / eprint TEXT  a line to stdout / stderr
+//   spam N              N lines of 100 bytes to stdout
+//   exit N              exit with code N
+//   crash               SIGSEGV (no core file)
+//   abort               abort() (no core file)
+//   sleep               sleep until killed
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace {
+
+long long now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<long long>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+void write_all(int fd, const std::string& s) {
+  std::size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = write(fd, s.data() + off, s.size() - off);
+    if (n <= 0) {
+      return;
+    }
+    off += static_cast<std::size_t>(n);
+  }
+}
+
+void write_pidfile(const std::string& path, pid_t pid) {
+  std::string tmp = path + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return;
+  }
+  write_all(fd, std::to_string(pid) + "\n");
+  close(fd);
+  rename(tmp.c_str(), path.c_str());
+}
+
+[[noreturn]] void sleep_forever() {
+  for (;;) {
+    pause();
+  }
+}
+
+void no_core() {
+  rlimit rl{0, 0};
+  setrlimit(RLIMIT_CORE, &rl);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  long long start = now_ns();
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto arg = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "otpd_test_child: %s needs an argument\n", a.c_str());
+        std::exit(100);
+      }
+      return argv[++i];
+    };
+    if (a == "stamp") {
+      std::string path = arg();
+      int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      if (fd >= 0) {
+        write_all(fd, std::to_string(getpid()) + " " + std::to_string(start) + "\n");
+        close(fd);
+      }
+    } else if (a == "pidfile") {
+      write_pidfile(arg(), getpid());
+    } else if (a == "ready") {
+      if (const char* fd = std::getenv("OTPD_READY_FD"); fd != nullptr) {
+        int n = std::atoi(fd);
+        write_all(n, "\n");
+        close(n);
+      }
+    } else if (a == "wait") {
+      long ms = std::atol(arg().c_str());
+      timespec ts{ms / 1000, (ms % 1000) * 1000000};
+      while (nanosleep(&ts, &ts) != 0) {
+      }
+    } else if (a == "ignore-term") {
+      signal(SIGTERM, SIG_IGN);
+    } else if (a == "grandchild" || a == "grandchild-setsid") {
+      std::string path = arg();
+      pid_t pid = fork();
+      if (pid == 0) {
+        if (a == "grandchild-setsid") {
+          setsid();
+        }
+        sleep_forever();
+      }
+      write_pidfile(path, pid);
+    } else if (a == "print") {
+      write_all(1, arg() + "\n");
+    } else if (a == "eprint") {
+      write_all(2, arg() + "\n");
+    } else if (a == "spam") {
+      long n = std::atol(arg().c_str());
+      std::string line(99, 'x');
+      line += '\n';
+      for (long k = 0; k < n; ++k) {
+        write_all(1, line);
+      }
+    } else if (a == "exit") {
+      std::exit(std::atoi(arg().c_str()));
+    } else if (a == "crash") {
+      no_core();
+      raise(SIGSEGV);
+    } else if (a == "abort") {
+      no_core();
+      std::abort();
+    } else if (a == "sleep") {
+      sleep_forever();
+    } else {
+      std::fprintf(stderr, "otpd_test_child: unknown action %s\n", a.c_str());
+      return 100;
+    }
+  }
+  return 0;
+}

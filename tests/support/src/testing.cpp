@@ -1,0 +1,165 @@
+#include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include <otpd/testing/testing.hpp>
+
+namespace otpd::testing {
+
+std::chrono::milliseconds scaled(std::chrono::milliseconds ms) {
+  double k = 1.0;
+  if (const char* m = std::getenv("OTPD_TEST_TIMEOUT_MULTIPLIER"); m != nullptr) {
+    k = std::atof(m);
+    if (k < 1.0) {
+      k = 1.0;
+    }
+  }
+  return std::chrono::milliseconds(static_cast<long>(static_cast<double>(ms.count()) * k));
+}
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  auto end = std::chrono::steady_clock::now() + scaled(timeout);
+  auto pause = std::chrono::microseconds(50);
+  while (true) {
+    if (pred()) {
+      return true;
+    }
+    if (std::chrono::steady_clock::now() >= end) {
+      return pred();
+    }
+    // Back off from 50 µs to 5 ms between checks of the predicate.
+    std::this_thread::sleep_for(pause);
+    if (pause < std::chrono::milliseconds(5)) {
+      pause *= 2;
+    }
+  }
+}
+
+std::string bin_dir() {
+  if (const char* d = std::getenv("OTPD_BIN_DIR"); d != nullptr && *d != '\0') {
+    return d;
+  }
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) {
+    return ".";
+  }
+  buf[n] = '\0';
+  return std::filesystem::path(buf).parent_path().string();
+}
+
+std::string bin_path(const std::string& name) { return bin_dir() + "/" + name; }
+
+temp_dir::temp_dir(const std::string& prefix) {
+  std::string tmpl = "/tmp/" + prefix + ".XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr) {
+    throw std::runtime_error("mkdtemp failed");
+  }
+  path_ = tmpl;
+}
+
+temp_dir::~temp_dir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+int count_open_fds() {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    (void)e;
+    ++n;
+  }
+  return n - 1;  // the iterator's own fd
+}
+
+namespace {
+bool read_stat(pid_t pid, char* state, pid_t* ppid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  if (!f) {
+    return false;
+  }
+  std::string line;
+  std::getline(f, line);
+  // comm may contain spaces and parentheses: parse after the last ')'.
+  auto close = line.rfind(')');
+  if (close == std::string::npos) {
+    return false;
+  }
+  std::istringstream rest(line.substr(close + 2));
+  rest >> *state >> *ppid;
+  return true;
+}
+}  // namespace
+
+std::vector<pid_t> zombie_children() {
+  std::vector<pid_t> out;
+  pid_t self = ::getpid();
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    char state = 0;
+    pid_t ppid = 0;
+    pid_t pid = std::atoi(name.c_str());
+    if (read_stat(pid, &state, &ppid) && ppid == self && state == 'Z') {
+      out.push_back(pid);
+    }
+  }
+  return out;
+}
+
+char process_state(pid_t pid) {
+  char state = 0;
+  pid_t ppid = 0;
+  if (!read_stat(pid, &state, &ppid)) {
+    return 0;
+  }
+  return state;
+}
+
+bool process_alive(pid_t pid) {
+  char s = process_state(pid);
+  return s != 0 && s != 'Z' && s != 'X';
+}
+
+int sh(const std::string& command) { return std::system(command.c_str()); }
+
+std::string sh_output(const std::string& command, int* status) {
+  std::string out;
+  FILE* p = ::popen(command.c_str(), "re");
+  if (p == nullptr) {
+    if (status != nullptr) {
+      *status = -1;
+    }
+    return out;
+  }
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) {
+    out.append(buf, n);
+  }
+  int st = ::pclose(p);
+  if (status != nullptr) {
+    *status = st;
+  }
+  return out;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace otpd::testing

@@ -1,0 +1,105 @@
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <otpd/core/exit_reason.hpp>
+#include <otpd/core/spawn.hpp>
+#include <otpd/testing/testing.hpp>
+
+namespace core = otpd::core;
+namespace t = otpd::testing;
+
+namespace {
+core::exit_reason wait_exit(const core::spawned& s) {
+  auto e = core::reap(s.pidfd.get());
+  return core::exit_reason::from_siginfo(e.code, e.status);
+}
+}  // namespace
+
+TEST(Spawn, ReportsExitCodes) {
+  auto s = core::spawn({.argv = {t::bin_path("otpd_test_child"), "exit", "3"}});
+  ASSERT_TRUE(s) << s.error().message();
+  EXPECT_EQ(wait_exit(*s), core::exit_reason::code(3));
+}
+
+TEST(Spawn, ExecFailureIsAnErrorNotAChild) {
+  int before = t::count_open_fds();
+  auto s = core::spawn({.argv = {"/nonexistent/program"}});
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error(), core::errc::exec_failed);
+  EXPECT_EQ(core::last_spawn_errno(), ENOENT);
+  EXPECT_TRUE(t::zombie_children().empty());
+  EXPECT_EQ(t::count_open_fds(), before);
+}
+
+TEST(Spawn, ChildLeadsItsOwnProcessGroup) {
+  auto s = core::spawn({.argv = {t::bin_path("otpd_test_child"), "sleep"}});
+  ASSERT_TRUE(s);
+  EXPECT_EQ(::getpgid(s->pid), s->pid);
+  ::kill(s->pid, SIGKILL);
+  EXPECT_EQ(wait_exit(*s).kind, core::exit_kind::killed);
+}
+
+TEST(Spawn, NoFdLeaksIntoTheChild) {
+  int leaked = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(leaked, 0);
+  t::temp_dir dir;
+  std::string out = dir.path() + "/fds";
+  // The child lists its fds; only 0, 1, 2 (and ls's own) may be there.
+  auto s = core::spawn({.argv = {"/bin/sh", "-c", "ls /proc/$$/fd > " + out}});
+  ASSERT_TRUE(s);
+  EXPECT_EQ(wait_exit(*s), core::exit_reason::normal());
+  std::string listing = t::read_file(out);
+  EXPECT_EQ(listing.find(std::to_string(leaked) + "\n"), std::string::npos) << listing;
+  ::close(leaked);
+}
+
+TEST(Spawn, PlacesFdsInTheChild) {
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  auto s = core::spawn({.argv = {t::bin_path("otpd_test_child"), "ready", "exit", "0"},
+                        .env = {"OTPD_READY_FD=5"},
+                        .inherit_env = false,
+                        .fds = {{p[1], 5}}});
+  ASSERT_TRUE(s);
+  ::close(p[1]);
+  char c = 0;
+  ASSERT_EQ(::read(p[0], &c, 1), 1);
+  EXPECT_EQ(c, '\n');
+  ::close(p[0]);
+  EXPECT_EQ(wait_exit(*s), core::exit_reason::normal());
+}
+
+TEST(Spawn, DeathSignalKillsChildWithParent) {
+  t::temp_dir dir;
+  std::string pidfile = dir.path() + "/pid";
+  // An intermediate process spawns the sleeper, then dies by SIGKILL.
+  auto mid = core::spawn_function({}, [&]() {
+    auto s = core::spawn({.argv = {t::bin_path("otpd_test_child"), "pidfile", pidfile, "sleep"}});
+    if (!s) {
+      return 1;
+    }
+    ::pause();
+    return 0;
+  });
+  ASSERT_TRUE(mid);
+  ASSERT_TRUE(t::wait_until([&] { return !t::read_file(pidfile).empty(); }));
+  pid_t grandchild = std::stoi(t::read_file(pidfile));
+  ASSERT_TRUE(t::process_alive(grandchild));
+  ::kill(mid->pid, SIGKILL);
+  EXPECT_EQ(wait_exit(*mid).kind, core::exit_kind::killed);
+  EXPECT_TRUE(t::wait_until([&] { return !t::process_alive(grandchild); }));
+}
+
+TEST(Spawn, FunctionExitCodeAndPidfdPoll) {
+  auto s = core::spawn_function({}, [] { return 7; });
+  ASSERT_TRUE(s);
+  pollfd p{s->pidfd.get(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, static_cast<int>(t::scaled(std::chrono::milliseconds(5000)).count())), 1);
+  auto e = core::try_reap(s->pidfd.get());
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(core::exit_reason::from_siginfo(e->code, e->status), core::exit_reason::code(7));
+}
