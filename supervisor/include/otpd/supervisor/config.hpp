@@ -1,0 +1,121 @@
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <otpd/core/result.hpp>
+
+namespace otpd::supervisor {
+
+enum class strategy : std::uint8_t { one_for_one, one_for_all, rest_for_one, simple_one_for_one };
+enum class restart_type : std::uint8_t { permanent, transient, temporary };
+enum class readiness_kind : std::uint8_t { exec, notify, tcp, unix_socket, command };
+enum class output_kind : std::uint8_t { inherit, null, file };
+enum class shutdown_kind : std::uint8_t { timeout, brutal_kill, infinity };
+
+[[nodiscard]] const char* to_string(strategy s) noexcept;
+[[nodiscard]] const char* to_string(restart_type r) noexcept;
+
+using env_list = std::vector<std::pair<std::string, std::string>>;
+
+struct shutdown_spec {
+  shutdown_kind kind = shutdown_kind::timeout;
+  int timeout_ms = 5000;
+  int signal = SIGTERM;
+};
+
+struct readiness_spec {
+  readiness_kind kind = readiness_kind::exec;
+  std::string host;                  // tcp
+  int port = 0;                      // tcp
+  std::string path;                  // unix socket
+  std::vector<std::string> command;  // command (argv)
+  int start_timeout_ms = 5000;
+  int probe_interval_ms = 10;  // tcp / unix / command: time between probes
+};
+
+// Where a child's stdout or stderr goes. Files are written by otpd from a pipe,
+// so it can rotate them by size without the child's help.
+struct output_spec {
+  output_kind kind = output_kind::inherit;
+  std::string path;  // absolute (relative paths are resolved against the config's directory)
+  std::uint64_t max_bytes = 10u << 20;
+  int keep = 5;  // rotated files kept: path.1 .. path.keep
+  bool rotate = true;
+};
+
+// Opt-in delay before a restart. Intensity still counts every restart.
+struct backoff_spec {
+  bool enabled = false;
+  int initial_ms = 100;
+  int max_ms = 10000;
+  double factor = 2.0;
+  double jitter = 0.1;  // +-10 %
+  int reset_after_ms = 10000;
+};
+
+struct worker_spec {
+  std::vector<std::string> argv;  // a shell command is {"/bin/sh", "-c", text}
+  env_list env;
+  std::string cwd;
+  std::optional<uid_t> uid;
+  std::optional<gid_t> gid;
+  shutdown_spec shutdown;
+  readiness_spec readiness;
+  output_spec stdout_spec;
+  output_spec stderr_spec;
+  backoff_spec backoff;
+};
+
+struct child_spec;
+
+struct supervisor_spec {
+  strategy strat = strategy::one_for_one;
+  int max_restarts = 3;
+  int max_seconds = 5;
+  std::vector<child_spec> children;
+  // simple_one_for_one only: what start-child starts.
+  std::shared_ptr<const child_spec> child_template;
+};
+
+struct child_spec {
+  std::string id;
+  std::string name;  // registered name; empty: none
+  restart_type restart = restart_type::permanent;
+  bool is_supervisor = false;
+  worker_spec worker;   // when !is_supervisor
+  supervisor_spec sup;  // when is_supervisor
+  // The YAML of this child (without nested children): reload compares these
+  // to tell a changed child from an untouched one.
+  std::string fingerprint;
+};
+
+struct node_spec {
+  std::string name = "otpd";
+  std::string runtime_dir;  // empty: default_runtime_dir()
+  env_list env;
+};
+
+struct config {
+  std::string path;  // the file it came from
+  node_spec node;
+  child_spec root;  // is_supervisor, id "root"
+};
+
+// Reads and validates a config file. On error returns errc::invalid_argument
+// and sets message to "FILE:LINE:COL: KEY.PATH: what is wrong".
+[[nodiscard]] core::Result<std::shared_ptr<const config>> load_config(const std::string& path,
+                                                                      std::string& message);
+// The same from text (file is only used in messages and to resolve relative paths).
+[[nodiscard]] core::Result<std::shared_ptr<const config>> parse_config(const std::string& text,
+                                                                       const std::string& file,
+                                                                       std::string& message);
+
+}  // namespace otpd::supervisor

@@ -1,0 +1,187 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <otpd/core/exit_reason.hpp>
+#include <otpd/core/result.hpp>
+#include <otpd/supervisor/config.hpp>
+
+namespace otpd::supervisor {
+
+enum class child_state : std::uint8_t { starting, running, stopping, stopped, failed };
+[[nodiscard]] const char* to_string(child_state s) noexcept;
+
+// A lifecycle event, logged and streamed to subscribers.
+struct event {
+  std::string type;  // started, ready, exited, start_failed, restarting, intensity_exceeded,
+                     // supervisor_started, supervisor_stopped, reload_applied, ...
+  std::string path;
+  pid_t pid = -1;
+  bool has_reason = false;
+  core::exit_reason reason;
+  std::string detail;
+};
+
+// What the tree asks its owner (the daemon, or a test) to do. The tree never
+// does I/O itself: it is driven by the on_* calls and by its clock.
+struct action {
+  enum class kind : std::uint8_t {
+    spawn,     // start the worker `uid`; answer with on_spawned, then on_ready or on_exit
+    stop,      // stop the worker `uid` by its shutdown policy; answer with on_exit
+    schedule,  // call on_timer(uid) after delay_ms (restart backoff)
+    notify,    // an event to log and stream
+    exit_node  // the root supervisor has ended: exit with exit_code
+  };
+  kind k = kind::notify;
+  std::uint64_t uid = 0;
+  int delay_ms = 0;
+  int exit_code = 0;
+  event ev;
+};
+
+struct node;
+
+// One step of a supervisor's work queue. Steps run in order; a start or a
+// stop waits until the child has started or stopped.
+struct step {
+  enum class kind : std::uint8_t { start, stop, finish_start, finish_stop, fail_start, remove };
+  kind k = kind::start;
+  node* target = nullptr;
+};
+
+enum class sup_phase : std::uint8_t { idle, starting, running, stopping, giving_up, failing };
+
+// A child of a supervisor: a worker or a nested supervisor.
+struct node {
+  std::uint64_t uid = 0;
+  node* parent = nullptr;
+  std::string id;
+  std::string path;  // ids from the root joined by '/'
+  std::shared_ptr<const child_spec> spec;
+  bool is_supervisor = false;
+
+  child_state state = child_state::stopped;
+  pid_t pid = -1;
+  int restarts = 0;
+  bool ever_started = false;
+  bool has_exit = false;
+  core::exit_reason last_exit;
+  std::int64_t started_at_ms = 0;
+  bool dropped = false;          // temporary child stopped by a sibling's restart
+  bool held = false;             // stopped by an operator: not restarted until started again
+  bool dynamic = false;          // a simple_one_for_one child
+  bool removed = false;          // to be erased once idle
+  bool backoff_pending = false;  // a restart waits for its backoff timer
+  int backoff_attempt = 0;
+  std::vector<std::string> extra_args;  // simple_one_for_one start-child arguments
+
+  // Supervisors only.
+  std::vector<std::unique_ptr<node>> children;
+  std::deque<std::int64_t> restart_log;  // ms of each restart inside the window
+  std::deque<step> steps;
+  node* waiting = nullptr;
+  bool in_process = false;
+  sup_phase phase = sup_phase::idle;
+  std::uint64_t dynamic_counter = 0;
+  std::string give_up_cause;  // "child X exited: reason"
+
+  [[nodiscard]] const worker_spec& worker() const { return spec->worker; }
+  [[nodiscard]] const supervisor_spec& sup() const { return spec->sup; }
+};
+
+struct reload_summary {
+  std::vector<std::string> added, removed, changed;
+};
+
+// The supervision tree of one node as a state machine with no I/O: every
+// OTP rule (strategies, restart types, intensity in a sliding window of exact
+// milliseconds, start order, reverse stop order, escalation) lives here.
+class tree {
+ public:
+  using clock_fn = std::function<std::int64_t()>;  // monotonic milliseconds
+
+  tree(std::shared_ptr<const config> cfg, clock_fn now, std::uint64_t seed = 1);
+  tree(const tree&) = delete;
+  tree& operator=(const tree&) = delete;
+  tree(tree&&) = delete;
+  tree& operator=(tree&&) = delete;
+  ~tree();
+
+  // Starts the root supervisor (its children in order).
+  void start();
+  // Orderly stop of everything, in reverse order; ends with exit_node(0).
+  void shutdown();
+
+  // Events from the owner.
+  void on_spawned(std::uint64_t uid, pid_t pid);
+  void on_ready(std::uint64_t uid);
+  // The worker's process is gone (reaped), or could not be started at all.
+  void on_exit(std::uint64_t uid, core::exit_reason reason);
+  void on_timer(std::uint64_t uid);
+
+  // Operator commands. `who` is a path or a unique id.
+  core::Result<void> stop_child(const std::string& who, std::string& message);
+  core::Result<void> start_child(const std::string& who, std::string& message);
+  core::Result<void> restart_child(const std::string& who, std::string& message);
+  // simple_one_for_one: a new child from the template with extra arguments.
+  core::Result<std::string> start_dynamic(const std::string& sup,
+                                          const std::vector<std::string>& args,
+                                          std::string& message);
+  core::Result<void> terminate_dynamic(const std::string& sup, const std::string& who,
+                                       std::string& message);
+  // Applies a new config like `supervisorctl update`.
+  reload_summary reload(std::shared_ptr<const config> cfg);
+
+  [[nodiscard]] std::vector<action> take_actions();
+  [[nodiscard]] bool has_actions() const { return !actions_.empty(); }
+
+  [[nodiscard]] node* find(std::uint64_t uid) const;
+  // A path ("a/b") or an id that names exactly one child.
+  [[nodiscard]] node* resolve(const std::string& who, std::string& message) const;
+  [[nodiscard]] const node& root() const { return *root_; }
+  [[nodiscard]] const config& cfg() const { return *cfg_; }
+  [[nodiscard]] bool stopping() const { return shutting_down_; }
+  // Calls fn for every node, depth first in start order.
+  void for_each(const std::function<void(const node&)>& fn) const;
+
+ private:
+  node* add_node(node* parent, std::shared_ptr<const child_spec> spec, std::size_t pos);
+  void erase_node(node* n);
+  void build_children(node& sup);
+  void emit(event ev);
+  void process(node& sup);
+  void step_done(node& sup, node* child);
+  void begin_start(node& child);
+  void begin_stop(node& child);
+  void child_exited(node& sup, node& child, const core::exit_reason& reason);
+  void start_failed(node& sup, node& child, const core::exit_reason& reason);
+  void supervisor_ended(node& sup, const core::exit_reason& reason);
+  void give_up(node& sup, const std::string& cause);
+  bool add_restart(node& sup);
+  void enqueue_restart(node& sup, node& child);
+  void enqueue_stop_all(node& sup);
+  void reset_subtree(node& sup);
+  void reload_sup(node& sup, const child_spec& spec, reload_summary& out);
+  void collect(node& n);
+  [[nodiscard]] bool is_normal_for(const node& child, const core::exit_reason& reason) const;
+
+  std::shared_ptr<const config> cfg_;
+  clock_fn now_;
+  std::minstd_rand rng_;
+  std::unique_ptr<node> root_;
+  std::unordered_map<std::uint64_t, node*> by_uid_;
+  std::uint64_t next_uid_ = 1;
+  std::vector<action> actions_;
+  bool shutting_down_ = false;
+};
+
+}  // namespace otpd::supervisor

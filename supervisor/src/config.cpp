@@ -1,0 +1,640 @@
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <otpd/core/exit_reason.hpp>
+#include <otpd/supervisor/config.hpp>
+
+namespace otpd::supervisor {
+
+const char* to_string(strategy s) noexcept {
+  switch (s) {
+    case strategy::one_for_one:
+      return "one_for_one";
+    case strategy::one_for_all:
+      return "one_for_all";
+    case strategy::rest_for_one:
+      return "rest_for_one";
+    case strategy::simple_one_for_one:
+      return "simple_one_for_one";
+  }
+  return "?";
+}
+
+const char* to_string(restart_type r) noexcept {
+  switch (r) {
+    case restart_type::permanent:
+      return "permanent";
+    case restart_type::transient:
+      return "transient";
+    case restart_type::temporary:
+      return "temporary";
+  }
+  return "?";
+}
+
+namespace {
+
+// Thrown inside the parser only; load_config turns it into a value.
+struct config_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class parser {
+ public:
+  parser(std::string file, std::string base_dir)
+      : file_(std::move(file)), base_dir_(std::move(base_dir)) {}
+
+  [[noreturn]] void fail(const YAML::Node& at, const std::string& key, const std::string& what) {
+    const YAML::Mark m = at.Mark();
+    std::string where = file_;
+    if (m.line >= 0) {
+      where += fmt::format(":{}:{}", m.line + 1, m.column + 1);
+    }
+    throw config_error(fmt::format("{}: {}: {}", where, key.empty() ? "(top)" : key, what));
+  }
+
+  void check_keys(const YAML::Node& map, const std::string& key,
+                  const std::set<std::string>& allowed) {
+    if (!map.IsMap()) {
+      fail(map, key, "expected a mapping");
+    }
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      std::string k = it->first.Scalar();
+      if (allowed.count(k) == 0) {
+        std::string list;
+        for (const auto& a : allowed) {
+          list += (list.empty() ? "" : ", ") + a;
+        }
+        fail(it->first, join(key, k), "unknown key (expected one of " + list + ")");
+      }
+    }
+  }
+
+  static std::string join(const std::string& base, const std::string& k) {
+    return base.empty() ? k : base + "." + k;
+  }
+
+  std::string scalar(const YAML::Node& n, const std::string& key) {
+    if (!n.IsScalar()) {
+      fail(n, key, "expected a string");
+    }
+    return n.Scalar();
+  }
+
+  long integer(const YAML::Node& n, const std::string& key, long min, long max) {
+    std::string s = scalar(n, key);
+    char* end = nullptr;
+    errno = 0;
+    long v = std::strtol(s.c_str(), &end, 10);
+    if (s.empty() || *end != '\0' || errno != 0) {
+      fail(n, key, "expected an integer, got '" + s + "'");
+    }
+    if (v < min || v > max) {
+      fail(n, key, fmt::format("expected an integer in [{}, {}], got {}", min, max, v));
+    }
+    return v;
+  }
+
+  double real(const YAML::Node& n, const std::string& key, double min, double max) {
+    std::string s = scalar(n, key);
+    char* end = nullptr;
+    double v = std::strtod(s.c_str(), &end);
+    if (s.empty() || *end != '\0' || v < min || v > max) {
+      fail(n, key, fmt::format("expected a number in [{}, {}], got '{}'", min, max, s));
+    }
+    return v;
+  }
+
+  bool boolean(const YAML::Node& n, const std::string& key) {
+    std::string s = scalar(n, key);
+    if (s == "true" || s == "yes" || s == "on") {
+      return true;
+    }
+    if (s == "false" || s == "no" || s == "off") {
+      return false;
+    }
+    fail(n, key, "expected true or false, got '" + s + "'");
+  }
+
+  // "10M", "512K", "1G" or a plain number of bytes.
+  std::uint64_t size(const YAML::Node& n, const std::string& key) {
+    std::string s = scalar(n, key);
+    std::uint64_t mult = 1;
+    if (!s.empty()) {
+      char last = s.back();
+      if (last == 'K' || last == 'k') {
+        mult = 1024;
+      } else if (last == 'M' || last == 'm') {
+        mult = 1024 * 1024;
+      } else if (last == 'G' || last == 'g') {
+        mult = 1024ull * 1024 * 1024;
+      }
+      if (mult != 1) {
+        s.pop_back();
+      }
+    }
+    char* end = nullptr;
+    unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+    if (s.empty() || *end != '\0' || v == 0) {
+      fail(n, key, "expected a positive size such as 1048576, 512K or 10M");
+    }
+    return v * mult;
+  }
+
+  template <class E>
+  E choice(const YAML::Node& n, const std::string& key,
+           const std::vector<std::pair<const char*, E>>& options) {
+    std::string s = n.IsScalar() ? n.Scalar() : std::string();
+    for (const auto& [name, value] : options) {
+      if (s == name) {
+        return value;
+      }
+    }
+    std::string list;
+    for (std::size_t i = 0; i < options.size(); ++i) {
+      list += options[i].first;
+      if (i + 2 < options.size()) {
+        list += ", ";
+      } else if (i + 2 == options.size()) {
+        list += options.size() > 2 ? ", or " : " or ";
+      }
+    }
+    fail(n, key, "expected one of " + list);
+  }
+
+  env_list env(const YAML::Node& n, const std::string& key) {
+    if (!n.IsMap()) {
+      fail(n, key, "expected a mapping of NAME: value");
+    }
+    env_list out;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      std::string k = it->first.Scalar();
+      if (k.empty() || k.find('=') != std::string::npos) {
+        fail(it->first, join(key, k), "bad environment variable name");
+      }
+      out.emplace_back(k, scalar(it->second, join(key, k)));
+    }
+    return out;
+  }
+
+  std::vector<std::string> argv(const YAML::Node& n, const std::string& key, bool shell) {
+    std::vector<std::string> out;
+    if (n.IsScalar()) {
+      if (!shell) {
+        fail(n, key,
+             "a command string needs 'shell: true'; otherwise give a list such as [prog, arg]");
+      }
+      out = {"/bin/sh", "-c", n.Scalar()};
+    } else if (n.IsSequence()) {
+      if (shell) {
+        fail(n, key, "with 'shell: true' the command is one string");
+      }
+      for (std::size_t i = 0; i < n.size(); ++i) {
+        out.push_back(scalar(n[i], fmt::format("{}[{}]", key, i)));
+      }
+    } else {
+      fail(n, key, "expected a list of arguments");
+    }
+    if (out.empty() || out[0].empty()) {
+      fail(n, key, "the command is empty");
+    }
+    return out;
+  }
+
+  // Resolves argv[0] as the daemon will (PATH lookup when it has no '/') and
+  // checks that it is an executable file, so that a typo fails the config
+  // instead of a crash loop.
+  void check_executable(const YAML::Node& at, const std::string& key, std::string& prog,
+                        const std::string& cwd) {
+    auto executable = [](const std::string& p) {
+      struct stat st {};
+      return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
+    };
+    if (prog.find('/') != std::string::npos) {
+      std::string full = prog;
+      if (prog[0] != '/' && !cwd.empty()) {
+        full = cwd + "/" + prog;
+      }
+      struct stat st {};
+      if (::stat(full.c_str(), &st) != 0) {
+        fail(at, key, "command not found: " + prog);
+      }
+      if (!executable(full)) {
+        fail(at, key, "command is not executable: " + prog);
+      }
+      return;
+    }
+    const char* path_env = std::getenv("PATH");
+    std::string path = path_env != nullptr ? path_env : "/usr/bin:/bin";
+    std::stringstream ss(path);
+    std::string dir;
+    bool exists = false;
+    while (std::getline(ss, dir, ':')) {
+      std::string full = (dir.empty() ? "." : dir) + "/" + prog;
+      if (executable(full)) {
+        return;
+      }
+      struct stat st {};
+      exists = exists || ::stat(full.c_str(), &st) == 0;
+    }
+    fail(at, key,
+         exists ? "command is not executable: " + prog : "command not found in PATH: " + prog);
+  }
+
+  std::string resolve(const std::string& p) const {
+    if (p.empty() || p[0] == '/') {
+      return p;
+    }
+    return base_dir_ + "/" + p;
+  }
+
+  output_spec output(const YAML::Node& n, const std::string& key) {
+    output_spec o;
+    if (n.IsScalar()) {
+      std::string s = n.Scalar();
+      if (s == "inherit") {
+        o.kind = output_kind::inherit;
+      } else if (s == "null") {
+        o.kind = output_kind::null;
+      } else if (!s.empty()) {
+        o.kind = output_kind::file;
+        o.path = resolve(s);
+      } else {
+        fail(n, key, "expected inherit, null, a file path or {file: PATH, max_size, keep}");
+      }
+      return o;
+    }
+    if (n.IsNull()) {
+      o.kind = output_kind::null;
+      return o;
+    }
+    check_keys(n, key, {"file", "max_size", "keep", "rotate"});
+    if (!n["file"]) {
+      fail(n, join(key, "file"), "missing (the log file path)");
+    }
+    o.kind = output_kind::file;
+    o.path = resolve(scalar(n["file"], join(key, "file")));
+    if (n["max_size"]) {
+      o.max_bytes = size(n["max_size"], join(key, "max_size"));
+    }
+    if (n["keep"]) {
+      o.keep = static_cast<int>(integer(n["keep"], join(key, "keep"), 1, 100));
+    }
+    if (n["rotate"]) {
+      o.rotate = boolean(n["rotate"], join(key, "rotate"));
+    }
+    return o;
+  }
+
+  readiness_spec readiness(const YAML::Node& n, const std::string& key) {
+    readiness_spec r;
+    if (n.IsScalar()) {
+      r.kind = choice<readiness_kind>(
+          n, key, {{"exec", readiness_kind::exec}, {"notify", readiness_kind::notify}});
+      return r;
+    }
+    check_keys(n, key, {"tcp", "unix", "command", "interval"});
+    if (n.size() < 1 || (n["interval"] && n.size() < 2)) {
+      fail(n, key, "expected exec, notify, {tcp: HOST:PORT}, {unix: PATH} or {command: ...}");
+    }
+    if (n["interval"]) {
+      r.probe_interval_ms =
+          static_cast<int>(integer(n["interval"], join(key, "interval"), 1, 60000));
+    }
+    if (n["tcp"]) {
+      r.kind = readiness_kind::tcp;
+      std::string s = scalar(n["tcp"], join(key, "tcp"));
+      auto colon = s.rfind(':');
+      char* end = nullptr;
+      long port = colon == std::string::npos ? 0 : std::strtol(s.c_str() + colon + 1, &end, 10);
+      if (colon == std::string::npos || port <= 0 || port > 65535 || *end != '\0') {
+        fail(n["tcp"], join(key, "tcp"), "expected HOST:PORT, e.g. 127.0.0.1:6379");
+      }
+      r.host = colon == 0 ? "127.0.0.1" : s.substr(0, colon);
+      r.port = static_cast<int>(port);
+    } else if (n["unix"]) {
+      r.kind = readiness_kind::unix_socket;
+      r.path = resolve(scalar(n["unix"], join(key, "unix")));
+    } else if (n["command"]) {
+      r.kind = readiness_kind::command;
+      const YAML::Node& c = n["command"];
+      r.command = c.IsScalar() ? std::vector<std::string>{"/bin/sh", "-c", c.Scalar()}
+                               : argv(c, join(key, "command"), false);
+    }
+    return r;
+  }
+
+  shutdown_spec shutdown(const YAML::Node& n, const std::string& key) {
+    shutdown_spec s;
+    std::string v = scalar(n, key);
+    if (v == "brutal_kill") {
+      s.kind = shutdown_kind::brutal_kill;
+    } else if (v == "infinity") {
+      s.kind = shutdown_kind::infinity;
+    } else if (!v.empty() && std::isdigit(static_cast<unsigned char>(v[0])) != 0) {
+      s.timeout_ms = static_cast<int>(integer(n, key, 0, 86400000));
+    } else {
+      fail(n, key, "expected milliseconds, brutal_kill or infinity");
+    }
+    return s;
+  }
+
+  backoff_spec backoff(const YAML::Node& n, const std::string& key) {
+    backoff_spec b;
+    check_keys(n, key, {"initial", "max", "factor", "jitter", "reset_after"});
+    b.enabled = true;
+    if (n["initial"]) {
+      b.initial_ms = static_cast<int>(integer(n["initial"], join(key, "initial"), 0, 3600000));
+    }
+    if (n["max"]) {
+      b.max_ms = static_cast<int>(integer(n["max"], join(key, "max"), 0, 3600000));
+    }
+    if (n["factor"]) {
+      b.factor = real(n["factor"], join(key, "factor"), 1.0, 100.0);
+    }
+    if (n["jitter"]) {
+      b.jitter = real(n["jitter"], join(key, "jitter"), 0.0, 1.0);
+    }
+    if (n["reset_after"]) {
+      b.reset_after_ms =
+          static_cast<int>(integer(n["reset_after"], join(key, "reset_after"), 0, 86400000));
+    }
+    if (b.max_ms < b.initial_ms) {
+      fail(n, key, "max must not be below initial");
+    }
+    return b;
+  }
+
+  static std::string fingerprint(const YAML::Node& n) {
+    YAML::Emitter e;
+    e << YAML::Flow;
+    e << YAML::BeginMap;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      std::string k = it->first.Scalar();
+      if (k == "children" || k == "template") {
+        continue;
+      }
+      e << YAML::Key << k << YAML::Value << it->second;
+    }
+    e << YAML::EndMap;
+    return e.c_str();
+  }
+
+  void supervisor(const YAML::Node& n, const std::string& key, child_spec& c) {
+    c.is_supervisor = true;
+    supervisor_spec& s = c.sup;
+    if (!n["strategy"]) {
+      fail(n, join(key, "strategy"), "missing");
+    }
+    s.strat = choice<strategy>(n["strategy"], join(key, "strategy"),
+                               {{"one_for_one", strategy::one_for_one},
+                                {"one_for_all", strategy::one_for_all},
+                                {"rest_for_one", strategy::rest_for_one},
+                                {"simple_one_for_one", strategy::simple_one_for_one}});
+    if (n["max_restarts"]) {
+      s.max_restarts =
+          static_cast<int>(integer(n["max_restarts"], join(key, "max_restarts"), 0, 1000000));
+    }
+    if (n["max_seconds"]) {
+      s.max_seconds =
+          static_cast<int>(integer(n["max_seconds"], join(key, "max_seconds"), 1, 86400));
+    }
+    if (s.strat == strategy::simple_one_for_one) {
+      if (n["children"]) {
+        fail(n["children"], join(key, "children"),
+             "a simple_one_for_one supervisor has a template, not children");
+      }
+      if (!n["template"]) {
+        fail(n, join(key, "template"), "missing (simple_one_for_one needs a child template)");
+      }
+      auto t = std::make_shared<child_spec>();
+      child(n["template"], join(key, "template"), *t, /*is_template=*/true);
+      s.child_template = std::move(t);
+      return;
+    }
+    if (n["template"]) {
+      fail(n["template"], join(key, "template"), "only simple_one_for_one supervisors take one");
+    }
+    if (!n["children"]) {
+      return;
+    }
+    const YAML::Node& list = n["children"];
+    if (!list.IsSequence()) {
+      fail(list, join(key, "children"), "expected a list of children");
+    }
+    std::set<std::string> ids;
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      std::string ck = fmt::format("{}[{}]", join(key, "children"), i);
+      child_spec cs;
+      child(list[i], ck, cs, false);
+      if (!ids.insert(cs.id).second) {
+        fail(list[i]["id"], ck + ".id", "duplicate id '" + cs.id + "'");
+      }
+      s.children.push_back(std::move(cs));
+    }
+  }
+
+  void child(const YAML::Node& n, const std::string& key, child_spec& c, bool is_template) {
+    if (!n.IsMap()) {
+      fail(n, key, "expected a mapping (a worker or a supervisor)");
+    }
+    if (n["strategy"] || n["children"]) {
+      check_keys(
+          n, key,
+          {"id", "strategy", "max_restarts", "max_seconds", "restart", "children", "template"});
+    } else {
+      check_keys(
+          n, key,
+          {"id", "name", "command", "shell", "env", "cwd", "user", "group", "restart", "shutdown",
+           "signal", "readiness", "start_timeout", "stdout", "stderr", "backoff"});
+    }
+    if (!n["id"]) {
+      if (!is_template) {
+        fail(n, join(key, "id"), "missing");
+      }
+      c.id = "child";
+    } else {
+      c.id = scalar(n["id"], join(key, "id"));
+      if (c.id.empty() || c.id.find('/') != std::string::npos) {
+        fail(n["id"], join(key, "id"), "an id is a non-empty name without '/'");
+      }
+    }
+    if (n["restart"]) {
+      c.restart = choice<restart_type>(n["restart"], join(key, "restart"),
+                                       {{"permanent", restart_type::permanent},
+                                        {"transient", restart_type::transient},
+                                        {"temporary", restart_type::temporary}});
+    }
+    c.fingerprint = fingerprint(n);
+    if (n["strategy"] || n["children"]) {
+      supervisor(n, key, c);
+      return;
+    }
+    worker(n, key, c);
+  }
+
+  void worker(const YAML::Node& n, const std::string& key, child_spec& c) {
+    worker_spec& w = c.worker;
+    if (n["name"]) {
+      c.name = scalar(n["name"], join(key, "name"));
+      if (c.name.empty() || c.name.find('/') != std::string::npos || c.name[0] == '.') {
+        fail(n["name"], join(key, "name"),
+             "a name is non-empty, without '/', not starting with '.'");
+      }
+    }
+    bool shell = n["shell"] && boolean(n["shell"], join(key, "shell"));
+    if (!n["command"]) {
+      fail(n, join(key, "command"), "missing");
+    }
+    w.argv = argv(n["command"], join(key, "command"), shell);
+    if (n["env"]) {
+      w.env = env(n["env"], join(key, "env"));
+    }
+    if (n["cwd"]) {
+      w.cwd = resolve(scalar(n["cwd"], join(key, "cwd")));
+      struct stat st {};
+      if (::stat(w.cwd.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fail(n["cwd"], join(key, "cwd"), "not a directory: " + w.cwd);
+      }
+    }
+    if (!shell) {
+      check_executable(n["command"], join(key, "command"), w.argv[0], w.cwd);
+    }
+    if (n["user"]) {
+      std::string u = scalar(n["user"], join(key, "user"));
+      struct passwd* pw = ::getpwnam(u.c_str());
+      if (pw == nullptr) {
+        fail(n["user"], join(key, "user"), "no such user: " + u);
+      }
+      if (::geteuid() != 0 && pw->pw_uid != ::geteuid()) {
+        fail(n["user"], join(key, "user"), "switching user needs otpd to run as root");
+      }
+      w.uid = pw->pw_uid;
+      if (!n["group"]) {
+        w.gid = pw->pw_gid;
+      }
+    }
+    if (n["group"]) {
+      std::string g = scalar(n["group"], join(key, "group"));
+      struct group* gr = ::getgrnam(g.c_str());
+      if (gr == nullptr) {
+        fail(n["group"], join(key, "group"), "no such group: " + g);
+      }
+      if (::geteuid() != 0 && gr->gr_gid != ::getegid()) {
+        fail(n["group"], join(key, "group"), "switching group needs otpd to run as root");
+      }
+      w.gid = gr->gr_gid;
+    }
+    if (n["shutdown"]) {
+      w.shutdown = shutdown(n["shutdown"], join(key, "shutdown"));
+    }
+    if (n["signal"]) {
+      std::string s = scalar(n["signal"], join(key, "signal"));
+      int sig = core::signal_from_name(s);
+      if (sig <= 0 || sig >= NSIG) {
+        fail(n["signal"], join(key, "signal"), "unknown signal '" + s + "'");
+      }
+      w.shutdown.signal = sig;
+    }
+    if (n["readiness"]) {
+      w.readiness = readiness(n["readiness"], join(key, "readiness"));
+    }
+    if (n["start_timeout"]) {
+      w.readiness.start_timeout_ms =
+          static_cast<int>(integer(n["start_timeout"], join(key, "start_timeout"), 1, 86400000));
+    }
+    if (n["stdout"]) {
+      w.stdout_spec = output(n["stdout"], join(key, "stdout"));
+    }
+    if (n["stderr"]) {
+      w.stderr_spec = output(n["stderr"], join(key, "stderr"));
+    }
+    if (n["backoff"]) {
+      w.backoff = backoff(n["backoff"], join(key, "backoff"));
+    }
+  }
+
+  std::shared_ptr<config> top(const YAML::Node& doc) {
+    auto cfg = std::make_shared<config>();
+    cfg->path = file_;
+    if (!doc.IsMap()) {
+      fail(doc, "", "expected a mapping with 'node' and 'supervisor'");
+    }
+    check_keys(doc, "", {"node", "supervisor"});
+    if (doc["node"]) {
+      const YAML::Node& n = doc["node"];
+      check_keys(n, "node", {"name", "runtime_dir", "env"});
+      if (n["name"]) {
+        cfg->node.name = scalar(n["name"], "node.name");
+      }
+      if (n["runtime_dir"]) {
+        cfg->node.runtime_dir = resolve(scalar(n["runtime_dir"], "node.runtime_dir"));
+      }
+      if (n["env"]) {
+        cfg->node.env = env(n["env"], "node.env");
+      }
+    }
+    if (!doc["supervisor"]) {
+      fail(doc, "supervisor", "missing (the root supervisor)");
+    }
+    const YAML::Node& s = doc["supervisor"];
+    if (!s.IsMap()) {
+      fail(s, "supervisor", "expected a mapping");
+    }
+    check_keys(s, "supervisor",
+               {"strategy", "max_restarts", "max_seconds", "children", "template"});
+    cfg->root.id = "root";
+    cfg->root.fingerprint = fingerprint(s);
+    supervisor(s, "supervisor", cfg->root);
+    return cfg;
+  }
+
+ private:
+  std::string file_;
+  std::string base_dir_;
+};
+
+}  // namespace
+
+core::Result<std::shared_ptr<const config>> parse_config(const std::string& text,
+                                                         const std::string& file,
+                                                         std::string& message) {
+  std::error_code ec;
+  std::filesystem::path p = std::filesystem::absolute(file, ec);
+  parser ps(file, p.parent_path().string());
+  try {
+    YAML::Node doc = YAML::Load(text);
+    return std::shared_ptr<const config>(ps.top(doc));
+  } catch (const config_error& e) {
+    message = e.what();
+  } catch (const YAML::Exception& e) {
+    message = fmt::format("{}:{}:{}: {}", file, e.mark.line + 1, e.mark.column + 1, e.msg);
+  }
+  return core::errc::invalid_argument;
+}
+
+core::Result<std::shared_ptr<const config>> load_config(const std::string& path,
+                                                        std::string& message) {
+  std::ifstream in(path);
+  if (!in) {
+    message = fmt::format("{}: unable to read the config: {}", path, std::strerror(errno));
+    return core::errc::invalid_argument;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str(), path, message);
+}
+
+}  // namespace otpd::supervisor

@@ -1,0 +1,790 @@
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include <otpd/supervisor/tree.hpp>
+
+namespace otpd::supervisor {
+
+const char* to_string(child_state s) noexcept {
+  switch (s) {
+    case child_state::starting:
+      return "starting";
+    case child_state::running:
+      return "running";
+    case child_state::stopping:
+      return "stopping";
+    case child_state::stopped:
+      return "stopped";
+    case child_state::failed:
+      return "failed";
+  }
+  return "?";
+}
+
+namespace {
+
+bool is_down(const node& n) {
+  return n.state == child_state::stopped || n.state == child_state::failed;
+}
+
+core::exit_reason shutdown_reason() {
+  return {core::exit_kind::shutdown, 0};
+}
+
+}  // namespace
+
+tree::tree(std::shared_ptr<const config> cfg, clock_fn now, std::uint64_t seed)
+    : cfg_(std::move(cfg)), now_(std::move(now)), rng_(static_cast<std::uint_fast32_t>(seed)) {
+  root_ = std::make_unique<node>();
+  root_->uid = next_uid_++;
+  root_->id = "root";
+  root_->spec = std::shared_ptr<const child_spec>(cfg_, &cfg_->root);
+  root_->is_supervisor = true;
+  by_uid_[root_->uid] = root_.get();
+  build_children(*root_);
+}
+
+tree::~tree() = default;
+
+node* tree::add_node(node* parent, std::shared_ptr<const child_spec> spec, std::size_t pos) {
+  auto n = std::make_unique<node>();
+  n->uid = next_uid_++;
+  n->parent = parent;
+  n->id = spec->id;
+  n->path = parent->path.empty() ? n->id : parent->path + "/" + n->id;
+  n->is_supervisor = spec->is_supervisor;
+  n->spec = std::move(spec);
+  node* raw = n.get();
+  by_uid_[raw->uid] = raw;
+  pos = std::min(pos, parent->children.size());
+  parent->children.insert(parent->children.begin() + static_cast<std::ptrdiff_t>(pos),
+                          std::move(n));
+  if (raw->is_supervisor) {
+    build_children(*raw);
+  }
+  return raw;
+}
+
+void tree::collect(node& n) {
+  for (auto& c : n.children) {
+    collect(*c);
+  }
+  by_uid_.erase(n.uid);
+}
+
+void tree::erase_node(node* n) {
+  node* parent = n->parent;
+  collect(*n);
+  auto& v = parent->children;
+  v.erase(std::remove_if(v.begin(), v.end(), [n](const auto& p) { return p.get() == n; }), v.end());
+}
+
+void tree::build_children(node& sup) {
+  while (!sup.children.empty()) {
+    erase_node(sup.children.back().get());
+  }
+  if (sup.sup().strat == strategy::simple_one_for_one) {
+    return;
+  }
+  const auto& specs = sup.sup().children;
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    add_node(&sup, std::shared_ptr<const child_spec>(sup.spec, &specs[i]), sup.children.size());
+  }
+}
+
+void tree::emit(event ev) {
+  action a;
+  a.k = action::kind::notify;
+  a.ev = std::move(ev);
+  actions_.push_back(std::move(a));
+}
+
+std::vector<action> tree::take_actions() {
+  std::vector<action> out;
+  out.swap(actions_);
+  return out;
+}
+
+node* tree::find(std::uint64_t uid) const {
+  auto it = by_uid_.find(uid);
+  return it == by_uid_.end() ? nullptr : it->second;
+}
+
+void tree::for_each(const std::function<void(const node&)>& fn) const {
+  std::function<void(const node&)> walk = [&](const node& n) {
+    fn(n);
+    for (const auto& c : n.children) {
+      walk(*c);
+    }
+  };
+  walk(*root_);
+}
+
+node* tree::resolve(const std::string& who, std::string& message) const {
+  std::vector<node*> by_id;
+  node* by_path = nullptr;
+  for (const auto& [uid, n] : by_uid_) {
+    if (n == root_.get() || n->removed) {
+      continue;
+    }
+    if (n->path == who) {
+      by_path = n;
+    }
+    if (n->id == who) {
+      by_id.push_back(n);
+    }
+  }
+  if (by_path != nullptr) {
+    return by_path;
+  }
+  if (by_id.size() == 1) {
+    return by_id[0];
+  }
+  if (by_id.empty()) {
+    message = fmt::format("no such child: {}", who);
+  } else {
+    std::vector<std::string> paths;
+    for (auto* n : by_id) {
+      paths.push_back(n->path);
+    }
+    std::sort(paths.begin(), paths.end());
+    message = fmt::format("ambiguous id {}: use a path ({})", who, fmt::join(paths, ", "));
+  }
+  return nullptr;
+}
+
+// ---- starting and stopping ----------------------------------------------------
+
+void tree::start() {
+  if (!is_down(*root_)) {
+    return;
+  }
+  begin_start(*root_);
+}
+
+void tree::shutdown() {
+  if (shutting_down_) {
+    return;
+  }
+  shutting_down_ = true;
+  if (is_down(*root_) && root_->phase == sup_phase::idle) {
+    action a;
+    a.k = action::kind::exit_node;
+    a.exit_code = 0;
+    actions_.push_back(std::move(a));
+    return;
+  }
+  begin_stop(*root_);
+}
+
+void tree::reset_subtree(node& sup) {
+  // OTP: a restarted supervisor starts from its original child list, so
+  // temporary children dropped by sibling restarts come back and dynamic
+  // children are gone.
+  std::vector<node*> dynamic;
+  for (auto& c : sup.children) {
+    if (c->dynamic || c->removed) {
+      dynamic.push_back(c.get());
+    }
+  }
+  for (auto* d : dynamic) {
+    erase_node(d);
+  }
+  for (auto& c : sup.children) {
+    c->dropped = false;
+    c->held = false;
+    c->backoff_pending = false;
+    c->backoff_attempt = 0;
+  }
+  sup.restart_log.clear();
+  sup.steps.clear();
+  sup.waiting = nullptr;
+  sup.give_up_cause.clear();
+}
+
+void tree::begin_start(node& child) {
+  if (child.ever_started) {
+    ++child.restarts;
+  }
+  child.ever_started = true;
+  child.state = child_state::starting;
+  if (!child.is_supervisor) {
+    child.pid = -1;
+    action a;
+    a.k = action::kind::spawn;
+    a.uid = child.uid;
+    actions_.push_back(std::move(a));
+    return;
+  }
+  reset_subtree(child);
+  child.phase = sup_phase::starting;
+  for (auto& c : child.children) {
+    child.steps.push_back({step::kind::start, c.get()});
+  }
+  child.steps.push_back({step::kind::finish_start, &child});
+  process(child);
+}
+
+void tree::begin_stop(node& child) {
+  if (!child.is_supervisor) {
+    child.backoff_pending = false;
+    if (child.state == child_state::starting || child.state == child_state::running) {
+      child.state = child_state::stopping;
+      action a;
+      a.k = action::kind::stop;
+      a.uid = child.uid;
+      actions_.push_back(std::move(a));
+    }
+    return;
+  }
+  child.state = child_state::stopping;
+  child.phase = sup_phase::stopping;
+  child.steps.clear();
+  child.waiting = nullptr;
+  enqueue_stop_all(child);
+  child.steps.push_back({step::kind::finish_stop, &child});
+  process(child);
+}
+
+void tree::enqueue_stop_all(node& sup) {
+  for (auto it = sup.children.rbegin(); it != sup.children.rend(); ++it) {
+    (*it)->backoff_pending = false;
+    sup.steps.push_back({step::kind::stop, it->get()});
+  }
+}
+
+void tree::step_done(node& sup, node* child) {
+  if (sup.waiting != child || sup.steps.empty()) {
+    return;
+  }
+  sup.waiting = nullptr;
+  sup.steps.pop_front();
+  process(sup);
+}
+
+// Runs the supervisor's queue until a step has to wait for a child. Steps
+// may complete synchronously (an empty nested supervisor), and the queue may
+// be replaced under us (a give-up): so the loop re-reads the front each time.
+void tree::process(node& sup) {
+  if (sup.in_process) {
+    return;
+  }
+  sup.in_process = true;
+  while (sup.waiting == nullptr && !sup.steps.empty()) {
+    step s = sup.steps.front();
+    node* t = s.target;
+    switch (s.k) {
+      case step::kind::start:
+        if (!is_down(*t) || t->dropped || t->held || t->removed) {
+          sup.steps.pop_front();
+          continue;
+        }
+        t->backoff_pending = false;
+        sup.waiting = t;
+        begin_start(*t);
+        continue;
+      case step::kind::stop:
+        if (is_down(*t)) {
+          t->backoff_pending = false;
+          sup.steps.pop_front();
+          continue;
+        }
+        sup.waiting = t;
+        begin_stop(*t);
+        continue;
+      case step::kind::remove:
+        sup.steps.pop_front();
+        if (is_down(*t)) {
+          erase_node(t);
+        } else {
+          t->removed = false;  // started again meanwhile; keep it
+        }
+        continue;
+      case step::kind::finish_start: {
+        sup.steps.pop_front();
+        sup.phase = sup_phase::running;
+        sup.state = child_state::running;
+        sup.started_at_ms = now_();
+        emit({"supervisor_started", sup.path.empty() ? "/" : sup.path, -1, false, {}, ""});
+        if (sup.parent != nullptr) {
+          step_done(*sup.parent, &sup);
+        }
+        continue;
+      }
+      case step::kind::finish_stop:
+      case step::kind::fail_start: {
+        sup.steps.pop_front();
+        sup.in_process = false;
+        supervisor_ended(sup, shutdown_reason());
+        return;
+      }
+    }
+  }
+  sup.in_process = false;
+}
+
+// All children of sup are down; say so to its parent according to why.
+void tree::supervisor_ended(node& sup, const core::exit_reason& reason) {
+  sup_phase phase = sup.phase;
+  sup.phase = sup_phase::idle;
+  sup.has_exit = true;
+  sup.last_exit = reason;
+  std::string path = sup.path.empty() ? "/" : sup.path;
+  if (phase == sup_phase::failing) {
+    sup.state = child_state::failed;
+    emit({"supervisor_stopped", path, -1, true, reason, "start failed: " + sup.give_up_cause});
+  } else {
+    sup.state = child_state::stopped;
+    emit({"supervisor_stopped", path, -1, true, reason, sup.give_up_cause});
+  }
+  if (sup.parent == nullptr) {
+    action a;
+    a.k = action::kind::exit_node;
+    if (phase == sup_phase::stopping) {
+      a.exit_code = 0;
+    } else if (phase == sup_phase::failing) {
+      a.exit_code = 1;
+      a.ev.detail = "root supervisor failed to start: " + sup.give_up_cause;
+    } else {
+      a.exit_code = 1;
+      a.ev.detail = "root supervisor gave up: " + sup.give_up_cause;
+    }
+    actions_.push_back(std::move(a));
+    return;
+  }
+  node& parent = *sup.parent;
+  if (phase == sup_phase::stopping) {
+    step_done(parent, &sup);
+  } else if (phase == sup_phase::failing) {
+    start_failed(parent, sup, reason);
+  } else {
+    child_exited(parent, sup, reason);
+  }
+}
+
+// ---- events from the owner ---------------------------------------------------
+
+void tree::on_spawned(std::uint64_t uid, pid_t pid) {
+  node* n = find(uid);
+  if (n == nullptr || n->is_supervisor) {
+    return;
+  }
+  n->pid = pid;
+  emit({"started", n->path, pid, false, {}, ""});
+}
+
+void tree::on_ready(std::uint64_t uid) {
+  node* n = find(uid);
+  if (n == nullptr || n->is_supervisor || n->state != child_state::starting) {
+    return;
+  }
+  n->state = child_state::running;
+  n->started_at_ms = now_();
+  emit({"ready", n->path, n->pid, false, {}, ""});
+  step_done(*n->parent, n);
+}
+
+void tree::on_exit(std::uint64_t uid, core::exit_reason reason) {
+  node* n = find(uid);
+  if (n == nullptr || n->is_supervisor) {
+    return;
+  }
+  node& sup = *n->parent;
+  child_state prev = n->state;
+  pid_t pid = n->pid;
+  n->pid = -1;
+  n->has_exit = true;
+  n->last_exit = reason;
+  switch (prev) {
+    case child_state::stopping:
+      n->state = child_state::stopped;
+      emit({"exited", n->path, pid, true, reason, ""});
+      step_done(sup, n);
+      return;
+    case child_state::starting:
+      n->state = child_state::failed;
+      emit({"start_failed", n->path, pid, true, reason, ""});
+      start_failed(sup, *n, reason);
+      return;
+    case child_state::running:
+      n->state = child_state::stopped;
+      emit({"exited", n->path, pid, true, reason, ""});
+      child_exited(sup, *n, reason);
+      return;
+    case child_state::stopped:
+    case child_state::failed:
+      return;
+  }
+}
+
+void tree::on_timer(std::uint64_t uid) {
+  node* n = find(uid);
+  if (n == nullptr || !n->backoff_pending) {
+    return;
+  }
+  n->backoff_pending = false;
+  node& sup = *n->parent;
+  if (sup.phase == sup_phase::running || sup.phase == sup_phase::starting) {
+    sup.steps.push_back({step::kind::start, n});
+    process(sup);
+  }
+}
+
+void tree::start_failed(node& sup, node& child, const core::exit_reason& reason) {
+  if (sup.waiting == &child && !sup.steps.empty()) {
+    sup.waiting = nullptr;
+    sup.steps.pop_front();
+  }
+  switch (sup.phase) {
+    case sup_phase::starting:
+      // OTP: a child that fails to start makes its supervisor's start fail;
+      // what already started is stopped in reverse order.
+      sup.phase = sup_phase::failing;
+      sup.give_up_cause =
+          fmt::format("child {} failed to start: {}", child.path, reason.to_string());
+      sup.steps.clear();
+      enqueue_stop_all(sup);
+      sup.steps.push_back({step::kind::fail_start, &sup});
+      process(sup);
+      return;
+    case sup_phase::running:
+      // A failed restart is tried again and counts toward intensity, as OTP's
+      // try_again does.
+      child_exited(sup, child, reason);
+      process(sup);
+      return;
+    default:
+      process(sup);
+      return;
+  }
+}
+
+bool tree::is_normal_for(const node& child, const core::exit_reason& reason) const {
+  if (reason.is_normal()) {
+    return true;
+  }
+  // The worker's own shutdown signal (sent by someone else) is a normal stop.
+  return !child.is_supervisor && reason.kind == core::exit_kind::signal &&
+         reason.value == child.worker().shutdown.signal;
+}
+
+void tree::child_exited(node& sup, node& child, const core::exit_reason& reason) {
+  if (sup.phase != sup_phase::running && sup.phase != sup_phase::starting) {
+    return;
+  }
+  if (child.held) {
+    return;
+  }
+  restart_type rt = child.spec->restart;
+  bool restart = rt == restart_type::permanent ||
+                 (rt == restart_type::transient && !is_normal_for(child, reason));
+  if (!restart) {
+    if (!reason.is_normal() && child.state != child_state::failed) {
+      child.state = child_state::failed;
+    }
+    if (child.dynamic) {
+      child.removed = true;
+      sup.steps.push_back({step::kind::remove, &child});
+      process(sup);
+    }
+    return;
+  }
+  if (!add_restart(sup)) {
+    give_up(sup, fmt::format("child {} exited: {}", child.path, reason.to_string()));
+    return;
+  }
+  emit({"restarting", child.path, -1, true, reason,
+        fmt::format("strategy {}", to_string(sup.sup().strat))});
+  enqueue_restart(sup, child);
+  process(sup);
+}
+
+bool tree::add_restart(node& sup) {
+  std::int64_t now = now_();
+  std::int64_t period = static_cast<std::int64_t>(sup.sup().max_seconds) * 1000;
+  // Exact milliseconds: a restart stays in the window while now - t <= period
+  // (OTP keeps t >= now - period in whole seconds).
+  while (!sup.restart_log.empty() && sup.restart_log.front() < now - period) {
+    sup.restart_log.pop_front();
+  }
+  sup.restart_log.push_back(now);
+  return static_cast<int>(sup.restart_log.size()) <= sup.sup().max_restarts;
+}
+
+void tree::give_up(node& sup, const std::string& cause) {
+  emit({"intensity_exceeded",
+        sup.path.empty() ? "/" : sup.path,
+        -1,
+        false,
+        {},
+        fmt::format("{} (more than {} restarts in {} s)", cause, sup.sup().max_restarts,
+                    sup.sup().max_seconds)});
+  sup.phase = sup_phase::giving_up;
+  sup.state = child_state::stopping;
+  sup.give_up_cause = cause;
+  sup.steps.clear();
+  sup.waiting = nullptr;
+  enqueue_stop_all(sup);
+  sup.steps.push_back({step::kind::finish_stop, &sup});
+  process(sup);
+}
+
+void tree::enqueue_restart(node& sup, node& child) {
+  strategy st = sup.sup().strat;
+  if (st == strategy::one_for_one || st == strategy::simple_one_for_one) {
+    if (!child.is_supervisor && child.worker().backoff.enabled) {
+      const backoff_spec& b = child.worker().backoff;
+      if (child.started_at_ms != 0 && now_() - child.started_at_ms >= b.reset_after_ms) {
+        child.backoff_attempt = 0;
+      }
+      double d = b.initial_ms * std::pow(b.factor, child.backoff_attempt);
+      d = std::min(d, static_cast<double>(b.max_ms));
+      std::uniform_real_distribution<double> jitter(1.0 - b.jitter, 1.0 + b.jitter);
+      d *= jitter(rng_);
+      ++child.backoff_attempt;
+      if (d >= 1.0) {
+        child.backoff_pending = true;
+        action a;
+        a.k = action::kind::schedule;
+        a.uid = child.uid;
+        a.delay_ms = static_cast<int>(d);
+        actions_.push_back(std::move(a));
+        return;
+      }
+    }
+    sup.steps.push_back({step::kind::start, &child});
+    return;
+  }
+  std::size_t first = 0;
+  if (st == strategy::rest_for_one) {
+    for (std::size_t i = 0; i < sup.children.size(); ++i) {
+      if (sup.children[i].get() == &child) {
+        first = i;
+      }
+    }
+  }
+  // Stop the others in reverse order; temporary ones are dropped, as in OTP.
+  for (std::size_t i = sup.children.size(); i-- > first;) {
+    node& c = *sup.children[i];
+    if (&c == &child) {
+      continue;
+    }
+    if (c.spec->restart == restart_type::temporary && !is_down(c)) {
+      c.dropped = true;
+    }
+    sup.steps.push_back({step::kind::stop, &c});
+  }
+  for (std::size_t i = first; i < sup.children.size(); ++i) {
+    sup.steps.push_back({step::kind::start, sup.children[i].get()});
+  }
+}
+
+// ---- operator commands -------------------------------------------------------
+
+core::Result<void> tree::stop_child(const std::string& who, std::string& message) {
+  node* n = resolve(who, message);
+  if (n == nullptr) {
+    return core::errc::not_found;
+  }
+  n->held = true;
+  n->parent->steps.push_back({step::kind::stop, n});
+  process(*n->parent);
+  return {};
+}
+
+core::Result<void> tree::start_child(const std::string& who, std::string& message) {
+  node* n = resolve(who, message);
+  if (n == nullptr) {
+    return core::errc::not_found;
+  }
+  node& sup = *n->parent;
+  if (sup.phase != sup_phase::running && sup.phase != sup_phase::starting) {
+    message = fmt::format("its supervisor {} is not running", sup.path.empty() ? "/" : sup.path);
+    return core::errc::invalid_argument;
+  }
+  if (!is_down(*n)) {
+    message = fmt::format("{} is already {}", n->path, to_string(n->state));
+    return core::errc::already_exists;
+  }
+  n->held = false;
+  n->dropped = false;
+  sup.steps.push_back({step::kind::start, n});
+  process(sup);
+  return {};
+}
+
+core::Result<void> tree::restart_child(const std::string& who, std::string& message) {
+  node* n = resolve(who, message);
+  if (n == nullptr) {
+    return core::errc::not_found;
+  }
+  node& sup = *n->parent;
+  if (sup.phase != sup_phase::running && sup.phase != sup_phase::starting) {
+    message = fmt::format("its supervisor {} is not running", sup.path.empty() ? "/" : sup.path);
+    return core::errc::invalid_argument;
+  }
+  n->held = false;
+  n->dropped = false;
+  sup.steps.push_back({step::kind::stop, n});
+  sup.steps.push_back({step::kind::start, n});
+  process(sup);
+  return {};
+}
+
+core::Result<std::string> tree::start_dynamic(const std::string& who,
+                                              const std::vector<std::string>& args,
+                                              std::string& message) {
+  node* sup = who.empty() || who == "/" || who == "root" ? root_.get() : resolve(who, message);
+  if (sup == nullptr) {
+    return core::errc::not_found;
+  }
+  if (!sup->is_supervisor || sup->sup().strat != strategy::simple_one_for_one) {
+    message = fmt::format("{} is not a simple_one_for_one supervisor", who);
+    return core::errc::invalid_argument;
+  }
+  if (sup->phase != sup_phase::running && sup->phase != sup_phase::starting) {
+    message = fmt::format("supervisor {} is not running", who);
+    return core::errc::invalid_argument;
+  }
+  auto tmpl = sup->sup().child_template;
+  auto spec = std::make_shared<child_spec>(*tmpl);
+  spec->id = fmt::format("{}-{}", tmpl->id, ++sup->dynamic_counter);
+  node* n = add_node(sup, std::move(spec), sup->children.size());
+  n->dynamic = true;
+  n->extra_args = args;
+  sup->steps.push_back({step::kind::start, n});
+  process(*sup);
+  return n->path;
+}
+
+core::Result<void> tree::terminate_dynamic(const std::string& who, const std::string& child,
+                                           std::string& message) {
+  node* sup = who.empty() || who == "/" || who == "root" ? root_.get() : resolve(who, message);
+  if (sup == nullptr) {
+    return core::errc::not_found;
+  }
+  node* n = nullptr;
+  for (auto& c : sup->children) {
+    if (c->removed) {
+      continue;
+    }
+    if (c->id == child || c->path == child || std::to_string(c->pid) == child) {
+      n = c.get();
+    }
+  }
+  if (n == nullptr || !n->dynamic) {
+    message = fmt::format("no such dynamic child of {}: {}", who, child);
+    return core::errc::not_found;
+  }
+  n->removed = true;
+  n->held = true;
+  sup->steps.push_back({step::kind::stop, n});
+  sup->steps.push_back({step::kind::remove, n});
+  process(*sup);
+  return {};
+}
+
+// ---- reload ------------------------------------------------------------------
+
+reload_summary tree::reload(std::shared_ptr<const config> cfg) {
+  reload_summary out;
+  cfg_ = std::move(cfg);
+  reload_sup(*root_, cfg_->root, out);
+  emit({"reload_applied",
+        "/",
+        -1,
+        false,
+        {},
+        fmt::format("added [{}] removed [{}] changed [{}]", fmt::join(out.added, ", "),
+                    fmt::join(out.removed, ", "), fmt::join(out.changed, ", "))});
+  return out;
+}
+
+void tree::reload_sup(node& sup, const child_spec& spec, reload_summary& out) {
+  // Aliasing pointers keep the whole new config alive while any node uses it.
+  sup.spec = std::shared_ptr<const child_spec>(cfg_, &spec);
+  if (spec.sup.strat == strategy::simple_one_for_one) {
+    return;
+  }
+  bool running = sup.phase == sup_phase::running || sup.phase == sup_phase::starting;
+  std::vector<std::unique_ptr<node>> old;
+  old.swap(sup.children);
+  auto take = [&](const std::string& id) -> std::unique_ptr<node> {
+    for (auto& p : old) {
+      if (p && !p->removed && !p->dynamic && p->id == id) {
+        return std::move(p);
+      }
+    }
+    return nullptr;
+  };
+  std::vector<node*> added, changed;
+  std::vector<std::unique_ptr<node>> next;
+  for (const auto& cs : spec.sup.children) {
+    auto alias = std::shared_ptr<const child_spec>(cfg_, &cs);
+    auto existing = take(cs.id);
+    if (existing && existing->is_supervisor == cs.is_supervisor) {
+      if (cs.is_supervisor) {
+        if (existing->spec->fingerprint != cs.fingerprint) {
+          out.changed.push_back(existing->path);
+        }
+        reload_sup(*existing, cs, out);
+      } else {
+        if (existing->spec->fingerprint != cs.fingerprint) {
+          changed.push_back(existing.get());
+          out.changed.push_back(existing->path);
+        }
+        existing->spec = alias;
+      }
+      next.push_back(std::move(existing));
+      continue;
+    }
+    if (existing) {
+      // A worker became a supervisor or the reverse: remove, then add.
+      old.push_back(std::move(existing));
+    }
+    sup.children.swap(next);
+    node* n = add_node(&sup, alias, sup.children.size());
+    sup.children.swap(next);
+    added.push_back(n);
+    out.added.push_back(n->path);
+  }
+  std::vector<node*> removed;
+  for (auto& p : old) {
+    if (!p) {
+      continue;
+    }
+    if (!p->removed) {
+      out.removed.push_back(p->path);
+    }
+    p->removed = true;
+    removed.push_back(p.get());
+    next.push_back(std::move(p));
+  }
+  sup.children = std::move(next);
+  if (!running) {
+    for (auto* r : removed) {
+      if (is_down(*r)) {
+        erase_node(r);
+      }
+    }
+    return;
+  }
+  for (auto it = removed.rbegin(); it != removed.rend(); ++it) {
+    sup.steps.push_back({step::kind::stop, *it});
+    sup.steps.push_back({step::kind::remove, *it});
+  }
+  for (auto* c : changed) {
+    if (!is_down(*c)) {
+      sup.steps.push_back({step::kind::stop, c});
+      sup.steps.push_back({step::kind::start, c});
+    }
+  }
+  for (auto* a : added) {
+    sup.steps.push_back({step::kind::start, a});
+  }
+  process(sup);
+}
+
+}  // namespace otpd::supervisor

@@ -1,0 +1,152 @@
+// Config validation: every error names file:line:column and the key path.
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include <otpd/supervisor/config.hpp>
+#include <otpd/testing/testing.hpp>
+
+namespace otpd::supervisor {
+namespace {
+
+std::string error_of(const std::string& yaml) {
+  std::string msg;
+  auto r = parse_config(yaml, "x.yaml", msg);
+  EXPECT_FALSE(r.has_value()) << "accepted:\n" << yaml;
+  return msg;
+}
+
+const std::string head = "supervisor:\n  strategy: one_for_one\n  children:\n";
+
+TEST(Config, ParsesAFullTree) {
+  std::string msg;
+  auto r = parse_config(
+      "node:\n  name: n1\n  env: {A: '1'}\n" + head +
+          "    - id: w\n      name: stack\n      command: [/bin/sleep, '1']\n"
+          "      env: {B: '2'}\n      restart: transient\n      shutdown: brutal_kill\n"
+          "      readiness: {tcp: '127.0.0.1:7000'}\n      start_timeout: 300\n"
+          "      stdout: {file: logs/w.log, max_size: 1M, keep: 3}\n      stderr: null\n"
+          "      backoff: {initial: 10, max: 100}\n"
+          "    - id: s\n      strategy: rest_for_one\n      max_restarts: 0\n      children:\n"
+          "        - {id: x, command: 'sleep 1', shell: true, signal: INT, shutdown: 200}\n",
+      "/tmp/c.yaml", msg);
+  ASSERT_TRUE(r.has_value()) << msg;
+  const config& c = **r;
+  EXPECT_EQ(c.node.name, "n1");
+  ASSERT_EQ(c.root.sup.children.size(), 2u);
+  const child_spec& w = c.root.sup.children[0];
+  EXPECT_EQ(w.name, "stack");
+  EXPECT_EQ(w.restart, restart_type::transient);
+  EXPECT_EQ(w.worker.shutdown.kind, shutdown_kind::brutal_kill);
+  EXPECT_EQ(w.worker.readiness.kind, readiness_kind::tcp);
+  EXPECT_EQ(w.worker.readiness.port, 7000);
+  EXPECT_EQ(w.worker.readiness.start_timeout_ms, 300);
+  EXPECT_EQ(w.worker.stdout_spec.path, "/tmp/logs/w.log");
+  EXPECT_EQ(w.worker.stdout_spec.max_bytes, 1u << 20);
+  EXPECT_EQ(w.worker.stderr_spec.kind, output_kind::null);
+  EXPECT_TRUE(w.worker.backoff.enabled);
+  const child_spec& s = c.root.sup.children[1];
+  EXPECT_TRUE(s.is_supervisor);
+  EXPECT_EQ(s.sup.strat, strategy::rest_for_one);
+  EXPECT_EQ(s.sup.max_restarts, 0);
+  const child_spec& x = s.sup.children[0];
+  EXPECT_EQ(x.worker.argv, (std::vector<std::string>{"/bin/sh", "-c", "sleep 1"}));
+  EXPECT_EQ(x.worker.shutdown.signal, SIGINT);
+  EXPECT_EQ(x.worker.shutdown.timeout_ms, 200);
+}
+
+TEST(Config, RejectsBadRestartWithLineColumnAndKey) {
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true]}\n"
+                            "    - id: b\n      command: [/bin/true]\n      restart: sometimes\n"),
+            "x.yaml:7:16: supervisor.children[1].restart: expected one of permanent, transient, "
+            "or temporary");
+}
+
+TEST(Config, RejectsUnknownKey) {
+  EXPECT_EQ(error_of(head + "    - id: a\n      command: [/bin/true]\n      restrat: permanent\n"),
+            "x.yaml:6:7: supervisor.children[0].restrat: unknown key (expected one of backoff, "
+            "command, cwd, env, group, id, name, readiness, restart, shell, shutdown, signal, "
+            "start_timeout, stderr, stdout, user)");
+}
+
+TEST(Config, RejectsDuplicateIds) {
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true]}\n"
+                            "    - {id: a, command: [/bin/true]}\n"),
+            "x.yaml:5:12: supervisor.children[1].id: duplicate id 'a'");
+}
+
+TEST(Config, RejectsBadStrategy) {
+  EXPECT_EQ(error_of("supervisor:\n  strategy: all_for_one\n"),
+            "x.yaml:2:13: supervisor.strategy: expected one of one_for_one, one_for_all, "
+            "rest_for_one, or simple_one_for_one");
+}
+
+TEST(Config, RejectsWrongTypes) {
+  EXPECT_EQ(error_of("supervisor:\n  strategy: one_for_one\n  max_restarts: lots\n"),
+            "x.yaml:3:17: supervisor.max_restarts: expected an integer, got 'lots'");
+  EXPECT_EQ(error_of(head + "    - {id: a, command: {x: 1}}\n"),
+            "x.yaml:4:24: supervisor.children[0].command: expected a list of arguments");
+  EXPECT_EQ(error_of("supervisor:\n  strategy: one_for_one\n  children: {a: 1}\n"),
+            "x.yaml:3:13: supervisor.children: expected a list of children");
+}
+
+TEST(Config, RejectsMissingCommand) {
+  EXPECT_EQ(error_of(head + "    - {id: a}\n"),
+            "x.yaml:4:7: supervisor.children[0].command: missing");
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/nonexistent/prog]}\n"),
+            "x.yaml:4:24: supervisor.children[0].command: command not found: /nonexistent/prog");
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [no-such-program-xyz]}\n"),
+            "x.yaml:4:24: supervisor.children[0].command: command not found in PATH: "
+            "no-such-program-xyz");
+}
+
+TEST(Config, RejectsNonExecutableCommand) {
+  testing::temp_dir d;
+  std::string f = d.path() + "/script";
+  std::ofstream(f) << "#!/bin/sh\n";
+  std::string e = error_of(head + "    - {id: a, command: [" + f + "]}\n");
+  EXPECT_EQ(e, "x.yaml:4:24: supervisor.children[0].command: command is not executable: " + f);
+}
+
+TEST(Config, RejectsShellStringWithoutShell) {
+  EXPECT_EQ(error_of(head + "    - {id: a, command: 'sleep 1'}\n"),
+            "x.yaml:4:24: supervisor.children[0].command: a command string needs 'shell: true'; "
+            "otherwise give a list such as [prog, arg]");
+}
+
+TEST(Config, RejectsBadShutdownSignalAndReadiness) {
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], shutdown: soon}\n"),
+            "x.yaml:4:47: supervisor.children[0].shutdown: expected milliseconds, brutal_kill or "
+            "infinity");
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], signal: SIGNOPE}\n"),
+            "x.yaml:4:45: supervisor.children[0].signal: unknown signal 'SIGNOPE'");
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], readiness: {tcp: nowhere}}\n"),
+            "x.yaml:4:54: supervisor.children[0].readiness.tcp: expected HOST:PORT, e.g. "
+            "127.0.0.1:6379");
+}
+
+TEST(Config, RejectsSimpleOneForOneWithoutTemplate) {
+  EXPECT_EQ(error_of("supervisor:\n  strategy: simple_one_for_one\n"),
+            "x.yaml:2:3: supervisor.template: missing (simple_one_for_one needs a child template)");
+}
+
+TEST(Config, RejectsNestedErrorsWithTheirPath) {
+  EXPECT_EQ(error_of(head + "    - id: s\n      strategy: one_for_all\n      children:\n"
+                            "        - {id: w, command: [/bin/true], restart: never}\n"),
+            "x.yaml:7:50: supervisor.children[0].children[0].restart: expected one of permanent, "
+            "transient, or temporary");
+}
+
+TEST(Config, RejectsYamlSyntaxErrors) {
+  std::string e = error_of("supervisor:\n  strategy: [one_for_one\n");
+  EXPECT_EQ(e.rfind("x.yaml:", 0), 0u) << e;
+}
+
+TEST(Config, RejectsMissingFile) {
+  std::string msg;
+  EXPECT_FALSE(load_config("/nonexistent/otpd.yaml", msg).has_value());
+  EXPECT_EQ(msg, "/nonexistent/otpd.yaml: unable to read the config: No such file or directory");
+}
+
+}  // namespace
+}  // namespace otpd::supervisor

@@ -1,0 +1,356 @@
+// The supervision tree as a pure state machine: a fake owner plays the
+// processes, a fake clock drives intensity.
+#include <map>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <otpd/supervisor/tree.hpp>
+
+namespace otpd::supervisor {
+namespace {
+
+std::shared_ptr<const config> cfg_of(const std::string& yaml) {
+  std::string msg;
+  auto r = parse_config(yaml, "t.yaml", msg);
+  EXPECT_TRUE(r.has_value()) << msg;
+  return *r;
+}
+
+// Plays the daemon: spawns get fake pids and are ready at once (unless told
+// to hold them), stops end with a shutdown exit.
+struct harness {
+  std::int64_t now = 1000;
+  tree t;
+  pid_t next_pid = 100;
+  std::vector<std::string> log;  // "spawn a", "stop b"
+  std::vector<event> events;
+  bool auto_ready = true;
+  bool auto_stop = true;
+  int exit_code = -1;
+  std::string exit_detail;
+  std::vector<std::uint64_t> timers;
+
+  explicit harness(const std::string& yaml) : t(cfg_of(yaml), [this] { return now; }) {}
+
+  void run() {
+    while (t.has_actions()) {
+      for (auto& a : t.take_actions()) {
+        node* n = t.find(a.uid);
+        switch (a.k) {
+          case action::kind::spawn:
+            log.push_back("spawn " + n->path);
+            t.on_spawned(a.uid, next_pid++);
+            if (auto_ready) {
+              t.on_ready(a.uid);
+            }
+            break;
+          case action::kind::stop:
+            log.push_back("stop " + n->path);
+            if (auto_stop) {
+              t.on_exit(a.uid, {core::exit_kind::shutdown, 0});
+            }
+            break;
+          case action::kind::schedule:
+            timers.push_back(a.uid);
+            break;
+          case action::kind::notify:
+            events.push_back(a.ev);
+            break;
+          case action::kind::exit_node:
+            exit_code = a.exit_code;
+            exit_detail = a.ev.detail;
+            break;
+        }
+      }
+    }
+  }
+  node& get(const std::string& who) {
+    std::string m;
+    node* n = t.resolve(who, m);
+    EXPECT_NE(n, nullptr) << m;
+    return *n;
+  }
+  pid_t pid(const std::string& who) { return get(who).pid; }
+  void kill(const std::string& who, core::exit_reason r = {core::exit_kind::killed, 9}) {
+    log.clear();
+    t.on_exit(get(who).uid, r);
+    run();
+  }
+  void start() {
+    t.start();
+    run();
+    log.clear();
+  }
+};
+
+const char* three(const char* strat, const char* extra = "") {
+  static std::string s;
+  s = std::string("supervisor:\n  strategy: ") + strat +
+      "\n  max_restarts: 3\n  max_seconds: 5\n  children:\n"
+      "    - {id: a, command: [/bin/true]}\n"
+      "    - {id: b, command: [/bin/true]" +
+      extra +
+      "}\n"
+      "    - {id: c, command: [/bin/true]}\n";
+  return s.c_str();
+}
+
+TEST(Tree, StartsChildrenInOrder) {
+  harness h(three("one_for_one"));
+  h.t.start();
+  h.run();
+  EXPECT_EQ(h.log, (std::vector<std::string>{"spawn a", "spawn b", "spawn c"}));
+  EXPECT_EQ(h.t.root().state, child_state::running);
+}
+
+TEST(Tree, StartWaitsForReadinessOfEachChild) {
+  harness h(three("one_for_one"));
+  h.auto_ready = false;
+  h.t.start();
+  h.run();
+  EXPECT_EQ(h.log, (std::vector<std::string>{"spawn a"}));
+  h.t.on_ready(h.get("a").uid);
+  h.run();
+  EXPECT_EQ(h.log, (std::vector<std::string>{"spawn a", "spawn b"}));
+}
+
+TEST(Tree, OneForOneRestartsOnlyTheDeadChild) {
+  harness h(three("one_for_one"));
+  h.start();
+  pid_t a = h.pid("a"), c = h.pid("c");
+  h.kill("b");
+  EXPECT_EQ(h.log, (std::vector<std::string>{"spawn b"}));
+  EXPECT_EQ(h.pid("a"), a);
+  EXPECT_EQ(h.pid("c"), c);
+  EXPECT_EQ(h.get("b").restarts, 1);
+}
+
+TEST(Tree, OneForAllStopsInReverseAndStartsInOrder) {
+  harness h(three("one_for_all"));
+  h.start();
+  h.kill("b");
+  EXPECT_EQ(h.log, (std::vector<std::string>{"stop c", "stop a", "spawn a", "spawn b", "spawn c"}));
+}
+
+TEST(Tree, RestForOneRestartsTheRest) {
+  harness h(three("rest_for_one"));
+  h.start();
+  pid_t a = h.pid("a");
+  h.kill("b");
+  EXPECT_EQ(h.log, (std::vector<std::string>{"stop c", "spawn b", "spawn c"}));
+  EXPECT_EQ(h.pid("a"), a);
+}
+
+TEST(Tree, PermanentNormalExitIsRestarted) {
+  harness h(three("one_for_one"));
+  h.start();
+  h.kill("a", core::exit_reason::normal());
+  EXPECT_EQ(h.log, (std::vector<std::string>{"spawn a"}));
+}
+
+TEST(Tree, TransientRestartsOnlyAfterAbnormalExit) {
+  harness h(three("one_for_one", ", restart: transient"));
+  h.start();
+  h.kill("b", core::exit_reason::normal());
+  EXPECT_TRUE(h.log.empty());
+  EXPECT_EQ(h.get("b").state, child_state::stopped);
+  std::string m;
+  ASSERT_TRUE(h.t.start_child("b", m).has_value()) << m;
+  h.run();
+  h.kill("b", core::exit_reason::code(1));
+  EXPECT_EQ(h.log, (std::vector<std::string>{"spawn b"}));
+  // Its own shutdown signal from outside is a normal stop.
+  h.kill("b", core::exit_reason::from_signal(SIGTERM));
+  EXPECT_TRUE(h.log.empty());
+}
+
+TEST(Tree, TemporaryIsNeverRestartedAndRestartsNobody) {
+  harness h(three("one_for_all", ", restart: temporary"));
+  h.start();
+  h.kill("b", core::exit_reason::code(1));
+  EXPECT_TRUE(h.log.empty());
+  EXPECT_EQ(h.get("b").state, child_state::failed);
+}
+
+TEST(Tree, TemporaryDroppedBySiblingRestart) {
+  harness h(three("one_for_all", ", restart: temporary"));
+  h.start();
+  h.kill("a");
+  EXPECT_EQ(h.log, (std::vector<std::string>{"stop c", "stop b", "spawn a", "spawn c"}));
+  EXPECT_EQ(h.get("b").state, child_state::stopped);
+}
+
+TEST(Tree, OneForAllCountsAsOneRestart) {
+  harness h(three("one_for_all"));  // max_restarts 3
+  h.start();
+  for (int i = 0; i < 3; ++i) {
+    h.kill("a");
+    h.now += 10;
+  }
+  EXPECT_EQ(h.exit_code, -1);
+  h.kill("a");
+  EXPECT_EQ(h.exit_code, 1);
+  EXPECT_NE(h.exit_detail.find("child a exited: killed"), std::string::npos) << h.exit_detail;
+}
+
+TEST(Tree, IntensityWindowIsExactMilliseconds) {
+  harness h(three("one_for_one"));  // 3 in 5 s
+  h.start();
+  h.kill("a");  // t=1000
+  h.now += 1;
+  h.kill("a");  // 1001
+  h.now += 1;
+  h.kill("a");   // 1002
+  h.now = 6001;  // the first restart (1000) is 5001 ms old: out of the window
+  h.kill("a");
+  EXPECT_EQ(h.exit_code, -1);
+  h.now = 6001;  // 1001 is exactly 5000 ms old: still inside
+  h.kill("a");
+  EXPECT_EQ(h.exit_code, 1);
+}
+
+TEST(Tree, IntensityZeroGivesUpAtFirstRestart) {
+  harness h(
+      "supervisor:\n  strategy: one_for_one\n  max_restarts: 0\n  children:\n"
+      "    - {id: t, command: [/bin/true], restart: temporary}\n"
+      "    - {id: a, command: [/bin/true]}\n");
+  h.start();
+  h.kill("t");  // no restart: does not count
+  EXPECT_EQ(h.exit_code, -1);
+  h.kill("a");
+  EXPECT_EQ(h.exit_code, 1);
+  EXPECT_EQ(h.log, (std::vector<std::string>{}));  // a is already dead; nothing else to stop
+}
+
+const char* nested =
+    "supervisor:\n  strategy: one_for_one\n  max_restarts: 1\n  max_seconds: 10\n  children:\n"
+    "    - {id: top, command: [/bin/true]}\n"
+    "    - id: sub\n      strategy: one_for_one\n      max_restarts: 1\n      max_seconds: 10\n"
+    "      children:\n"
+    "        - {id: w, command: [/bin/true]}\n"
+    "        - {id: tmp, command: [/bin/true], restart: temporary}\n";
+
+TEST(Tree, SubSupervisorGivingUpIsRestartedByItsParent) {
+  harness h(nested);
+  h.start();
+  h.kill("tmp");  // temporary: gone, no restart
+  EXPECT_EQ(h.get("tmp").state, child_state::failed);
+  h.kill("w");  // restart 1 of sub
+  EXPECT_EQ(h.log, (std::vector<std::string>{"spawn sub/w"}));
+  h.kill("w");  // sub gives up, exits shutdown; parent restarts it (its restart 1)
+  EXPECT_EQ(h.log, (std::vector<std::string>{"spawn sub/w", "spawn sub/tmp"}));
+  EXPECT_EQ(h.get("sub").restarts, 1);
+  EXPECT_EQ(h.get("tmp").state, child_state::running);  // back with the subtree
+  EXPECT_EQ(h.exit_code, -1);
+  h.kill("w");
+  h.kill("w");  // sub gives up again: parent's second restart > 1
+  EXPECT_EQ(h.exit_code, 1);
+  EXPECT_NE(h.exit_detail.find("child sub exited: shutdown"), std::string::npos) << h.exit_detail;
+}
+
+TEST(Tree, ShutdownStopsInReverseOrderDepthFirst) {
+  harness h(nested);
+  h.start();
+  h.t.shutdown();
+  h.run();
+  EXPECT_EQ(h.log, (std::vector<std::string>{"stop sub/tmp", "stop sub/w", "stop top"}));
+  EXPECT_EQ(h.exit_code, 0);
+}
+
+TEST(Tree, ShutdownWaitsForEachChildToStop) {
+  harness h(three("one_for_one"));
+  h.start();
+  h.auto_stop = false;
+  h.t.shutdown();
+  h.run();
+  EXPECT_EQ(h.log, (std::vector<std::string>{"stop c"}));
+  h.t.on_exit(h.get("c").uid, core::exit_reason::from_signal(SIGTERM));
+  h.run();
+  EXPECT_EQ(h.log, (std::vector<std::string>{"stop c", "stop b"}));
+}
+
+TEST(Tree, FailedInitialStartStopsStartedChildrenAndFailsTheNode) {
+  harness h(three("one_for_one"));
+  h.auto_ready = false;
+  h.t.start();
+  h.run();
+  h.t.on_ready(h.get("a").uid);
+  h.run();
+  h.t.on_exit(h.get("b").uid, core::exit_reason::code(1));  // b dies before ready
+  h.run();
+  EXPECT_EQ(h.log, (std::vector<std::string>{"spawn a", "spawn b", "stop a"}));
+  EXPECT_EQ(h.exit_code, 1);
+  EXPECT_NE(h.exit_detail.find("b failed to start"), std::string::npos) << h.exit_detail;
+}
+
+TEST(Tree, OperatorStopHoldsTheChild) {
+  harness h(three("one_for_one"));
+  h.start();
+  std::string m;
+  ASSERT_TRUE(h.t.stop_child("b", m).has_value());
+  h.run();
+  EXPECT_EQ(h.log, (std::vector<std::string>{"stop b"}));
+  EXPECT_EQ(h.get("b").state, child_state::stopped);
+  ASSERT_TRUE(h.t.start_child("b", m).has_value());
+  h.run();
+  EXPECT_EQ(h.get("b").state, child_state::running);
+  EXPECT_FALSE(h.t.start_child("nope", m).has_value());
+  EXPECT_EQ(m, "no such child: nope");
+}
+
+TEST(Tree, SimpleOneForOneStartsAndTerminatesDynamicChildren) {
+  harness h(
+      "supervisor:\n  strategy: simple_one_for_one\n  template:\n"
+      "    id: job\n    command: [/bin/echo]\n    restart: temporary\n");
+  h.start();
+  std::string m;
+  auto p1 = h.t.start_dynamic("/", {"x"}, m);
+  auto p2 = h.t.start_dynamic("/", {"y"}, m);
+  h.run();
+  ASSERT_TRUE(p1.has_value() && p2.has_value()) << m;
+  EXPECT_EQ(*p1, "job-1");
+  EXPECT_EQ(h.get("job-2").extra_args, std::vector<std::string>{"y"});
+  h.kill("job-1", core::exit_reason::code(2));  // temporary: removed
+  EXPECT_EQ(h.t.root().children.size(), 1u);
+  ASSERT_TRUE(h.t.terminate_dynamic("/", "job-2", m).has_value());
+  h.run();
+  EXPECT_TRUE(h.t.root().children.empty());
+}
+
+TEST(Tree, BackoffDelaysTheRestart) {
+  harness h(
+      "supervisor:\n  strategy: one_for_one\n  max_restarts: 100\n  children:\n"
+      "    - id: a\n      command: [/bin/true]\n"
+      "      backoff: {initial: 100, max: 1000, jitter: 0}\n");
+  h.start();
+  h.kill("a");
+  EXPECT_TRUE(h.log.empty());
+  ASSERT_EQ(h.timers.size(), 1u);
+  h.t.on_timer(h.timers[0]);
+  h.run();
+  EXPECT_EQ(h.log, (std::vector<std::string>{"spawn a"}));
+}
+
+TEST(Tree, ReloadAddsRemovesAndChanges) {
+  harness h(three("one_for_one"));
+  h.start();
+  pid_t a = h.pid("a");
+  auto r =
+      h.t.reload(cfg_of("supervisor:\n  strategy: one_for_one\n  children:\n"
+                        "    - {id: a, command: [/bin/true]}\n"
+                        "    - {id: b, command: [/bin/echo]}\n"
+                        "    - {id: d, command: [/bin/true]}\n"));
+  h.run();
+  EXPECT_EQ(r.added, std::vector<std::string>{"d"});
+  EXPECT_EQ(r.removed, std::vector<std::string>{"c"});
+  EXPECT_EQ(r.changed, std::vector<std::string>{"b"});
+  EXPECT_EQ(h.log, (std::vector<std::string>{"stop c", "stop b", "spawn b", "spawn d"}));
+  EXPECT_EQ(h.pid("a"), a);
+  std::string m;
+  EXPECT_EQ(h.t.resolve("c", m), nullptr);
+}
+
+}  // namespace
+}  // namespace otpd::supervisor
