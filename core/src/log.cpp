@@ -16,10 +16,14 @@ log_level level_from_env() {
     return log_level::info;
   }
   std::string_view s(v);
-  if (s == "debug") return log_level::debug;
-  if (s == "warn") return log_level::warn;
-  if (s == "error") return log_level::error;
-  if (s == "off") return log_level::off;
+  if (s == "debug")
+    return log_level::debug;
+  if (s == "warn")
+    return log_level::warn;
+  if (s == "error")
+    return log_level::error;
+  if (s == "off")
+    return log_level::off;
   return log_level::info;
 }
 
@@ -28,11 +32,16 @@ char g_name[64] = "otpd";
 
 const char* level_name(log_level l) {
   switch (l) {
-    case log_level::debug: return "debug";
-    case log_level::info: return "info";
-    case log_level::warn: return "warning";
-    case log_level::error: return "error";
-    case log_level::off: return "";
+    case log_level::debug:
+      return "debug";
+    case log_level::info:
+      return "info";
+    case log_level::warn:
+      return "warning";
+    case log_level::error:
+      return "error";
+    case log_level::off:
+      return "";
   }
   return "";
 }
@@ -45,7 +54,9 @@ void set_log_name(std::string_view name) {
   g_name[n] = '\0';
 }
 
-void set_log_level(log_level level) { g_level.store(static_cast<int>(level)); }
+void set_log_level(log_level level) {
+  g_level.store(static_cast<int>(level));
+}
 
 log_level current_log_level() noexcept {
   int l = g_level.load(std::memory_order_relaxed);

@@ -1,9 +1,9 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -141,7 +141,9 @@ class signal_block {
 
 }  // namespace
 
-int last_spawn_errno() noexcept { return g_last_spawn_errno; }
+int last_spawn_errno() noexcept {
+  return g_last_spawn_errno;
+}
 
 Result<unique_fd> pidfd_open(pid_t pid) noexcept {
   // glibc 2.36's <sys/pidfd.h> lacks extern "C": call the syscall directly.

@@ -57,7 +57,9 @@ std::string bin_dir() {
   return std::filesystem::path(buf).parent_path().string();
 }
 
-std::string bin_path(const std::string& name) { return bin_dir() + "/" + name; }
+std::string bin_path(const std::string& name) {
+  return bin_dir() + "/" + name;
+}
 
 temp_dir::temp_dir(const std::string& prefix) {
   std::string tmpl = "/tmp/" + prefix + ".XXXXXX";
@@ -132,7 +134,9 @@ bool process_alive(pid_t pid) {
   return s != 0 && s != 'Z' && s != 'X';
 }
 
-int sh(const std::string& command) { return std::system(command.c_str()); }
+int sh(const std::string& command) {
+  return std::system(command.c_str());
+}
 
 std::string sh_output(const std::string& command, int* status) {
   std::string out;

@@ -6,8 +6,8 @@
 namespace otpd::core {
 
 using clock = std::chrono::steady_clock;
-using std::chrono::milliseconds;
 using std::chrono::microseconds;
+using std::chrono::milliseconds;
 using std::chrono::nanoseconds;
 
 // A point in time to give up at. Waits are always bounded by a deadline,

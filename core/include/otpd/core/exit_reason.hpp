@@ -10,15 +10,15 @@ namespace otpd::core {
 // Why a process ended, in OTP's terms. The numbers are stable: they travel in
 // DOWN/EXIT messages and in the daemon's events, so never renumber.
 enum class exit_kind : std::uint8_t {
-  normal = 0,      // exit code 0 (OTP: normal)
-  exit_code = 1,   // exited with a non-zero code (value = code)
-  signal = 2,      // killed by a signal (value = signal number)
-  core_dump = 3,   // killed by a signal and dumped core (value = signal)
-  killed = 4,      // SIGKILL (OTP: killed)
-  shutdown = 5,    // stopped in order by its supervisor (OTP: shutdown)
-  noproc = 6,      // there was no such process
-  unknown = 7,     // it ended, but only its parent knows how
-  exec_failed = 8, // the program could not be executed (value = errno)
+  normal = 0,       // exit code 0 (OTP: normal)
+  exit_code = 1,    // exited with a non-zero code (value = code)
+  signal = 2,       // killed by a signal (value = signal number)
+  core_dump = 3,    // killed by a signal and dumped core (value = signal)
+  killed = 4,       // SIGKILL (OTP: killed)
+  shutdown = 5,     // stopped in order by its supervisor (OTP: shutdown)
+  noproc = 6,       // there was no such process
+  unknown = 7,      // it ended, but only its parent knows how
+  exec_failed = 8,  // the program could not be executed (value = errno)
 };
 
 struct exit_reason {
@@ -26,7 +26,9 @@ struct exit_reason {
   int value = 0;
 
   static exit_reason normal() { return {exit_kind::normal, 0}; }
-  static exit_reason code(int c) { return c == 0 ? normal() : exit_reason{exit_kind::exit_code, c}; }
+  static exit_reason code(int c) {
+    return c == 0 ? normal() : exit_reason{exit_kind::exit_code, c};
+  }
   static exit_reason from_signal(int sig);
   // From a waitpid() status word.
   static exit_reason from_wait_status(int status);
@@ -35,7 +37,9 @@ struct exit_reason {
 
   // OTP: a transient child is restarted only after an abnormal exit, i.e.
   // anything except normal and shutdown.
-  [[nodiscard]] bool is_normal() const { return kind == exit_kind::normal || kind == exit_kind::shutdown; }
+  [[nodiscard]] bool is_normal() const {
+    return kind == exit_kind::normal || kind == exit_kind::shutdown;
+  }
 
   // "normal", "exit 3", "killed", "signal SIGTERM", "core dumped (SIGSEGV)"...
   [[nodiscard]] std::string to_string() const;

@@ -13,24 +13,24 @@ namespace otpd::core {
 // boundaries (mailbox errors, control-socket answers), so never renumber.
 enum class errc : int {
   ok = 0,
-  timeout = 1,           // a deadline passed
-  noproc = 2,            // the target process does not exist (or has no mailbox)
-  closed = 3,            // the peer closed the connection
-  malformed = 4,         // bytes that do not decode
-  too_large = 5,         // a message or value over its bound
-  would_block = 6,       // non-blocking operation could not proceed
-  exec_failed = 7,       // a spawned program could not be executed
-  start_failed = 8,      // a process failed its init / readiness
-  crashed = 9,           // the peer died (the exit reason says how)
-  not_found = 10,        // no such key / name / id
-  already_exists = 11,   // a name or key that is taken
-  invalid_argument = 12, // a bad request
-  table_full = 13,       // a bounded table is full
-  access_denied = 14,    // not allowed (protected table, peer uid)
-  disconnected = 15,     // a client is not connected
-  protocol = 16,         // the peer broke the protocol
-  shutting_down = 17,    // the service is stopping
-  busy = 18,             // a lock or a resource is held
+  timeout = 1,            // a deadline passed
+  noproc = 2,             // the target process does not exist (or has no mailbox)
+  closed = 3,             // the peer closed the connection
+  malformed = 4,          // bytes that do not decode
+  too_large = 5,          // a message or value over its bound
+  would_block = 6,        // non-blocking operation could not proceed
+  exec_failed = 7,        // a spawned program could not be executed
+  start_failed = 8,       // a process failed its init / readiness
+  crashed = 9,            // the peer died (the exit reason says how)
+  not_found = 10,         // no such key / name / id
+  already_exists = 11,    // a name or key that is taken
+  invalid_argument = 12,  // a bad request
+  table_full = 13,        // a bounded table is full
+  access_denied = 14,     // not allowed (protected table, peer uid)
+  disconnected = 15,      // a client is not connected
+  protocol = 16,          // the peer broke the protocol
+  shutting_down = 17,     // the service is stopping
+  busy = 18,              // a lock or a resource is held
 };
 
 [[nodiscard]] const std::error_category& otpd_category() noexcept;
@@ -50,7 +50,7 @@ enum class errc : int {
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}            // NOLINT(google-explicit-constructor)
   Result(std::error_code ec) : v_(ec) { assert(ec); }  // NOLINT
   Result(errc e) : v_(make_error_code(e)) {}           // NOLINT
 
@@ -91,8 +91,8 @@ template <>
 class [[nodiscard]] Result<void> {
  public:
   Result() = default;
-  Result(std::error_code ec) : ec_(ec) {}              // NOLINT
-  Result(errc e) : ec_(make_error_code(e)) {}          // NOLINT
+  Result(std::error_code ec) : ec_(ec) {}      // NOLINT
+  Result(errc e) : ec_(make_error_code(e)) {}  // NOLINT
   [[nodiscard]] bool has_value() const noexcept { return !ec_; }
   explicit operator bool() const noexcept { return has_value(); }
   [[nodiscard]] std::error_code error() const noexcept { return ec_; }

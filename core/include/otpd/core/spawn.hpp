@@ -21,12 +21,12 @@ struct spawn_options {
   // The whole environment as KEY=VALUE. Empty with inherit_env: the caller's.
   std::vector<std::string> env;
   bool inherit_env = true;
-  bool search_path = true;         // look argv[0] up in PATH when it has no '/'
-  std::string cwd;                 // empty: stay
-  std::optional<uid_t> uid;        // switch user (root only)
+  bool search_path = true;   // look argv[0] up in PATH when it has no '/'
+  std::string cwd;           // empty: stay
+  std::optional<uid_t> uid;  // switch user (root only)
   std::optional<gid_t> gid;
-  bool new_process_group = true;   // the child leads its own process group
-  int death_signal = SIGKILL;      // sent to the child when its parent dies; 0: none
+  bool new_process_group = true;  // the child leads its own process group
+  int death_signal = SIGKILL;     // sent to the child when its parent dies; 0: none
   // fds to place in the child: {fd in the parent, fd number in the child}.
   // -1 as the parent fd opens /dev/null there. Unlisted 0/1/2 are inherited;
   // every other fd is closed by CLOEXEC.

@@ -1,0 +1,283 @@
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <exception>
+
+#include "detail.hpp"
+
+#include <otpd/core/log.hpp>
+#include <otpd/core/spawn.hpp>
+#include <otpd/core/unique_fd.hpp>
+#include <otpd/runtime/gen_server.hpp>
+
+namespace otpd::runtime {
+
+using core::errc;
+using core::exit_kind;
+using core::exit_reason;
+using core::unique_fd;
+
+void gen_server::handle_info(const message& msg) {
+  core::log_warn("gen_server: unexpected {} message from pid {} ({} bytes); dropped",
+                 to_string(msg.kind), msg.from, msg.body.size());
+}
+
+core::Result<void> reply(const from& caller, std::string_view body) {
+  return send_message(caller.pid, kind::reply, caller.ref, body);
+}
+
+namespace {
+
+using ready_fn = std::function<void(const core::Result<void>&, const std::string&)>;
+
+// SIGTERM and SIGINT become messages, so an orderly stop runs terminate()
+// between two callbacks instead of interrupting one.
+unique_fd stop_signals_as_messages() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  ::sigprocmask(SIG_BLOCK, &set, nullptr);
+  unique_fd fd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (fd) {
+    if (auto r = detail::set_signal_fd(fd.get()); !r) {
+      core::log_warn("gen_server: unable to watch stop signals: {}", r.error().message());
+    }
+  }
+  return fd;
+}
+
+int exit_code_of(const exit_reason& r) {
+  switch (r.kind) {
+    case exit_kind::normal:
+    case exit_kind::shutdown:
+      return 0;
+    case exit_kind::exit_code:
+      return r.value;
+    default:
+      return 1;
+  }
+}
+
+int serve(gen_server& server, std::optional<exit_reason>& stop_flag, const ready_fn& ready) {
+  if (auto i = init(); !i) {
+    ready(i, "mailbox: " + i.error().message());
+    return 1;
+  }
+  unique_fd sigfd = stop_signals_as_messages();
+  core::Result<void> r = errc::start_failed;
+  std::string why;
+  try {
+    r = server.init();
+    if (!r) {
+      why = r.error().message();
+    }
+  } catch (const std::exception& e) {
+    r = errc::start_failed;
+    why = e.what();
+  }
+  ready(r, why);
+  if (!r) {
+    core::log_error("gen_server: init failed: {}", why);
+    return 1;
+  }
+  try {
+    while (!stop_flag) {
+      auto m = receive(deadline::never());
+      if (!m) {
+        continue;
+      }
+      switch (m->kind) {
+        case kind::call: {
+          auto answer = server.handle_call(*m, from{m->from, m->ref});
+          if (answer) {
+            if (auto sent = reply(from{m->from, m->ref}, *answer); !sent) {
+              core::log_warn("gen_server: unable to reply to pid {}: {}", m->from,
+                             sent.error().message());
+            }
+          }
+          break;
+        }
+        case kind::cast:
+          server.handle_cast(*m);
+          break;
+        case kind::system: {
+          auto sig = m->as<std::tuple<std::string, int>>();
+          auto cmd = m->as<std::string>();
+          if ((sig && std::get<0>(*sig) == "signal") || (cmd && *cmd == "stop")) {
+            stop_flag = exit_reason{exit_kind::shutdown, 0};
+          } else {
+            server.handle_info(*m);
+          }
+          break;
+        }
+        default:
+          server.handle_info(*m);
+          break;
+      }
+    }
+  } catch (const std::exception& e) {
+    core::log_error("gen_server: crashed in a callback: {}", e.what());
+    exit_reason crash = exit_reason::code(70);
+    server.terminate(crash);
+    return 70;
+  }
+  server.terminate(*stop_flag);
+  return exit_code_of(*stop_flag);
+}
+
+}  // namespace
+
+int run_server(gen_server& server) {
+  return serve(server, server.stop_, [](const core::Result<void>& r, const std::string&) {
+    if (r) {
+      notify_ready();
+    }
+  });
+}
+
+core::Result<pid_t> start_server(std::function<std::unique_ptr<gen_server>()> factory,
+                                 const server_options& options) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) {
+    return core::errno_code();
+  }
+  unique_fd ready_read(p[0]);
+  unique_fd ready_write(p[1]);
+  int write_raw = ready_write.get();
+  int read_raw = ready_read.get();
+  spawn_options so;
+  so.link = options.link;
+  so.name = options.name;
+  auto child = spawn(
+      [&factory, write_raw, read_raw]() -> int {
+        ::close(read_raw);
+        std::unique_ptr<gen_server> server = factory();
+        return run_server_with_ready(*server, write_raw);
+      },
+      so);
+  ready_write.reset();
+  if (!child) {
+    return child.error();
+  }
+  pid_t pid = child->pid;
+  // init() reports through the pipe: "\n" is success; anything else, or EOF
+  // (it died), is a failed start.
+  auto until = deadline::after(options.init_timeout);
+  char ch = 0;
+  bool ok = false;
+  while (true) {
+    pollfd pf{ready_read.get(), POLLIN, 0};
+    int rc = ::poll(&pf, 1, until.poll_timeout_ms());
+    if (rc < 0 && errno == EINTR) {
+      continue;
+    }
+    if (rc == 0) {
+      break;
+    }
+    ssize_t n = ::read(ready_read.get(), &ch, 1);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    ok = n == 1 && ch == '\n';
+    break;
+  }
+  if (ok) {
+    return pid;
+  }
+  bool timed_out = until.expired();
+  ::kill(pid, SIGKILL);
+  unique_fd fd = detail::forget_child(pid);
+  if (fd) {
+    (void)core::reap(fd.get());
+  }
+  return timed_out ? errc::timeout : errc::start_failed;
+}
+
+int run_server_with_ready(gen_server& server, int ready_fd) {
+  return serve(server, server.stop_,
+               [ready_fd](const core::Result<void>& r, const std::string& why) {
+                 std::string line = r ? "\n" : "E" + why;
+                 ssize_t n;
+                 do {
+                   n = ::write(ready_fd, line.data(), line.size());
+                 } while (n < 0 && errno == EINTR);
+                 ::close(ready_fd);
+               });
+}
+
+core::Result<message> call_message(const address& server, std::string_view body,
+                                   std::chrono::milliseconds timeout, exit_reason* why) {
+  auto until = deadline::after(timeout);
+  pid_t pid;
+  if (server.is_pid()) {
+    pid = server.pid();
+  } else {
+    auto p = whereis(server.name());
+    if (!p) {
+      if (why != nullptr) {
+        *why = {exit_kind::noproc, 0};
+      }
+      return errc::noproc;
+    }
+    pid = *p;
+  }
+  // The monitor's ref is the call's ref: the reply and the DOWN both carry
+  // it, and whichever comes first ends the wait.
+  ref mon = monitor(pid);
+  if (auto sent = send_message(pid, kind::call, mon, body, until); !sent) {
+    demonitor(mon, true);
+    if (why != nullptr) {
+      *why = {exit_kind::noproc, 0};
+    }
+    return sent.error();
+  }
+  predicate mine = [&mon](const message& m) {
+    return m.ref == mon && (m.kind == kind::reply || m.kind == kind::down);
+  };
+  auto m = receive(mine, until);
+  if (!m) {
+    demonitor(mon, true);
+    detail::abandon(mon);
+    return m.error();
+  }
+  if (m->kind == kind::down) {
+    exit_reason r = m->reason();
+    if (why != nullptr) {
+      *why = r;
+    }
+    return r.kind == exit_kind::noproc ? errc::noproc : errc::crashed;
+  }
+  demonitor(mon, true);
+  return std::move(*m);
+}
+
+core::Result<void> stop_server(const address& server, std::chrono::milliseconds timeout) {
+  auto until = deadline::after(timeout);
+  pid_t pid;
+  if (server.is_pid()) {
+    pid = server.pid();
+  } else {
+    auto p = whereis(server.name());
+    if (!p) {
+      return p.error();
+    }
+    pid = *p;
+  }
+  ref mon = monitor(pid);
+  if (auto sent = send_message(pid, kind::system, {}, pack(std::string("stop")), until); !sent) {
+    demonitor(mon, true);
+    return sent.error();
+  }
+  auto m = receive_ref(mon, until);
+  if (!m) {
+    demonitor(mon, true);
+    return m.error();
+  }
+  return {};
+}
+
+}  // namespace otpd::runtime

@@ -1,0 +1,70 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include <otpd/runtime/message.hpp>
+
+namespace otpd::runtime::wire {
+
+// A frame on a mailbox stream: a fixed 32-byte header, then the body.
+// Integers are in the host's byte order: both ends are on one machine.
+struct header {
+  std::uint32_t body_len;
+  std::uint8_t magic;
+  std::uint8_t version;
+  std::uint8_t kind;
+  std::uint8_t flags;
+  std::int32_t from;
+  std::uint32_t reserved;
+  std::uint64_t ref_hi;
+  std::uint64_t ref_lo;
+};
+static_assert(sizeof(header) == 32);
+
+inline constexpr std::uint8_t magic = 0xB7;
+inline constexpr std::uint8_t version = 1;
+// Bodies above this are refused by senders and treated as a broken stream by
+// receivers (a length that large can only be garbage or abuse).
+inline constexpr std::uint32_t max_body = 64u << 20;
+inline constexpr std::uint8_t max_kind = static_cast<std::uint8_t>(kind::system);
+
+inline header make_header(kind k, pid_t from, const ref& r, std::size_t body_len) {
+  return header{static_cast<std::uint32_t>(body_len),
+                magic,
+                version,
+                static_cast<std::uint8_t>(k),
+                0,
+                from,
+                0,
+                r.hi,
+                r.lo};
+}
+
+inline void append_frame(std::string& out, const header& h, std::string_view body) {
+  out.append(reinterpret_cast<const char*>(&h), sizeof h);
+  out.append(body.data(), body.size());
+}
+
+// Why a header is unacceptable, or nullptr when it is fine.
+inline const char* check_header(const header& h) {
+  if (h.magic != magic) {
+    return "bad magic (not an otpd peer)";
+  }
+  if (h.version != version) {
+    return "unsupported frame version";
+  }
+  if (h.kind > max_kind) {
+    return "unknown message kind";
+  }
+  if (h.body_len > max_body) {
+    return "body length over 64 MiB";
+  }
+  return nullptr;
+}
+
+}  // namespace otpd::runtime::wire

@@ -1,0 +1,210 @@
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <tuple>
+
+#include <gtest/gtest.h>
+
+#include <otpd/runtime/process.hpp>
+#include <otpd/testing/testing.hpp>
+
+namespace rt = otpd::runtime;
+namespace t = otpd::testing;
+using namespace std::chrono_literals;
+using otpd::core::errc;
+
+namespace {
+auto long_wait() {
+  return rt::deadline::after(t::scaled(20s));
+}
+}  // namespace
+
+TEST(Mailbox, OneSenderHundredThousandMessagesInOrder) {
+  pid_t parent = rt::self();
+  constexpr int n = 100000;
+  auto child = rt::spawn([parent] {
+    for (int i = 0; i < n; ++i) {
+      if (!rt::post(parent, i)) {
+        return 1;
+      }
+    }
+    return rt::flush() ? 0 : 2;
+  });
+  ASSERT_TRUE(child);
+  for (int i = 0; i < n; ++i) {
+    auto m = rt::receive(long_wait());
+    ASSERT_TRUE(m) << "message " << i << ": " << m.error().message();
+    ASSERT_EQ(m->from, child->pid);
+    ASSERT_EQ(*m->as<int>(), i);
+  }
+}
+
+TEST(Mailbox, FourConcurrentSendersKeepPerSenderOrderAndLoseNothing) {
+  pid_t parent = rt::self();
+  constexpr int per_sender = 25000;
+  std::map<pid_t, int> next;
+  for (int s = 0; s < 4; ++s) {
+    auto child = rt::spawn([parent, s] {
+      for (int i = 0; i < per_sender; ++i) {
+        // Alternate single sends and batched posts: both keep order.
+        auto r = (i % 3 == 0) ? rt::send(parent, std::make_tuple(s, i))
+                              : rt::post(parent, std::make_tuple(s, i));
+        if (!r) {
+          return 1;
+        }
+      }
+      return rt::flush() ? 0 : 2;
+    });
+    ASSERT_TRUE(child);
+    next[child->pid] = 0;
+  }
+  for (int k = 0; k < 4 * per_sender; ++k) {
+    auto m = rt::receive(long_wait());
+    ASSERT_TRUE(m) << "after " << k << " messages";
+    auto v = m->as<std::tuple<int, int>>();
+    ASSERT_TRUE(v);
+    ASSERT_TRUE(next.count(m->from));
+    ASSERT_EQ(std::get<1>(*v), next[m->from]) << "out of order from pid " << m->from;
+    ++next[m->from];
+  }
+  for (auto& [pid, count] : next) {
+    EXPECT_EQ(count, per_sender);
+  }
+}
+
+TEST(Mailbox, OneMebibyteBodyBothWays) {
+  std::string big(1 << 20, '\0');
+  for (std::size_t i = 0; i < big.size(); ++i) {
+    big[i] = static_cast<char>(i * 131 % 251);
+  }
+  pid_t parent = rt::self();
+  auto echo = rt::spawn([parent] {
+    auto m = rt::receive(rt::deadline::after(t::scaled(20s)));
+    if (!m) {
+      return 1;
+    }
+    return rt::send_message(parent, rt::kind::user, m->ref, m->body) ? 0 : 2;
+  });
+  ASSERT_TRUE(echo);
+  rt::ref r = rt::make_ref();
+  ASSERT_TRUE(rt::send_message(echo->pid, rt::kind::user, r, rt::pack(big)));
+  auto back = rt::receive_ref(r, long_wait());
+  ASSERT_TRUE(back);
+  EXPECT_EQ(*back->as<std::string>(), big);
+}
+
+TEST(Mailbox, SelectiveReceiveLeavesOthersQueuedInOrder) {
+  for (const char* s : {"a", "b", "c", "d"}) {
+    ASSERT_TRUE(rt::send(rt::self(), std::string(s)));
+  }
+  auto is = [](const std::string& want) {
+    return [want](const rt::message& m) { return m.as<std::string>().value_or("") == want; };
+  };
+  auto c = rt::receive(is("c"), long_wait());
+  ASSERT_TRUE(c);
+  EXPECT_EQ(*c->as<std::string>(), "c");
+  EXPECT_EQ(rt::queued(), 3u);
+  for (const char* s : {"a", "b", "d"}) {
+    auto m = rt::receive(long_wait());
+    ASSERT_TRUE(m);
+    EXPECT_EQ(*m->as<std::string>(), s);
+  }
+}
+
+TEST(Mailbox, ReceiveTimesOut) {
+  auto start = std::chrono::steady_clock::now();
+  auto m = rt::receive(50ms);
+  ASSERT_FALSE(m);
+  EXPECT_EQ(m.error(), errc::timeout);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 50ms);
+  // A predicate that matches nothing also times out, leaving the queue alone.
+  ASSERT_TRUE(rt::send(rt::self(), 1));
+  auto none = rt::receive([](const rt::message&) { return false; }, 20ms);
+  EXPECT_EQ(none.error(), errc::timeout);
+  EXPECT_EQ(rt::queued(), 1u);
+  ASSERT_TRUE(rt::receive(long_wait()));
+}
+
+TEST(Mailbox, SendToMissingProcessOrNameIsNoproc) {
+  EXPECT_EQ(rt::send(pid_t{0x7ffffff0}, 1).error(), errc::noproc);
+  EXPECT_EQ(rt::send(std::string("nobody_here"), 1).error(), errc::noproc);
+  EXPECT_EQ(rt::whereis("nobody_here").error(), errc::noproc);
+  EXPECT_EQ(rt::register_name("bad/name").error(), errc::invalid_argument);
+}
+
+TEST(Mailbox, NameFollowsTheRestartedHolder) {
+  pid_t parent = rt::self();
+  auto holder = [parent] {
+    if (!rt::register_name("svc")) {
+      return 1;
+    }
+    (void)rt::send(parent, std::string("registered"));
+    auto m = rt::receive(rt::deadline::after(t::scaled(20s)));
+    if (m) {
+      (void)rt::send(m->from, std::string("pong"));
+    }
+    return 0;
+  };
+  auto first = rt::spawn(holder, {.monitor = true});
+  ASSERT_TRUE(first);
+  ASSERT_TRUE(rt::receive(long_wait()));
+  EXPECT_EQ(*rt::whereis("svc"), first->pid);
+  ::kill(first->pid, SIGKILL);
+  ASSERT_TRUE(rt::receive_ref(first->monitor_ref, long_wait()));
+  EXPECT_EQ(rt::whereis("svc").error(), errc::noproc);
+
+  auto second = rt::spawn(holder);
+  ASSERT_TRUE(second);
+  ASSERT_TRUE(rt::receive(long_wait()));
+  EXPECT_EQ(*rt::whereis("svc"), second->pid);
+  ASSERT_TRUE(rt::send(std::string("svc"), std::string("ping")));
+  auto pong = rt::receive(long_wait());
+  ASSERT_TRUE(pong);
+  EXPECT_EQ(pong->from, second->pid);
+}
+
+TEST(Mailbox, FullReceiverMakesSenderWaitThenFailNotDrop) {
+  pid_t parent = rt::self();
+  // The child never reads: its socket buffer fills up.
+  auto sink = rt::spawn([parent] {
+    (void)rt::send(parent, std::string("up"));
+    ::pause();
+    return 0;
+  });
+  ASSERT_TRUE(sink);
+  ASSERT_TRUE(rt::receive(long_wait()));
+  std::string chunk(64 * 1024, 'x');
+  int sent = 0;
+  otpd::core::Result<void> r;
+  for (int i = 0; i < 10000; ++i) {
+    r = rt::send_message(sink->pid, rt::kind::user, {}, rt::pack(chunk), rt::deadline::after(50ms));
+    if (!r) {
+      break;
+    }
+    ++sent;
+  }
+  ASSERT_FALSE(r) << "10000 x 64 KiB were all accepted by a receiver that never reads";
+  EXPECT_EQ(r.error(), errc::timeout);
+  EXPECT_GT(sent, 0);
+  ::kill(sink->pid, SIGKILL);
+}
+
+TEST(Mailbox, RefsAreUniqueAcrossProcesses) {
+  pid_t parent = rt::self();
+  auto child = rt::spawn([parent] {
+    rt::ref r = rt::make_ref();
+    return rt::send(parent, std::make_tuple(r.hi, r.lo)) ? 0 : 1;
+  });
+  ASSERT_TRUE(child);
+  rt::ref mine = rt::make_ref();
+  auto m = rt::receive(long_wait());
+  ASSERT_TRUE(m);
+  auto [hi, lo] = *m->as<std::tuple<std::uint64_t, std::uint64_t>>();
+  EXPECT_FALSE(mine == (rt::ref{hi, lo}));
+  EXPECT_NE(hi, mine.hi);
+}

@@ -1,0 +1,85 @@
+// stack_worker: the training's Stack as a real worker. Requests (msgpack):
+//   cast ["push", term]     pushes any term
+//   call ["pop"]            -> ["ok", term] or ["error", "empty"]
+//   call ["size"]           -> ["ok", n]
+// Run it under otpd (readiness: notify, name: stack) or from spawn_exec.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <otpd/core/log.hpp>
+#include <otpd/runtime/gen_server.hpp>
+
+namespace rt = otpd::runtime;
+
+namespace {
+
+class stack_server final : public rt::gen_server {
+ public:
+  std::optional<std::string> handle_call(const rt::message& req, const rt::from&) override {
+    std::string op = op_of(req);
+    msgpack::sbuffer out;
+    msgpack::packer<msgpack::sbuffer> pk(out);
+    pk.pack_array(2);
+    if (op == "pop") {
+      if (items_.empty()) {
+        pk.pack(std::string("error"));
+        pk.pack(std::string("empty"));
+      } else {
+        pk.pack(std::string("ok"));
+        // The element is kept as the raw msgpack of the pushed term.
+        out.write(items_.back().data(), items_.back().size());
+        items_.pop_back();
+      }
+    } else if (op == "size") {
+      pk.pack(std::string("ok"));
+      pk.pack(items_.size());
+    } else {
+      pk.pack(std::string("error"));
+      pk.pack(std::string("unknown request"));
+    }
+    return std::string(out.data(), out.size());
+  }
+
+  void handle_cast(const rt::message& req) override {
+    try {
+      auto oh = msgpack::unpack(req.body.data(), req.body.size());
+      const msgpack::object& o = oh.get();
+      if (o.type == msgpack::type::ARRAY && o.via.array.size == 2 &&
+          o.via.array.ptr[0].as<std::string>() == "push") {
+        msgpack::sbuffer elem;
+        msgpack::pack(elem, o.via.array.ptr[1]);
+        items_.emplace_back(elem.data(), elem.size());
+        return;
+      }
+    } catch (const std::exception&) {
+    }
+    otpd::core::log_warn("stack_worker: ignored a cast that is not [\"push\", term]");
+  }
+
+ private:
+  static std::string op_of(const rt::message& req) {
+    try {
+      auto oh = msgpack::unpack(req.body.data(), req.body.size());
+      const msgpack::object& o = oh.get();
+      if (o.type == msgpack::type::ARRAY && o.via.array.size >= 1) {
+        return o.via.array.ptr[0].as<std::string>();
+      }
+      if (o.type == msgpack::type::STR) {
+        return o.as<std::string>();
+      }
+    } catch (const std::exception&) {
+    }
+    return {};
+  }
+
+  std::vector<std::string> items_;
+};
+
+}  // namespace
+
+int main() {
+  otpd::core::set_log_name("stack_worker");
+  stack_server server;
+  return rt::run_server(server);
+}
