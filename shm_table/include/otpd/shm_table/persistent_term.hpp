@@ -1,0 +1,57 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <otpd/core/result.hpp>
+
+namespace otpd::shm_table {
+
+using core::Result;
+
+// The node's persistent_term store: a tiny read-mostly key/value area in
+// shared memory ("/dev/shm/otpd-pt.<node>.<name>", mode 0600). Reads take no
+// lock and no syscall; a put copies the whole area (it is small) into the
+// idle one of two buffers and publishes it with one atomic store, so a writer
+// killed anywhere leaves the previous image in force. Writers serialize on a
+// robust mutex. Used for facts such as the Redis pool's size and members.
+class persistent_term {
+ public:
+  static constexpr std::size_t max_terms = 64;
+  static constexpr std::size_t max_key_bytes = 64;
+  static constexpr std::size_t max_value_bytes = 1024;
+
+  // Attaches the area, creating it when missing.
+  [[nodiscard]] static Result<persistent_term> open(std::string_view node,
+                                                    std::string_view name = "terms");
+  [[nodiscard]] static Result<void> remove(std::string_view node, std::string_view name = "terms");
+
+  persistent_term(persistent_term&&) noexcept;
+  persistent_term& operator=(persistent_term&&) noexcept;
+  persistent_term(const persistent_term&) = delete;
+  persistent_term& operator=(const persistent_term&) = delete;
+  ~persistent_term();
+
+  // errc::too_large for a key or value over its bound, errc::table_full past max_terms.
+  [[nodiscard]] Result<void> put(std::string_view key, std::string_view value);
+  // Whether the key was there.
+  [[nodiscard]] Result<bool> erase(std::string_view key);
+  [[nodiscard]] std::optional<std::string> get(std::string_view key) const;
+  [[nodiscard]] bool get_into(std::string_view key, std::string& out) const;
+  [[nodiscard]] std::vector<std::pair<std::string, std::string>> all() const;
+  // Bumped by every put/erase: a reader may cache what it read until it changes.
+  [[nodiscard]] std::uint64_t generation() const noexcept;
+
+  struct impl;
+
+ private:
+  explicit persistent_term(std::unique_ptr<impl> p) noexcept;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace otpd::shm_table
