@@ -1,0 +1,39 @@
+// otpd: the node daemon. Runs CONFIG's supervision tree in the foreground.
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+
+#include <otpd/core/log.hpp>
+#include <otpd/supervisor/config.hpp>
+#include <otpd/supervisor/daemon.hpp>
+
+int main(int argc, char** argv) {
+  using namespace otpd::supervisor;
+  CLI::App app{"otpd: supervises OS processes the way an OTP node supervises its processes"};
+  daemon_options o;
+  bool check = false;
+  std::string format = "text";
+  app.add_option("config", o.config_path, "YAML config file")->required();
+  app.add_flag("--check", check, "validate the config and exit (0 valid, 1 invalid)");
+  app.add_option("--runtime-dir", o.runtime_dir,
+                 "runtime dir (default: $OTPD_RUNTIME_DIR, then node.runtime_dir)");
+  app.add_option("--log-format", format, "text or json")->check(CLI::IsMember({"text", "json"}));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 100;
+  }
+  otpd::core::set_log_name("otpd");
+  if (check) {
+    std::string msg;
+    auto cfg = load_config(o.config_path, msg);
+    if (!cfg) {
+      std::fprintf(stderr, "%s\n", msg.c_str());
+      return 1;
+    }
+    std::printf("%s: ok\n", o.config_path.c_str());
+    return 0;
+  }
+  o.format = format == "json" ? log_format::json : log_format::text;
+  return run_daemon(o);
+}

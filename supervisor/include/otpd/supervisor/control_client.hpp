@@ -1,0 +1,28 @@
+#pragma once
+
+#include <string>
+
+#include <otpd/core/result.hpp>
+#include <otpd/core/unique_fd.hpp>
+
+namespace otpd::supervisor {
+
+// A blocking client of otpd's control socket: newline-delimited JSON.
+class control_client {
+ public:
+  // Connects to DIR/control.sock. Errors: the errno of socket/connect
+  // (ENOENT or ECONNREFUSED when no otpd runs there).
+  [[nodiscard]] core::Result<void> connect(const std::string& runtime_dir);
+  // Sends one request line (a JSON object, without the newline).
+  [[nodiscard]] core::Result<void> send_line(const std::string& line);
+  // Reads the next line (without its newline); errc::closed at EOF.
+  [[nodiscard]] core::Result<std::string> read_line();
+  // send_line then read_line.
+  [[nodiscard]] core::Result<std::string> request(const std::string& line);
+
+ private:
+  core::unique_fd fd_;
+  std::string buf_;
+};
+
+}  // namespace otpd::supervisor

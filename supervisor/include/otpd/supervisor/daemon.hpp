@@ -1,0 +1,29 @@
+#pragma once
+
+#include <string>
+
+namespace otpd::supervisor {
+
+enum class log_format { text, json };
+
+struct daemon_options {
+  std::string config_path;
+  std::string runtime_dir;  // empty: $OTPD_RUNTIME_DIR, then the config's, then the default
+  log_format format = log_format::text;
+};
+
+// Runs the node in the foreground until it is shut down (exit code 0) or its
+// root supervisor gives up or fails to start (non-zero). Errors before the
+// loop starts (bad config, a second otpd on the same runtime dir) are logged
+// and returned as exit code 1.
+[[nodiscard]] int run_daemon(const daemon_options& options);
+
+// The control socket of a runtime dir.
+[[nodiscard]] std::string control_socket_path(const std::string& runtime_dir);
+
+// The runtime dir the daemon and otpctl agree on: explicit, else
+// $OTPD_RUNTIME_DIR, else fallback (the config's), else the default.
+[[nodiscard]] std::string pick_runtime_dir(const std::string& explicit_dir,
+                                           const std::string& fallback);
+
+}  // namespace otpd::supervisor
