@@ -94,6 +94,7 @@ class async_session {
   void defer_handler(bool connect, std::error_code ec);
   void run_deferred();
   void arm_deadline_timer();
+  void arm_connect_timer();
   void drop_answered_deadlines();
   void context_gone();
   void maybe_finish();
@@ -125,6 +126,7 @@ class async_session {
   using deadline_entry = std::pair<clock::time_point, std::uint64_t>;
   std::priority_queue<deadline_entry, std::vector<deadline_entry>, std::greater<>> deadlines_;
   clock::time_point timer_at_ = clock::time_point::max();
+  clock::time_point connect_deadline_{};
 
   std::deque<std::function<void()>> deferred_;
 
@@ -164,8 +166,8 @@ void async_session::start(const endpoint& where) {
   // Also asks for the first write event, which completes the connect.
   redisAsyncSetConnectCallback(ac_, on_connected);
   if (opts_.connect_timeout.count() > 0) {
-    uv_timer_start(&connect_timer_, on_connect_timer,
-                   static_cast<std::uint64_t>(opts_.connect_timeout.count()), 0);
+    connect_deadline_ = clock::now() + opts_.connect_timeout;
+    arm_connect_timer();
   }
 }
 
@@ -391,9 +393,19 @@ void async_session::on_deadline_timer(uv_timer_t* t) {
   }
 }
 
+void async_session::arm_connect_timer() {
+  uv_update_time(loop_);
+  uv_timer_start(&connect_timer_, on_connect_timer, ceil_ms(connect_deadline_ - clock::now()), 0);
+}
+
 void async_session::on_connect_timer(uv_timer_t* t) {
   auto* self = static_cast<async_session*>(t->data);
   if (self->phase_ != phase::connecting || self->ac_ == nullptr) {
+    return;
+  }
+  if (clock::now() < self->connect_deadline_) {
+    // libuv's clock is coarse (milliseconds, cached per loop turn): early.
+    self->arm_connect_timer();
     return;
   }
   self->phase_ = phase::dead;

@@ -53,6 +53,20 @@ class uv_loop_test : public ::testing::Test {
     return pred();
   }
 
+  // Handles that are active and not closing (they keep the loop running).
+  int active_handles() {
+    int n = 0;
+    uv_walk(
+        &loop_,
+        [](uv_handle_t* h, void* arg) {
+          if (uv_is_active(h) != 0 && uv_is_closing(h) == 0) {
+            ++*static_cast<int*>(arg);
+          }
+        },
+        &n);
+    return n;
+  }
+
   // Turns the loop a few times without blocking (lets deferred work run).
   void spin(int times = 3) {
     for (int i = 0; i < times; ++i) {
