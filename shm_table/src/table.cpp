@@ -110,6 +110,7 @@ struct seg_header {
   std::uint64_t journals_off;
   std::int32_t owner_pid;  // atomic
   std::int32_t creator_pid;
+  std::uint64_t repairs;  // atomic: half-done writes of dead processes rolled back
   char node[72];
   char name[72];
 };
@@ -404,6 +405,7 @@ struct table::impl {
       __atomic_store_n(&sh.seq, q + 1, __ATOMIC_RELEASE);
     }
     ++repairs;
+    __atomic_add_fetch(&hdr->repairs, 1, __ATOMIC_RELAXED);
     core::log_warn("shm_table {}: repaired stripe {} after a writer died in it", name, s);
   }
 
@@ -1547,6 +1549,7 @@ table_info table::info() const {
   i.stripes = t.stripes;
   i.owner = ld(t.hdr->owner_pid);
   i.owner_alive = pid_alive_not_zombie(i.owner);
+  i.repairs = ld(t.hdr->repairs);
   return i;
 }
 

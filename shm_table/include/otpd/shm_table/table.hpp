@@ -79,6 +79,7 @@ struct table_info {
   std::uint32_t stripes = 0;
   pid_t owner = 0;
   bool owner_alive = false;
+  std::uint64_t repairs = 0;  // half-done writes of killed processes rolled back, ever
 };
 
 // Key/value predicate of select and select_delete. It sees views into the
