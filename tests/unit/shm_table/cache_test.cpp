@@ -1,0 +1,152 @@
+// The shm terms cache: the owner program creates the table and sweeps it;
+// this process puts and gets directly. Mirrors the cache tests of the
+// training (put then get; a missing key gives nothing; a value with a short
+// TTL is there at once and gone after expiry) plus owner restarts.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "shm_fixture.hpp"
+#include <gtest/gtest.h>
+
+#include <otpd/core/clock.hpp>
+#include <otpd/core/spawn.hpp>
+#include <otpd/core/unique_fd.hpp>
+#include <otpd/shm_table/cache.hpp>
+#include <otpd/testing/testing.hpp>
+
+extern char** environ;
+
+namespace otpd::shm_table::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Starts shm_cache_owner with a readiness pipe on fd 3; returns once it
+// wrote its "\n" (or fails the test).
+class Owner {
+ public:
+  Owner(const std::string& node, std::vector<std::string> extra = {}) {
+    int p[2];
+    EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
+    core::unique_fd rd(p[0]);
+    core::unique_fd wr(p[1]);
+    core::spawn_options o;
+    o.argv = {otpd::testing::bin_path("shm_cache_owner"), "--node", node, "--sweep-ms", "20"};
+    o.argv.insert(o.argv.end(), extra.begin(), extra.end());
+    for (char** e = environ; *e != nullptr; ++e) {
+      o.env.emplace_back(*e);
+    }
+    o.env.emplace_back("OTPD_READY_FD=3");
+    o.fds = {{wr.get(), 3}};
+    auto c = core::spawn(o);
+    EXPECT_TRUE(c) << c.error().message();
+    if (!c) {
+      return;
+    }
+    proc_ = std::move(*c);
+    wr.reset();
+    pollfd pfd{rd.get(), POLLIN, 0};
+    int timeout = static_cast<int>(otpd::testing::scaled(5000ms).count());
+    EXPECT_EQ(::poll(&pfd, 1, timeout), 1) << "owner not ready in time";
+    char ch = 0;
+    ready_ = ::read(rd.get(), &ch, 1) == 1 && ch == '\n';
+  }
+  Owner(const Owner&) = delete;
+  Owner& operator=(const Owner&) = delete;
+  Owner(Owner&&) = delete;
+  Owner& operator=(Owner&&) = delete;
+  ~Owner() {
+    if (proc_.pidfd) {
+      ::kill(proc_.pid, SIGKILL);
+      (void)core::reap(proc_.pidfd.get());
+    }
+  }
+  [[nodiscard]] bool ready() const { return ready_; }
+  [[nodiscard]] pid_t pid() const { return proc_.pid; }
+  core::child_exit stop(int sig) {
+    ::kill(proc_.pid, sig);
+    auto e = core::reap(proc_.pidfd.get());
+    proc_.pidfd.reset();
+    return e;
+  }
+
+ private:
+  core::spawned proc_;
+  bool ready_ = false;
+};
+
+class ShmCache : public shm_fixture {};
+
+TEST_F(ShmCache, PutThenGetAndAMissingKeyGivesNothing) {
+  Owner owner(node());
+  ASSERT_TRUE(owner.ready());
+  auto c = cache_client::attach(node());
+  ASSERT_TRUE(c) << c.error().message();
+  ASSERT_TRUE(c->put("key", "value"));
+  EXPECT_EQ(c->get("key"), "value");
+  EXPECT_EQ(c->get("missing"), std::nullopt);
+  EXPECT_EQ(c->raw().info().owner, owner.pid());
+}
+
+TEST_F(ShmCache, ShortTtlValueIsThereAtOnceAndGoneAfterExpiry) {
+  Owner owner(node());
+  ASSERT_TRUE(owner.ready());
+  auto c = cache_client::attach(node());
+  ASSERT_TRUE(c);
+  auto put_at = core::monotonic_ns();
+  ASSERT_TRUE(c->put("short", "lived", 300ms));
+  EXPECT_EQ(c->get("short"), "lived");
+  ASSERT_TRUE(otpd::testing::wait_until([&] { return !c->get("short"); }, 5000ms));
+  EXPECT_GE(core::monotonic_ns() - put_at, 300'000'000);
+  // The owner's sweep reclaims it (size counts stored entries until then).
+  EXPECT_TRUE(otpd::testing::wait_until([&] { return c->raw().size() == 0; }, 5000ms));
+}
+
+TEST_F(ShmCache, OwnerKilledAndRestartedKeepsTheData) {
+  auto first = std::make_unique<Owner>(node());
+  ASSERT_TRUE(first->ready());
+  {
+    auto c = cache_client::attach(node());
+    ASSERT_TRUE(c);
+    for (int i = 0; i < 100; ++i) {
+      ASSERT_TRUE(c->put("k" + std::to_string(i), "v" + std::to_string(i)));
+    }
+  }
+  auto e = first->stop(SIGKILL);
+  EXPECT_EQ(e.code, CLD_KILLED);
+  first.reset();
+  auto c = cache_client::attach(node());
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->get("k42"), "v42");  // readable while no owner runs
+  Owner second(node());
+  ASSERT_TRUE(second.ready());
+  EXPECT_EQ(c->raw().info().owner, second.pid());
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(c->get("k" + std::to_string(i)), "v" + std::to_string(i));
+  }
+  // SIGTERM: an orderly exit that keeps the table.
+  auto t = second.stop(SIGTERM);
+  EXPECT_EQ(t.code, CLD_EXITED);
+  EXPECT_EQ(t.status, 0);
+  EXPECT_EQ(list_tables(node()), (std::vector<std::string>{"cache"}));
+  EXPECT_EQ(c->get("k7"), "v7");
+}
+
+TEST_F(ShmCache, ProtectedCacheRefusesOtherWriters) {
+  Owner owner(node(), {"--access", "protected", "--table", "prot"});
+  ASSERT_TRUE(owner.ready());
+  auto c = cache_client::attach(node(), "prot");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->put("k", "v").error(), core::errc::access_denied);
+  EXPECT_EQ(c->get("k"), std::nullopt);
+}
+
+}  // namespace
+}  // namespace otpd::shm_table::test
