@@ -145,15 +145,19 @@ struct log_sink {
     ::rename(spec.path.c_str(), (spec.path + ".1").c_str());
     open();
   }
+  // Splits a chunk at the size limit, so no file grows past max_bytes
+  // however much the child writes at once.
   void write(const char* data, std::size_t n) {
-    if (spec.rotate && size > 0 && size + n > spec.max_bytes) {
-      rotate();
-    }
-    if (!fd) {
-      return;
-    }
     while (n > 0) {
-      ssize_t w = ::write(fd.get(), data, n);
+      if (spec.rotate && size >= spec.max_bytes) {
+        rotate();
+      }
+      if (!fd) {
+        return;
+      }
+      std::size_t room = spec.rotate ? static_cast<std::size_t>(spec.max_bytes - size) : n;
+      std::size_t chunk = n < room ? n : room;
+      ssize_t w = ::write(fd.get(), data, chunk);
       if (w < 0 && errno == EINTR) {
         continue;
       }

@@ -1,0 +1,73 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <otpd/core/spawn.hpp>
+#include <otpd/testing/testing.hpp>
+
+namespace otpd::itest {
+
+using json = nlohmann::json;
+
+// One otpd under test: its own temp runtime dir, config and log. The
+// destructor stops it and fails the test if any child it ever reported is
+// still alive.
+class otpd_node {
+ public:
+  otpd_node();
+  ~otpd_node();
+  otpd_node(const otpd_node&) = delete;
+  otpd_node& operator=(const otpd_node&) = delete;
+  otpd_node(otpd_node&&) = delete;
+  otpd_node& operator=(otpd_node&&) = delete;
+
+  [[nodiscard]] const std::string& dir() const { return tmp_.path(); }
+  [[nodiscard]] std::string rt() const { return dir() + "/rt"; }
+  [[nodiscard]] std::string config_path() const { return dir() + "/otpd.yaml"; }
+  [[nodiscard]] static std::string child() { return testing::bin_path("otpd_test_child"); }
+
+  void write_config(const std::string& yaml) const;
+  // Writes the config, starts otpd and waits until its control socket answers.
+  void start(const std::string& yaml, bool wait_ready = true);
+  // otpctl with these arguments; returns its exit status, output in *out.
+  int ctl(const std::string& args, std::string* out = nullptr) const;
+  // `otpctl --json status`, parsed; null when otpd does not answer.
+  [[nodiscard]] json status();
+  // The child at path in a status answer (null if absent).
+  [[nodiscard]] static json find(const json& st, const std::string& path);
+  [[nodiscard]] pid_t pid_of(const std::string& path);
+  [[nodiscard]] std::string state_of(const std::string& path);
+  // Waits until path runs with a pid other than old; returns it (or -1).
+  pid_t wait_running(const std::string& path, pid_t old = -1);
+  // Waits for otpd to exit; returns its exit code (or -1 on timeout).
+  int wait_exit(std::chrono::milliseconds timeout = std::chrono::milliseconds(15000));
+  [[nodiscard]] bool running() const { return pid_ > 0; }
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  [[nodiscard]] std::string log() const { return testing::read_file(dir() + "/otpd.log"); }
+  // Every pid a status answer ever showed.
+  [[nodiscard]] const std::set<pid_t>& seen() const { return seen_; }
+
+ private:
+  void remember(const json& n);
+
+  testing::temp_dir tmp_{"otpd-it"};
+  pid_t pid_ = -1;
+  core::unique_fd pidfd_;
+  int exit_code_ = -1;
+  std::set<pid_t> seen_;
+};
+
+// Live processes whose environment says they belong to this runtime dir.
+[[nodiscard]] std::vector<pid_t> processes_of(const std::string& runtime_dir);
+
+// kill -SIG PID through a shell, as a user would.
+void shell_kill(pid_t pid, const char* sig = "9");
+
+}  // namespace otpd::itest
