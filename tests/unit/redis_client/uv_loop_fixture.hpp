@@ -33,27 +33,58 @@ class uv_loop_test : public ::testing::Test {
   uv_loop_t* loop() { return &loop_; }
 
   // Runs the loop until pred() is true; false if the scaled timeout passed.
+  // A prepare handle checks pred before the loop blocks in poll, and a check
+  // handle after it, so an event handled in any phase ends the wait at once
+  // (UV_RUN_ONCE alone would block in poll after the timers phase).
   bool run_until(const std::function<bool()>& pred,
                  std::chrono::milliseconds timeout = std::chrono::milliseconds(10000)) {
     if (pred()) {
       return true;
     }
-    bool expired = false;
-    auto* guard = new uv_timer_t;  // freed in its close callback
-    uv_timer_init(&loop_, guard);
-    guard->data = &expired;
+    struct waiter {
+      const std::function<bool()>* pred;
+      uv_timer_t guard;
+      uv_prepare_t before_poll;
+      uv_check_t after_poll;
+      int open = 3;
+    };
+    auto* w = new waiter{&pred, {}, {}, {}};  // freed by the last close callback
+    uv_timer_init(&loop_, &w->guard);
+    uv_prepare_init(&loop_, &w->before_poll);
+    uv_check_init(&loop_, &w->after_poll);
+    w->guard.data = w->before_poll.data = w->after_poll.data = w;
     uv_timer_start(
-        guard, [](uv_timer_t* t) { *static_cast<bool*>(t->data) = true; },
+        &w->guard, [](uv_timer_t* t) { uv_stop(t->loop); },
         static_cast<std::uint64_t>(scaled(timeout).count()), 0);
-    while (!pred() && !expired) {
-      uv_run(&loop_, UV_RUN_ONCE);
-    }
-    uv_close(reinterpret_cast<uv_handle_t*>(guard),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-    return pred();
+    uv_prepare_start(&w->before_poll, [](uv_prepare_t* p) {
+      if ((*static_cast<waiter*>(p->data)->pred)()) {
+        uv_stop(p->loop);
+      }
+    });
+    uv_check_start(&w->after_poll, [](uv_check_t* c) {
+      if ((*static_cast<waiter*>(c->data)->pred)()) {
+        uv_stop(c->loop);
+      }
+    });
+    own_active_ = 3;
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    own_active_ = 0;
+    bool ok = pred();
+    w->pred = nullptr;
+    auto closed = [](uv_handle_t* h) {
+      auto* self = static_cast<waiter*>(h->data);
+      if (--self->open == 0) {
+        delete self;
+      }
+    };
+    uv_close(reinterpret_cast<uv_handle_t*>(&w->guard), closed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&w->before_poll), closed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&w->after_poll), closed);
+    return ok;
   }
 
-  // Handles that are active and not closing (they keep the loop running).
+  // Handles that are active and not closing (they keep the loop running),
+  // not counting run_until's own.
   int active_handles() {
     int n = 0;
     uv_walk(
@@ -64,7 +95,7 @@ class uv_loop_test : public ::testing::Test {
           }
         },
         &n);
-    return n;
+    return n - own_active_;
   }
 
   // Turns the loop a few times without blocking (lets deferred work run).
@@ -76,6 +107,7 @@ class uv_loop_test : public ::testing::Test {
 
  private:
   uv_loop_t loop_{};
+  int own_active_ = 0;
 };
 
 }  // namespace otpd::testing
