@@ -1,0 +1,628 @@
+// bench_restart: how fast a supervisor replaces a SIGKILLed child, measured
+// from the kill to the replacement's first instruction (restart_child writes
+// a CLOCK_MONOTONIC stamp first thing), side by side in one run with a bare
+// fork+execve floor, supervisord, s6-supervise and runsv; then scale: N
+// children under one otpd (start time, memory, idle CPU, one_for_all restart)
+// with supervisord and s6 at 1,000.
+//
+//   bench_restart [--kills 200] [--anchor-kills 50] [--slow-kills 20]
+//                 [--idle-ms 1100] [--scale 1000,10000] [--anchor-scale 1000]
+//                 [--skip-restart] [--skip-scale]
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include <otpd/core/clock.hpp>
+#include <otpd/core/spawn.hpp>
+
+namespace fs = std::filesystem;
+using otpd::core::monotonic_ns;
+
+namespace {
+
+struct options {
+  int kills = 200;
+  int anchor_kills = 50;
+  int slow_kills = 20;
+  int idle_ms = 1100;
+  std::vector<int> scale = {1000, 10000};
+  int anchor_scale = 1000;
+  bool restart = true;
+  bool scale_run = true;
+};
+
+std::string g_bin;   // build/bin
+std::string g_work;  // scratch dir
+
+void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+// New "<pid> <ns>" lines of a stamp file.
+class stamps {
+ public:
+  explicit stamps(std::string path) : path_(std::move(path)) {}
+  std::vector<std::pair<pid_t, std::int64_t>> read_new() {
+    std::vector<std::pair<pid_t, std::int64_t>> out;
+    int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      return out;
+    }
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::pread(fd, buf, sizeof buf, static_cast<off_t>(offset_))) > 0) {
+      pending_.append(buf, static_cast<std::size_t>(n));
+      offset_ += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    std::size_t nl;
+    while ((nl = pending_.find('\n')) != std::string::npos) {
+      std::istringstream in(pending_.substr(0, nl));
+      pid_t pid;
+      long long ns;
+      if (in >> pid >> ns) {
+        out.emplace_back(pid, ns);
+      }
+      pending_.erase(0, nl + 1);
+    }
+    return out;
+  }
+  // Waits for a stamp from a pid other than old; nullopt after timeout_ms.
+  std::optional<std::pair<pid_t, std::int64_t>> next(pid_t old, int timeout_ms = 10000) {
+    std::int64_t end = monotonic_ns() + std::int64_t{timeout_ms} * 1000000;
+    while (monotonic_ns() < end) {
+      for (auto& s : read_new()) {
+        if (s.first != old) {
+          return s;
+        }
+      }
+      // The stamp carries the time; polling slowly only paces the loop and
+      // leaves the CPUs to the supervisor under test.
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    return std::nullopt;
+  }
+  // Waits until n stamps arrived; returns the latest stamp time or -1.
+  std::int64_t wait_count(std::size_t n, int timeout_ms) {
+    std::int64_t end = monotonic_ns() + std::int64_t{timeout_ms} * 1000000;
+    while (monotonic_ns() < end) {
+      for (auto& s : read_new()) {
+        ++count_;
+        last_ = std::max(last_, s.second);
+      }
+      if (count_ >= n) {
+        return last_;
+      }
+      sleep_ms(2);
+    }
+    return -1;
+  }
+  void reset_count() {
+    read_new();
+    count_ = 0;
+    last_ = 0;
+  }
+
+ private:
+  std::string path_;
+  std::size_t offset_ = 0;
+  std::string pending_;
+  std::size_t count_ = 0;
+  std::int64_t last_ = 0;
+};
+
+struct percentiles {
+  double p50 = 0, p90 = 0, p99 = 0;
+  std::size_t n = 0;
+};
+
+percentiles summarize(std::vector<double> v) {
+  percentiles p;
+  p.n = v.size();
+  if (v.empty()) {
+    return p;
+  }
+  std::sort(v.begin(), v.end());
+  auto at = [&](double q) {
+    auto i = static_cast<std::size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
+    return v[std::min(i, v.size() - 1)];
+  };
+  p.p50 = at(0.50);
+  p.p90 = at(0.90);
+  p.p99 = at(0.99);
+  return p;
+}
+
+std::string fmt_p(const percentiles& p) {
+  if (p.n == 0) {
+    return "n/a";
+  }
+  return fmt::format("{:.2f} / {:.2f} / {:.2f} (n={})", p.p50, p.p90, p.p99, p.n);
+}
+
+pid_t launch(const std::vector<std::string>& argv, const std::string& log,
+             const std::vector<std::string>& extra_env = {}) {
+  otpd::core::spawn_options o;
+  o.argv = argv;
+  int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  o.fds = {{-1, 0}, {fd, 1}, {fd, 2}};
+  if (!extra_env.empty()) {
+    for (char** e = environ; *e != nullptr; ++e) {
+      o.env.emplace_back(*e);
+    }
+    o.env.insert(o.env.end(), extra_env.begin(), extra_env.end());
+    o.inherit_env = false;
+  }
+  auto r = otpd::core::spawn(o);
+  ::close(fd);
+  if (!r) {
+    fmt::print(stderr, "bench_restart: unable to start {}: {}\n", argv[0], r.error().message());
+    std::exit(111);
+  }
+  pid_t pid = r->pid;
+  return pid;
+}
+
+void stop(pid_t pid, int sig = SIGTERM) {
+  ::kill(pid, sig);
+  int status;
+  for (int i = 0; i < 500; ++i) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      return;
+    }
+    sleep_ms(10);
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, &status, 0);
+}
+
+// A supervisor running one restart_child, measured through its stamps.
+struct one_child {
+  std::string name;
+  stamps st;
+  pid_t sup = -1;
+  pid_t child = -1;
+  std::function<void()> shutdown;
+  std::vector<double> idle, loop;
+
+  explicit one_child(std::string n, const std::string& stamp_path)
+      : name(std::move(n)), st(stamp_path) {}
+
+  bool first() {
+    auto s = st.next(-1, 15000);
+    if (s) {
+      child = s->first;
+    }
+    return s.has_value();
+  }
+  // One kill; the latency in ms, or a negative value when nothing came back.
+  double kill_once(int timeout_ms = 10000) {
+    std::int64_t t0 = monotonic_ns();
+    ::kill(child, SIGKILL);
+    auto s = st.next(child, timeout_ms);
+    if (!s) {
+      return -1;
+    }
+    child = s->first;
+    return static_cast<double>(s->second - t0) / 1e6;
+  }
+};
+
+fs::path fresh_dir(const std::string& name) {
+  fs::path d = fs::path(g_work) / name;
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+void write(const fs::path& p, const std::string& s) { std::ofstream(p) << s; }
+
+std::string child_bin() { return g_bin + "/restart_child"; }
+
+std::unique_ptr<one_child> start_otpd(const std::string& tag, int n = 1,
+                                      const char* strat = "one_for_one") {
+  fs::path d = fresh_dir("otpd-" + tag);
+  std::string stamp = (d / "stamp").string();
+  std::string yaml = fmt::format(
+      "node: {{name: bench}}\nsupervisor:\n  strategy: {}\n  max_restarts: 1000000\n"
+      "  max_seconds: 1\n  children:\n",
+      strat);
+  for (int i = 0; i < n; ++i) {
+    yaml += fmt::format("    - {{id: c{}, command: [{}, {}], stdout: null, stderr: null}}\n", i,
+                        child_bin(), stamp);
+  }
+  write(d / "otpd.yaml", yaml);
+  auto c = std::make_unique<one_child>("otpd", stamp);
+  c->sup = launch({g_bin + "/otpd", (d / "otpd.yaml").string(), "--runtime-dir",
+                   (d / "rt").string()},
+                  (d / "otpd.log").string(), {"OTPD_LOG_LEVEL=warn"});
+  pid_t sup = c->sup;
+  c->shutdown = [sup] { stop(sup); };
+  return c;
+}
+
+std::unique_ptr<one_child> start_supervisord(const std::string& tag, int n = 1) {
+  fs::path d = fresh_dir("supervisord-" + tag);
+  std::string stamp = (d / "stamp").string();
+  write(d / "supervisord.conf",
+        fmt::format("[supervisord]\nnodaemon=true\nlogfile={0}/supervisord.log\n"
+                    "pidfile={0}/supervisord.pid\nloglevel=warn\n"
+                    "[program:child]\ncommand={1} {2}\nautorestart=true\nstartsecs=0\n"
+                    "startretries=1000000\nnumprocs={3}\nprocess_name=%(program_name)s_%(process_num)d\n"
+                    "stdout_logfile=NONE\nstderr_logfile=NONE\n",
+                    d.string(), child_bin(), stamp, n));
+  auto c = std::make_unique<one_child>("supervisord", stamp);
+  c->sup = launch({"supervisord", "-n", "-c", (d / "supervisord.conf").string()},
+                  (d / "out.log").string());
+  pid_t sup = c->sup;
+  c->shutdown = [sup] { stop(sup); };
+  return c;
+}
+
+// s6-svscan over n service dirs (one s6-supervise each), or a single
+// s6-supervise when n == 1. ./run is restart_child itself: no shell.
+std::unique_ptr<one_child> start_s6(const std::string& tag, int n = 1) {
+  fs::path d = fresh_dir("s6-" + tag);
+  std::string stamp = (d / "stamp").string();
+  fs::path scan = d / "scan";
+  for (int i = 0; i < n; ++i) {
+    fs::path s = scan / fmt::format("c{}", i);
+    fs::create_directories(s);
+    fs::create_symlink(child_bin(), s / "run");
+  }
+  auto c = std::make_unique<one_child>("s6-supervise", stamp);
+  std::vector<std::string> env = {"RESTART_CHILD_STAMP=" + stamp};
+  if (n == 1) {
+    c->sup = launch({"s6-supervise", (scan / "c0").string()}, (d / "out.log").string(), env);
+  } else {
+    c->sup = launch({"s6-svscan", scan.string()}, (d / "out.log").string(), env);
+  }
+  pid_t sup = c->sup;
+  std::string scan_s = scan.string();
+  c->shutdown = [sup, scan_s, n] {
+    if (n == 1) {
+      std::system(fmt::format("s6-svc -dx {}/c0 >/dev/null 2>&1", scan_s).c_str());
+      stop(sup, 0);
+    } else {
+      std::system(fmt::format("s6-svscanctl -t {} >/dev/null 2>&1", scan_s).c_str());
+      stop(sup, 0);
+    }
+  };
+  return c;
+}
+
+std::unique_ptr<one_child> start_runsv(const std::string& tag) {
+  fs::path d = fresh_dir("runsv-" + tag);
+  std::string stamp = (d / "stamp").string();
+  fs::path s = d / "svc";
+  fs::create_directories(s);
+  fs::create_symlink(child_bin(), s / "run");
+  auto c = std::make_unique<one_child>("runsv", stamp);
+  c->sup = launch({"runsv", s.string()}, (d / "out.log").string(),
+                  {"RESTART_CHILD_STAMP=" + stamp});
+  pid_t sup = c->sup;
+  std::string s_s = s.string();
+  c->shutdown = [sup, s_s] {
+    std::system(fmt::format("sv -w 5 force-shutdown {} >/dev/null 2>&1", s_s).c_str());
+    stop(sup);
+  };
+  return c;
+}
+
+// The floor: no supervisor, a bare fork + execve of the same child.
+double floor_once(const std::string& stamp_path, stamps& st) {
+  std::string child = child_bin();
+  char* argv[] = {child.data(), const_cast<char*>(stamp_path.c_str()),
+                  const_cast<char*>("exit"), nullptr};
+  std::int64_t t0 = monotonic_ns();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execve(argv[0], argv, environ);
+    ::_exit(127);
+  }
+  auto s = st.next(-1);
+  int status;
+  ::waitpid(pid, &status, 0);
+  return s ? static_cast<double>(s->second - t0) / 1e6 : -1;
+}
+
+void restart_section(const options& o) {
+  fmt::print("## Restart latency: SIGKILL -> replacement's first instruction (ms)\n\n");
+  fmt::print("after idle: the child had been up {} ms; crash loop: killed as soon as it was back\n\n",
+             o.idle_ms);
+  fs::path fd = fresh_dir("floor");
+  std::string floor_stamp = (fd / "stamp").string();
+  stamps floor_st(floor_stamp);
+  std::vector<double> floor_idle, floor_loop;
+
+  std::vector<std::unique_ptr<one_child>> fast;
+  fast.push_back(start_otpd("restart"));
+  fast.push_back(start_s6("restart"));
+  fast.push_back(start_runsv("restart"));
+  for (auto& c : fast) {
+    if (!c->first()) {
+      fmt::print(stderr, "bench_restart: {} did not start its child\n", c->name);
+      std::exit(1);
+    }
+  }
+  // After idle, round robin: each round sleeps a quarter of the idle time
+  // before each target, so every target's child has been up >= idle_ms and
+  // the machine is quiet when its kill lands.
+  int slot = o.idle_ms / 4 + 1;
+  for (int i = 0; i < o.kills; ++i) {
+    sleep_ms(slot);
+    floor_idle.push_back(floor_once(floor_stamp, floor_st));
+    for (std::size_t k = 0; k < fast.size(); ++k) {
+      if (k > 0 && i >= o.anchor_kills) {
+        continue;
+      }
+      sleep_ms(slot);
+      double ms = fast[k]->kill_once();
+      if (ms >= 0) {
+        fast[k]->idle.push_back(ms);
+      }
+    }
+  }
+  for (int i = 0; i < o.kills; ++i) {
+    floor_loop.push_back(floor_once(floor_stamp, floor_st));
+  }
+  for (std::size_t k = 0; k < fast.size(); ++k) {
+    int n = k == 0 ? o.kills : o.slow_kills;
+    if (k > 0) {
+      sleep_ms(o.idle_ms);  // a fresh start: s6/runit pause 1 s after a short-lived run
+    }
+    for (int i = 0; i < n; ++i) {
+      double ms = fast[k]->kill_once();
+      if (ms >= 0) {
+        fast[k]->loop.push_back(ms);
+      }
+    }
+  }
+  for (auto& c : fast) {
+    c->shutdown();
+  }
+  auto sd = start_supervisord("restart");
+  if (sd->first()) {
+    for (int i = 0; i < o.slow_kills; ++i) {
+      sleep_ms(o.idle_ms);
+      double ms = sd->kill_once();
+      if (ms >= 0) {
+        sd->idle.push_back(ms);
+      }
+    }
+    for (int i = 0; i < o.slow_kills; ++i) {
+      double ms = sd->kill_once();
+      if (ms >= 0) {
+        sd->loop.push_back(ms);
+      }
+    }
+  }
+  sd->shutdown();
+
+  percentiles fi = summarize(floor_idle), fl = summarize(floor_loop);
+  fmt::print("| supervisor | after idle p50 / p90 / p99 | crash loop p50 / p90 / p99 | "
+             "p50 vs floor (idle / loop) |\n|---|---|---|---|\n");
+  fmt::print("| floor: fork+execve, no supervisor | {} | {} | 1.00x / 1.00x |\n", fmt_p(fi),
+             fmt_p(fl));
+  auto row = [&](const one_child& c, const std::string& label) {
+    percentiles i = summarize(c.idle), l = summarize(c.loop);
+    fmt::print("| {} | {} | {} | {:.2f}x / {:.2f}x |\n", label, fmt_p(i), fmt_p(l),
+               i.n ? i.p50 / fi.p50 : 0.0, l.n ? l.p50 / fl.p50 : 0.0);
+  };
+  row(*fast[0], "**otpd** (one_for_one, exec readiness)");
+  row(*fast[1], "s6-supervise (run = the child, no shell)");
+  row(*fast[2], "runit runsv (run = the child, no shell)");
+  row(*sd, "supervisord (startsecs=0, autorestart)");
+  fmt::print("\n");
+}
+
+// ---- scale -------------------------------------------------------------------
+
+struct usage {
+  double rss_mib = 0, pss_mib = 0;
+  long ticks = 0;
+};
+
+long field_kib(const std::string& file, const std::string& key) {
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key, 0) == 0) {
+      return std::atol(line.c_str() + key.size());
+    }
+  }
+  return 0;
+}
+
+long cpu_ticks(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/stat", pid));
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto close = s.rfind(')');
+  if (close == std::string::npos) {
+    return 0;
+  }
+  std::istringstream rest(s.substr(close + 2));
+  std::string f;
+  long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> f; ++i) {
+    if (i == 14) {
+      utime = std::atol(f.c_str());
+    } else if (i == 15) {
+      stime = std::atol(f.c_str());
+    }
+  }
+  return utime + stime;
+}
+
+// The supervisor itself: pid plus (for s6) its s6-supervise processes, by name.
+std::vector<pid_t> family(pid_t sup, const std::string& helper) {
+  std::vector<pid_t> out = {sup};
+  if (helper.empty()) {
+    return out;
+  }
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    std::string n = e.path().filename().string();
+    if (n.empty() || !std::isdigit(static_cast<unsigned char>(n[0]))) {
+      continue;
+    }
+    std::ifstream comm(e.path() / "comm");
+    std::string c;
+    std::getline(comm, c);
+    if (c == helper) {
+      std::ifstream st(e.path() / "stat");
+      std::string s((std::istreambuf_iterator<char>(st)), std::istreambuf_iterator<char>());
+      auto close = s.rfind(')');
+      std::istringstream rest(s.substr(close + 2));
+      char state;
+      pid_t ppid;
+      rest >> state >> ppid;
+      if (ppid == sup) {
+        out.push_back(std::atoi(n.c_str()));
+      }
+    }
+  }
+  return out;
+}
+
+usage measure(const std::vector<pid_t>& pids) {
+  usage u;
+  for (pid_t p : pids) {
+    u.rss_mib += static_cast<double>(field_kib(fmt::format("/proc/{}/status", p), "VmRSS:")) / 1024;
+    u.pss_mib +=
+        static_cast<double>(field_kib(fmt::format("/proc/{}/smaps_rollup", p), "Pss:")) / 1024;
+    u.ticks += cpu_ticks(p);
+  }
+  return u;
+}
+
+void scale_row(const std::string& label, one_child& c, int n, const std::string& helper,
+               bool restart_all) {
+  std::int64_t t0 = monotonic_ns();
+  std::int64_t last = c.st.wait_count(static_cast<std::size_t>(n), 600000);
+  double start_ms = last > 0 ? static_cast<double>(last - t0) / 1e6 : -1;
+  sleep_ms(1000);  // let the start settle before measuring idle
+  auto pids = family(c.sup, helper);
+  usage a = measure(pids);
+  sleep_ms(10000);
+  usage b = measure(pids);
+  double hz = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  double cpu_pct = static_cast<double>(b.ticks - a.ticks) / hz / 10.0 * 100.0;
+  std::string restart = "-";
+  if (restart_all) {
+    c.st.reset_count();
+    auto first = c.st.read_new();
+    (void)first;
+    // Any child: read one pid from the start stamps is not kept; use pgrep.
+    std::string out;
+    FILE* p = ::popen(fmt::format("pgrep -P {} | head -1", c.sup).c_str(), "r");
+    char buf[64] = {0};
+    if (p != nullptr && std::fgets(buf, sizeof buf, p) != nullptr) {
+      out = buf;
+    }
+    if (p != nullptr) {
+      ::pclose(p);
+    }
+    pid_t victim = std::atoi(out.c_str());
+    std::int64_t k0 = monotonic_ns();
+    ::kill(victim, SIGKILL);
+    std::int64_t back = c.st.wait_count(static_cast<std::size_t>(n), 600000);
+    restart = back > 0 ? fmt::format("{:.0f}", static_cast<double>(back - k0) / 1e6) : "timeout";
+  }
+  fmt::print("| {} | {} | {:.0f} | {:.1f} | {:.1f} | {:.2f} % | {} |\n", label, n, start_ms,
+             b.rss_mib, b.pss_mib, cpu_pct, restart);
+  std::fflush(stdout);
+}
+
+void scale_section(const options& o) {
+  fmt::print("## Scale: N children under one supervisor\n\n");
+  fmt::print("| supervisor | N | all started (ms) | RSS (MiB) | PSS (MiB) | CPU over 10 s idle | "
+             "one_for_all: one killed, all N back (ms) |\n|---|---|---|---|---|---|---|\n");
+  for (int n : o.scale) {
+    bool all = n <= 1000;
+    auto c = start_otpd(fmt::format("scale{}", n), n, all ? "one_for_all" : "one_for_one");
+    scale_row(all ? "**otpd** (one_for_all)" : "**otpd** (one_for_one)", *c, n, "", all);
+    c->shutdown();
+  }
+  if (o.anchor_scale > 0) {
+    auto s6 = start_s6("scale", o.anchor_scale);
+    scale_row("s6-svscan + s6-supervise", *s6, o.anchor_scale, "s6-supervise", false);
+    s6->shutdown();
+    auto sd = start_supervisord("scale", o.anchor_scale);
+    scale_row("supervisord", *sd, o.anchor_scale, "", false);
+    sd->shutdown();
+  }
+  fmt::print("\n");
+}
+
+std::vector<int> parse_list(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (!item.empty()) {
+      out.push_back(std::atoi(item.c_str()));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+    if (a == "--kills") {
+      o.kills = std::atoi(next().c_str());
+    } else if (a == "--anchor-kills") {
+      o.anchor_kills = std::atoi(next().c_str());
+    } else if (a == "--slow-kills") {
+      o.slow_kills = std::atoi(next().c_str());
+    } else if (a == "--idle-ms") {
+      o.idle_ms = std::atoi(next().c_str());
+    } else if (a == "--scale") {
+      o.scale = parse_list(next());
+    } else if (a == "--anchor-scale") {
+      o.anchor_scale = std::atoi(next().c_str());
+    } else if (a == "--skip-restart") {
+      o.restart = false;
+    } else if (a == "--skip-scale") {
+      o.scale_run = false;
+    } else {
+      fmt::print(stderr, "usage: bench_restart [--kills N] [--anchor-kills N] [--slow-kills N] "
+                         "[--idle-ms MS] [--scale N,N] [--anchor-scale N] [--skip-restart] "
+                         "[--skip-scale]\n");
+      return 100;
+    }
+  }
+  g_bin = fs::canonical("/proc/self/exe").parent_path().string();
+  char tmpl[] = "/tmp/bench-restart.XXXXXX";
+  g_work = ::mkdtemp(tmpl);
+  ::signal(SIGPIPE, SIG_IGN);
+  otpd::core::raise_fd_limit();
+  if (o.restart) {
+    restart_section(o);
+  }
+  if (o.scale_run) {
+    scale_section(o);
+  }
+  std::error_code ec;
+  fs::remove_all(g_work, ec);
+  return 0;
+}
