@@ -1,3 +1,5 @@
+#include <fcntl.h>
+
 #include <string>
 #include <vector>
 
@@ -37,6 +39,13 @@ TEST_F(BlockingClient, PingOverTcpAndUnixSocket) {
   auto u = unix_client->command({"PING"});
   ASSERT_TRUE(u);
   EXPECT_EQ(*u, rc::reply::status("PONG"));
+}
+
+TEST_F(BlockingClient, SocketIsCloseOnExec) {
+  auto c = connect_tcp();
+  ASSERT_GE(c.fd(), 0);
+  EXPECT_NE(::fcntl(c.fd(), F_GETFD) & FD_CLOEXEC, 0)
+      << "hiredis' socket must not leak into children";
 }
 
 TEST_F(BlockingClient, SetThenGet) {

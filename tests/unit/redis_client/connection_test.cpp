@@ -211,6 +211,28 @@ TEST_F(Connection, ServerKilledUnderLoadThenBackWithBackoff) {
   EXPECT_TRUE(r->is_nil()) << "a fresh server (no persistence)";
 }
 
+TEST_F(Connection, ReconnectsLeakNoFileDescriptors) {
+  const int before = t::count_open_fds();
+  {
+    auto c = make(tcp_options());
+    c.start();
+    for (int round = 0; round < 3; ++round) {
+      ASSERT_TRUE(wait_state(c, connection_state::connected));
+      ASSERT_TRUE(call(c, {"PING"}));
+      server_.kill();
+      ASSERT_TRUE(wait_state(c, connection_state::disconnected));
+      ASSERT_TRUE(
+          run_until([&] { return c.attempts() >= 2u + 2u * static_cast<unsigned>(round); }));
+      ASSERT_TRUE(server_.start());
+    }
+    ASSERT_TRUE(wait_state(c, connection_state::connected));
+  }
+  // The destroyed connection's handles close on the loop; then every fd of
+  // every attempt is gone.
+  ASSERT_TRUE(run_until([&] { return active_handles() == 0; }));
+  EXPECT_EQ(t::count_open_fds(), before);
+}
+
 TEST_F(Connection, StoppedServerTimesRequestsOutAndTheyWorkAfterSigcont) {
   auto c = make(tcp_options());
   c.start();
