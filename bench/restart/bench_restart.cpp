@@ -51,7 +51,9 @@ struct options {
 std::string g_bin;   // build/bin
 std::string g_work;  // scratch dir
 
-void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+void sleep_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
 
 // New "<pid> <ns>" lines of a stamp file.
 class stamps {
@@ -230,9 +232,13 @@ fs::path fresh_dir(const std::string& name) {
   return d;
 }
 
-void write(const fs::path& p, const std::string& s) { std::ofstream(p) << s; }
+void write(const fs::path& p, const std::string& s) {
+  std::ofstream(p) << s;
+}
 
-std::string child_bin() { return g_bin + "/restart_child"; }
+std::string child_bin() {
+  return g_bin + "/restart_child";
+}
 
 std::unique_ptr<one_child> start_otpd(const std::string& tag, int n = 1,
                                       const char* strat = "one_for_one") {
@@ -248,9 +254,9 @@ std::unique_ptr<one_child> start_otpd(const std::string& tag, int n = 1,
   }
   write(d / "otpd.yaml", yaml);
   auto c = std::make_unique<one_child>("otpd", stamp);
-  c->sup = launch({g_bin + "/otpd", (d / "otpd.yaml").string(), "--runtime-dir",
-                   (d / "rt").string()},
-                  (d / "otpd.log").string(), {"OTPD_LOG_LEVEL=warn"});
+  c->sup =
+      launch({g_bin + "/otpd", (d / "otpd.yaml").string(), "--runtime-dir", (d / "rt").string()},
+             (d / "otpd.log").string(), {"OTPD_LOG_LEVEL=warn"});
   pid_t sup = c->sup;
   c->shutdown = [sup] { stop(sup); };
   return c;
@@ -260,12 +266,13 @@ std::unique_ptr<one_child> start_supervisord(const std::string& tag, int n = 1) 
   fs::path d = fresh_dir("supervisord-" + tag);
   std::string stamp = (d / "stamp").string();
   write(d / "supervisord.conf",
-        fmt::format("[supervisord]\nnodaemon=true\nlogfile={0}/supervisord.log\n"
-                    "pidfile={0}/supervisord.pid\nloglevel=warn\n"
-                    "[program:child]\ncommand={1} {2}\nautorestart=true\nstartsecs=0\n"
-                    "startretries=1000000\nnumprocs={3}\nprocess_name=%(program_name)s_%(process_num)d\n"
-                    "stdout_logfile=NONE\nstderr_logfile=NONE\n",
-                    d.string(), child_bin(), stamp, n));
+        fmt::format(
+            "[supervisord]\nnodaemon=true\nlogfile={0}/supervisord.log\n"
+            "pidfile={0}/supervisord.pid\nloglevel=warn\n"
+            "[program:child]\ncommand={1} {2}\nautorestart=true\nstartsecs=0\n"
+            "startretries=1000000\nnumprocs={3}\nprocess_name=%(program_name)s_%(process_num)d\n"
+            "stdout_logfile=NONE\nstderr_logfile=NONE\n",
+            d.string(), child_bin(), stamp, n));
   auto c = std::make_unique<one_child>("supervisord", stamp);
   c->sup = launch({"supervisord", "-n", "-c", (d / "supervisord.conf").string()},
                   (d / "out.log").string());
@@ -313,8 +320,8 @@ std::unique_ptr<one_child> start_runsv(const std::string& tag) {
   fs::create_directories(s);
   fs::create_symlink(child_bin(), s / "run");
   auto c = std::make_unique<one_child>("runsv", stamp);
-  c->sup = launch({"runsv", s.string()}, (d / "out.log").string(),
-                  {"RESTART_CHILD_STAMP=" + stamp});
+  c->sup =
+      launch({"runsv", s.string()}, (d / "out.log").string(), {"RESTART_CHILD_STAMP=" + stamp});
   pid_t sup = c->sup;
   std::string s_s = s.string();
   c->shutdown = [sup, s_s] {
@@ -327,8 +334,8 @@ std::unique_ptr<one_child> start_runsv(const std::string& tag) {
 // The floor: no supervisor, a bare fork + execve of the same child.
 double floor_once(const std::string& stamp_path, stamps& st) {
   std::string child = child_bin();
-  char* argv[] = {child.data(), const_cast<char*>(stamp_path.c_str()),
-                  const_cast<char*>("exit"), nullptr};
+  char* argv[] = {child.data(), const_cast<char*>(stamp_path.c_str()), const_cast<char*>("exit"),
+                  nullptr};
   std::int64_t t0 = monotonic_ns();
   pid_t pid = ::fork();
   if (pid == 0) {
@@ -343,8 +350,9 @@ double floor_once(const std::string& stamp_path, stamps& st) {
 
 void restart_section(const options& o) {
   fmt::print("## Restart latency: SIGKILL -> replacement's first instruction (ms)\n\n");
-  fmt::print("after idle: the child had been up {} ms; crash loop: killed as soon as it was back\n\n",
-             o.idle_ms);
+  fmt::print(
+      "after idle: the child had been up {} ms; crash loop: killed as soon as it was back\n\n",
+      o.idle_ms);
   fs::path fd = fresh_dir("floor");
   std::string floor_stamp = (fd / "stamp").string();
   stamps floor_st(floor_stamp);
@@ -415,8 +423,9 @@ void restart_section(const options& o) {
   sd->shutdown();
 
   percentiles fi = summarize(floor_idle), fl = summarize(floor_loop);
-  fmt::print("| supervisor | after idle p50 / p90 / p99 | crash loop p50 / p90 / p99 | "
-             "p50 vs floor (idle / loop) |\n|---|---|---|---|\n");
+  fmt::print(
+      "| supervisor | after idle p50 / p90 / p99 | crash loop p50 / p90 / p99 | "
+      "p50 vs floor (idle / loop) |\n|---|---|---|---|\n");
   fmt::print("| floor: fork+execve, no supervisor | {} | {} | 1.00x / 1.00x |\n", fmt_p(fi),
              fmt_p(fl));
   auto row = [&](const one_child& c, const std::string& label) {
@@ -550,8 +559,9 @@ void scale_row(const std::string& label, one_child& c, int n, const std::string&
 
 void scale_section(const options& o) {
   fmt::print("## Scale: N children under one supervisor\n\n");
-  fmt::print("| supervisor | N | all started (ms) | RSS (MiB) | PSS (MiB) | CPU over 10 s idle | "
-             "one_for_all: one killed, all N back (ms) |\n|---|---|---|---|---|---|---|\n");
+  fmt::print(
+      "| supervisor | N | all started (ms) | RSS (MiB) | PSS (MiB) | CPU over 10 s idle | "
+      "one_for_all: one killed, all N back (ms) |\n|---|---|---|---|---|---|---|\n");
   for (int n : o.scale) {
     bool all = n <= 1000;
     auto c = start_otpd(fmt::format("scale{}", n), n, all ? "one_for_all" : "one_for_one");
@@ -605,9 +615,10 @@ int main(int argc, char** argv) {
     } else if (a == "--skip-scale") {
       o.scale_run = false;
     } else {
-      fmt::print(stderr, "usage: bench_restart [--kills N] [--anchor-kills N] [--slow-kills N] "
-                         "[--idle-ms MS] [--scale N,N] [--anchor-scale N] [--skip-restart] "
-                         "[--skip-scale]\n");
+      fmt::print(stderr,
+                 "usage: bench_restart [--kills N] [--anchor-kills N] [--slow-kills N] "
+                 "[--idle-ms MS] [--scale N,N] [--anchor-scale N] [--skip-restart] "
+                 "[--skip-scale]\n");
       return 100;
     }
   }

@@ -276,6 +276,7 @@ class node_daemon {
   std::unordered_map<int, std::unique_ptr<capture>> captures_;
   std::map<std::string, std::shared_ptr<log_sink>> sinks_;
   std::map<std::string, std::string> base_env_;
+  std::unordered_map<std::uint64_t, std::vector<std::string>> env_cache_;
   uv_handle<uv_signal_t> sig_chld_, sig_term_, sig_int_, sig_hup_;
   uv_handle<uv_pipe_t> server_;
   std::unordered_map<std::uint64_t, std::unique_ptr<conn>> conns_;
@@ -399,6 +400,7 @@ int node_daemon::run() {
 }
 
 void node_daemon::rebuild_base_env() {
+  env_cache_.clear();
   base_env_.clear();
   for (char** e = environ; *e != nullptr; ++e) {
     std::string kv = *e;
@@ -445,9 +447,21 @@ void node_daemon::drain() {
     return;
   }
   draining_ = true;
+  // Within a batch, processes first and notifications after: a restart
+  // does not wait for its "exited" and "restarting" events to be logged.
+  // Events that the spawns cause land in the next batch, so the log keeps
+  // its order.
   while (tree_->has_actions()) {
-    for (auto& a : tree_->take_actions()) {
-      execute(a);
+    auto batch = tree_->take_actions();
+    for (auto& a : batch) {
+      if (a.k == action::kind::spawn || a.k == action::kind::stop) {
+        execute(a);
+      }
+    }
+    for (auto& a : batch) {
+      if (a.k != action::kind::spawn && a.k != action::kind::stop) {
+        execute(a);
+      }
     }
   }
   draining_ = false;
@@ -605,7 +619,13 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
   o.argv = w.argv;
   o.argv.insert(o.argv.end(), n->extra_args.begin(), n->extra_args.end());
   bool notify = w.readiness.kind == readiness_kind::notify;
-  o.env = env_for(*n, notify);
+  // The environment is the same for every incarnation of a child: built once
+  // (until a reload), so a restart does not rebuild it.
+  auto cached = env_cache_.find(uid);
+  if (cached == env_cache_.end()) {
+    cached = env_cache_.emplace(uid, env_for(*n, notify)).first;
+  }
+  o.env = cached->second;
   o.inherit_env = false;
   o.cwd = w.cwd;
   o.uid = w.uid;
@@ -913,6 +933,7 @@ void node_daemon::stop_worker(std::uint64_t uid) {
 // re-parented to us as subreaper) ends up here, so nobody else can steal a
 // worker's status. WNOWAIT first: while the dead leader is a zombie its pid
 // still pins the process group id, so killing the group cannot hit a reused pid.
+
 void node_daemon::reap() {
   for (;;) {
     siginfo_t info{};
@@ -968,6 +989,10 @@ void node_daemon::on_reaped(pid_t pid, const exit_reason& observed) {
       ::kill(d, SIGKILL);
     }
   }
+  // The replacement first (restart latency), the bookkeeping after: the
+  // clean-up only touches entries of the dead pid, never the new one's.
+  tree_->on_exit(p.uid, p.start_failed ? p.fail_reason : observed);
+  drain();
   cleanup_registry(pid, p.name);
   exits_.emplace_back(pid, observed);
   if (exits_.size() > exit_ring_size) {
@@ -983,7 +1008,6 @@ void node_daemon::on_reaped(pid_t pid, const exit_reason& observed) {
     }
     monitors_.erase(m);
   }
-  tree_->on_exit(p.uid, p.start_failed ? p.fail_reason : observed);
 }
 
 // A SIGKILLed process cannot remove its mailbox or its name: we do.
