@@ -1,0 +1,453 @@
+// bench_table: shm_table against its anchors, in one run, on one machine.
+//
+// 100,000 keys of 16 bytes with 100-byte values: lookups/s from 1 and from
+// 2 reader processes, inserts/s (new keys, overwrites from 1 and 2
+// processes), and a 90 % lookup / 10 % overwrite mix; side by side with
+// Erlang ETS (a set with read_concurrency, erl +S 2, same sizes and walk,
+// bench/table/ets_bench.erl) and Redis GET/SET on loopback (our own
+// redis-server on a free port, driven by redis-benchmark). An anchor whose
+// program is not installed is reported as such and skipped.
+//
+// Every process walks the keys with the same fixed stride (coprime to the
+// key count) from its own start: cheap to compute, scattered over the table.
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <numeric>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <otpd/core/clock.hpp>
+#include <otpd/core/spawn.hpp>
+#include <otpd/core/unique_fd.hpp>
+#include <otpd/shm_table/table.hpp>
+
+#ifndef OTPD_ETS_BENCH_SRC
+#define OTPD_ETS_BENCH_SRC "bench/table/ets_bench.erl"
+#endif
+
+namespace st = otpd::shm_table;
+using otpd::core::monotonic_ns;
+using otpd::core::unique_fd;
+
+namespace {
+
+constexpr std::uint64_t kStride = 40503;
+
+std::string key_of(std::uint64_t i) {
+  return fmt::format("k{:015}", i);
+}
+std::string value_of(std::uint64_t i) {
+  std::string v(100, 'v');
+  std::memcpy(v.data(), &i, 8);
+  return v;
+}
+
+bool have_program(const std::string& name) {
+  return std::system(("command -v " + name + " >/dev/null 2>&1").c_str()) == 0;
+}
+
+std::string run_capture(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) {
+    return out;
+  }
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) {
+    out.append(buf, n);
+  }
+  ::pclose(p);
+  return out;
+}
+
+enum class workload { lookups, overwrites, mix };
+
+struct worker_result {
+  std::uint64_t ops = 0;
+  std::uint64_t found = 0;
+  std::int64_t ns = 0;
+};
+
+// Runs the workload in nprocs processes started together; returns total
+// operations per second (total ops / the slowest process's time).
+// map: when set, the processes read this in-process hash map (a copy-on-write
+// image inherited through fork) instead of the shm table: the machine's
+// ceiling for a hash lookup, measured in the same run.
+using plain_map = std::unordered_map<std::string_view, std::string>;
+
+double run_procs(const std::string& node, const std::vector<std::string_view>& keys,
+                 const std::vector<std::string>& values, workload w, int nprocs,
+                 std::uint64_t ops_per_proc, const plain_map* map = nullptr) {
+  struct child {
+    otpd::core::spawned proc;
+    unique_fd go_w;
+    unique_fd res_r;
+  };
+  std::vector<child> kids;
+  const std::uint64_t n = keys.size();
+  std::uint64_t stride = kStride % n;
+  while (std::gcd(stride, n) != 1) {
+    ++stride;
+  }
+  for (int c = 0; c < nprocs; ++c) {
+    int go[2];
+    int res[2];
+    if (::pipe2(go, O_CLOEXEC) != 0 || ::pipe2(res, O_CLOEXEC) != 0) {
+      std::perror("pipe2");
+      std::exit(111);
+    }
+    unique_fd go_r(go[0]);
+    unique_fd go_w(go[1]);
+    unique_fd res_r(res[0]);
+    unique_fd res_w(res[1]);
+    otpd::core::spawn_options so;
+    int gr = go_r.get();
+    int rw = res_w.get();
+    auto proc = otpd::core::spawn_function(so, [&, c, gr, rw, stride] {
+      auto t = st::table::open(node, "bench");
+      if (!t) {
+        return 1;
+      }
+      char b = 'r';
+      if (::write(rw, &b, 1) != 1 || ::read(gr, &b, 1) != 1) {
+        return 2;
+      }
+      std::string out;
+      out.reserve(128);
+      worker_result r;
+      std::uint64_t x = (static_cast<std::uint64_t>(c) * 7919 + 13) % n;
+      std::int64_t t0 = monotonic_ns();
+      for (std::uint64_t i = 0; i < ops_per_proc; ++i) {
+        x += stride;
+        if (x >= n) {
+          x -= n;
+        }
+        bool write = w == workload::overwrites || (w == workload::mix && i % 10 == 0);
+        if (write) {
+          if (!t->insert(keys[x], values[x])) {
+            return 3;
+          }
+        } else if (map != nullptr) {
+          auto it = map->find(keys[x]);
+          if (it != map->end()) {
+            out.assign(it->second);
+            ++r.found;
+          }
+        } else if (t->lookup_into(keys[x], out)) {
+          ++r.found;
+        }
+      }
+      r.ns = monotonic_ns() - t0;
+      r.ops = ops_per_proc;
+      return ::write(rw, &r, sizeof r) == sizeof r ? 0 : 4;
+    });
+    if (!proc) {
+      std::fprintf(stderr, "bench_table: unable to fork: %s\n", proc.error().message().c_str());
+      std::exit(111);
+    }
+    kids.push_back({std::move(*proc), std::move(go_w), std::move(res_r)});
+  }
+  for (auto& k : kids) {
+    char b;
+    if (::read(k.res_r.get(), &b, 1) != 1) {
+      std::fprintf(stderr, "bench_table: a worker failed to start\n");
+      std::exit(111);
+    }
+  }
+  for (auto& k : kids) {
+    char b = 'g';
+    (void)!::write(k.go_w.get(), &b, 1);
+  }
+  std::uint64_t total = 0;
+  std::int64_t slowest = 1;
+  for (auto& k : kids) {
+    worker_result r;
+    if (::read(k.res_r.get(), &r, sizeof r) != sizeof r) {
+      std::fprintf(stderr, "bench_table: a worker failed\n");
+      std::exit(111);
+    }
+    if (w == workload::lookups && r.found != r.ops) {
+      std::fprintf(stderr, "bench_table: %llu of %llu lookups missed\n",
+                   static_cast<unsigned long long>(r.ops - r.found),
+                   static_cast<unsigned long long>(r.ops));
+    }
+    total += r.ops;
+    slowest = std::max(slowest, r.ns);
+    (void)otpd::core::reap(k.proc.pidfd.get());
+  }
+  return static_cast<double>(total) * 1e9 / static_cast<double>(slowest);
+}
+
+// --- anchors ---------------------------------------------------------------
+
+std::map<std::string, double> run_ets(std::uint64_t nkeys, std::uint64_t ops,
+                                      const std::string& script) {
+  std::map<std::string, double> out;
+  char dir[] = "/tmp/otpd-etsbench.XXXXXX";
+  if (::mkdtemp(dir) == nullptr) {
+    return out;
+  }
+  std::string cmd = fmt::format(
+      "erl +S 2 -noshell -eval 'c:c(\"{}\", [{{outdir, \"{}\"}}]), "
+      "ets_bench:main([list_to_atom(\"{}\"), list_to_atom(\"{}\")]).' 2>&1",
+      script, dir, nkeys, ops);
+  std::string text = run_capture(cmd);
+  std::system(fmt::format("rm -rf {}", dir).c_str());
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t eol = text.find('\n', pos);
+    if (eol == std::string::npos) {
+      eol = text.size();
+    }
+    std::string line = text.substr(pos, eol - pos);
+    pos = eol + 1;
+    auto sp = line.find(' ');
+    if (sp != std::string::npos) {
+      try {
+        out[line.substr(0, sp)] = std::stod(line.substr(sp + 1));
+      } catch (...) {
+      }
+    }
+  }
+  if (out.empty()) {
+    std::fprintf(stderr, "bench_table: ETS run gave no figures:\n%s\n", text.c_str());
+  }
+  return out;
+}
+
+int free_port() {
+  unique_fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    return -1;
+  }
+  return ntohs(a.sin_port);
+}
+
+bool port_accepts(int port) {
+  unique_fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  return ::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+}
+
+// "GET: 12345.67 requests per second, ..." lines of redis-benchmark -q.
+std::map<std::string, double> parse_redis(const std::string& text) {
+  std::map<std::string, double> out;
+  for (const char* op : {"SET", "GET"}) {
+    std::string tag = std::string(op) + ": ";
+    // -q prints progress with \r before the final line: take the last match.
+    auto p = text.rfind(tag);
+    if (p != std::string::npos) {
+      out[op] = std::atof(text.c_str() + p + tag.size());
+    }
+  }
+  return out;
+}
+
+struct redis_figures {
+  std::map<std::string, double> c1;
+  std::map<std::string, double> c2;
+  std::map<std::string, double> c50p16;
+};
+
+std::optional<redis_figures> run_redis(std::uint64_t nkeys) {
+  int port = free_port();
+  otpd::core::spawn_options so;
+  so.argv = {"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no",     "--loglevel",         "warning"};
+  so.fds = {{-1, 1}};
+  auto srv = otpd::core::spawn(so);
+  if (!srv) {
+    return std::nullopt;
+  }
+  auto d = otpd::core::deadline::after(std::chrono::seconds(5));
+  while (!port_accepts(port) && !d.expired()) {
+    pollfd none{};
+    ::poll(&none, 0, 5);  // the server is starting; check again shortly
+  }
+  redis_figures f;
+  auto bench = [&](int clients, int pipeline, int requests) {
+    return parse_redis(run_capture(fmt::format(
+        "redis-benchmark -h 127.0.0.1 -p {} -t set,get -n {} -r {} -d 100 -c {} -P {} -q 2>&1",
+        port, requests, nkeys, clients, pipeline)));
+  };
+  f.c1 = bench(1, 1, 50000);
+  f.c2 = bench(2, 1, 80000);
+  f.c50p16 = bench(50, 16, 1000000);
+  ::kill(srv->pid, SIGTERM);
+  (void)otpd::core::reap(srv->pidfd.get());
+  return f;
+}
+
+std::string rate(double v) {
+  if (v <= 0) {
+    return "-";
+  }
+  if (v >= 1e6) {
+    return fmt::format("{:.2f} M/s", v / 1e6);
+  }
+  return fmt::format("{:.0f} k/s", v / 1e3);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"bench_table: shm_table vs Erlang ETS vs Redis"};
+  std::uint64_t nkeys = 100000;
+  std::uint64_t ops = 5000000;
+  bool no_ets = false;
+  bool no_redis = false;
+  std::string ets_script = OTPD_ETS_BENCH_SRC;
+  app.add_option("--keys", nkeys, "keys in the table");
+  app.add_option("--ops", ops, "operations per process per measurement");
+  app.add_option("--ets-script", ets_script, "path of ets_bench.erl");
+  app.add_flag("--no-ets", no_ets, "skip the Erlang ETS anchor");
+  app.add_flag("--no-redis", no_redis, "skip the Redis anchor");
+  CLI11_PARSE(app, argc, argv);
+
+  std::string node = fmt::format("bench{}", ::getpid());
+  st::table_options o;
+  o.access = st::access_mode::public_table;
+  o.max_entries = static_cast<std::uint32_t>(nkeys);
+  o.max_item_bytes = 116;  // 16-byte key + 100-byte value
+  auto t = st::table::create(node, "bench", o);
+  if (!t) {
+    std::fprintf(stderr, "bench_table: unable to create the table: %s\n",
+                 t.error().message().c_str());
+    return 111;
+  }
+  // Keys side by side in one buffer (16 bytes each), as a client holding its
+  // keys would: the harness should not add a heap miss per lookup.
+  std::string key_buf;
+  key_buf.reserve(nkeys * 16);
+  std::vector<std::string> values(nkeys);
+  for (std::uint64_t i = 0; i < nkeys; ++i) {
+    key_buf += key_of(i);
+    values[i] = value_of(i);
+  }
+  std::vector<std::string_view> keys(nkeys);
+  for (std::uint64_t i = 0; i < nkeys; ++i) {
+    keys[i] = std::string_view(key_buf).substr(i * 16, 16);
+  }
+
+  std::int64_t t0 = monotonic_ns();
+  for (std::uint64_t i = 0; i < nkeys; ++i) {
+    if (!t->insert(keys[i], values[i])) {
+      std::fprintf(stderr, "bench_table: insert failed\n");
+      return 111;
+    }
+  }
+  double ins_new = static_cast<double>(nkeys) * 1e9 / static_cast<double>(monotonic_ns() - t0);
+  double look1 = run_procs(node, keys, values, workload::lookups, 1, ops);
+  double look2 = run_procs(node, keys, values, workload::lookups, 2, ops);
+  double over1 = run_procs(node, keys, values, workload::overwrites, 1, ops / 5);
+  double over2 = run_procs(node, keys, values, workload::overwrites, 2, ops / 5);
+  double mix1 = run_procs(node, keys, values, workload::mix, 1, ops);
+  double mix2 = run_procs(node, keys, values, workload::mix, 2, ops);
+  double ceil1 = 0;
+  double ceil2 = 0;
+  {
+    plain_map map;
+    for (std::uint64_t i = 0; i < nkeys; ++i) {
+      map.emplace(keys[i], values[i]);
+    }
+    ceil1 = run_procs(node, keys, values, workload::lookups, 1, ops, &map);
+    ceil2 = run_procs(node, keys, values, workload::lookups, 2, ops, &map);
+  }
+  std::string why;
+  bool ok = static_cast<bool>(t->verify(&why));
+  std::uint64_t memory = t->memory();
+  (void)st::remove_all(node);
+
+  std::map<std::string, double> ets;
+  std::string ets_note;
+  if (no_ets) {
+    ets_note = "skipped (--no-ets)";
+  } else if (!have_program("erl")) {
+    ets_note = "Erlang ETS: not installed (erl missing; Debian package erlang-base)";
+  } else {
+    ets = run_ets(nkeys, std::min<std::uint64_t>(ops, 2000000), ets_script);
+  }
+  std::optional<redis_figures> redis;
+  std::string redis_note;
+  if (no_redis) {
+    redis_note = "skipped (--no-redis)";
+  } else if (!have_program("redis-server") || !have_program("redis-benchmark")) {
+    redis_note = "Redis: not installed (redis-server / redis-benchmark missing; package redis)";
+  } else {
+    redis = run_redis(nkeys);
+  }
+
+  auto e = [&](const char* k) { return ets.count(k) != 0 ? rate(ets[k]) : std::string("-"); };
+  auto r = [&](const std::map<std::string, double>& m, const char* k) {
+    auto it = m.find(k);
+    return it != m.end() ? rate(it->second) : std::string("-");
+  };
+  std::printf(
+      "bench_table: %llu keys (16-byte keys, 100-byte values), %llu ops per process; "
+      "shm segment %.1f MiB; verify after the run: %s\n\n",
+      static_cast<unsigned long long>(nkeys), static_cast<unsigned long long>(ops),
+      static_cast<double>(memory) / (1024.0 * 1024.0), ok ? "ok" : why.c_str());
+  std::printf(
+      "| measure | otpd shm_table | Erlang ETS set, read_concurrency, +S 2 | Redis "
+      "loopback, redis-benchmark | target |\n");
+  std::printf("|---|---|---|---|---|\n");
+  std::string c1get = redis ? r(redis->c1, "GET") + " (GET, 1 client)" : "-";
+  std::string c2get = redis ? r(redis->c2, "GET") + " (GET, 2 clients)" : "-";
+  std::string c1set = redis ? r(redis->c1, "SET") + " (SET, 1 client)" : "-";
+  std::string c2set = redis ? r(redis->c2, "SET") + " (SET, 2 clients)" : "-";
+  std::printf("| lookups/s, 1 reader process | %s | %s | %s | >= 8 M/s |\n", rate(look1).c_str(),
+              e("lookup_1").c_str(), c1get.c_str());
+  std::printf("| lookups/s, 2 reader processes (total) | %s | %s | %s | >= 14 M/s |\n",
+              rate(look2).c_str(), e("lookup_2").c_str(), c2get.c_str());
+  std::printf("| inserts/s, new keys, 1 process | %s | %s | - | |\n", rate(ins_new).c_str(),
+              e("insert_new").c_str());
+  std::printf("| inserts/s, overwrites, 1 process | %s | %s | %s | |\n", rate(over1).c_str(),
+              e("insert_overwrite").c_str(), c1set.c_str());
+  std::printf("| inserts/s, overwrites, 2 processes (total) | %s | - | %s | |\n",
+              rate(over2).c_str(), c2set.c_str());
+  std::printf("| 90/10 lookup/overwrite mix, 1 process | %s | %s | - | |\n", rate(mix1).c_str(),
+              e("mix_1").c_str());
+  std::printf("| 90/10 lookup/overwrite mix, 2 processes (total) | %s | %s | - | |\n",
+              rate(mix2).c_str(), e("mix_2").c_str());
+  std::printf(
+      "| ceiling: std::unordered_map in the reader's own memory, no lock, same walk, "
+      "lookups/s 1 / 2 processes | %s / %s | | | |\n",
+      rate(ceil1).c_str(), rate(ceil2).c_str());
+  if (redis) {
+    std::printf("| Redis best case: 50 clients, pipeline 16 | | | GET %s, SET %s | |\n",
+                r(redis->c50p16, "GET").c_str(), r(redis->c50p16, "SET").c_str());
+  }
+  if (!ets_note.empty()) {
+    std::printf("\n%s\n", ets_note.c_str());
+  }
+  if (!redis_note.empty()) {
+    std::printf("\n%s\n", redis_note.c_str());
+  }
+  return ok ? 0 : 1;
+}
