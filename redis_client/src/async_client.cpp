@@ -35,7 +35,7 @@ std::uint64_t ceil_ms(clock::duration d) {
 }  // namespace
 
 // The state behind an async_client handle. It owns the hiredis context and
-// three timers, and frees itself (in the timers' close callbacks) once the
+// four uv handles, and frees itself (in the timers' close callbacks) once the
 // handle is gone AND hiredis has released the context: hiredis may still call
 // into it after the handle is destroyed (pending callbacks with a NULL reply,
 // the disconnect callback), and memory is never freed inside a callback that
@@ -48,6 +48,8 @@ class async_session {
       uv_timer_init(loop_, t);
       t->data = this;
     }
+    uv_prepare_init(loop_, &flush_);
+    flush_.data = this;
   }
   async_session(const async_session&) = delete;
   async_session& operator=(const async_session&) = delete;
@@ -86,6 +88,7 @@ class async_session {
   static void on_connect_timer(uv_timer_t* t);
   static void on_defer_timer(uv_timer_t* t);
   static void on_handle_closed(uv_handle_t* h);
+  static void on_flush(uv_prepare_t* p);
 
   bool attach();
   void fail_start(std::error_code ec, std::string message);
@@ -113,7 +116,8 @@ class async_session {
   bool finishing_ = false;
   bool defer_armed_ = false;
   bool was_connected_ = false;
-  int open_handles_ = 3;
+  bool flush_armed_ = false;
+  int open_handles_ = 4;
 
   // Requests in the order hiredis will answer them; front_seq_ numbers the
   // front. seq - front_seq_ indexes a request while hiredis still holds it.
@@ -133,6 +137,9 @@ class async_session {
   uv_timer_t deadline_timer_{};
   uv_timer_t connect_timer_{};
   uv_timer_t defer_timer_{};
+  // Writes the commands of this loop turn right before the loop polls,
+  // instead of one more poll turn for the writable event hiredis asks for.
+  uv_prepare_t flush_{};
 };
 
 void async_session::start(const endpoint& where) {
@@ -334,12 +341,27 @@ void async_session::command(command_args& args, milliseconds timeout, reply_call
   std::uint64_t seq = next_seq_++;
   inflight_.push_back(request{std::move(cb)});
   ++live_;
+  if (phase_ == phase::connected && !flush_armed_) {
+    flush_armed_ = true;
+    uv_prepare_start(&flush_, on_flush);
+  }
   if (timeout.count() > 0) {
     auto when = clock::now() + timeout;
     deadlines_.emplace(when, seq);
     if (when < timer_at_) {
       arm_deadline_timer();
     }
+  }
+}
+
+void async_session::on_flush(uv_prepare_t* p) {
+  auto* self = static_cast<async_session*>(p->data);
+  uv_prepare_stop(p);
+  self->flush_armed_ = false;
+  if (self->ac_ != nullptr && self->phase_ == phase::connected) {
+    // From the loop, not from command(): a failed write makes hiredis
+    // disconnect and answer callbacks, which must never run inside command().
+    redisAsyncHandleWrite(self->ac_);
   }
 }
 
@@ -513,6 +535,7 @@ void async_session::maybe_finish() {
   for (uv_timer_t* t : {&deadline_timer_, &connect_timer_, &defer_timer_}) {
     uv_close(reinterpret_cast<uv_handle_t*>(t), on_handle_closed);
   }
+  uv_close(reinterpret_cast<uv_handle_t*>(&flush_), on_handle_closed);
 }
 
 void async_session::on_handle_closed(uv_handle_t* h) {
