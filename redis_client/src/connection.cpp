@@ -99,7 +99,7 @@ class connection_core {
   // Events.
   void begin_connect();
   void on_client_connect(std::uint64_t gen, std::error_code ec);
-  void on_handshake(std::uint64_t gen, reply_result r);
+  void on_handshake(std::uint64_t gen, const std::string& what, bool last, reply_result r);
   void on_client_down(std::uint64_t gen, std::error_code ec);
   static void on_retry_timer(uv_timer_t* t);
   static void on_queue_timer(uv_timer_t* t);
@@ -203,7 +203,19 @@ void connection_core::on_client_connect(std::uint64_t gen, std::error_code ec) {
     enter_disconnected(ec, true);
     return;
   }
-  if (!opts_.ping_on_connect) {
+  // The handshake, pipelined: AUTH, SELECT, PING as configured. Every reply
+  // must be a success; the last one completes the connect.
+  std::vector<std::vector<std::string>> steps;
+  if (!opts_.password.empty()) {
+    steps.push_back({"AUTH", opts_.password});
+  }
+  if (opts_.database != 0) {
+    steps.push_back({"SELECT", std::to_string(opts_.database)});
+  }
+  if (opts_.ping_on_connect) {
+    steps.push_back({"PING"});
+  }
+  if (steps.empty()) {
     enter_connected();
     return;
   }
@@ -213,19 +225,28 @@ void connection_core::on_client_connect(std::uint64_t gen, std::error_code ec) {
   } else if (left.count() < 1) {
     left = milliseconds(1);
   }
-  client_.command({"PING"}, left, [this, gen](reply_result r) { on_handshake(gen, std::move(r)); });
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    bool last = i + 1 == steps.size();
+    std::string what = steps[i][0];
+    client_.command(steps[i], left, [this, gen, last, what](reply_result r) {
+      on_handshake(gen, what, last, std::move(r));
+    });
+  }
 }
 
-void connection_core::on_handshake(std::uint64_t gen, reply_result r) {
+void connection_core::on_handshake(std::uint64_t gen, const std::string& what, bool last,
+                                   reply_result r) {
   if (gen != gen_ || state_ != connection_state::connecting) {
     return;
   }
   if (!r) {
     enter_disconnected(r.error(), true);
   } else if (r->is_error()) {
-    core::log_warn("{} {}: PING answered {}", opts_.name, opts_.where.to_string(), r->str);
+    // A refused AUTH or SELECT will not get better by itself, but the
+    // server's configuration may change: keep retrying, with backoff.
+    core::log_warn("{} {}: {} answered {}", opts_.name, opts_.where.to_string(), what, r->str);
     enter_disconnected(core::errc::protocol, true);
-  } else {
+  } else if (last) {
     enter_connected();
   }
 }

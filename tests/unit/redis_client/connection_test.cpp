@@ -6,6 +6,7 @@
 #include "uv_loop_fixture.hpp"
 #include <gtest/gtest.h>
 
+#include <otpd/redis_client/blocking_client.hpp>
 #include <otpd/redis_client/connection.hpp>
 #include <otpd/testing/redis_server.hpp>
 
@@ -325,6 +326,67 @@ TEST_F(Connection, DestroyedWithQueuedAndInFlightRequestsAnswersThemAtOnce) {
   EXPECT_FALSE(got[0]);
   EXPECT_EQ(got[1], errc::shutting_down);
   server_.resume();
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(Connection, SelectsItsDatabaseOnEveryConnect) {
+  auto o = tcp_options();
+  o.database = 2;
+  auto c = make(o);
+  c.start();
+  ASSERT_TRUE(wait_state(c, connection_state::connected));
+  ASSERT_TRUE(call(c, {"SET", "where", "db2"}));
+  auto check = rc::blocking_client::connect(rc::endpoint::tcp("127.0.0.1", server_.port()));
+  ASSERT_TRUE(check);
+  auto in0 = check->command({"GET", "where"});
+  ASSERT_TRUE(in0);
+  EXPECT_TRUE(in0->is_nil());
+  ASSERT_TRUE(check->command({"SELECT", "2"}));
+  auto in2 = check->command({"GET", "where"});
+  ASSERT_TRUE(in2);
+  EXPECT_EQ(in2->str, "db2");
+  // After a reconnect the connection is in database 2 again.
+  server_.kill();
+  ASSERT_TRUE(server_.start());
+  ASSERT_TRUE(run_until([&] { return c.connects() == 2; }));
+  ASSERT_TRUE(call(c, {"SET", "again", "x"}));
+  auto check2 = rc::blocking_client::connect(rc::endpoint::tcp("127.0.0.1", server_.port()));
+  ASSERT_TRUE(check2);
+  ASSERT_TRUE(check2->command({"SELECT", "2"}));
+  auto again = check2->command({"EXISTS", "again"});
+  ASSERT_TRUE(again);
+  EXPECT_EQ(*again, rc::reply::of_integer(1));
+}
+
+TEST_F(Connection, AuthenticatesAndAWrongPasswordNeverConnects) {
+  auto admin = rc::blocking_client::connect(rc::endpoint::tcp("127.0.0.1", server_.port()));
+  ASSERT_TRUE(admin);
+  ASSERT_TRUE(admin->command({"CONFIG", "SET", "requirepass", "s3cret"}));
+
+  auto bad_opts = tcp_options();
+  bad_opts.password = "wrong";
+  auto bad = make(bad_opts);
+  bad.start();
+  ASSERT_TRUE(run_until([&] { return bad.attempts() >= 3; }));
+  EXPECT_EQ(bad.connects(), 0u);
+  bool refused = false;
+  for (auto& tr : log_) {
+    refused = refused || tr.reason == errc::protocol;
+  }
+  EXPECT_TRUE(refused);
+  bad.stop();
+
+  auto good_opts = tcp_options();
+  good_opts.password = "s3cret";
+  auto good = make(good_opts);
+  good.start();
+  ASSERT_TRUE(wait_state(good, connection_state::connected));
+  auto r = call(good, {"PING"});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r, rc::reply::status("PONG"));
 }
 
 }  // namespace

@@ -36,7 +36,7 @@ enum class connection_state : std::uint8_t { disconnected, connecting, connected
 // context) per connect attempt.
 //
 //   disconnected --start / retry timer--> connecting
-//   connecting --TCP up and PING answered--> connected
+//   connecting --TCP up, AUTH/SELECT accepted, PING answered--> connected
 //   connecting --refused / error / connect timeout--> disconnected (retry after backoff)
 //   connected --server closed / I/O error--> disconnected (retry after backoff)
 //   any --stop()--> disconnected (no retry until start())
@@ -68,6 +68,10 @@ class connection {
     // Connected means Redis answered PING, not only that TCP is up (a
     // stopped server still completes the TCP handshake in the kernel).
     bool ping_on_connect = true;
+    // Sent on every connect, before the PING: AUTH <password> when not
+    // empty, SELECT <database> when not 0. A refusal fails the attempt.
+    std::string password;
+    int database = 0;
     std::uint64_t seed = 0;  // jitter generator seed; 0: random
   };
 
