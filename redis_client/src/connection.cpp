@@ -108,7 +108,8 @@ class connection_core {
 
   void enter_connected();
   void enter_disconnected(std::error_code why, bool retry);
-  void transition_to(connection_state to, std::error_code why, milliseconds retry_in);
+  // Logs and reports a change of state_ (already made) from `from`.
+  void report(connection_state from, std::error_code why, milliseconds retry_in);
   void drop_client();
   void flush_queue();
   void arm_queue_timer();
@@ -143,10 +144,8 @@ class connection_core {
   uv_timer_t defer_timer_{};
 };
 
-void connection_core::transition_to(connection_state to, std::error_code why,
-                                    milliseconds retry_in) {
-  connection_state from = state_;
-  state_ = to;
+void connection_core::report(connection_state from, std::error_code why, milliseconds retry_in) {
+  connection_state to = state_;
   const std::string where = opts_.where.to_string();
   if (to == connection_state::disconnected && why) {
     std::string err = why.message();
@@ -191,8 +190,10 @@ void connection_core::begin_connect() {
   async_client::handlers h;
   h.on_connect = [this, gen](std::error_code ec) { on_client_connect(gen, ec); };
   h.on_disconnect = [this, gen](std::error_code ec) { on_client_down(gen, ec); };
+  connection_state from = state_;
+  state_ = connection_state::connecting;
   client_ = async_client::connect(loop_, opts_.where, co, std::move(h));
-  transition_to(connection_state::connecting, {}, milliseconds(0));
+  report(from, {}, milliseconds(0));
 }
 
 void connection_core::on_client_connect(std::uint64_t gen, std::error_code ec) {
@@ -265,7 +266,9 @@ void connection_core::enter_connected() {
   failures_ = 0;
   ++connects_;
   flush_queue();
-  transition_to(connection_state::connected, {}, milliseconds(0));
+  connection_state from = state_;
+  state_ = connection_state::connected;
+  report(from, {}, milliseconds(0));
 }
 
 void connection_core::drop_client() {
@@ -274,6 +277,11 @@ void connection_core::drop_client() {
 }
 
 void connection_core::enter_disconnected(std::error_code why, bool retry) {
+  // The state changes before the old client goes: closing it answers its
+  // requests, and a callback sending a new request must find the connection
+  // disconnected (queued or failed fast), not a closed client.
+  connection_state from = state_;
+  state_ = connection_state::disconnected;
   drop_client();
   milliseconds delay(0);
   if (retry && started_) {
@@ -283,7 +291,7 @@ void connection_core::enter_disconnected(std::error_code why, bool retry) {
     ++failures_;
     uv_timer_start(&retry_timer_, on_retry_timer, static_cast<std::uint64_t>(delay.count()), 0);
   }
-  transition_to(connection_state::disconnected, why, delay);
+  report(from, why, delay);
 }
 
 void connection_core::on_retry_timer(uv_timer_t* t) {
@@ -306,7 +314,7 @@ void connection_core::stop() {
 }
 
 void connection_core::command(command_args& args, milliseconds timeout, reply_callback cb) {
-  if (state_ == connection_state::connected) {
+  if (state_ == connection_state::connected && client_.valid()) {
     client_.command(args, timeout, std::move(cb));
     return;
   }

@@ -390,3 +390,68 @@ TEST_F(Connection, AuthenticatesAndAWrongPasswordNeverConnects) {
 }
 
 }  // namespace
+
+namespace {
+
+// Many requests through kills, restarts, a stop and a continue of the server,
+// with short deadlines: each one gets exactly one answer, and the connection
+// ends up serving again.
+TEST_F(Connection, EveryRequestIsAnsweredExactlyOnceThroughKillsAndStops) {
+  auto o = tcp_options();
+  o.queue_while_disconnected = true;
+  o.max_queue = 256;
+  o.request_timeout = milliseconds(100);
+  auto c = make(o);
+  c.start();
+  ASSERT_TRUE(wait_state(c, connection_state::connected));
+
+  std::vector<int> answers;
+  int ok = 0;
+  bool flooding = true;
+  std::function<void()> send_one;
+  send_one = [&] {
+    std::size_t id = answers.size();
+    answers.push_back(0);
+    c.command({"INCR", "n"}, [&, id](rc::reply_result r) {
+      ++answers[id];
+      ok += r ? 1 : 0;
+      if (flooding) {
+        send_one();
+      }
+    });
+  };
+  for (int i = 0; i < 32; ++i) {
+    send_one();
+  }
+  for (int round = 0; round < 3; ++round) {
+    int ok_before = ok;
+    ASSERT_TRUE(run_until([&] { return ok > ok_before + 500; }));
+    server_.kill();
+    ASSERT_TRUE(wait_state(c, connection_state::disconnected));
+    ASSERT_TRUE(server_.start());
+    ASSERT_TRUE(wait_state(c, connection_state::connected));
+    ok_before = ok;
+    ASSERT_TRUE(run_until([&] { return ok > ok_before + 500; }));
+    server_.pause();
+    std::size_t sent_before = answers.size();
+    ASSERT_TRUE(run_until([&] { return answers.size() > sent_before + 32; }))
+        << "deadlines keep answering while the server is stopped";
+    server_.resume();
+  }
+  flooding = false;
+  ASSERT_TRUE(run_until([&] {
+    for (int a : answers) {
+      if (a == 0) {
+        return false;
+      }
+    }
+    return true;
+  }));
+  for (std::size_t i = 0; i < answers.size(); ++i) {
+    ASSERT_EQ(answers[i], 1) << "request " << i;
+  }
+  EXPECT_GT(ok, 3000);
+  EXPECT_EQ(c.state(), connection_state::connected);
+}
+
+}  // namespace
