@@ -330,7 +330,15 @@ int main(int argc, char** argv) {
   app.add_flag("--no-redis", no_redis, "skip the Redis anchor");
   CLI11_PARSE(app, argc, argv);
 
-  std::string node = fmt::format("bench{}", ::getpid());
+  static std::string node = fmt::format("bench{}", ::getpid());
+  // Remove the bench's segments on every exit path of the parent (a failed
+  // worker ends the run with exit()); forked workers leave them alone.
+  static pid_t parent = ::getpid();
+  std::atexit([] {
+    if (::getpid() == parent) {
+      (void)st::remove_all(node);
+    }
+  });
   st::table_options o;
   o.access = st::access_mode::public_table;
   o.max_entries = static_cast<std::uint32_t>(nkeys);

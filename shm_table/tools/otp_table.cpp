@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <otpd/shm_table/persistent_term.hpp>
 #include <otpd/shm_table/table.hpp>
 
 namespace st = otpd::shm_table;
@@ -86,6 +87,7 @@ int main(int argc, char** argv) {
   auto* remove = app.add_subcommand("remove", "remove a table (orderly)");
   remove->add_option("table", name)->required();
   auto* cleanup = app.add_subcommand("cleanup", "remove the node's stale segments");
+  auto* terms = app.add_subcommand("terms", "print the node's persistent_term store");
   auto* verify = app.add_subcommand("verify", "check every invariant of a table");
   verify->add_option("table", name)->required();
 
@@ -114,6 +116,16 @@ int main(int argc, char** argv) {
                   st::to_string(i.access), static_cast<unsigned long long>(i.size),
                   static_cast<unsigned long long>(i.memory), i.owner, i.owner_alive ? "" : "(dead)",
                   st::to_string(i.policy));
+    }
+    return 0;
+  }
+  if (*terms) {
+    auto pt = st::persistent_term::open(node);
+    if (!pt) {
+      return fail("open the persistent_term store", pt.error());
+    }
+    for (const auto& [k, v] : pt->all()) {
+      std::printf("%s\t%s\n", printable(k).c_str(), printable(v).c_str());
     }
     return 0;
   }

@@ -3,6 +3,7 @@
 #include "shm_fixture.hpp"
 #include <gtest/gtest.h>
 
+#include <otpd/shm_table/persistent_term.hpp>
 #include <otpd/shm_table/table.hpp>
 #include <otpd/testing/testing.hpp>
 
@@ -63,6 +64,15 @@ TEST_F(OtpTable, ListInfoGetPutDeleteDump) {
   EXPECT_EQ(st, 1);
   run("frobnicate", &st);
   EXPECT_EQ(st, 100);
+}
+
+TEST_F(OtpTable, PrintsThePersistentTerms) {
+  auto pt = persistent_term::open(node());
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->put("redis_pool.size", "4"));
+  int st = -1;
+  EXPECT_EQ(run("terms", &st), "redis_pool.size\t4\n");
+  EXPECT_EQ(st, 0);
 }
 
 TEST_F(OtpTable, CreateAndRemove) {
