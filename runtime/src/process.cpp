@@ -1254,6 +1254,9 @@ Result<spawned_process> spawn(std::function<int()> fn, const spawn_options& opti
     return lfd.error();
   }
   pid_t parent = c.self();
+  // Flush stdio first: the child's copy of unwritten buffers would otherwise
+  // be written twice, once by each process.
+  std::fflush(nullptr);
   core::spawn_options so;
   so.new_process_group = false;  // stay in our group: otpd's group kill reaches us all
   so.death_signal = options.kill_with_parent ? SIGKILL : 0;

@@ -1,5 +1,6 @@
 #include <signal.h>
 
+#include <cstdio>
 #include <exception>
 #include <memory>
 
@@ -25,6 +26,7 @@ task_base::task_base(std::function<std::string()> body) {
   core::spawn_options so;
   so.new_process_group = false;  // within our group: a group kill reaches tasks too
   so.death_signal = SIGKILL;     // a task dies with its caller (Elixir links them)
+  std::fflush(nullptr);          // or the child writes our unflushed stdio again
   auto s = core::spawn_function(so, [&]() -> int {
     std::string bytes;
     try {

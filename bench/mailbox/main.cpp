@@ -1,0 +1,414 @@
+// bench_mailbox: what a mailbox costs, beside the floors it stands on.
+//
+//   build/bin/bench_mailbox [--quick]
+//
+// Prints one table: call round trip p50/p99 (GenServer call: monitor, send,
+// selective receive of the reply, demonitor) next to a bare ping-pong on
+// Unix sockets of each type, blocking and with a 50 µs poll before blocking;
+// one-way throughput of 64 B and 1 KiB messages (one per syscall, and
+// batched with post()) next to a raw STREAM writer batching 64 frames per
+// write; the cost of spawn + monitor + exit of a task next to a bare fork+exec.
+// When `erl` is installed, Erlang's local send and ping-pong run in the same go.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <otpd/core/clock.hpp>
+#include <otpd/core/log.hpp>
+#include <otpd/core/spawn.hpp>
+#include <otpd/runtime/gen_server.hpp>
+#include <otpd/runtime/task.hpp>
+
+namespace rt = otpd::runtime;
+using clk = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace {
+
+bool g_quick = false;
+
+struct stats {
+  double p50_us = 0;
+  double p99_us = 0;
+};
+
+stats summarize(std::vector<double>& us) {
+  std::sort(us.begin(), us.end());
+  auto at = [&](double q) {
+    return us[static_cast<std::size_t>(q * static_cast<double>(us.size() - 1))];
+  };
+  return {at(0.50), at(0.99)};
+}
+
+void row(const char* what, const std::string& a, const std::string& b, const char* note = "") {
+  std::printf("| %-58s | %14s | %14s | %s\n", what, a.c_str(), b.c_str(), note);
+}
+std::string fmt_us(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f µs", v);
+  return b;
+}
+std::string fmt_rate(double per_s) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.2f M/s", per_s / 1e6);
+  return b;
+}
+
+// --- raw socket ping-pong floor ----------------------------------------------
+// The echo side reads one message and writes it back; with spin_us > 0 both
+// sides poll without blocking for that long before they block.
+ssize_t recv_spin(int fd, char* buf, std::size_t len, int spin_us) {
+  if (spin_us > 0) {
+    auto end = clk::now() + std::chrono::microseconds(spin_us);
+    do {
+      ssize_t n = ::recv(fd, buf, len, MSG_DONTWAIT);
+      if (n >= 0 || errno != EAGAIN) {
+        return n;
+      }
+    } while (clk::now() < end);
+  }
+  return ::recv(fd, buf, len, 0);
+}
+
+bool recv_exact(int fd, char* buf, std::size_t len, int type, int spin_us) {
+  std::size_t got = 0;
+  while (got < len) {
+    ssize_t n = recv_spin(fd, buf + got, len - got, spin_us);
+    if (n <= 0) {
+      return false;
+    }
+    got += static_cast<std::size_t>(n);
+    if (type != SOCK_STREAM) {
+      return true;
+    }
+  }
+  return true;
+}
+
+stats raw_pingpong(int type, int spin_us, int iters) {
+  int sv[2];
+  ::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv);
+  pid_t pid = ::fork();
+  char buf[64] = {};
+  if (pid == 0) {
+    ::close(sv[0]);
+    while (recv_exact(sv[1], buf, sizeof buf, type, spin_us)) {
+      if (::send(sv[1], buf, sizeof buf, 0) != sizeof buf) {
+        break;
+      }
+    }
+    ::_exit(0);
+  }
+  ::close(sv[1]);
+  std::vector<double> us;
+  us.reserve(static_cast<std::size_t>(iters));
+  for (int i = 0; i < iters + 1000; ++i) {
+    auto t0 = clk::now();
+    ::send(sv[0], buf, sizeof buf, 0);
+    recv_exact(sv[0], buf, sizeof buf, type, spin_us);
+    if (i >= 1000) {  // warm-up excluded
+      us.push_back(std::chrono::duration<double, std::micro>(clk::now() - t0).count());
+    }
+  }
+  // A DGRAM peer sees no EOF when we close: stop it outright.
+  ::kill(pid, SIGKILL);
+  ::close(sv[0]);
+  ::waitpid(pid, nullptr, 0);
+  return summarize(us);
+}
+
+// --- otpd call round trip -------------------------------------------------------
+class echo final : public rt::gen_server {
+ public:
+  std::optional<std::string> handle_call(const rt::message& req, const rt::from&) override {
+    return req.body;
+  }
+};
+
+stats call_roundtrip(int spin_us, int iters) {
+  rt::set_max_spin(std::chrono::microseconds(spin_us));
+  auto pid = rt::start_server([spin_us] {
+    rt::set_max_spin(std::chrono::microseconds(spin_us));
+    return std::make_unique<echo>();
+  });
+  if (!pid) {
+    std::fprintf(stderr, "bench_mailbox: unable to start the echo server: %s\n",
+                 pid.error().message().c_str());
+    std::exit(111);
+  }
+  std::string body = rt::pack(std::string(62, 'x'));  // 64 bytes of msgpack
+  std::vector<double> us;
+  us.reserve(static_cast<std::size_t>(iters));
+  for (int i = 0; i < iters + 1000; ++i) {
+    auto t0 = clk::now();
+    auto r = rt::call_message(*pid, body, 5s);
+    if (!r) {
+      std::fprintf(stderr, "bench_mailbox: call failed: %s\n", r.error().message().c_str());
+      std::exit(111);
+    }
+    if (i >= 1000) {
+      us.push_back(std::chrono::duration<double, std::micro>(clk::now() - t0).count());
+    }
+  }
+  (void)rt::stop_server(*pid);
+  rt::set_max_spin(50us);
+  return summarize(us);
+}
+
+// --- one-way throughput --------------------------------------------------------
+double oneway(std::size_t body_bytes, long count, bool batched) {
+  std::string payload(body_bytes - (body_bytes >= 256 ? 3 : 2), 'x');
+  std::string body = rt::pack(payload);  // exactly body_bytes of msgpack
+  pid_t me = rt::self();
+  auto t0 = clk::now();
+  auto child = rt::spawn([me, body, count, batched] {
+    for (long i = 0; i < count; ++i) {
+      auto r = batched ? rt::post_message(me, rt::kind::user, {}, body)
+                       : rt::send_message(me, rt::kind::user, {}, body);
+      if (!r) {
+        return 1;
+      }
+    }
+    return rt::flush() ? 0 : 2;
+  });
+  if (!child) {
+    std::exit(111);
+  }
+  for (long i = 0; i < count; ++i) {
+    auto m = rt::receive(rt::deadline::after(10s));
+    if (!m) {
+      std::fprintf(stderr, "bench_mailbox: lost messages after %ld\n", i);
+      std::exit(111);
+    }
+  }
+  double secs = std::chrono::duration<double>(clk::now() - t0).count();
+  return static_cast<double>(count) / secs;
+}
+
+// A bare STREAM writer: 64 frames of (4-byte length + body) per write, the
+// reader parses lengths. The floor for batching on this socket type.
+double raw_stream_batched(std::size_t body_bytes, long count) {
+  int sv[2];
+  ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+  std::string frame(4 + body_bytes, 'x');
+  auto len = static_cast<std::uint32_t>(body_bytes);
+  std::memcpy(frame.data(), &len, 4);
+  std::string batch;
+  for (int i = 0; i < 64; ++i) {
+    batch += frame;
+  }
+  auto t0 = clk::now();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(sv[0]);
+    for (long sent = 0; sent < count; sent += 64) {
+      std::size_t off = 0;
+      while (off < batch.size()) {
+        ssize_t n = ::write(sv[1], batch.data() + off, batch.size() - off);
+        if (n <= 0) {
+          ::_exit(1);
+        }
+        off += static_cast<std::size_t>(n);
+      }
+    }
+    ::_exit(0);
+  }
+  ::close(sv[1]);
+  std::vector<char> buf(256 * 1024);
+  std::size_t have = 0;
+  long got = 0;
+  while (got < count) {
+    ssize_t n = ::read(sv[0], buf.data() + have, buf.size() - have);
+    if (n <= 0) {
+      break;
+    }
+    have += static_cast<std::size_t>(n);
+    std::size_t off = 0;
+    while (have - off >= 4) {
+      std::uint32_t l;
+      std::memcpy(&l, buf.data() + off, 4);
+      if (have - off < 4 + l) {
+        break;
+      }
+      off += 4 + l;
+      ++got;
+    }
+    std::memmove(buf.data(), buf.data() + off, have - off);
+    have -= off;
+  }
+  double secs = std::chrono::duration<double>(clk::now() - t0).count();
+  ::close(sv[0]);
+  ::waitpid(pid, nullptr, 0);
+  return static_cast<double>(got) / secs;
+}
+
+// --- spawn costs -----------------------------------------------------------------
+stats bare_fork_exec(const std::string& prog, int iters) {
+  std::vector<double> us;
+  for (int i = 0; i < iters; ++i) {
+    auto t0 = clk::now();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      char* argv[] = {const_cast<char*>(prog.c_str()), const_cast<char*>("exit"),
+                      const_cast<char*>("0"), nullptr};
+      ::execv(prog.c_str(), argv);
+      ::_exit(127);
+    }
+    ::waitpid(pid, nullptr, 0);
+    us.push_back(std::chrono::duration<double, std::micro>(clk::now() - t0).count());
+  }
+  return summarize(us);
+}
+
+stats task_spawn_monitor_exit(int iters) {
+  std::vector<double> us;
+  for (int i = 0; i < iters; ++i) {
+    auto t0 = clk::now();
+    auto t = rt::async([] { return 0; });
+    auto v = t.await(5s);
+    if (!v) {
+      std::exit(111);
+    }
+    us.push_back(std::chrono::duration<double, std::micro>(clk::now() - t0).count());
+  }
+  return summarize(us);
+}
+
+stats process_spawn_monitor_down(int iters) {
+  std::vector<double> us;
+  for (int i = 0; i < iters; ++i) {
+    auto t0 = clk::now();
+    auto p = rt::spawn([] { return 0; }, {.monitor = true});
+    if (!p || !rt::receive_ref(p->monitor_ref, rt::deadline::after(5s))) {
+      std::exit(111);
+    }
+    us.push_back(std::chrono::duration<double, std::micro>(clk::now() - t0).count());
+  }
+  return summarize(us);
+}
+
+void erlang_anchor() {
+  if (std::system("command -v erl >/dev/null 2>&1") != 0) {
+    row("Erlang local send / ping-pong", "not installed", "", "(apt-get install erlang-base)");
+    return;
+  }
+  const char* script =
+      "erl -noshell +S 2 -eval '"
+      "N = 5000000, Self = self(),"
+      "R = spawn(fun() -> L = fun(_, 0) -> Self ! done; (F, K) -> receive _ -> F(F, K-1) end end, "
+      "L(L, N) end),"
+      "T0 = erlang:monotonic_time(microsecond),"
+      "lists:foreach(fun(I) -> R ! I end, lists:seq(1, N)),"
+      "receive done -> ok end,"
+      "T1 = erlang:monotonic_time(microsecond),"
+      "P = spawn(fun Loop() -> receive {From, X} -> From ! X, Loop() end end),"
+      "M = 200000, T2 = erlang:monotonic_time(microsecond),"
+      "lists:foreach(fun(I) -> P ! {Self, I}, receive I -> ok end end, lists:seq(1, M)),"
+      "T3 = erlang:monotonic_time(microsecond),"
+      "io:format(\"~.2f ~.3f~n\", [N / (T1 - T0), (T3 - T2) / M]), halt().' 2>/dev/null";
+  FILE* p = ::popen(script, "r");
+  double mps = 0, rtt = 0;
+  if (p != nullptr && std::fscanf(p, "%lf %lf", &mps, &rtt) == 2) {
+    row("Erlang local send, 5 M messages (anchor)", fmt_rate(mps * 1e6), "", "");
+    row("Erlang ping-pong round trip, mean (anchor)", fmt_us(rtt), "", "");
+  } else {
+    row("Erlang anchor", "failed to run", "", "");
+  }
+  if (p != nullptr) {
+    ::pclose(p);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) {
+      g_quick = true;
+    }
+  }
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  otpd::core::set_log_level(otpd::core::log_level::error);
+  char dir[] = "/tmp/otpd-bench.XXXXXX";
+  if (::mkdtemp(dir) == nullptr) {
+    return 111;
+  }
+  if (auto r = rt::init({.runtime_dir = dir}); !r) {
+    std::fprintf(stderr, "bench_mailbox: unable to open a mailbox: %s\n",
+                 r.error().message().c_str());
+    return 111;
+  }
+  int iters = g_quick ? 2000 : 20000;
+  long msgs = g_quick ? 200000 : 2000000;
+  std::string self_dir;
+  {
+    char buf[4096];
+    ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    self_dir = std::string(buf).substr(0, std::string(buf).rfind('/'));
+  }
+
+  std::printf("\n## Round trip, 64 B (%d round trips after 1000 warm-up)\n\n", iters);
+  std::printf("| %-58s | %14s | %14s |\n", "what", "p50", "p99");
+  std::printf("|%s|%s|%s|\n", std::string(60, '-').c_str(), std::string(16, '-').c_str(),
+              std::string(16, '-').c_str());
+  for (auto [type, name] :
+       {std::pair{SOCK_STREAM, "STREAM"}, std::pair{SOCK_SEQPACKET, "SEQPACKET"},
+        std::pair{SOCK_DGRAM, "DGRAM"}}) {
+    auto s = raw_pingpong(type, 0, iters);
+    row((std::string("raw ") + name + " socketpair ping-pong, blocking (floor)").c_str(),
+        fmt_us(s.p50_us), fmt_us(s.p99_us));
+  }
+  for (auto [type, name] :
+       {std::pair{SOCK_STREAM, "STREAM"}, std::pair{SOCK_SEQPACKET, "SEQPACKET"}}) {
+    auto s = raw_pingpong(type, 50, iters);
+    row((std::string("raw ") + name + " ping-pong, 50 µs poll before blocking (floor)").c_str(),
+        fmt_us(s.p50_us), fmt_us(s.p99_us));
+  }
+  auto c0 = call_roundtrip(0, iters);
+  row("otpd GenServer call, no spin (blocking receive)", fmt_us(c0.p50_us), fmt_us(c0.p99_us));
+  auto c50 = call_roundtrip(50, iters);
+  row("otpd GenServer call, adaptive spin up to 50 µs", fmt_us(c50.p50_us), fmt_us(c50.p99_us));
+
+  std::printf(
+      "\n## One-way throughput (%ld messages, sender and receiver in separate processes)\n\n",
+      msgs);
+  std::printf("| %-58s | %14s | %14s |\n", "what", "64 B", "1 KiB");
+  std::printf("|%s|%s|%s|\n", std::string(60, '-').c_str(), std::string(16, '-').c_str(),
+              std::string(16, '-').c_str());
+  row("raw STREAM, 64 length-prefixed frames per write (floor)",
+      fmt_rate(raw_stream_batched(64, msgs)), fmt_rate(raw_stream_batched(1024, msgs / 4)));
+  row("otpd send(): one message per syscall", fmt_rate(oneway(64, msgs / 8, false)),
+      fmt_rate(oneway(1024, msgs / 8, false)));
+  row("otpd post() + flush(): batched", fmt_rate(oneway(64, msgs, true)),
+      fmt_rate(oneway(1024, msgs / 4, true)));
+
+  std::printf("\n## Processes (%d each)\n\n", iters / 10);
+  std::printf("| %-58s | %14s | %14s |\n", "what", "p50", "p99");
+  std::printf("|%s|%s|%s|\n", std::string(60, '-').c_str(), std::string(16, '-').c_str(),
+              std::string(16, '-').c_str());
+  auto fe = bare_fork_exec(self_dir + "/otpd_test_child", iters / 10);
+  row("bare fork + execve + waitpid of otpd_test_child (floor)", fmt_us(fe.p50_us),
+      fmt_us(fe.p99_us));
+  auto sp = process_spawn_monitor_down(iters / 10);
+  row("otpd spawn(fn) with monitor -> exit -> DOWN received", fmt_us(sp.p50_us), fmt_us(sp.p99_us));
+  auto tk = task_spawn_monitor_exit(iters / 10);
+  row("otpd async(fn) -> result -> await (spawn+monitor+exit)", fmt_us(tk.p50_us),
+      fmt_us(tk.p99_us));
+
+  std::printf("\n## Anchor\n\n");
+  erlang_anchor();
+  rt::shutdown();
+  std::string rm = std::string("rm -rf ") + dir;
+  return std::system(rm.c_str()) == 0 ? 0 : 1;
+}
