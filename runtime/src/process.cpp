@@ -18,6 +18,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -30,6 +31,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -38,6 +40,7 @@
 
 #include "detail.hpp"
 #include "wire.hpp"
+#include <nlohmann/json.hpp>
 
 #include <otpd/core/log.hpp>
 #include <otpd/core/runtime_dir.hpp>
@@ -60,7 +63,7 @@ constexpr std::size_t post_flush_threshold = 64 * 1024;
 constexpr std::size_t max_out_connections = 512;
 
 // epoll user data: the kind of fd in the top byte, the fd below.
-enum class tag : std::uint64_t { listen = 1, conn = 2, pidfd = 3, signal = 4 };
+enum class tag : std::uint64_t { listen = 1, conn = 2, pidfd = 3, signal = 4, timer = 5 };
 std::uint64_t make_tag(tag t, int fd) {
   return (static_cast<std::uint64_t>(t) << 56) | static_cast<std::uint32_t>(fd);
 }
@@ -231,9 +234,20 @@ class context {
     remove_matching(r, kind::reply);
   }
   Result<void> set_signal_fd(int fd);
+  ref start_timer(std::chrono::milliseconds after, std::string_view body);
+  bool cancel_timer(const ref& r);
 
  private:
+  void fire_timers();
+  void arm_timer();
   int signal_fd_ = -1;
+  // Pending timers by due time; one timerfd armed for the earliest.
+  struct timer {
+    ref r;
+    std::string body;
+  };
+  std::multimap<core::clock::time_point, timer> timers_;
+  unique_fd timer_fd_;
 
   pid_t self_ = 0;
   std::string dir_;
@@ -354,6 +368,8 @@ void context::drop_inherited() {
   epoll_.reset();
   trap_exit_ = false;
   signal_fd_ = -1;
+  timers_.clear();
+  timer_fd_.reset();
   // dir_ stays: a child belongs to its parent's node.
   self_ = ::getpid();
 }
@@ -733,6 +749,9 @@ int context::pump(int timeout_ms) {
       case tag::signal:
         read_signals(fd);
         break;
+      case tag::timer:
+        fire_timers();
+        break;
     }
   }
   return n < 0 ? 0 : n;
@@ -1032,6 +1051,61 @@ Result<void> context::set_signal_fd(int fd) {
   return {};
 }
 
+ref context::start_timer(std::chrono::milliseconds after, std::string_view body) {
+  ref r = make_ref();
+  if (auto i = ensure_init(); !i) {
+    return r;
+  }
+  if (!timer_fd_) {
+    timer_fd_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = make_tag(tag::timer, timer_fd_.get());
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, timer_fd_.get(), &ev);
+  }
+  timers_.emplace(core::clock::now() + after, timer{r, std::string(body)});
+  arm_timer();
+  return r;
+}
+
+bool context::cancel_timer(const ref& r) {
+  for (auto it = timers_.begin(); it != timers_.end(); ++it) {
+    if (it->second.r == r) {
+      timers_.erase(it);
+      arm_timer();
+      return true;
+    }
+  }
+  return false;
+}
+
+void context::arm_timer() {
+  itimerspec its{};
+  if (!timers_.empty()) {
+    auto left = timers_.begin()->first - core::clock::now();
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+    if (ns < 1) {
+      ns = 1;  // 0 would disarm it
+    }
+    its.it_value.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+    its.it_value.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+  }
+  ::timerfd_settime(timer_fd_.get(), 0, &its, nullptr);
+}
+
+void context::fire_timers() {
+  std::uint64_t expirations;
+  while (::read(timer_fd_.get(), &expirations, sizeof expirations) > 0) {
+  }
+  auto now = core::clock::now();
+  while (!timers_.empty() && timers_.begin()->first <= now) {
+    timer t = std::move(timers_.begin()->second);
+    timers_.erase(timers_.begin());
+    enqueue({kind::user, self_, t.r, std::move(t.body)});
+  }
+  arm_timer();
+}
+
 // Signals as messages: a signalfd's signals arrive as kind::system messages
 // ["signal", signo] from pid 0, handled in order with everything else.
 void context::read_signals(int fd) {
@@ -1041,9 +1115,49 @@ void context::read_signals(int fd) {
   }
 }
 
-exit_reason context::reason_of_non_child(pid_t /*pid*/) {
-  // Only the parent can read an exit status. Under otpd, the daemon is the
-  // parent and answers monitors itself; here we know only that it ended.
+// Only a parent can read an exit status. Under otpd the daemon is the parent
+// of every worker: ask it over the control socket (it keeps recent exits).
+// It may reap a moment after we saw the pidfd fire, so ask a few times, for
+// at most ~200 ms; without a daemon the reason is simply unknown.
+exit_reason context::reason_of_non_child(pid_t pid) {
+  std::string path = dir_ + "/control.sock";
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  if (path.size() >= sizeof sa.sun_path || ::access(path.c_str(), F_OK) != 0) {
+    return {exit_kind::unknown, 0};
+  }
+  std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+  auto until = deadline::after(std::chrono::milliseconds(200));
+  std::string request = "{\"cmd\":\"exit-reason\",\"pid\":" + std::to_string(pid) + "}\n";
+  while (!until.expired()) {
+    unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+      return {exit_kind::unknown, 0};
+    }
+    if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(request.size())) {
+      return {exit_kind::unknown, 0};
+    }
+    std::string line;
+    char buf[512];
+    while (line.find('\n') == std::string::npos) {
+      pollfd p{fd.get(), POLLIN, 0};
+      if (::poll(&p, 1, until.poll_timeout_ms()) <= 0) {
+        return {exit_kind::unknown, 0};
+      }
+      ssize_t n = ::read(fd.get(), buf, sizeof buf);
+      if (n <= 0) {
+        return {exit_kind::unknown, 0};
+      }
+      line.append(buf, static_cast<std::size_t>(n));
+    }
+    auto j = nlohmann::json::parse(line.substr(0, line.find('\n')), nullptr, false);
+    if (j.is_object() && j.value("found", false)) {
+      return {static_cast<exit_kind>(j.value("reason_kind", static_cast<int>(exit_kind::unknown))),
+              j.value("reason_value", 0)};
+    }
+    ::poll(nullptr, 0, 5);  // not reaped yet: ask again shortly
+  }
   return {exit_kind::unknown, 0};
 }
 
@@ -1178,6 +1292,13 @@ void dispatch_pending() {
 }
 void set_max_spin(std::chrono::microseconds max) {
   ctx().set_max_spin(max);
+}
+
+ref start_timer(milliseconds after, std::string_view body) {
+  return ctx().start_timer(after, body);
+}
+bool cancel_timer(const ref& r) {
+  return ctx().cancel_timer(r);
 }
 
 Result<void> register_name(const std::string& name) {

@@ -208,3 +208,22 @@ TEST(Mailbox, RefsAreUniqueAcrossProcesses) {
   EXPECT_FALSE(mine == (rt::ref{hi, lo}));
   EXPECT_NE(hi, mine.hi);
 }
+
+TEST(Timer, SendAfterArrivesInOrderAndCancelStopsIt) {
+  auto start = std::chrono::steady_clock::now();
+  rt::ref late = rt::send_after(60ms, std::string("late"));
+  rt::ref early = rt::send_after(20ms, std::string("early"));
+  rt::ref cancelled = rt::send_after(40ms, std::string("never"));
+  EXPECT_TRUE(rt::cancel_timer(cancelled));
+  EXPECT_FALSE(rt::cancel_timer(cancelled));
+  auto a = rt::receive(long_wait());
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->ref, early);
+  EXPECT_EQ(*a->as<std::string>(), "early");
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 20ms);
+  auto b = rt::receive(long_wait());
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->ref, late);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 60ms);
+  EXPECT_EQ(rt::receive(30ms).error(), errc::timeout);
+}

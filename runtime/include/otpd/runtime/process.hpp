@@ -123,6 +123,17 @@ void dispatch_pending();
 // 0 and the maximum (default 50 µs; $OTPD_SPIN_US overrides; 0 disables).
 void set_max_spin(std::chrono::microseconds max);
 
+// --- timers -------------------------------------------------------------------
+// Process.send_after to self: after `after`, a kind::user message with this
+// ref and body lands in our own mailbox (in order with everything else).
+ref start_timer(milliseconds after, std::string_view body);
+template <class T>
+ref send_after(milliseconds after, const T& term) {
+  return start_timer(after, pack(term));
+}
+// True if the timer was still pending (its message will not come).
+bool cancel_timer(const ref& r);
+
 // --- names ------------------------------------------------------------------
 // Registers this process's mailbox under name (replacing a stale holder:
 // names follow restarted processes). Names are [A-Za-z0-9_.-]{1,64}.
