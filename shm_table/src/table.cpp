@@ -20,8 +20,10 @@
 // the stripe's journal and publish it by bumping the journal's record count.
 // The write commits by resetting that count to 0, then the counter goes even
 // and the mutex is released; only then does the call return success. An
-// operation that fails half way (a full table after an eviction) rolls back
-// through the same journal.
+// operation that fails half way rolls back through the same journal; an
+// operation that needs more undo space than one journal (clear,
+// select_delete, an insert evicting many entries) commits step by step, each
+// step a complete change.
 //
 // Crash repair. If a writer is SIGKILLed while holding the mutex, the kernel
 // marks the robust mutex; the next locker gets EOWNERDEAD, applies the undo
@@ -748,7 +750,11 @@ bool make_room(const impl_t& t, writer& w, std::uint32_t s, bool need_slot,
     if (t.policy == eviction::none && !impl_t::expired(t.slot(s, v), now)) {
       return false;
     }
+    // Each eviction commits on its own: one insert may evict many small
+    // entries, more than one journal holds. An eviction is a complete change,
+    // so a crash after it leaves a consistent table (without the victim).
     free_slot(t, w, s, v);
+    w.commit();
   }
 }
 
@@ -1007,6 +1013,13 @@ Result<table> table::open(std::string_view node, std::string_view name) {
     return errc::invalid_argument;
   }
   auto seg = detail::open_segment(segment_name(node, name));
+  // A creator between shm_open and ftruncate: give it the same time as a
+  // creator that has not published its magic yet.
+  auto until = core::deadline::after(core::milliseconds(kReadyTimeoutMs));
+  while (!seg && seg.error() == errc::busy && !until.expired()) {
+    ::sched_yield();
+    seg = detail::open_segment(segment_name(node, name));
+  }
   if (!seg) {
     return seg.error();
   }

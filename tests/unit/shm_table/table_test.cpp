@@ -255,6 +255,25 @@ TEST_P(BothTypes, LruEvictsTheLeastRecentlyUsed) {
   EXPECT_TRUE(t.verify());
 }
 
+TEST_P(BothTypes, OneBigInsertMayEvictManySmallEntries) {
+  table_options o;
+  o.max_entries = 1000;
+  o.max_bytes = 400;
+  o.stripes = 1;
+  o.policy = eviction::lru;
+  table t = make(o);
+  for (int i = 0; i < 150; ++i) {
+    ASSERT_TRUE(t.insert(fmt::format("{:02x}", i), "v"));  // 3 bytes each: 450 > 400
+  }
+  EXPECT_LE(t.info().payload_bytes, 400u);
+  ASSERT_TRUE(t.insert("big", std::string(250, 'b')));
+  EXPECT_LE(t.info().payload_bytes, 400u);
+  EXPECT_EQ(t.lookup("big"), std::string(250, 'b'));
+  EXPECT_TRUE(t.member("95"));  // the most recent small ones stay
+  std::string why;
+  EXPECT_TRUE(t.verify(&why)) << why;
+}
+
 TEST_P(BothTypes, NearestExpiryEvictsTheSoonestToExpire) {
   table_options o;
   o.max_entries = 3;
