@@ -60,6 +60,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -559,6 +560,26 @@ struct table::impl {
   }
 };
 
+namespace fault_injection {
+namespace {
+int crash_at = 0;  // per process: set only in a test's forked child
+int crash_points = 0;
+}  // namespace
+
+void crash_at_point(int n) noexcept {
+  crash_at = n;
+  crash_points = 0;
+}
+
+// A crash point: dies here when a test asked for this one.
+inline void point() noexcept {
+  if (crash_at != 0 && ++crash_points == crash_at) {
+    ::raise(SIGKILL);
+  }
+}
+
+}  // namespace fault_injection
+
 namespace {
 
 using impl_t = table::impl;
@@ -611,6 +632,7 @@ class writer {
       core::log_error("shm_table {}: undo journal overflow", t_.name);
       std::abort();
     }
+    fault_injection::point();
     std::memcpy(cursor_, &r, sizeof r);
     std::memcpy(cursor_ + sizeof r, p, len);
     cursor_ += need;
@@ -618,6 +640,7 @@ class writer {
     // The record must be in memory before the bytes it protects change.
     __atomic_store_n(&j_->n, n_, __ATOMIC_RELEASE);
     std::atomic_thread_fence(std::memory_order_seq_cst);
+    fault_injection::point();
   }
   template <class T>
   void save_field(const T& x) {
@@ -626,11 +649,13 @@ class writer {
 
   // Everything written so far stays, even if this process dies next.
   void commit() {
+    fault_injection::point();
     std::atomic_thread_fence(std::memory_order_release);
     __atomic_store_n(&j_->n, 0u, __ATOMIC_RELEASE);
     std::atomic_thread_fence(std::memory_order_seq_cst);
     n_ = 0;
     reset_cursor();
+    fault_injection::point();
   }
   void rollback() {
     t_.undo(s_);

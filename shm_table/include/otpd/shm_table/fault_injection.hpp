@@ -1,0 +1,12 @@
+#pragma once
+
+namespace otpd::shm_table::fault_injection {
+
+// For crash tests only: the calling process SIGKILLs itself at the n-th
+// crash point of its writes (counted from this call; 0 turns it off). The
+// points are every step of a write: before and after each undo record, and
+// around the commit. A test walks n = 1, 2, ... to kill a write at each of
+// its instructions that matter, then checks what the survivors see.
+void crash_at_point(int n) noexcept;
+
+}  // namespace otpd::shm_table::fault_injection
