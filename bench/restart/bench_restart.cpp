@@ -297,7 +297,9 @@ std::unique_ptr<one_child> start_s6(const std::string& tag, int n = 1) {
   if (n == 1) {
     c->sup = launch({"s6-supervise", (scan / "c0").string()}, (d / "out.log").string(), env);
   } else {
-    c->sup = launch({"s6-svscan", scan.string()}, (d / "out.log").string(), env);
+    // s6-svscan watches at most 500 services unless told otherwise.
+    c->sup = launch({"s6-svscan", "-c", std::to_string(n + 16), scan.string()},
+                    (d / "out.log").string(), env);
   }
   pid_t sup = c->sup;
   std::string scan_s = scan.string();
@@ -522,7 +524,7 @@ usage measure(const std::vector<pid_t>& pids) {
 void scale_row(const std::string& label, one_child& c, int n, const std::string& helper,
                bool restart_all) {
   std::int64_t t0 = monotonic_ns();
-  std::int64_t last = c.st.wait_count(static_cast<std::size_t>(n), 600000);
+  std::int64_t last = c.st.wait_count(static_cast<std::size_t>(n), 180000);
   double start_ms = last > 0 ? static_cast<double>(last - t0) / 1e6 : -1;
   sleep_ms(1000);  // let the start settle before measuring idle
   auto pids = family(c.sup, helper);
@@ -549,7 +551,7 @@ void scale_row(const std::string& label, one_child& c, int n, const std::string&
     pid_t victim = std::atoi(out.c_str());
     std::int64_t k0 = monotonic_ns();
     ::kill(victim, SIGKILL);
-    std::int64_t back = c.st.wait_count(static_cast<std::size_t>(n), 600000);
+    std::int64_t back = c.st.wait_count(static_cast<std::size_t>(n), 180000);
     restart = back > 0 ? fmt::format("{:.0f}", static_cast<double>(back - k0) / 1e6) : "timeout";
   }
   fmt::print("| {} | {} | {:.0f} | {:.1f} | {:.1f} | {:.2f} % | {} |\n", label, n, start_ms,

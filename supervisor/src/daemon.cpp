@@ -3,6 +3,7 @@
 // output, and serves the control socket.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -276,7 +277,9 @@ class node_daemon {
   std::unordered_map<int, std::unique_ptr<capture>> captures_;
   std::map<std::string, std::shared_ptr<log_sink>> sinks_;
   std::map<std::string, std::string> base_env_;
-  std::unordered_map<std::uint64_t, std::vector<std::string>> env_cache_;
+  // base_env_ as KEY=VALUE without the per-child keys: most children add
+  // only those, so their environment is a copy plus three entries.
+  std::vector<std::string> base_list_;
   uv_handle<uv_signal_t> sig_chld_, sig_term_, sig_int_, sig_hup_;
   uv_handle<uv_pipe_t> server_;
   std::unordered_map<std::uint64_t, std::unique_ptr<conn>> conns_;
@@ -400,7 +403,6 @@ int node_daemon::run() {
 }
 
 void node_daemon::rebuild_base_env() {
-  env_cache_.clear();
   base_env_.clear();
   for (char** e = environ; *e != nullptr; ++e) {
     std::string kv = *e;
@@ -416,9 +418,28 @@ void node_daemon::rebuild_base_env() {
   base_env_.erase("OTPD_NAME");
   base_env_["OTPD_RUNTIME_DIR"] = dir_;
   base_env_["OTPD_NODE"] = cfg_->node.name;
+  base_env_.erase("OTPD_CHILD");
+  base_list_.clear();
+  for (const auto& [k, v] : base_env_) {
+    base_list_.push_back(k + "=" + v);
+  }
 }
 
 std::vector<std::string> node_daemon::env_for(const node& n, bool notify) const {
+  if (n.worker().env.empty()) {
+    // The common case, on the restart path: no merge needed.
+    std::vector<std::string> out;
+    out.reserve(base_list_.size() + 3);
+    out = base_list_;
+    out.push_back("OTPD_CHILD=" + n.path);
+    if (!n.spec->name.empty()) {
+      out.push_back("OTPD_NAME=" + n.spec->name);
+    }
+    if (notify) {
+      out.emplace_back("OTPD_READY_FD=3");
+    }
+    return out;
+  }
   std::map<std::string, std::string> env = base_env_;
   for (const auto& [k, v] : n.worker().env) {
     env[k] = v;
@@ -619,13 +640,7 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
   o.argv = w.argv;
   o.argv.insert(o.argv.end(), n->extra_args.begin(), n->extra_args.end());
   bool notify = w.readiness.kind == readiness_kind::notify;
-  // The environment is the same for every incarnation of a child: built once
-  // (until a reload), so a restart does not rebuild it.
-  auto cached = env_cache_.find(uid);
-  if (cached == env_cache_.end()) {
-    cached = env_cache_.emplace(uid, env_for(*n, notify)).first;
-  }
-  o.env = cached->second;
+  o.env = env_for(*n, notify);
   o.inherit_env = false;
   o.cwd = w.cwd;
   o.uid = w.uid;
@@ -1287,6 +1302,7 @@ json node_daemon::handle_command(conn& c, const json& req) {
       return fail(msg);
     }
     cfg_ = *cfg;
+    ::malloc_trim(0);
     rebuild_base_env();
     auto s = tree_->reload(cfg_);
     drain();
@@ -1358,6 +1374,9 @@ int run_daemon(const daemon_options& options) {
     core::log_error("{}", msg);
     return 1;
   }
+  // Parsing a big config leaves megabytes of freed yaml-cpp nodes in the
+  // heap; give them back, or every fork copies their page tables.
+  ::malloc_trim(0);
   node_daemon d(options, *cfg);
   return d.run();
 }

@@ -506,9 +506,9 @@ bool tree::add_restart(node& sup) {
   std::int64_t period = static_cast<std::int64_t>(sup.sup().max_seconds) * 1000;
   // Exact milliseconds: a restart stays in the window while now - t <= period
   // (OTP keeps t >= now - period in whole seconds).
-  while (!sup.restart_log.empty() && sup.restart_log.front() < now - period) {
-    sup.restart_log.pop_front();
-  }
+  auto keep = std::find_if(sup.restart_log.begin(), sup.restart_log.end(),
+                           [&](std::int64_t t) { return t >= now - period; });
+  sup.restart_log.erase(sup.restart_log.begin(), keep);
   sup.restart_log.push_back(now);
   return static_cast<int>(sup.restart_log.size()) <= sup.sup().max_restarts;
 }

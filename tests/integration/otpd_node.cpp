@@ -74,12 +74,14 @@ void otpd_node::write_config(const std::string& yaml) const {
   ::rename(tmp.c_str(), config_path().c_str());
 }
 
-void otpd_node::start(const std::string& yaml, bool wait_ready) {
+void otpd_node::start(const std::string& yaml, bool wait_ready,
+                      const std::vector<std::string>& extra_args) {
   write_config(yaml);
   int log_fd =
       ::open((dir() + "/otpd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   core::spawn_options o;
   o.argv = {testing::bin_path("otpd"), config_path(), "--runtime-dir", rt()};
+  o.argv.insert(o.argv.end(), extra_args.begin(), extra_args.end());
   o.fds = {{-1, 0}, {log_fd, 1}, {log_fd, 2}};
   auto r = core::spawn(o);
   ::close(log_fd);

@@ -35,7 +35,8 @@ class otpd_node {
 
   void write_config(const std::string& yaml) const;
   // Writes the config, starts otpd and waits until its control socket answers.
-  void start(const std::string& yaml, bool wait_ready = true);
+  void start(const std::string& yaml, bool wait_ready = true,
+             const std::vector<std::string>& extra_args = {});
   // otpctl with these arguments; returns its exit status, output in *out.
   int ctl(const std::string& args, std::string* out = nullptr) const;
   // `otpctl --json status`, parsed; null when otpd does not answer.

@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <sstream>
+
 #include "otpd_node.hpp"
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -275,6 +277,29 @@ TEST(Supervision, ReloadAddsRemovesAndRestartsChangedChildren) {
   EXPECT_NE(out.find("otpd.yaml:2:13: supervisor.strategy: expected one of"), std::string::npos)
       << out;
   EXPECT_EQ(n.pid_of("a"), a);
+}
+
+TEST(Supervision, SighupReloadsAndJsonLogsAreOneObjectPerLine) {
+  otpd_node n;
+  n.start(tree_of("one_for_one", worker("a")), true, {"--log-format", "json"});
+  pid_t a = n.wait_running("a");
+  n.write_config(tree_of("one_for_one", worker("a") + worker("b")));
+  ::kill(n.pid(), SIGHUP);
+  EXPECT_GT(n.wait_running("b"), 0) << n.log();
+  EXPECT_EQ(n.pid_of("a"), a);
+  bool saw_reload = false;
+  std::istringstream lines(n.log());
+  std::string line;
+  while (std::getline(lines, line)) {
+    auto brace = line.find('{');
+    if (brace == std::string::npos) {
+      continue;
+    }
+    json j = json::parse(line.substr(brace), nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << line;
+    saw_reload = saw_reload || j.value("event", "") == "reload_applied";
+  }
+  EXPECT_TRUE(saw_reload) << n.log();
 }
 
 TEST(Supervision, SecondOtpdOnTheSameRuntimeDirRefusesToStart) {

@@ -58,6 +58,28 @@ struct step {
   node* target = nullptr;
 };
 
+// A FIFO of steps that allocates nothing while empty (a std::deque allocates
+// a block per instance, which adds up at 10,000 children).
+class step_queue {
+ public:
+  [[nodiscard]] bool empty() const noexcept { return head_ == v_.size(); }
+  [[nodiscard]] const step& front() const { return v_[head_]; }
+  void push_back(const step& s) { v_.push_back(s); }
+  void pop_front() {
+    if (++head_ == v_.size()) {
+      clear();
+    }
+  }
+  void clear() noexcept {
+    v_.clear();
+    head_ = 0;
+  }
+
+ private:
+  std::vector<step> v_;
+  std::size_t head_ = 0;
+};
+
 enum class sup_phase : std::uint8_t { idle, starting, running, stopping, giving_up, failing };
 
 // A child of a supervisor: a worker or a nested supervisor.
@@ -86,8 +108,8 @@ struct node {
 
   // Supervisors only.
   std::vector<std::unique_ptr<node>> children;
-  std::deque<std::int64_t> restart_log;  // ms of each restart inside the window
-  std::deque<step> steps;
+  std::vector<std::int64_t> restart_log;  // ms of each restart inside the window
+  step_queue steps;
   node* waiting = nullptr;
   bool in_process = false;
   sup_phase phase = sup_phase::idle;
