@@ -333,6 +333,10 @@ void async_session::command(command_args& args, milliseconds timeout, reply_call
     defer_answer(std::move(cb), core::errc::invalid_argument);
     return;
   }
+  if (opts_.max_in_flight != 0 && inflight_.size() >= opts_.max_in_flight) {
+    defer_answer(std::move(cb), core::errc::busy);
+    return;
+  }
   if (redisAsyncCommandArgv(ac_, on_reply, this, args.argc(), args.argv(), args.lens()) !=
       REDIS_OK) {
     defer_answer(std::move(cb), core::errc::disconnected);

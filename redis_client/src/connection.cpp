@@ -187,6 +187,7 @@ void connection_core::begin_connect() {
   async_client::options co;
   co.connect_timeout = opts_.connect_timeout;
   co.request_timeout = opts_.request_timeout;
+  co.max_in_flight = opts_.max_in_flight;
   async_client::handlers h;
   h.on_connect = [this, gen](std::error_code ec) { on_client_connect(gen, ec); };
   h.on_disconnect = [this, gen](std::error_code ec) { on_client_down(gen, ec); };

@@ -197,6 +197,35 @@ TEST_F(AsyncClient, StoppedServerTimesRequestsOutThenServesAfterSigcont) {
   EXPECT_EQ(r->str, "after");
 }
 
+TEST_F(AsyncClient, BoundedPipelineRefusesWhileTimedOutRepliesAreOwed) {
+  rc::async_client::options o;
+  o.max_in_flight = 4;
+  auto c = connect_tcp(o);
+  server_.pause();
+  int timeouts = 0;
+  for (int i = 0; i < 4; ++i) {
+    c.command({"PING"}, milliseconds(50), [&timeouts](rc::reply_result r) {
+      timeouts += (!r && r.error() == errc::timeout) ? 1 : 0;
+    });
+  }
+  ASSERT_TRUE(run_until([&] { return timeouts == 4; }));
+  // Their replies are still owed by the server: the pipeline is full.
+  auto refused = call(c, {"PING"});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error(), errc::busy);
+  server_.resume();
+  // Once the late replies are read, there is room again. Each try waits for
+  // its own answer (a busy one comes on the next loop turn, which also reads
+  // what the server sent meanwhile).
+  auto end = std::chrono::steady_clock::now() + t::scaled(milliseconds(5000));
+  auto r = call(c, {"PING"});
+  while (!r && r.error() == errc::busy && std::chrono::steady_clock::now() < end) {
+    r = call(c, {"PING"});
+  }
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(*r, rc::reply::status("PONG"));
+}
+
 TEST_F(AsyncClient, DestroyedInsideAReplyCallbackAnswersTheRest) {
   std::optional<rc::async_client> c(connect_tcp());
   std::vector<std::error_code> results;

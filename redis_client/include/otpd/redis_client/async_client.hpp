@@ -34,6 +34,8 @@ class async_session;
 //   on_disconnect runs at most once, only after a successful on_connect, when
 //   the server closes the connection or an I/O error ends it. Handlers run
 //   from the loop, so a handler may destroy the client.
+// - Host names are resolved by hiredis with a blocking getaddrinfo(): give
+//   numeric addresses (or a Unix socket path) to keep the loop responsive.
 // - One connection per object: after a failure or a drop it stays dead and
 //   answers every new request with errc::disconnected. Reconnecting is the
 //   job of `connection`, which builds a fresh client for each attempt.
@@ -47,6 +49,10 @@ class async_client {
   struct options {
     std::chrono::milliseconds connect_timeout{1000};  // zero: no bound
     std::chrono::milliseconds request_timeout{1000};  // default deadline; zero: none
+    // Bound on the pipeline: requests sent and not yet read back, timed-out
+    // ones included (their replies are still owed by the server). Beyond it
+    // a request is answered errc::busy at once. Zero: no bound.
+    std::size_t max_in_flight = 0;
   };
   struct handlers {
     std::function<void(std::error_code)> on_connect;

@@ -62,7 +62,8 @@ class connection {
     std::chrono::milliseconds request_timeout{1000};  // default deadline; zero: none
     std::chrono::milliseconds backoff_base{50};
     std::chrono::milliseconds backoff_cap{5000};
-    double backoff_jitter = 0.5;  // share of each delay taken off at random, in [0, 1]
+    double backoff_jitter = 0.5;    // share of each delay taken off at random, in [0, 1]
+    std::size_t max_in_flight = 0;  // see async_client::options; zero: no bound
     bool queue_while_disconnected = false;
     std::size_t max_queue = 1024;
     // Connected means Redis answered PING, not only that TCP is up (a
