@@ -61,6 +61,7 @@ namespace {
 constexpr std::size_t read_chunk = 256 * 1024;
 constexpr std::size_t post_flush_threshold = 64 * 1024;
 constexpr std::size_t max_out_connections = 512;
+constexpr std::size_t max_idle_watches = 64;
 
 // epoll user data: the kind of fd in the top byte, the fd below.
 enum class tag : std::uint64_t { listen = 1, conn = 2, pidfd = 3, signal = 4, timer = 5 };
@@ -257,6 +258,8 @@ class context {
   std::unordered_map<pid_t, out_conn> out_;
   std::unordered_map<pid_t, watch> watches_;
   std::unordered_map<int, pid_t> pidfd_owner_;
+  std::unordered_map<ref, pid_t, ref_hash> monitor_owner_;
+  void release_if_idle(std::unordered_map<pid_t, watch>::iterator it);
   std::unordered_map<std::string, pid_t> name_cache_;
   std::unordered_set<ref, ref_hash> abandoned_;
   std::deque<message> queue_;
@@ -360,6 +363,7 @@ void context::drop_inherited() {
   out_.clear();
   watches_.clear();
   pidfd_owner_.clear();
+  monitor_owner_.clear();
   name_cache_.clear();
   abandoned_.clear();
   queue_.clear();
@@ -420,6 +424,7 @@ void context::shutdown() {
     }
   }
   watches_.clear();
+  monitor_owner_.clear();
   pidfd_owner_.clear();
   in_.clear();
   out_.clear();
@@ -927,26 +932,39 @@ ref context::monitor(pid_t pid) {
     pidfd_owner_[w.pidfd.get()] = pid;
   }
   w.monitors.push_back(r);
+  monitor_owner_[r] = pid;
   return r;
 }
 
 void context::demonitor(const ref& r, bool flush) {
-  for (auto it = watches_.begin(); it != watches_.end(); ++it) {
-    auto& mons = it->second.monitors;
-    auto m = std::find(mons.begin(), mons.end(), r);
-    if (m != mons.end()) {
-      mons.erase(m);
-      if (mons.empty() && !it->second.linked && !it->second.child) {
-        pidfd_owner_.erase(it->second.pidfd.get());
-        ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.pidfd.get(), nullptr);
-        watches_.erase(it);
-      }
-      break;
+  if (auto owner = monitor_owner_.find(r); owner != monitor_owner_.end()) {
+    auto it = watches_.find(owner->second);
+    monitor_owner_.erase(owner);
+    if (it != watches_.end()) {
+      auto& mons = it->second.monitors;
+      mons.erase(std::remove(mons.begin(), mons.end(), r), mons.end());
+      release_if_idle(it);
     }
   }
   if (flush) {
     remove_matching(r, kind::down);
   }
+}
+
+// A watch nobody needs any more. Keep a bounded number of them open: a caller
+// that calls the same servers again and again then monitors without a
+// pidfd_open + two epoll_ctl + close per call.
+void context::release_if_idle(std::unordered_map<pid_t, watch>::iterator it) {
+  const watch& w = it->second;
+  if (!w.monitors.empty() || w.linked || w.child) {
+    return;
+  }
+  if (watches_.size() <= max_idle_watches) {
+    return;
+  }
+  pidfd_owner_.erase(w.pidfd.get());
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, w.pidfd.get(), nullptr);
+  watches_.erase(it);
 }
 
 Result<void> context::link(pid_t pid, bool notify_peer) {
@@ -989,11 +1007,7 @@ void context::unlink(pid_t pid, bool notify_peer) {
     return;
   }
   it->second.linked = false;
-  if (it->second.monitors.empty() && !it->second.child) {
-    pidfd_owner_.erase(it->second.pidfd.get());
-    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.pidfd.get(), nullptr);
-    watches_.erase(it);
-  }
+  release_if_idle(it);
   if (notify_peer) {
     (void)send(address(pid), kind::unlink, {}, {}, deadline::after(default_send_timeout), false);
   }
@@ -1029,6 +1043,9 @@ unique_fd context::forget(pid_t pid) {
   auto it = watches_.find(pid);
   if (it == watches_.end()) {
     return {};
+  }
+  for (const ref& r : it->second.monitors) {
+    monitor_owner_.erase(r);
   }
   unique_fd fd = std::move(it->second.pidfd);
   pidfd_owner_.erase(fd.get());
@@ -1194,6 +1211,7 @@ void context::on_pid_exit(pid_t pid) {
   out_.erase(pid);
   std::string body = pack_reason(reason);
   for (const ref& r : w.monitors) {
+    monitor_owner_.erase(r);
     enqueue({kind::down, pid, r, body});
   }
   if (w.linked) {
