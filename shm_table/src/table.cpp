@@ -84,7 +84,7 @@ using core::errc;
 namespace {
 
 constexpr std::uint64_t kMagic = 0x6f74706474616231ULL;  // "otpdtab1"
-constexpr std::uint32_t kVersion = 1;
+constexpr std::uint32_t kVersion = 2;
 constexpr std::uint32_t kNil = 0xFFFFFFFFu;
 constexpr std::uint32_t kHead = 0xFFFFFFFEu;  // the skip list's head node
 constexpr int kMaxLevel = 16;
@@ -488,6 +488,14 @@ struct table::impl {
   [[nodiscard]] std::uint32_t find_set(std::uint32_t s, std::uint64_t h,
                                        std::string_view key) const {
     auto h32 = static_cast<std::uint32_t>(h >> 32);
+    // Most entries sit in their bucket's home slot: fetch it while the bucket loads.
+    std::uint64_t home = (h >> 16) & bmask;
+    if (home < spp) {
+      char* hs = reinterpret_cast<char*>(slot(s, static_cast<std::uint32_t>(home)));
+      for (std::uint32_t off = 0; off < slot_size; off += 64) {
+        __builtin_prefetch(hs + off);
+      }
+    }
     std::uint32_t idx = ld(*bucket_of(s, h));
     for (std::uint32_t steps = 0; idx < spp && steps <= spp; ++steps) {
       slot_hdr* sl = slot(s, idx);
@@ -716,14 +724,21 @@ void free_slot(const impl_t& t, writer& w, std::uint32_t s, std::uint32_t idx) {
       }
     }
   }
+  // Push on the free list (doubly linked: a free slot's hash field is its prev).
+  std::uint32_t old = sh.free_head;
   w.save(sl, sizeof(slot_hdr));
   w.save_field(sh.free_head);
   w.save_field(sh.count);
   w.save_field(sh.bytes);
+  if (old != kNil) {
+    w.save_field(t.slot(s, old)->hash);
+    st(t.slot(s, old)->hash, idx);
+  }
   st(sh.bytes, sh.bytes - (static_cast<std::uint64_t>(sl->klen) + sl->vlen));
   st(sh.count, sh.count - 1);
   st(sl->live, 0);
-  st(sl->next, sh.free_head);
+  st(sl->next, old);
+  st(sl->hash, kNil);
   st(sh.free_head, idx);
 }
 
@@ -787,12 +802,31 @@ bool make_room(const impl_t& t, writer& w, std::uint32_t s, bool need_slot,
 void link_new(const impl_t& t, writer& w, std::uint32_t s, std::uint64_t h, std::string_view key,
               std::string_view value, std::int64_t expire) {
   stripe_hdr& sh = t.stripe(s);
-  std::uint32_t idx = sh.free_head;
-  slot_hdr* sl = t.slot(s, idx);
   bool ordered = t.type == table_type::ordered_set;
-  w.save_field(sh.free_head);
+  // A set puts an entry in its bucket's home slot when that one is free, so
+  // that a reader's prefetch of the home slot overlaps the bucket's load.
+  std::uint32_t idx = sh.free_head;
+  if (!ordered) {
+    auto home = static_cast<std::uint32_t>((h >> 16) & t.bmask);
+    if (home < t.spp && t.slot(s, home)->live == 0) {
+      idx = home;
+    }
+  }
+  slot_hdr* sl = t.slot(s, idx);
   w.save(sl, t.payload_off);  // header (+ forward pointers)
-  st(sh.free_head, sl->next);
+  std::uint32_t prev = sl->hash;
+  std::uint32_t next = sl->next;
+  if (prev == kNil) {
+    w.save_field(sh.free_head);
+    st(sh.free_head, next);
+  } else {
+    w.save_field(t.slot(s, prev)->next);
+    st(t.slot(s, prev)->next, next);
+  }
+  if (next != kNil) {
+    w.save_field(t.slot(s, next)->hash);
+    st(t.slot(s, next)->hash, prev);
+  }
   std::memcpy(t.key_ptr(sl), key.data(), key.size());
   std::memcpy(t.key_ptr(sl) + key.size(), value.data(), value.size());
   st(sl->hash, static_cast<std::uint32_t>(h >> 32));
@@ -1023,6 +1057,7 @@ Result<table> table::create(std::string_view node, std::string_view name, const 
     }
     for (std::uint32_t i = 0; i < p->spp; ++i) {
       p->slot(s, i)->next = i + 1 < p->spp ? i + 1 : kNil;
+      p->slot(s, i)->hash = i == 0 ? kNil : i - 1;  // a free slot's prev
     }
   }
   if (bpp != 0) {
@@ -1696,11 +1731,16 @@ std::string check_stripe(const impl_t& t, std::uint32_t s) {
     }
   }
   std::uint32_t f = sh.free_head;
+  std::uint32_t fprev = kNil;
   std::uint64_t nfree = 0;
   while (f != kNil) {
     if (f >= t.spp || seen[f] != 0) {
       return fmt::format("stripe {}: free list broken at {}", s, f);
     }
+    if (t.slot(s, f)->hash != fprev) {
+      return fmt::format("stripe {}: free slot {} has a wrong back link", s, f);
+    }
+    fprev = f;
     seen[f] = 2;
     if (t.slot(s, f)->live != 0) {
       return fmt::format("stripe {}: free slot {} marked live", s, f);
