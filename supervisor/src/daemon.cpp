@@ -643,6 +643,8 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
   o.env = env_for(*n, notify);
   o.inherit_env = false;
   o.cwd = w.cwd;
+  // stdin is /dev/null: a child must not read otpd's terminal.
+  o.fds.emplace_back(-1, 0);
   o.uid = w.uid;
   o.gid = w.gid;
   unique_fd ready_r, ready_w;
