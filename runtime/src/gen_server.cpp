@@ -209,50 +209,65 @@ int run_server_with_ready(gen_server& server, int ready_fd) {
                });
 }
 
-core::Result<message> call_message(const address& server, std::string_view body,
-                                   std::chrono::milliseconds timeout, exit_reason* why) {
-  auto until = deadline::after(timeout);
+core::Result<request_id> send_request(const address& server, std::string_view body) {
   pid_t pid;
   if (server.is_pid()) {
     pid = server.pid();
   } else {
     auto p = whereis(server.name());
     if (!p) {
-      if (why != nullptr) {
-        *why = {exit_kind::noproc, 0};
-      }
       return errc::noproc;
     }
     pid = *p;
   }
   // The monitor's ref is the call's ref: the reply and the DOWN both carry
-  // it, and whichever comes first ends the wait.
-  ref mon = monitor(pid);
-  if (auto sent = send_message(pid, kind::call, mon, body, until); !sent) {
-    demonitor(mon, true);
-    if (why != nullptr) {
-      *why = {exit_kind::noproc, 0};
-    }
+  // it, and whichever comes first answers the request.
+  request_id id{pid, monitor(pid)};
+  if (auto sent = send_message(pid, kind::call, id.ref, body); !sent) {
+    demonitor(id.ref, true);
     return sent.error();
   }
-  predicate mine = [&mon](const message& m) {
-    return m.ref == mon && (m.kind == kind::reply || m.kind == kind::down);
-  };
-  auto m = receive(mine, until);
-  if (!m) {
-    demonitor(mon, true);
-    detail::abandon(mon);
-    return m.error();
-  }
-  if (m->kind == kind::down) {
-    exit_reason r = m->reason();
+  return id;
+}
+
+bool answers(const message& m, const request_id& id) {
+  return m.ref == id.ref && (m.kind == kind::reply || m.kind == kind::down);
+}
+
+core::Result<message> take_response(message&& m, const request_id& id, exit_reason* why) {
+  if (m.kind == kind::down) {
+    exit_reason r = m.reason();
     if (why != nullptr) {
       *why = r;
     }
     return r.kind == exit_kind::noproc ? errc::noproc : errc::crashed;
   }
-  demonitor(mon, true);
-  return std::move(*m);
+  demonitor(id.ref, true);
+  return std::move(m);
+}
+
+core::Result<message> receive_response(const request_id& id, deadline until, exit_reason* why) {
+  predicate mine = [&id](const message& m) { return answers(m, id); };
+  auto m = receive(mine, until);
+  if (!m) {
+    demonitor(id.ref, true);
+    detail::abandon(id.ref);
+    return m.error();
+  }
+  return take_response(std::move(*m), id, why);
+}
+
+core::Result<message> call_message(const address& server, std::string_view body,
+                                   std::chrono::milliseconds timeout, exit_reason* why) {
+  auto until = deadline::after(timeout);
+  auto id = send_request(server, body);
+  if (!id) {
+    if (why != nullptr) {
+      *why = {exit_kind::noproc, 0};
+    }
+    return id.error();
+  }
+  return receive_response(*id, until, why);
 }
 
 core::Result<void> stop_server(const address& server, std::chrono::milliseconds timeout) {

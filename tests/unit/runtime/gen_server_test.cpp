@@ -1,6 +1,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <optional>
@@ -228,4 +229,42 @@ TEST(StackWorker, PushPopAndEmptyPopIsAnErrorReply) {
   auto down = rt::receive_ref(w->monitor_ref, long_wait());
   ASSERT_TRUE(down);
   EXPECT_EQ(down->reason(), exit_reason::normal());
+}
+
+TEST(GenServer, ManyRequestsInFlightToSeveralServers) {
+  pid_t a = start_counter();
+  pid_t b = start_counter();
+  ASSERT_TRUE(rt::cast(b, std::string("inc")));
+  std::vector<rt::request_id> ids;
+  for (int i = 0; i < 10; ++i) {
+    auto id = rt::send_request(i % 2 == 0 ? a : b, rt::pack(std::string("get")));
+    ASSERT_TRUE(id);
+    ids.push_back(*id);
+  }
+  // Collect in arrival order, matching each reply to its request.
+  int answered = 0;
+  while (answered < 10) {
+    auto m = rt::receive(
+        [&](const rt::message& x) {
+          return std::any_of(ids.begin(), ids.end(),
+                             [&](const auto& id) { return rt::answers(x, id); });
+        },
+        long_wait());
+    ASSERT_TRUE(m);
+    auto it =
+        std::find_if(ids.begin(), ids.end(), [&](const auto& id) { return rt::answers(*m, id); });
+    auto r = rt::take_response(std::move(*m), *it);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(*r->as<int>(), it->server == a ? 0 : 1);
+    ids.erase(it);
+    ++answered;
+  }
+  // A request to a server that dies is answered by its DOWN.
+  auto id = rt::send_request(a, rt::pack(std::string("die")));
+  ASSERT_TRUE(id);
+  exit_reason why;
+  auto r = rt::receive_response(*id, long_wait(), &why);
+  EXPECT_EQ(r.error(), errc::crashed);
+  EXPECT_EQ(why, exit_reason::code(9));
+  ASSERT_TRUE(rt::stop_server(b, t::scaled(5s)));
 }

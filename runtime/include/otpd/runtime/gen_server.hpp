@@ -106,6 +106,26 @@ core::Result<void> cast(const address& server, const Request& request) {
   return send_message(server, kind::cast, {}, pack(request));
 }
 
+// A call in flight (OTP's gen_server:send_request / receive_response): make
+// many calls, then collect the replies, e.g. to keep several servers busy.
+struct request_id {
+  pid_t server = 0;
+  runtime::ref ref;  // also the ref of the monitor on server
+};
+// Monitors server and sends the request. Errors: noproc.
+core::Result<request_id> send_request(const address& server, std::string_view body);
+// The reply to id, or errc::crashed / errc::noproc (the server died; *why
+// says how) or errc::timeout (the request is then abandoned: a late reply is
+// dropped on arrival). Ends the monitor in every case but timeout with keep.
+core::Result<message> receive_response(const request_id& id, deadline until,
+                                       core::exit_reason* why = nullptr);
+// Whether m is the reply or the DOWN that answers id (for receive(pred)
+// over several requests; pass m to take_response).
+[[nodiscard]] bool answers(const message& m, const request_id& id);
+// Turns a message for which answers() held into receive_response's result.
+core::Result<message> take_response(message&& m, const request_id& id,
+                                    core::exit_reason* why = nullptr);
+
 // Asks server to stop (terminate(shutdown)) and waits until it has ended.
 core::Result<void> stop_server(const address& server,
                                std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
