@@ -39,7 +39,12 @@ enum class eviction : std::uint8_t { none = 0, lru = 1, nearest_expiry = 2 };
 [[nodiscard]] std::optional<access_mode> access_mode_from(std::string_view s) noexcept;
 [[nodiscard]] std::optional<eviction> eviction_from(std::string_view s) noexcept;
 
-// Fixed at creation: the segment never grows.
+// Fixed at creation: the segment never grows. A set's slots are split among
+// its stripes with some slack; max_entries and max_bytes are checked against
+// the sum of the stripes' counters under the inserting stripe's lock, so
+// inserts racing in different stripes at the very limit may each get in
+// (beyond it by at most the number of concurrent writers). A stripe whose own
+// slots run out evicts within itself or refuses with errc::table_full.
 struct table_options {
   table_type type = table_type::set;
   access_mode access = access_mode::protected_table;
