@@ -5,9 +5,6 @@
 // 10,000 keys, over loopback TCP. The pool columns come with the pool.
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,8 +12,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -38,8 +37,8 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
-constexpr int kKeys = 10000;
-constexpr std::size_t kValueSize = 100;
+constexpr int keys_n = 10000;
+constexpr std::size_t value_size = 100;
 
 struct row {
   std::string who;
@@ -64,7 +63,7 @@ struct latencies {
 };
 
 std::string key_of(std::uint64_t i) {
-  return fmt::format("key:{:012}", i % kKeys);
+  return fmt::format("key:{:012}", i % keys_n);
 }
 
 int free_port() {
@@ -155,10 +154,10 @@ double seconds_since(steady::time_point t0) {
 
 void preload(int port, const std::string& value) {
   auto c = rc::blocking_client::connect(rc::endpoint::tcp("127.0.0.1", port));
-  for (int i = 0; i < kKeys; ++i) {
+  for (int i = 0; i < keys_n; ++i) {
     (void)c->append({"SET", key_of(static_cast<std::uint64_t>(i)), value});
   }
-  for (int i = 0; i < kKeys; ++i) {
+  for (int i = 0; i < keys_n; ++i) {
     (void)c->get_reply();
   }
 }
@@ -192,7 +191,7 @@ row hiredis_pipelined(int port, bool set, int n, const std::string& value) {
   while (done < n) {
     auto s = steady::now();
     for (int j = 0; j < depth; ++j) {
-      std::string key = key_of(static_cast<std::uint64_t>(done + j));
+      std::string key = key_of(static_cast<std::uint64_t>(done) + static_cast<std::uint64_t>(j));
       if (set) {
         redisAppendCommand(ctx, "SET %b %b", key.data(), key.size(), value.data(), value.size());
       } else {
@@ -266,7 +265,7 @@ row otpd_async(int port, bool set, int n, int depth, const std::string& value) {
       std::string key = key_of(static_cast<std::uint64_t>(sent));
       ++sent;
       auto s = steady::now();
-      auto cb = [&, s](rc::reply_result r) {
+      auto cb = [&, s](const rc::reply_result& r) {
         lat.ns.push_back((steady::now() - s).count());
         ++answered;
         errors += r ? 0 : 1;
@@ -326,7 +325,7 @@ std::vector<row> redis_benchmark(int port, int clients, int n, int pipeline) {
   std::string cmd = fmt::format(
       "redis-benchmark -h 127.0.0.1 -p {} -t set,get -d {} -r {} -c {} -n {} -P {} --csv "
       "2>/dev/null",
-      port, kValueSize, kKeys, clients, n, pipeline);
+      port, value_size, keys_n, clients, n, pipeline);
   std::vector<row> rows;
   FILE* p = ::popen(cmd.c_str(), "re");
   if (p == nullptr) {
@@ -354,7 +353,7 @@ std::vector<row> redis_benchmark(int port, int clients, int n, int pipeline) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   CLI::App app{"bench_redis: Redis clients vs hiredis and redis-benchmark"};
   double scale = 1.0;
   app.add_option("--scale", scale, "multiply every request count by this (default 1)");
@@ -363,7 +362,7 @@ int main(int argc, char** argv) {
 
   try {
     server srv;
-    const std::string value(kValueSize, 'x');
+    const std::string value(value_size, 'x');
     preload(srv.port(), value);
     std::vector<row> rows;
     for (bool set : {true, false}) {
@@ -413,4 +412,7 @@ int main(int argc, char** argv) {
     return 111;
   }
   return 0;
+} catch (...) {
+  std::fprintf(stderr, "bench_redis: unexpected error\n");
+  return 111;
 }

@@ -35,7 +35,7 @@ std::uint64_t ceil_ms(clock::duration d) {
 }  // namespace
 
 // The state behind an async_client handle. It owns the hiredis context and
-// four uv handles, and frees itself (in the timers' close callbacks) once the
+// four uv handles, and frees itself (in their close callbacks) once the
 // handle is gone AND hiredis has released the context: hiredis may still call
 // into it after the handle is destroyed (pending callbacks with a NULL reply,
 // the disconnect callback), and memory is never freed inside a callback that

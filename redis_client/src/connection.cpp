@@ -32,7 +32,7 @@ milliseconds backoff_delay(milliseconds base, milliseconds cap, unsigned attempt
     return milliseconds(0);
   }
   // Double until the cap; stop shifting early so the product cannot overflow.
-  long double d = static_cast<long double>(base.count());
+  auto d = static_cast<long double>(base.count());
   for (unsigned i = 0; i < attempt && d < static_cast<long double>(cap.count()); ++i) {
     d *= 2;
   }

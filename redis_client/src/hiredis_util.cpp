@@ -3,7 +3,9 @@
 #include <fcntl.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
+#include <mutex>
 
 namespace otpd::redis_client::detail {
 
@@ -81,14 +83,6 @@ void set_cloexec(int fd) noexcept {
     ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
   }
 }
-
-}  // namespace otpd::redis_client::detail
-
-#include <signal.h>
-
-#include <mutex>
-
-namespace otpd::redis_client::detail {
 
 void ignore_sigpipe_once() noexcept {
   static std::once_flag once;

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/time.h>
+
 #include <chrono>
 #include <string>
 #include <system_error>
@@ -20,10 +22,6 @@ namespace otpd::redis_client::detail {
 // hiredis 0.14.1 creates its sockets without SOCK_CLOEXEC; mark the fd so it
 // never leaks into a child spawned later.
 void set_cloexec(int fd) noexcept;
-
-}  // namespace otpd::redis_client::detail
-
-namespace otpd::redis_client::detail {
 
 // hiredis 0.14.1 writes with write(2), not send(MSG_NOSIGNAL): a write to a
 // connection the server just dropped would raise SIGPIPE and kill the

@@ -1,12 +1,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -201,9 +201,9 @@ bool redis_server::ping(std::chrono::milliseconds timeout) const {
   if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
     return false;
   }
-  static constexpr char kPing[] = "PING\r\n";
-  if (::send(s.get(), kPing, sizeof kPing - 1, MSG_NOSIGNAL) !=
-      static_cast<ssize_t>(sizeof kPing - 1)) {
+  static constexpr char ping_cmd[] = "PING\r\n";
+  if (::send(s.get(), ping_cmd, sizeof ping_cmd - 1, MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(sizeof ping_cmd - 1)) {
     return false;
   }
   std::string got;
