@@ -51,7 +51,7 @@ class async_client {
     std::chrono::milliseconds request_timeout{1000};  // default deadline; zero: none
     // Bound on the pipeline: requests sent and not yet read back, timed-out
     // ones included (their replies are still owed by the server). Beyond it
-    // a request is answered errc::busy at once. Zero: no bound.
+    // a request is not sent and is answered errc::busy. Zero: no bound.
     std::size_t max_in_flight = 0;
   };
   struct handlers {
@@ -71,6 +71,9 @@ class async_client {
   ~async_client();
 
   // Sends a command with the default deadline (options.request_timeout).
+  // The one exception to "answered from the loop": on a default-constructed
+  // or closed client there is no loop, and cb gets errc::disconnected inside
+  // the call.
   void command(command_args args, reply_callback cb);
   // Sends a command with its own deadline (zero: none).
   void command(command_args args, std::chrono::milliseconds timeout, reply_callback cb);
