@@ -46,7 +46,12 @@ enum class connection_state : std::uint8_t { disconnected, connecting, connected
 //   connection drops, every request in flight gets errc::disconnected.
 // - otherwise: fail fast with errc::disconnected (the default), or, with
 //   queue_while_disconnected, wait in a bounded FIFO queue (errc::busy when
-//   full) until connected, or errc::timeout when their deadline passes first.
+//   full) until connected, or errc::timeout when their deadline passes first
+//   (before start() and after stop(), requests always fail fast).
+// - A server that stops answering without closing (SIGSTOP, a hung host)
+//   does not drop the connection: requests time out on their deadlines and
+//   the connection serves again when the server does (max_in_flight bounds
+//   the replies owed meanwhile).
 // Every request is answered exactly once, always from the loop, never from
 // inside command(). State changes go to the state callback and the log.
 //
