@@ -3,6 +3,7 @@
 // output, and serves the control socket.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -296,6 +297,9 @@ class node_daemon {
 // ---- set-up and tear-down ----------------------------------------------------
 
 bool node_daemon::setup() {
+  // Whatever fds otpd inherited (beyond 0, 1, 2) are not for its children:
+  // mark them close-on-exec, as everything otpd opens itself already is.
+  ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
   dir_ = pick_runtime_dir(opts_.runtime_dir, cfg_->node.runtime_dir);
   if (auto r = core::ensure_private_dir(dir_); !r) {
     core::log_error("otpd: unable to create runtime dir {}: {}; exiting", dir_,

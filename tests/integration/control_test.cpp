@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -177,6 +178,33 @@ TEST(Control, ChildrenGetTheirEnvironment) {
     EXPECT_NE(env.find(kv + "\n"), std::string::npos) << kv << " missing in\n" << env;
   }
   EXPECT_EQ(env.find("OTPD_READY_FD"), std::string::npos);
+}
+
+TEST(Control, ControlSocketIsPrivateAndChildrenRunAsTheirUser) {
+  otpd_node n;
+  bool root = ::geteuid() == 0;
+  n.start(one(fmt::format("    - {{id: a, command: [{}, sleep]{}}}\n", otpd_node::child(),
+                          root ? ", user: nobody" : "")));
+  pid_t a = n.wait_running("a");
+  struct stat st {};
+  ASSERT_EQ(::stat((n.rt() + "/control.sock").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat(n.rt().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  if (root) {
+    // otpd runs as root here: the child must have dropped to nobody.
+    std::string status = testing::read_file(fmt::format("/proc/{}/status", a));
+    auto uid = status.find("Uid:");
+    ASSERT_NE(uid, std::string::npos);
+    EXPECT_EQ(std::stoi(status.substr(uid + 4)), 65534) << status.substr(uid, 40);
+  }
+  // No fd of otpd leaks into a child: only 0, 1, 2 (and nothing else).
+  std::vector<std::string> fds;
+  for (const auto& e : std::filesystem::directory_iterator(fmt::format("/proc/{}/fd", a))) {
+    fds.push_back(e.path().filename().string());
+  }
+  std::sort(fds.begin(), fds.end());
+  EXPECT_EQ(fds, (std::vector<std::string>{"0", "1", "2"}));
 }
 
 TEST(Control, OutputIsCapturedAndRotatedBySize) {
