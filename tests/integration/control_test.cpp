@@ -291,13 +291,17 @@ TEST(Control, TcpReadinessWaitsForTheListener) {
     port = ntohs(a.sin_port);
     ::close(s);
   }
+  // redis-server (a package the tests already need) opens its port 200 ms
+  // after the start: the next child must wait for it.
+  auto t0 = std::chrono::steady_clock::now();
   n.start(one(fmt::format(
-      "    - id: srv\n      readiness: {{tcp: '127.0.0.1:{}'}}\n      start_timeout: 5000\n"
-      "      command: [python3, -c, 'import socket,time; time.sleep(0.2); s=socket.socket(); "
-      "s.bind((\"127.0.0.1\", {})); s.listen(); time.sleep(1000)']\n"
-      "    - {{id: after, command: [{}, sleep]}}\n",
-      port, port, otpd_node::child())));
+      "    - id: srv\n      readiness: {{tcp: '127.0.0.1:{0}'}}\n      start_timeout: 5000\n"
+      "      shell: true\n      stdout: null\n"
+      "      command: 'sleep 0.2; exec redis-server --port {0} --save \"\" --appendonly no'\n"
+      "    - {{id: after, command: [{1}, sleep]}}\n",
+      port, otpd_node::child())));
   ASSERT_GT(n.wait_running("after"), 0) << n.log();
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 200ms);
   std::string log = n.log();
   EXPECT_LT(log.find("srv ready"), log.find("after started"));
 }
