@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Checks formatting (clang-format, the repo's .clang-format) and runs
+# clang-tidy (the repo's .clang-tidy) over otpd's sources.
+#   scripts/lint.sh            check only; exit 1 on findings
+#   scripts/lint.sh --fix      reformat in place
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mapfile -t files < <(git ls-files '*.cpp' '*.hpp')
+if [[ "${1:-}" == "--fix" ]]; then
+  clang-format -i "${files[@]}"
+  exit 0
+fi
+status=0
+if ! clang-format --dry-run --Werror "${files[@]}" 2>/tmp/otpd-format.log; then
+  echo "lint: formatting differs from .clang-format (scripts/lint.sh --fix):"
+  grep -E '^[^ ].*warning' /tmp/otpd-format.log | cut -d: -f1 | sort -u | sed 's/^/  /'
+  status=1
+fi
+if command -v clang-tidy >/dev/null 2>&1; then
+  [[ -f build/compile_commands.json ]] || bash scripts/build.sh build >/dev/null
+  mapfile -t sources < <(git ls-files '*.cpp' | grep -v '^tests/')
+  if ! clang-tidy -p build --quiet "${sources[@]}" 2>/dev/null | grep -E 'warning:|error:'; then
+    :
+  fi
+else
+  echo "lint: clang-tidy not installed; formatting checked only"
+fi
+exit $status
