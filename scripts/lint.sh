@@ -19,8 +19,8 @@ fi
 if command -v clang-tidy >/dev/null 2>&1; then
   [[ -f build/compile_commands.json ]] || bash scripts/build.sh build >/dev/null
   mapfile -t sources < <(git ls-files '*.cpp' | grep -v '^tests/')
-  if ! clang-tidy -p build --quiet "${sources[@]}" 2>/dev/null | grep -E 'warning:|error:'; then
-    :
+  if clang-tidy -p build --quiet "${sources[@]}" 2>/dev/null | grep -E 'warning:|error:'; then
+    status=1
   fi
 else
   echo "lint: clang-tidy not installed; formatting checked only"
