@@ -197,6 +197,31 @@ TEST(Supervision, StopSweepsDescendantsThatLeftTheGroup) {
   EXPECT_EQ(n.state_of("g"), "stopped");
 }
 
+TEST(Supervision, OrphansAreReapedWithoutStealingAChildsStatus) {
+  otpd_node n;
+  std::string gpath = n.dir() + "/orphan";
+  n.start(tree_of("one_for_one",
+                  fmt::format("    - {{id: a, restart: temporary, command: [{}, grandchild-setsid, "
+                              "{}, wait, '100', exit, '3']}}\n",
+                              otpd_node::child(), gpath) +
+                      worker("b")));
+  // a's own exit status reaches a (otpd reaps everything, and dispatches).
+  ASSERT_TRUE(testing::wait_until([&] {
+    json c = otpd_node::find(n.status(), "a");
+    return c["state"] == "failed" && c.value("last_exit", "") == "exit 3";
+  })) << n.log();
+  pid_t orphan = std::stoi(testing::read_file(gpath));
+  // The grandchild left a's group and outlived a: re-parented to otpd, the
+  // subreaper, which reaps it when it dies (no zombie left behind).
+  std::string stat = testing::read_file(fmt::format("/proc/{}/stat", orphan));
+  ASSERT_FALSE(stat.empty());
+  pid_t ppid = std::atoi(stat.substr(stat.rfind(')') + 4).c_str());
+  EXPECT_EQ(ppid, n.pid());
+  shell_kill(orphan);
+  EXPECT_TRUE(testing::wait_until([&] { return testing::process_state(orphan) == 0; }));
+  EXPECT_EQ(n.state_of("b"), "running");
+}
+
 TEST(Supervision, KillNineOfOtpdLeavesNoChildAlive) {
   otpd_node n;
   n.start(tree_of("one_for_one", worker("a") + worker("b")));
