@@ -252,6 +252,46 @@ double raw_stream_batched(std::size_t body_bytes, long count) {
   return static_cast<double>(got) / secs;
 }
 
+// One message per send(2) on a bare socketpair of the given type: what a
+// mailbox on that type could reach without batching. DGRAM queues only
+// max_dgram_qlen (10) datagrams, so its sender blocks constantly.
+double raw_per_syscall(int type, std::size_t body_bytes, long count) {
+  int sv[2];
+  ::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv);
+  std::string msg(body_bytes, 'x');
+  auto t0 = clk::now();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(sv[0]);
+    for (long i = 0; i < count; ++i) {
+      if (::send(sv[1], msg.data(), msg.size(), 0) < 0) {
+        ::_exit(1);
+      }
+    }
+    ::_exit(0);
+  }
+  ::close(sv[1]);
+  std::vector<char> buf(type == SOCK_STREAM ? 256 * 1024 : body_bytes);
+  long got = 0;
+  std::size_t bytes = 0;
+  while (got < count) {
+    ssize_t n = ::recv(sv[0], buf.data(), buf.size(), 0);
+    if (n <= 0) {
+      break;
+    }
+    if (type == SOCK_STREAM) {
+      bytes += static_cast<std::size_t>(n);
+      got = static_cast<long>(bytes / body_bytes);
+    } else {
+      ++got;
+    }
+  }
+  double secs = std::chrono::duration<double>(clk::now() - t0).count();
+  ::close(sv[0]);
+  ::waitpid(pid, nullptr, 0);
+  return static_cast<double>(got) / secs;
+}
+
 // --- spawn costs -----------------------------------------------------------------
 stats bare_fork_exec(const std::string& prog, int iters) {
   std::vector<double> us;
@@ -385,6 +425,13 @@ int main(int argc, char** argv) {
               std::string(16, '-').c_str());
   row("raw STREAM, 64 length-prefixed frames per write (floor)",
       fmt_rate(raw_stream_batched(64, msgs)), fmt_rate(raw_stream_batched(1024, msgs / 4)));
+  for (auto [type, name] :
+       {std::pair{SOCK_STREAM, "STREAM"}, std::pair{SOCK_SEQPACKET, "SEQPACKET"},
+        std::pair{SOCK_DGRAM, "DGRAM"}}) {
+    row((std::string("raw ") + name + ", one message per send(2)").c_str(),
+        fmt_rate(raw_per_syscall(type, 64, msgs / 8)),
+        fmt_rate(raw_per_syscall(type, 1024, msgs / 8)));
+  }
   row("otpd send(): one message per syscall", fmt_rate(oneway(64, msgs / 8, false)),
       fmt_rate(oneway(1024, msgs / 8, false)));
   row("otpd post() + flush(): batched", fmt_rate(oneway(64, msgs, true)),
