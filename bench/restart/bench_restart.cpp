@@ -368,6 +368,21 @@ double floor_once(const std::string& stamp_path, stamps& st) {
   return s ? static_cast<double>(s->second - t0) / 1e6 : -1;
 }
 
+// The same through otpd::core::spawn (process group, death signal, fds,
+// signal reset; waits for exec): what otpd pays per spawn, minus otpd.
+double core_spawn_once(const std::string& stamp_path, stamps& st) {
+  otpd::core::spawn_options opts;
+  opts.argv = {child_bin(), stamp_path, "exit"};
+  opts.fds = {{-1, 0}, {-1, 1}, {-1, 2}};
+  std::int64_t t0 = monotonic_ns();
+  auto r = otpd::core::spawn(opts);
+  auto s = st.next(-1);
+  if (r) {
+    otpd::core::reap(r->pidfd.get());
+  }
+  return s && r ? static_cast<double>(s->second - t0) / 1e6 : -1;
+}
+
 void restart_section(const options& o) {
   fmt::print("## Restart latency: SIGKILL -> replacement's first instruction (ms)\n\n");
   fmt::print(
@@ -376,7 +391,7 @@ void restart_section(const options& o) {
   fs::path fd = fresh_dir("floor");
   std::string floor_stamp = (fd / "stamp").string();
   stamps floor_st(floor_stamp);
-  std::vector<double> floor_idle, floor_loop;
+  std::vector<double> floor_idle, floor_loop, cs_idle, cs_loop;
 
   std::vector<std::unique_ptr<one_child>> fast;
   fast.push_back(start_otpd("restart"));
@@ -395,6 +410,8 @@ void restart_section(const options& o) {
   for (int i = 0; i < o.kills; ++i) {
     sleep_ms(slot);
     floor_idle.push_back(floor_once(floor_stamp, floor_st));
+    sleep_ms(slot);
+    cs_idle.push_back(core_spawn_once(floor_stamp, floor_st));
     for (std::size_t k = 0; k < fast.size(); ++k) {
       if (k > 0 && i >= o.anchor_kills) {
         continue;
@@ -409,6 +426,7 @@ void restart_section(const options& o) {
   }
   for (int i = 0; i < o.kills; ++i) {
     floor_loop.push_back(floor_once(floor_stamp, floor_st));
+    cs_loop.push_back(core_spawn_once(floor_stamp, floor_st));
   }
   for (std::size_t k = 0; k < fast.size(); ++k) {
     int n = k == 0 ? o.kills : o.slow_kills;
@@ -449,6 +467,9 @@ void restart_section(const options& o) {
       "p50 vs floor (idle / loop) |\n|---|---|---|---|\n");
   fmt::print("| floor: fork+execve, no supervisor | {} | {} | 1.00x / 1.00x |\n", fmt_p(fi),
              fmt_p(fl));
+  percentiles ci = summarize(cs_idle), cl = summarize(cs_loop);
+  fmt::print("| otpd::core::spawn from the bench, no supervisor | {} | {} | {:.2f}x / {:.2f}x |\n",
+             fmt_p(ci), fmt_p(cl), ci.p50 / fi.p50, cl.p50 / fl.p50);
   auto row = [&](const one_child& c, const std::string& label) {
     percentiles i = summarize(c.idle), l = summarize(c.loop);
     fmt::print("| {} | {} | {} | {:.2f}x / {:.2f}x |\n", label, fmt_p(i), fmt_p(l),
