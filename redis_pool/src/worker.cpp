@@ -38,6 +38,7 @@ class worker {
   int run();
 
  private:
+  void start_mailbox();
   void on_mailbox();
   void on_call(rt::message&& m);
   void answer(const rt::from& caller, const std::string& body);
@@ -96,13 +97,12 @@ int worker::run() {
     if (t.to == connection_state::connected && !ready_sent_) {
       ready_sent_ = true;
       rt::notify_ready();
+      start_mailbox();
     }
   });
 
   uv_poll_init(&loop_, &mailbox_, rt::event_fd());
   mailbox_.data = this;
-  uv_poll_start(&mailbox_, UV_READABLE,
-                [](uv_poll_t* h, int, int) { static_cast<worker*>(h->data)->on_mailbox(); });
   for (auto [h, sig] : {std::pair{&sigterm_, SIGTERM}, std::pair{&sigint_, SIGINT}}) {
     uv_signal_init(&loop_, h);
     h->data = this;
@@ -134,15 +134,15 @@ int worker::run() {
   }
 
   conn_->start();
+  // With wait_connected, calls that arrive before the first connect wait in
+  // the mailbox (bounded by their callers' timeouts) instead of failing.
   if (!o_.wait_connected) {
     ready_sent_ = true;
     rt::notify_ready();
+    start_mailbox();
   }
   core::log_info("{}: serving pool {} ({} of {}) against {}", name, o_.pool, o_.index, o_.size,
                  o_.where.to_string());
-  // Messages may have arrived before the poll was armed (epoll is level
-  // triggered, but take them now rather than after the first poll turn).
-  on_mailbox();
   uv_run(&loop_, UV_RUN_DEFAULT);
   (void)rt::flush(core::deadline::after(std::chrono::seconds(1)));
   int rc = uv_loop_close(&loop_);
@@ -152,6 +152,14 @@ int worker::run() {
   core::log_info("{}: stopped after {} commands", name, served_);
   rt::shutdown();
   return 0;
+}
+
+void worker::start_mailbox() {
+  uv_poll_start(&mailbox_, UV_READABLE,
+                [](uv_poll_t* h, int, int) { static_cast<worker*>(h->data)->on_mailbox(); });
+  // Messages may have arrived before the poll was armed: take them now
+  // rather than after the first poll turn.
+  on_mailbox();
 }
 
 void worker::on_mailbox() {

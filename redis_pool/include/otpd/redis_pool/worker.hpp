@@ -18,7 +18,9 @@
 //   up and its membership is published, and requests fail fast with
 //   errc::disconnected while Redis is unreachable (the pool starts, and its
 //   callers get an error at once, not a hang). With wait_connected it
-//   reports ready only after the first successful connect (PING answered).
+//   reports ready only after the first successful connect (PING answered),
+//   and calls that arrive before it wait in the mailbox (bounded by their
+//   callers' timeouts); later disconnections fail fast as above.
 // - Every call is answered exactly once: the reply, or a failure tag with
 //   errc::disconnected / timeout / busy / shutting_down / malformed.
 // - SIGTERM, SIGINT or a stop request (stop_server) stop it in order: new
