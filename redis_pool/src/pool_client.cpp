@@ -73,6 +73,17 @@ void pool_client::refresh() {
       members_.push_back({member_name(o_.pool, i), 0});
     }
     outstanding_.assign(members_.size(), 0);
+  } else if (members_.empty()) {
+    // No facts in this node's store (e.g. a shell without $OTPD_NODE): the
+    // runtime dir's name registry still knows the members that are up.
+    for (unsigned i = 0; i < 60; ++i) {
+      auto pid = rt::whereis(member_name(o_.pool, i));
+      if (!pid) {
+        break;
+      }
+      members_.push_back({member_name(o_.pool, i), *pid});
+    }
+    outstanding_.assign(members_.size(), 0);
   }
 }
 

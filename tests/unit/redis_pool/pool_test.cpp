@@ -308,6 +308,10 @@ TEST_F(Pool, OtpRedisPrintsRepliesLikeRedisCli) {
   EXPECT_EQ(code, 0);
   EXPECT_EQ(tool("p LPUSH greeting x", &code).rfind("(error) WRONGTYPE", 0), 0u);
   EXPECT_EQ(code, 1);
+  // Without $OTPD_NODE the store holds no facts: the name registry finds it.
+  EXPECT_EQ(t::sh_output(fmt::format("OTPD_RUNTIME_DIR={}/rt OTPD_NODE=elsewhere {} p GET greeting",
+                                     dir_.path(), t::bin_path("otp-redis"))),
+            "\"hello\"\n");
   (void)tool("nosuchpool PING", &code);
   EXPECT_EQ(code, 111);
   (void)tool("p", &code);

@@ -32,6 +32,8 @@ struct pool_options {
   std::string pool = "redis";
   std::string node;  // persistent_term store; empty: default_node()
   // Used when the store holds no facts for the pool (members "<pool>.<i>").
+  // When 0 as well, the members are the names "<pool>.0", "<pool>.1"... found
+  // registered in the runtime dir (the first missing index ends the list).
   unsigned size_if_unpublished = 0;
   redis_pool::strategy strategy = strategy::random;
   std::chrono::milliseconds timeout{2000};  // per call, from send to reply
@@ -63,8 +65,9 @@ class pool_client {
     core::deadline until = core::deadline::never();
   };
 
-  // Reads the pool's facts; errc::not_found when nothing is published and
-  // size_if_unpublished is 0, errc::invalid_argument for a bad pool name.
+  // Reads the pool's facts; errc::not_found when nothing is published,
+  // size_if_unpublished is 0 and no "<pool>.0" is registered;
+  // errc::invalid_argument for a bad pool name.
   [[nodiscard]] static core::Result<pool_client> open(const pool_options& options);
 
   pool_client(pool_client&&) noexcept = default;
