@@ -25,14 +25,15 @@ std::string uptime(const json& c) {
   if (!c.contains("uptime_ms")) {
     return "-";
   }
-  double s = static_cast<double>(c["uptime_ms"].get<long long>()) / 1000.0;
-  if (s < 60) {
-    return fmt::format("{:.1f}s", s);
+  long long ms = c["uptime_ms"].get<long long>();
+  if (ms < 60000) {
+    return fmt::format("{:.1f}s", static_cast<double>(ms) / 1000.0);
   }
+  long long s = ms / 1000;
   if (s < 3600) {
-    return fmt::format("{:.0f}m{:02.0f}s", s / 60 - 0.5, std::fmod(s, 60.0));
+    return fmt::format("{}m{:02}s", s / 60, s % 60);
   }
-  return fmt::format("{:.1f}h", s / 3600);
+  return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
 }
 
 void print_rows(const json& n, int depth, bool as_tree) {
