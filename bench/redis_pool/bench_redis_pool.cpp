@@ -336,10 +336,12 @@ int main(int argc, char** argv) try {
   double scale = 1.0;
   unsigned workers = 2;
   int procs64 = 1;
+  unsigned spin_us = 0;
   std::string worker_bin;
   app.add_option("--scale", scale, "multiply every request count by this (default 1)");
   app.add_option("--workers", workers, "pool size (default 2)");
   app.add_option("--procs", procs64, "caller processes at 8 and 64 callers (default 1)");
+  app.add_option("--spin-us", spin_us, "redis_worker --spin-us (default 0)");
   app.add_option("--worker-bin", worker_bin, "redis_worker (default: beside this program)");
   CLI11_PARSE(app, argc, argv);
   auto n = [scale](int base) { return std::max(1000, static_cast<int>(base * scale)); };
@@ -366,11 +368,11 @@ int main(int argc, char** argv) try {
     for (unsigned i = 0; i < workers; ++i) {
       rt::exec_options eo;
       eo.wait_ready = true;
-      auto w =
-          rt::spawn_exec({worker_bin, "--redis", fmt::format("127.0.0.1:{}", srv.port()), "--pool",
-                          "bench", "--index", std::to_string(i), "--size", std::to_string(workers),
-                          "--wait-connected", "--timeout-ms", "10000"},
-                         eo);
+      auto w = rt::spawn_exec(
+          {worker_bin, "--redis", fmt::format("127.0.0.1:{}", srv.port()), "--pool", "bench",
+           "--index", std::to_string(i), "--size", std::to_string(workers), "--wait-connected",
+           "--timeout-ms", "10000", "--spin-us", std::to_string(spin_us)},
+          eo);
       if (!w) {
         throw std::runtime_error("unable to start redis_worker: " + w.error().message());
       }

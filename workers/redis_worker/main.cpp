@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   unsigned timeout_ms = 1000;
   unsigned connect_ms = 1000;
   unsigned health_ms = 0;
+  unsigned spin_us = 0;
   app.add_option("--redis", redis, "host:port (numeric host) or unix:/path; default $OTPD_REDIS");
   app.add_option("--unix", unix_path, "Unix socket path of Redis (wins over --redis)");
   app.add_option("--pool", o.pool, "pool name ([A-Za-z0-9_-], registers <pool>.<index>)");
@@ -57,6 +58,7 @@ int main(int argc, char** argv) {
   app.add_option("--timeout-ms", timeout_ms, "deadline of each Redis command");
   app.add_option("--connect-timeout-ms", connect_ms, "bound on each connect attempt");
   app.add_option("--health-ms", health_ms, "PING a connection idle this long (0: never)");
+  app.add_option("--spin-us", spin_us, "poll this long after activity before sleeping (0: off)");
   app.add_option("--max-in-flight", o.max_in_flight, "bound on the pipeline (0: none)");
   app.add_flag("--wait-connected", o.wait_connected, "report ready only once Redis answers");
   app.add_option("--password", o.password, "AUTH on every connect");
@@ -77,5 +79,6 @@ int main(int argc, char** argv) {
   o.request_timeout = std::chrono::milliseconds(timeout_ms);
   o.connect_timeout = std::chrono::milliseconds(connect_ms);
   o.health_interval = std::chrono::milliseconds(health_ms);
+  o.spin = std::chrono::microseconds(spin_us);
   return rp::run_worker(o);
 }

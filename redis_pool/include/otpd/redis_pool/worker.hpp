@@ -43,6 +43,9 @@ struct worker_options {
   std::chrono::milliseconds backoff_base{50};
   std::chrono::milliseconds backoff_cap{2000};
   std::size_t max_in_flight = 0;  // zero: no bound (beyond it: errc::busy)
+  // Poll without sleeping this long after the last request or reply (a
+  // sleeping vCPU wakes slowly here); zero: always block in epoll.
+  std::chrono::microseconds spin{0};
   bool wait_connected = false;
   std::string password;
   int database = 0;
