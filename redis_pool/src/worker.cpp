@@ -301,7 +301,8 @@ void worker::on_health() {
     return;
   }
   conn_->command({"PING"}, [this](reply_result r) {
-    if (!r || !r->is_status()) {
+    // A stop answers the PING shutting_down: nothing to report then.
+    if ((!r && r.error() != errc::shutting_down) || (r && !r->is_status())) {
       core::log_warn("{}: health PING failed: {}", member_name(o_.pool, o_.index),
                      r ? r->to_string() : r.error().message());
     }

@@ -110,6 +110,35 @@ TEST_F(Pool, CommandsRouteToBothWorkersWithEveryStrategy) {
   }
 }
 
+TEST_F(Pool, LeastOutstandingAvoidsABusyWorker) {
+  start_worker(0, 2, {"--timeout-ms", "60000"});
+  start_worker(1, 2);
+  auto c = open(strategy::least_outstanding);
+  auto id1 = c.command_on(1, {"CLIENT", "ID"}).value().integer;
+  // A call held in Redis keeps worker 0 busy for this client.
+  auto blocked = c.send_to(0, {"BLPOP", "nothing", "0"});
+  ASSERT_TRUE(blocked);
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(c.command({"CLIENT", "ID"}).value().integer, id1);
+  }
+  ASSERT_TRUE(c.command_on(1, {"RPUSH", "nothing", "x"}));
+  auto r = c.await(*blocked);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(*r, reply::array({reply::bulk("nothing"), reply::bulk("x")}));
+}
+
+TEST_F(Pool, IdleWorkersSendHealthPings) {
+  start_worker(0, 1, {"--health-ms", "20"});
+  auto pings = [&] {
+    auto info = t::sh_output(fmt::format("redis-cli -p {} INFO commandstats", redis_.port()));
+    auto at = info.find("cmdstat_ping:calls=");
+    return at == std::string::npos ? 0 : std::atoi(info.c_str() + at + 19);
+  };
+  int before = pings();
+  // Nothing but the health timer sends PINGs now.
+  EXPECT_TRUE(t::wait_until([&] { return pings() >= before + 3; }));
+}
+
 TEST_F(Pool, FactsArePublishedInThePersistentTermStore) {
   pid_t w0 = start_worker(0, 2);
   pid_t w1 = start_worker(1, 2);
