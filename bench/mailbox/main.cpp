@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,10 @@ using namespace std::chrono_literals;
 namespace {
 
 bool g_quick = false;
+std::set<std::string> g_sections;  // empty: all
+bool want(const char* section) {
+  return g_sections.empty() || g_sections.count(section) > 0;
+}
 
 struct stats {
   double p50_us = 0;
@@ -372,6 +377,12 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
       g_quick = true;
+    } else if (std::strcmp(argv[i], "--section") == 0 && i + 1 < argc) {
+      g_sections.insert(argv[++i]);
+    } else {
+      std::fprintf(stderr,
+                   "usage: bench_mailbox [--quick] [--section rtt|oneway|spawn|erlang]...\n");
+      return 100;
     }
   }
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -395,63 +406,69 @@ int main(int argc, char** argv) {
     self_dir = std::string(buf).substr(0, std::string(buf).rfind('/'));
   }
 
-  std::printf("\n## Round trip, 64 B (%d round trips after 1000 warm-up)\n\n", iters);
-  std::printf("| %-58s | %14s | %14s |\n", "what", "p50", "p99");
-  std::printf("|%s|%s|%s|\n", std::string(60, '-').c_str(), std::string(16, '-').c_str(),
-              std::string(16, '-').c_str());
-  for (auto [type, name] :
-       {std::pair{SOCK_STREAM, "STREAM"}, std::pair{SOCK_SEQPACKET, "SEQPACKET"},
-        std::pair{SOCK_DGRAM, "DGRAM"}}) {
-    auto s = raw_pingpong(type, 0, iters);
-    row((std::string("raw ") + name + " socketpair ping-pong, blocking (floor)").c_str(),
-        fmt_us(s.p50_us), fmt_us(s.p99_us));
+  if (want("rtt")) {
+    std::printf("\n## Round trip, 64 B (%d round trips after 1000 warm-up)\n\n", iters);
+    std::printf("| %-58s | %14s | %14s |\n", "what", "p50", "p99");
+    std::printf("|%s|%s|%s|\n", std::string(60, '-').c_str(), std::string(16, '-').c_str(),
+                std::string(16, '-').c_str());
+    for (auto [type, name] :
+         {std::pair{SOCK_STREAM, "STREAM"}, std::pair{SOCK_SEQPACKET, "SEQPACKET"},
+          std::pair{SOCK_DGRAM, "DGRAM"}}) {
+      auto s = raw_pingpong(type, 0, iters);
+      row((std::string("raw ") + name + " socketpair ping-pong, blocking (floor)").c_str(),
+          fmt_us(s.p50_us), fmt_us(s.p99_us));
+    }
+    for (auto [type, name] :
+         {std::pair{SOCK_STREAM, "STREAM"}, std::pair{SOCK_SEQPACKET, "SEQPACKET"}}) {
+      auto s = raw_pingpong(type, 50, iters);
+      row((std::string("raw ") + name + " ping-pong, 50 µs poll before blocking (floor)").c_str(),
+          fmt_us(s.p50_us), fmt_us(s.p99_us));
+    }
+    auto c0 = call_roundtrip(0, iters);
+    row("otpd GenServer call, no spin (blocking receive)", fmt_us(c0.p50_us), fmt_us(c0.p99_us));
+    auto c50 = call_roundtrip(50, iters);
+    row("otpd GenServer call, adaptive spin up to 50 µs", fmt_us(c50.p50_us), fmt_us(c50.p99_us));
   }
-  for (auto [type, name] :
-       {std::pair{SOCK_STREAM, "STREAM"}, std::pair{SOCK_SEQPACKET, "SEQPACKET"}}) {
-    auto s = raw_pingpong(type, 50, iters);
-    row((std::string("raw ") + name + " ping-pong, 50 µs poll before blocking (floor)").c_str(),
-        fmt_us(s.p50_us), fmt_us(s.p99_us));
+  if (want("oneway")) {
+    std::printf(
+        "\n## One-way throughput (%ld messages, sender and receiver in separate processes)\n\n",
+        msgs);
+    std::printf("| %-58s | %14s | %14s |\n", "what", "64 B", "1 KiB");
+    std::printf("|%s|%s|%s|\n", std::string(60, '-').c_str(), std::string(16, '-').c_str(),
+                std::string(16, '-').c_str());
+    row("raw STREAM, 64 length-prefixed frames per write (floor)",
+        fmt_rate(raw_stream_batched(64, msgs)), fmt_rate(raw_stream_batched(1024, msgs / 4)));
+    for (auto [type, name] :
+         {std::pair{SOCK_STREAM, "STREAM"}, std::pair{SOCK_SEQPACKET, "SEQPACKET"},
+          std::pair{SOCK_DGRAM, "DGRAM"}}) {
+      row((std::string("raw ") + name + ", one message per send(2)").c_str(),
+          fmt_rate(raw_per_syscall(type, 64, msgs / 8)),
+          fmt_rate(raw_per_syscall(type, 1024, msgs / 8)));
+    }
+    row("otpd send(): one message per syscall", fmt_rate(oneway(64, msgs / 8, false)),
+        fmt_rate(oneway(1024, msgs / 8, false)));
+    row("otpd post() + flush(): batched", fmt_rate(oneway(64, msgs, true)),
+        fmt_rate(oneway(1024, msgs / 4, true)));
   }
-  auto c0 = call_roundtrip(0, iters);
-  row("otpd GenServer call, no spin (blocking receive)", fmt_us(c0.p50_us), fmt_us(c0.p99_us));
-  auto c50 = call_roundtrip(50, iters);
-  row("otpd GenServer call, adaptive spin up to 50 µs", fmt_us(c50.p50_us), fmt_us(c50.p99_us));
-
-  std::printf(
-      "\n## One-way throughput (%ld messages, sender and receiver in separate processes)\n\n",
-      msgs);
-  std::printf("| %-58s | %14s | %14s |\n", "what", "64 B", "1 KiB");
-  std::printf("|%s|%s|%s|\n", std::string(60, '-').c_str(), std::string(16, '-').c_str(),
-              std::string(16, '-').c_str());
-  row("raw STREAM, 64 length-prefixed frames per write (floor)",
-      fmt_rate(raw_stream_batched(64, msgs)), fmt_rate(raw_stream_batched(1024, msgs / 4)));
-  for (auto [type, name] :
-       {std::pair{SOCK_STREAM, "STREAM"}, std::pair{SOCK_SEQPACKET, "SEQPACKET"},
-        std::pair{SOCK_DGRAM, "DGRAM"}}) {
-    row((std::string("raw ") + name + ", one message per send(2)").c_str(),
-        fmt_rate(raw_per_syscall(type, 64, msgs / 8)),
-        fmt_rate(raw_per_syscall(type, 1024, msgs / 8)));
+  if (want("spawn")) {
+    std::printf("\n## Processes (%d each)\n\n", iters / 10);
+    std::printf("| %-58s | %14s | %14s |\n", "what", "p50", "p99");
+    std::printf("|%s|%s|%s|\n", std::string(60, '-').c_str(), std::string(16, '-').c_str(),
+                std::string(16, '-').c_str());
+    auto fe = bare_fork_exec(self_dir + "/otpd_test_child", iters / 10);
+    row("bare fork + execve + waitpid of otpd_test_child (floor)", fmt_us(fe.p50_us),
+        fmt_us(fe.p99_us));
+    auto sp = process_spawn_monitor_down(iters / 10);
+    row("otpd spawn(fn) with monitor -> exit -> DOWN received", fmt_us(sp.p50_us),
+        fmt_us(sp.p99_us));
+    auto tk = task_spawn_monitor_exit(iters / 10);
+    row("otpd async(fn) -> result -> await (spawn+monitor+exit)", fmt_us(tk.p50_us),
+        fmt_us(tk.p99_us));
   }
-  row("otpd send(): one message per syscall", fmt_rate(oneway(64, msgs / 8, false)),
-      fmt_rate(oneway(1024, msgs / 8, false)));
-  row("otpd post() + flush(): batched", fmt_rate(oneway(64, msgs, true)),
-      fmt_rate(oneway(1024, msgs / 4, true)));
-
-  std::printf("\n## Processes (%d each)\n\n", iters / 10);
-  std::printf("| %-58s | %14s | %14s |\n", "what", "p50", "p99");
-  std::printf("|%s|%s|%s|\n", std::string(60, '-').c_str(), std::string(16, '-').c_str(),
-              std::string(16, '-').c_str());
-  auto fe = bare_fork_exec(self_dir + "/otpd_test_child", iters / 10);
-  row("bare fork + execve + waitpid of otpd_test_child (floor)", fmt_us(fe.p50_us),
-      fmt_us(fe.p99_us));
-  auto sp = process_spawn_monitor_down(iters / 10);
-  row("otpd spawn(fn) with monitor -> exit -> DOWN received", fmt_us(sp.p50_us), fmt_us(sp.p99_us));
-  auto tk = task_spawn_monitor_exit(iters / 10);
-  row("otpd async(fn) -> result -> await (spawn+monitor+exit)", fmt_us(tk.p50_us),
-      fmt_us(tk.p99_us));
-
-  std::printf("\n## Anchor\n\n");
-  erlang_anchor();
+  if (want("erlang")) {
+    std::printf("\n## Anchor\n\n");
+    erlang_anchor();
+  }
   rt::shutdown();
   std::string rm = std::string("rm -rf ") + dir;
   return std::system(rm.c_str()) == 0 ? 0 : 1;

@@ -553,12 +553,16 @@ Result<void> context::send(const address& to, kind k, const ref& r, std::string_
   if (body.size() > wire::max_body) {
     return errc::too_large;
   }
+  // A post carries no deadline (never() marks that); take the default one
+  // only when the post has to connect or write.
+  const bool lazy = buffered && until.is_never();
+  auto effective = [&] { return lazy ? deadline::after(default_send_timeout) : until; };
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto pid = resolve(to);
     if (!pid) {
       return pid.error();
     }
-    auto conn = connect_to(*pid, until);
+    auto conn = connect_to(*pid, lazy && out_.count(*pid) == 0 ? effective() : until);
     if (!conn) {
       if (conn.error() == errc::noproc && !to.is_pid() && attempt == 0) {
         name_cache_.erase(to.name());  // the name may have moved: look again
@@ -571,7 +575,7 @@ Result<void> context::send(const address& to, kind k, const ref& r, std::string_
     if (buffered && c.pending.size() < post_flush_threshold) {
       return {};
     }
-    auto w = write_out(*pid, c, until);
+    auto w = write_out(*pid, c, effective());
     if (!w && w.error() == errc::noproc && !to.is_pid() && attempt == 0) {
       name_cache_.erase(to.name());
       continue;
@@ -1281,7 +1285,9 @@ Result<void> send_message(const address& to, kind k, const ref& r, std::string_v
   return ctx().send(to, k, r, body, until, false);
 }
 Result<void> post_message(const address& to, kind k, const ref& r, std::string_view body) {
-  return ctx().send(to, k, r, body, deadline::after(default_send_timeout), true);
+  // never() is a marker here: the real deadline is taken only if the post
+  // has to write, which keeps a clock read off the per-message path.
+  return ctx().send(to, k, r, body, deadline::never(), true);
 }
 Result<void> flush(deadline until) {
   return ctx().flush_all(until);
