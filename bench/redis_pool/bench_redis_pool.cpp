@@ -9,8 +9,6 @@
 // of a request: otpd only starts and restarts them).
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <signal.h>
-#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -18,8 +16,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <string>
@@ -86,7 +86,7 @@ int free_port() {
 // One redis-server of our own: a free port, a private directory, no disk.
 class server {
  public:
-  explicit server(const std::string& dir) : dir_(dir), port_(free_port()) {
+  explicit server(std::string dir) : dir_(std::move(dir)), port_(free_port()) {
     otpd::core::spawn_options o;
     o.argv = {"redis-server",
               "--port",

@@ -26,6 +26,8 @@ void pack_bin(packer& pk, std::string_view s) {
   pk.pack_bin_body(s.data(), static_cast<std::uint32_t>(s.size()));
 }
 
+// Recursion follows the reply tree, which Redis and hiredis bound.
+// NOLINTNEXTLINE(misc-no-recursion)
 void pack_reply(packer& pk, const reply& r) {
   switch (r.type) {
     case reply_type::status:
@@ -70,6 +72,7 @@ bool bytes_of(const msgpack::object& o, std::string& out) {
 }
 
 // Recursion bounded by depth: a hostile body cannot blow the stack.
+// NOLINTNEXTLINE(misc-no-recursion)
 core::Result<reply> unpack_reply(const msgpack::object& o, int depth) {
   if (depth > max_depth || o.type != msgpack::type::ARRAY || o.via.array.size == 0 ||
       o.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER) {

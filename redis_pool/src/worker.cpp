@@ -1,6 +1,6 @@
-#include <signal.h>
 #include <uv.h>
 
+#include <csignal>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -28,7 +28,7 @@ using redis_client::reply_result;
 // the worker object outlives the loop, so no handle outlives its memory.
 class worker {
  public:
-  explicit worker(const worker_options& o) : o_(o) {}
+  explicit worker(worker_options o) : o_(std::move(o)) {}
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
   worker(worker&&) = delete;
@@ -235,7 +235,7 @@ void worker::on_call(rt::message&& m) {
     return;
   }
   ++outstanding_;
-  conn_->command(*argv, [this, caller](reply_result r) {
+  conn_->command(*argv, [this, caller](const reply_result& r) {
     --outstanding_;
     ++served_;
     answer(caller, encode_result(r));

@@ -15,7 +15,7 @@
 
 namespace rp = otpd::redis_pool;
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   CLI::App app{"Send one Redis command through an otpd Redis pool."};
   rp::pool_options o;
   std::string strat = "random";
@@ -66,4 +66,7 @@ int main(int argc, char** argv) {
   std::fwrite(out.data(), 1, out.size(), stdout);
   std::fputc('\n', stdout);
   return r->is_error() ? 1 : 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "%s: %s\n", "otp-redis", e.what());
+  return 111;
 }

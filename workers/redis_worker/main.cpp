@@ -6,6 +6,7 @@
 //   redis_worker --unix /run/redis.sock --pool cache --index 1 --size 2
 //
 // The endpoint may also come from $OTPD_REDIS ("host:port" or "unix:/path").
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -39,7 +40,7 @@ bool parse_endpoint(const std::string& s, otpd::redis_client::endpoint& out) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   CLI::App app{"A Redis pool worker: one Redis connection behind a mailbox."};
   rp::worker_options o;
   const char* env = std::getenv("OTPD_REDIS");
@@ -81,4 +82,7 @@ int main(int argc, char** argv) {
   o.health_interval = std::chrono::milliseconds(health_ms);
   o.spin = std::chrono::microseconds(spin_us);
   return rp::run_worker(o);
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "%s: %s\n", "redis_worker", e.what());
+  return 111;
 }
