@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <memory>
 #include <set>
 
 #include "otpd_node.hpp"
@@ -37,6 +38,9 @@ TEST(SupervisedPool, KilledWorkerFailsOnlyItsCallsAndComesBackUnderItsName) {
   ASSERT_TRUE(redis.running());
   itest::otpd_node n;
   std::string node = fmt::format("supool{}", ::getpid());
+  // The store outlives the workers (by design): remove it however the test ends.
+  std::unique_ptr<std::string, void (*)(std::string*)> cleanup(
+      &node, [](std::string* nd) { (void)shm_table::persistent_term::remove(*nd); });
   std::string yaml = fmt::format(
       "node:\n  name: {}\nsupervisor:\n  strategy: one_for_one\n  max_restarts: 10\n"
       "  max_seconds: 10\n  children:\n    - id: pool\n      strategy: one_for_one\n"
@@ -115,7 +119,6 @@ TEST(SupervisedPool, KilledWorkerFailsOnlyItsCallsAndComesBackUnderItsName) {
     ids.insert(r->integer);
   }
   EXPECT_EQ(ids.size(), 2u);
-  (void)shm_table::persistent_term::remove(node);
 }
 
 TEST(SupervisedPool, ShippedConfigIsValid) {
