@@ -214,6 +214,70 @@ Result<spawned> spawn(const spawn_options& o) {
   return spawned{pid, std::move(*pidfd)};
 }
 
+Result<started_spawn> spawn_start(const spawn_options& o) {
+  if (o.argv.empty()) {
+    return errc::invalid_argument;
+  }
+  prepared p = prepare(o);
+  int pipefd[2];
+  // Non-blocking read end: the caller polls it on its loop.
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) {
+    return errno_code();
+  }
+  unique_fd err_read(pipefd[0]);
+  unique_fd err_write(pipefd[1]);
+  if (::fcntl(err_read.get(), F_SETFL, O_NONBLOCK) != 0) {
+    return errno_code();
+  }
+  pid_t parent = ::getpid();
+  pid_t pid;
+  {
+    signal_block block;
+    pid = ::fork();
+    if (pid == 0) {
+      int err = child_setup(o, parent, true);
+      if (err != 0) {
+        child_fail(err_write.get(), err);
+      }
+      char** envp = p.envp.empty() ? environ : p.envp.data();
+      if (o.search_path && std::strchr(p.argv[0], '/') == nullptr) {
+        ::execvpe(p.argv[0], p.argv.data(), envp);
+      } else {
+        ::execve(p.argv[0], p.argv.data(), envp);
+      }
+      child_fail(err_write.get(), errno);
+    }
+  }
+  if (pid < 0) {
+    return errno_code();
+  }
+  // Our end of the write side must go, or EOF never comes.
+  err_write.reset();
+  return started_spawn{pid, std::move(err_read)};
+}
+
+exec_outcome read_exec_outcome(int exec_fd, int* child_errno) noexcept {
+  int err = 0;
+  ssize_t n;
+  do {
+    n = ::read(exec_fd, &err, sizeof err);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    // EAGAIN: still before execve. Any other error cannot tell us more than
+    // the reaper will, so keep waiting for the child's exit.
+    return exec_outcome::pending;
+  }
+  if (n == 0) {
+    return exec_outcome::exec_ok;
+  }
+  // A pipe write of 4 bytes is atomic, so a short read cannot happen; treat
+  // one as a failure without an errno rather than guess.
+  if (child_errno != nullptr) {
+    *child_errno = n == static_cast<ssize_t>(sizeof err) ? err : 0;
+  }
+  return exec_outcome::failed;
+}
+
 Result<spawned> spawn_function(const spawn_options& o, const std::function<int()>& fn) {
   pid_t parent = ::getpid();
   pid_t pid;

@@ -192,6 +192,10 @@ struct proc {
   bool stopping = false;
   bool start_failed = false;
   exit_reason fail_reason;
+  // The error pipe of core::spawn_start until the exec outcome is known:
+  // EOF means exec happened, 4 bytes an errno (a failed start).
+  unique_fd exec_fd;  // before exec_poll: the poll closes first
+  uv_handle<uv_poll_t> exec_poll;
   unique_fd ready_fd;  // before ready_poll: the poll closes first
   uv_handle<uv_poll_t> ready_poll;
   uv_handle<uv_timer_t> timer;        // start timeout, then the shutdown timeout
@@ -243,6 +247,8 @@ class node_daemon {
   void spawn_worker(std::uint64_t uid);
   void stop_worker(std::uint64_t uid);
   void worker_ready(proc& p);
+  void watch_exec(proc& p, unique_fd exec_fd);
+  bool on_exec_outcome(proc& p);
   void worker_start_failed(proc& p, const exit_reason& why, const std::string& what);
   void arm_start_timeout(proc& p, int ms);
   void start_probe(proc& p);
@@ -687,23 +693,21 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
   } else {
     place(w.stderr_spec, 2);
   }
-  auto r = core::spawn(o);
+  // fork only: the exec outcome arrives on the loop (watch_exec), so a
+  // burst of restarts never waits for one child's exec before the next fork.
+  auto r = core::spawn_start(o);
   ready_w.reset();
   writes.clear();
   if (!r) {
-    int err = core::last_spawn_errno();
-    exit_reason why = r.error() == core::errc::exec_failed
-                          ? exit_reason{core::exit_kind::exec_failed, err}
-                          : exit_reason{core::exit_kind::exec_failed, r.error().value()};
     core::log_error("otpd {}: unable to spawn {}: {}; counting it as a failed start", n->path,
-                    o.argv[0], err != 0 ? std::strerror(err) : r.error().message());
-    tree_->on_exit(uid, why);
+                    o.argv[0], r.error().message());
+    tree_->on_exit(uid, exit_reason{core::exit_kind::exec_failed, r.error().value()});
     return;
   }
   pid_t pid = r->pid;
-  // Reaping goes through waitid(P_ALL) on SIGCHLD, so the pidfd is not kept:
-  // one fd per child would eat the budget at 10,000 children.
-  r->pidfd.reset();
+  // Reaping goes through waitid(P_ALL) on SIGCHLD, so no pidfd is kept:
+  // one fd per child would eat the budget at 10,000 children. The exec fd
+  // lives only until the child has exec'd.
   for (auto& [fd, sink] : reads) {
     add_capture(fd.release(), sink);
   }
@@ -714,10 +718,10 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
   p.name = n->spec->name;
   worker_pid_[uid] = pid;
   tree_->on_spawned(uid, pid);
+  watch_exec(p, std::move(r->exec_fd));
   switch (w.readiness.kind) {
     case readiness_kind::exec:
-      worker_ready(p);
-      return;
+      return;  // ready when the exec fd reports EOF
     case readiness_kind::notify: {
       p.ready_fd = std::move(ready_r);
       p.ready_poll = uv_handle<uv_poll_t>::make();
@@ -758,6 +762,69 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
       start_probe(p);
       return;
   }
+}
+
+void node_daemon::watch_exec(proc& p, unique_fd exec_fd) {
+  p.exec_fd = std::move(exec_fd);
+  p.exec_poll = uv_handle<uv_poll_t>::make();
+  if (uv_poll_init(&loop_, p.exec_poll.get(), p.exec_fd.get()) != 0) {
+    // Cannot watch it: the reaper still reports the exit; only an exec
+    // readiness would wait forever, so settle it now with a blocking read.
+    p.exec_poll.discard();
+    int fl = ::fcntl(p.exec_fd.get(), F_GETFL);
+    ::fcntl(p.exec_fd.get(), F_SETFL, fl & ~O_NONBLOCK);
+    on_exec_outcome(p);
+    return;
+  }
+  p.exec_poll.get()->data = reinterpret_cast<void*>(static_cast<std::intptr_t>(p.pid));
+  uv_poll_start(p.exec_poll.get(), UV_READABLE | UV_DISCONNECT, [](uv_poll_t* h, int, int) {
+    auto& d = self(h);
+    auto it = d.procs_.find(static_cast<pid_t>(reinterpret_cast<std::intptr_t>(h->data)));
+    if (it == d.procs_.end()) {
+      return;
+    }
+    if (d.on_exec_outcome(it->second)) {
+      d.drain();
+    }
+  });
+}
+
+// Reads the exec fd of a starting worker. Returns true once the outcome is
+// known (the fd and its watch are then closed): EOF makes an exec-readiness
+// worker ready; an errno marks the start failed, and the reaper reports it
+// with that reason when the child's _exit(127) arrives.
+bool node_daemon::on_exec_outcome(proc& p) {
+  if (!p.exec_fd) {
+    return false;
+  }
+  int err = 0;
+  auto outcome = core::read_exec_outcome(p.exec_fd.get(), &err);
+  if (outcome == core::exec_outcome::pending) {
+    return false;
+  }
+  p.exec_poll.reset();
+  p.exec_fd.reset();
+  if (outcome == core::exec_outcome::failed) {
+    if (!p.start_failed && !p.ready && !p.stopping) {
+      node* n = tree_->find(p.uid);
+      core::log_error("otpd {}: unable to spawn {}: {}; counting it as a failed start", p.path,
+                      n != nullptr ? n->worker().argv[0] : std::string("?"), std::strerror(err));
+      p.start_failed = true;
+      p.fail_reason = {core::exit_kind::exec_failed, err};
+      p.timer.reset();
+      p.probe_timer.reset();
+      p.probe_sock.reset();
+      p.ready_poll.reset();
+      p.ready_fd.reset();
+    }
+    return true;
+  }
+  node* n = tree_->find(p.uid);
+  if (n != nullptr && n->worker().readiness.kind == readiness_kind::exec && !p.stopping &&
+      !p.start_failed) {
+    worker_ready(p);
+  }
+  return true;
 }
 
 void node_daemon::worker_ready(proc& p) {
@@ -985,6 +1052,12 @@ void node_daemon::reap() {
 
 void node_daemon::on_reaped(pid_t pid, const exit_reason& observed) {
   auto it = procs_.find(pid);
+  // The child wrote its exec errno before exiting; the reaper may run
+  // before the exec fd's watch: read the outcome now, so a failed exec is
+  // reported as such and not as exit code 127.
+  if (it->second.r == proc::role::worker) {
+    on_exec_outcome(it->second);
+  }
   proc p = std::move(it->second);
   procs_.erase(it);
   if (p.r == proc::role::probe) {

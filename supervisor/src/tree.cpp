@@ -554,6 +554,16 @@ void tree::enqueue_restart(node& sup, node& child) {
         return;
       }
     }
+    if (sup.phase == sup_phase::running && sup.steps.empty() && sup.waiting == nullptr) {
+      // One_for_one children are independent: while the supervisor has no
+      // other work queued, a restart starts at once and does not hold the
+      // queue until the child is started, so a burst of deaths (hundreds
+      // killed at once) restarts them all concurrently instead of one exec
+      // after another. A failed start still comes back through start_failed
+      // and is tried again, counting toward intensity, as before.
+      begin_start(child);
+      return;
+    }
     sup.steps.push_back({step::kind::start, &child});
     return;
   }

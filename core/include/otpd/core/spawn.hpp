@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/types.h>
 
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -43,6 +44,26 @@ struct spawned {
 // returned as errc::exec_failed with the child's errno in a log-ready message
 // via last_spawn_errno()). Async-signal-safe calls only between fork and exec.
 [[nodiscard]] Result<spawned> spawn(const spawn_options& options);
+
+// The non-blocking half of spawn(): fork and return at once, before the child
+// has exec'd, so that a loop can start hundreds of children without waiting
+// for each one. `exec_fd` is the read end of the CLOEXEC error pipe (made
+// O_NONBLOCK): watch it for readability and call read_exec_outcome() on it.
+// The child is the caller's to reap in every case (also when exec fails: it
+// then _exit(127)s after writing its errno).
+struct started_spawn {
+  pid_t pid = -1;
+  unique_fd exec_fd;
+};
+[[nodiscard]] Result<started_spawn> spawn_start(const spawn_options& options);
+
+// What the error pipe of spawn_start() says so far.
+enum class exec_outcome : std::uint8_t {
+  pending,  // nothing yet (EAGAIN): the child has not reached execve
+  exec_ok,  // EOF: execve succeeded (the CLOEXEC write end closed with it)
+  failed    // the child wrote its errno (in *child_errno) and exits 127
+};
+[[nodiscard]] exec_outcome read_exec_outcome(int exec_fd, int* child_errno) noexcept;
 
 // fork and run fn in the child, which then _exit()s with fn's return value.
 // Uses the same child set-up as spawn() (process group, death signal, fds;

@@ -1,0 +1,108 @@
+// spawn_start(): fork without waiting for exec; the exec outcome is read
+// later from the error pipe, as the daemon's loop does.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <otpd/core/exit_reason.hpp>
+#include <otpd/core/spawn.hpp>
+#include <otpd/testing/testing.hpp>
+
+namespace core = otpd::core;
+namespace t = otpd::testing;
+
+namespace {
+
+// Waits (poll, no sleep) until the error pipe says something final.
+core::exec_outcome await_outcome(int fd, int* err) {
+  auto timeout = t::scaled(std::chrono::milliseconds(5000));
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) {
+    return core::exec_outcome::pending;
+  }
+  return core::read_exec_outcome(fd, err);
+}
+
+core::exit_reason wait_pid(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return core::exit_reason::from_wait_status(status);
+}
+
+}  // namespace
+
+TEST(SpawnStart, EofMeansExecHappened) {
+  auto s = core::spawn_start({.argv = {t::bin_path("otpd_test_child"), "exit", "4"}});
+  ASSERT_TRUE(s) << s.error().message();
+  int err = -1;
+  EXPECT_EQ(await_outcome(s->exec_fd.get(), &err), core::exec_outcome::exec_ok);
+  EXPECT_EQ(err, -1);  // untouched on success
+  EXPECT_EQ(wait_pid(s->pid), core::exit_reason::code(4));
+}
+
+TEST(SpawnStart, ExecFailureArrivesAsErrnoAndTheChildExits127) {
+  int before = t::count_open_fds();
+  auto s = core::spawn_start({.argv = {"/nonexistent/program"}});
+  ASSERT_TRUE(s) << s.error().message();
+  int err = 0;
+  EXPECT_EQ(await_outcome(s->exec_fd.get(), &err), core::exec_outcome::failed);
+  EXPECT_EQ(err, ENOENT);
+  EXPECT_EQ(wait_pid(s->pid), core::exit_reason::code(127));
+  s->exec_fd.reset();
+  EXPECT_TRUE(t::zombie_children().empty());
+  EXPECT_EQ(t::count_open_fds(), before);
+}
+
+TEST(SpawnStart, SetupFailureIsReportedLikeAnExecFailure) {
+  auto s = core::spawn_start(
+      {.argv = {t::bin_path("otpd_test_child"), "exit", "0"}, .cwd = "/nonexistent/dir"});
+  ASSERT_TRUE(s);
+  int err = 0;
+  EXPECT_EQ(await_outcome(s->exec_fd.get(), &err), core::exec_outcome::failed);
+  EXPECT_EQ(err, ENOENT);
+  EXPECT_EQ(wait_pid(s->pid), core::exit_reason::code(127));
+}
+
+TEST(SpawnStart, ReturnsBeforeTheChildExecsAndKeepsTheChildSetUp) {
+  // Many starts back to back without reading any outcome: none blocks, each
+  // child is its own process group leader, and every one execs.
+  std::vector<core::started_spawn> kids;
+  for (int i = 0; i < 20; ++i) {
+    auto s = core::spawn_start({.argv = {t::bin_path("otpd_test_child"), "sleep"}});
+    ASSERT_TRUE(s) << s.error().message();
+    kids.push_back(std::move(*s));
+  }
+  for (auto& k : kids) {
+    EXPECT_EQ(await_outcome(k.exec_fd.get(), nullptr), core::exec_outcome::exec_ok);
+    EXPECT_EQ(::getpgid(k.pid), k.pid);
+  }
+  for (auto& k : kids) {
+    ::kill(k.pid, SIGKILL);
+    EXPECT_EQ(wait_pid(k.pid).kind, core::exit_kind::killed);
+  }
+  EXPECT_TRUE(t::zombie_children().empty());
+}
+
+TEST(SpawnStart, PendingWhileNothingHasBeenWritten) {
+  // A pipe nobody writes to or closes reads as pending, not as EOF.
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+  EXPECT_EQ(core::read_exec_outcome(p[0], nullptr), core::exec_outcome::pending);
+  ::close(p[1]);
+  EXPECT_EQ(core::read_exec_outcome(p[0], nullptr), core::exec_outcome::exec_ok);
+  ::close(p[0]);
+}
+
+TEST(SpawnStart, RejectsAnEmptyArgv) {
+  auto s = core::spawn_start({});
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error(), core::errc::invalid_argument);
+}
