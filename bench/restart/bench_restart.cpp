@@ -7,7 +7,7 @@
 //
 //   bench_restart [--kills 200] [--anchor-kills 50] [--slow-kills 20]
 //                 [--idle-ms 1100] [--scale 1000,10000] [--anchor-scale 1000]
-//                 [--skip-restart] [--skip-scale]
+//                 [--skip-restart] [--skip-scale] [--mass N]
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -46,6 +46,7 @@ struct options {
   int anchor_scale = 1000;
   bool restart = true;
   bool scale_run = true;
+  int mass = 0;  // --mass N: only the 500-killed-at-once figure, N children
 };
 
 std::string g_bin;   // build/bin
@@ -640,6 +641,33 @@ void scale_section(const options& o) {
   fmt::print("\n");
 }
 
+// The 500-killed-at-once figure alone (no idle wait): otpd and s6 with N
+// one_for_one children each, in the same run. Repeated `rounds` times.
+void mass_section(const options& o) {
+  fmt::print("## 500 killed at once (N = {} children)\n\n", o.mass);
+  fmt::print("| supervisor | all N started (ms) | 500 killed at once, all back (ms), per round |\n"
+             "|---|---|---|\n");
+  auto row = [&](const std::string& label, one_child& c) {
+    std::int64_t t0 = monotonic_ns();
+    std::int64_t last = c.st.wait_count(static_cast<std::size_t>(o.mass), 180000);
+    double start_ms = last > 0 ? static_cast<double>(last - t0) / 1e6 : -1;
+    std::string rounds;
+    for (int i = 0; i < 3; ++i) {
+      sleep_ms(500);  // let the previous round settle
+      rounds += (i != 0 ? " / " : "") + kill_many(c, 500);
+    }
+    fmt::print("| {} | {:.0f} | {} |\n", label, start_ms, rounds);
+    std::fflush(stdout);
+  };
+  auto c = start_otpd(fmt::format("mass{}", o.mass), o.mass, "one_for_one");
+  row("**otpd** (one_for_one)", *c);
+  c->shutdown();
+  auto s6 = start_s6("mass", o.mass);
+  row("s6-svscan + s6-supervise", *s6);
+  s6->shutdown();
+  fmt::print("\n");
+}
+
 std::vector<int> parse_list(const std::string& s) {
   std::vector<int> out;
   std::stringstream ss(s);
@@ -673,13 +701,15 @@ int main(int argc, char** argv) {
       o.anchor_scale = std::atoi(next().c_str());
     } else if (a == "--skip-restart") {
       o.restart = false;
+    } else if (a == "--mass") {
+      o.mass = std::atoi(next().c_str());
     } else if (a == "--skip-scale") {
       o.scale_run = false;
     } else {
       fmt::print(stderr,
                  "usage: bench_restart [--kills N] [--anchor-kills N] [--slow-kills N] "
                  "[--idle-ms MS] [--scale N,N] [--anchor-scale N] [--skip-restart] "
-                 "[--skip-scale]\n");
+                 "[--skip-scale] [--mass N]\n");
       return 100;
     }
   }
@@ -688,10 +718,12 @@ int main(int argc, char** argv) {
   g_work = ::mkdtemp(tmpl);
   ::signal(SIGPIPE, SIG_IGN);
   otpd::core::raise_fd_limit();
-  if (o.restart) {
+  if (o.mass > 0) {
+    mass_section(o);
+  } else if (o.restart) {
     restart_section(o);
   }
-  if (o.scale_run) {
+  if (o.scale_run && o.mass == 0) {
     scale_section(o);
   }
   std::error_code ec;
