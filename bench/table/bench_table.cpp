@@ -15,11 +15,11 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -48,7 +48,7 @@ using otpd::core::unique_fd;
 
 namespace {
 
-constexpr std::uint64_t kStride = 40503;
+constexpr std::uint64_t stride_step = 40503;
 
 std::string key_of(std::uint64_t i) {
   return fmt::format("k{:015}", i);
@@ -103,7 +103,7 @@ double run_procs(const std::string& node, const std::vector<std::string_view>& k
   };
   std::vector<child> kids;
   const std::uint64_t n = keys.size();
-  std::uint64_t stride = kStride % n;
+  std::uint64_t stride = stride_step % n;
   while (std::gcd(stride, n) != 1) {
     ++stride;
   }
@@ -316,7 +316,7 @@ std::string rate(double v) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{"bench_table: shm_table vs Erlang ETS vs Redis"};
   std::uint64_t nkeys = 100000;
   std::uint64_t ops = 5000000;
@@ -458,4 +458,18 @@ int main(int argc, char** argv) {
     std::printf("\n%s\n", redis_note.c_str());
   }
   return ok ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+  // Errors are values below; an exception here is a bug (or bad_alloc): say
+  // so and exit as a system error instead of terminating silently.
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: unexpected error: %s\n", argv[0], e.what());
+    return 111;
+  } catch (...) {
+    std::fprintf(stderr, "%s: unexpected error\n", argv[0]);
+    return 111;
+  }
 }

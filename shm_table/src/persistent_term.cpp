@@ -25,7 +25,7 @@ using core::errc;
 
 namespace {
 
-constexpr std::uint64_t kMagic = 0x6f74706470746d31ULL;  // "otpdptm1"
+constexpr std::uint64_t pt_magic = 0x6f74706470746d31ULL;  // "otpdptm1"
 
 struct pt_entry {
   std::uint32_t klen;
@@ -41,7 +41,9 @@ struct pt_buf {
   pt_entry e[persistent_term::max_terms];
 };
 
-struct pt_area {
+// The padding is wanted: the writers' mutex, the generation readers poll and
+// the buffers each get their own cache lines.
+struct pt_area {  // NOLINT(clang-analyzer-optin.performance.Padding)
   std::uint64_t magic;
   std::uint64_t size;
   pthread_mutex_t mutex;
@@ -123,7 +125,7 @@ Result<persistent_term> persistent_term::open(std::string_view node, std::string
       p->a = reinterpret_cast<pt_area*>(p->seg->base());
       detail::init_robust_mutex(&p->a->mutex);
       p->a->size = sizeof(pt_area);
-      __atomic_store_n(&p->a->magic, kMagic, __ATOMIC_RELEASE);
+      __atomic_store_n(&p->a->magic, pt_magic, __ATOMIC_RELEASE);
       return persistent_term(std::move(p));
     }
     if (created.error() != errc::already_exists) {
@@ -141,7 +143,7 @@ Result<persistent_term> persistent_term::open(std::string_view node, std::string
       return errc::malformed;
     }
     p->a = reinterpret_cast<pt_area*>(p->seg->base());
-    if (!detail::wait_ready(&p->a->magic, kMagic, 2000)) {
+    if (!detail::wait_ready(&p->a->magic, pt_magic, 2000)) {
       return errc::busy;
     }
     return persistent_term(std::move(p));

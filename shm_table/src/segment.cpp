@@ -1,9 +1,9 @@
 #include "segment.hpp"
 
 #include <sched.h>
-#include <signal.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 
 #include <boost/interprocess/exceptions.hpp>

@@ -60,12 +60,12 @@
 
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <vector>
@@ -83,12 +83,12 @@ using core::errc;
 
 namespace {
 
-constexpr std::uint64_t kMagic = 0x6f74706474616231ULL;  // "otpdtab1"
-constexpr std::uint32_t kVersion = 2;
-constexpr std::uint32_t kNil = 0xFFFFFFFFu;
-constexpr std::uint32_t kHead = 0xFFFFFFFEu;  // the skip list's head node
-constexpr int kMaxLevel = 16;
-constexpr int kReadyTimeoutMs = 2000;
+constexpr std::uint64_t table_magic = 0x6f74706474616231ULL;  // "otpdtab1"
+constexpr std::uint32_t layout_version = 2;
+constexpr std::uint32_t nil = 0xFFFFFFFFu;
+constexpr std::uint32_t head_node = 0xFFFFFFFEu;  // the skip list's head node
+constexpr int max_level = 16;
+constexpr int ready_timeout_ms = 2000;
 
 struct seg_header {
   std::uint64_t magic;  // published last by the creator (release)
@@ -126,7 +126,7 @@ struct alignas(64) stripe_hdr {
   std::uint32_t free_head;  // the slot pool's free list
   std::uint64_t bytes;      // key + value bytes of the live entries
   std::uint32_t level;      // ordered_set: skip list levels in use
-  std::uint32_t head_fwd[kMaxLevel];
+  std::uint32_t head_fwd[max_level];
 };
 
 struct slot_hdr {
@@ -231,7 +231,7 @@ int random_level() {
   state ^= state << 17;
   std::uint64_t r = state;
   int level = 1;
-  while (level < kMaxLevel && (r & 3) == 0) {
+  while (level < max_level && (r & 3) == 0) {
     ++level;
     r >>= 2;
   }
@@ -320,7 +320,7 @@ struct table::impl {
                                        (static_cast<std::uint64_t>(s) * spp + idx) * slot_size);
   }
   [[nodiscard]] std::uint32_t* fwd(std::uint32_t s, std::uint32_t idx) const {
-    if (idx == kHead) {
+    if (idx == head_node) {
       return stripe(s).head_fwd;
     }
     return reinterpret_cast<std::uint32_t*>(reinterpret_cast<char*>(slot(s, idx)) +
@@ -390,7 +390,7 @@ struct table::impl {
       recs.push_back(p);
       p += sizeof r + round_up(r.len, 8);
     }
-    for (auto it = recs.rbegin(); it != recs.rend(); ++it) {
+    for (auto it = recs.rbegin(); it != recs.rend(); ++it) {  // NOLINT(modernize-loop-convert)
       undo_rec r;
       std::memcpy(&r, *it, sizeof r);
       std::memcpy(base + r.off, *it + sizeof r, r.len);
@@ -510,18 +510,18 @@ struct table::impl {
       }
       idx = ld(sl->next);
     }
-    return kNil;
+    return nil;
   }
 
   // Skip list search: the last node before key on each level (update may be
-  // null), and the node holding key or kNil.
+  // null), and the node holding key or nil.
   std::uint32_t find_ordered(std::string_view key, std::uint32_t* update) const {
     stripe_hdr& sh = stripe(0);
-    std::uint32_t level = std::min<std::uint32_t>(ld(sh.level), kMaxLevel);
-    std::uint32_t x = kHead;
+    std::uint32_t level = std::min<std::uint32_t>(ld(sh.level), max_level);
+    std::uint32_t x = head_node;
     std::uint64_t steps = 0;
-    const std::uint64_t max_steps = static_cast<std::uint64_t>(spp) * kMaxLevel + kMaxLevel;
-    for (int l = kMaxLevel - 1; l >= 0; --l) {
+    const std::uint64_t max_steps = static_cast<std::uint64_t>(spp) * max_level + max_level;
+    for (int l = max_level - 1; l >= 0; --l) {
       if (static_cast<std::uint32_t>(l) < level) {
         while (steps++ < max_steps) {
           std::uint32_t nx = ld(fwd(0, x)[l]);
@@ -539,7 +539,7 @@ struct table::impl {
     if (c < spp && compare_keys(key_of(slot(0, c)), key) == 0) {
       return c;
     }
-    return kNil;
+    return nil;
   }
 
   [[nodiscard]] std::uint32_t find(std::uint32_t s, std::uint64_t h, std::string_view key) const {
@@ -688,10 +688,10 @@ void free_slot(const impl_t& t, writer& w, std::uint32_t s, std::uint32_t idx) {
   stripe_hdr& sh = t.stripe(s);
   slot_hdr* sl = t.slot(s, idx);
   if (t.type == table_type::ordered_set) {
-    std::uint32_t update[kMaxLevel];
+    std::uint32_t update[max_level];
     t.find_ordered(t.key_of(sl), update);
     std::uint32_t* xf = t.fwd(s, idx);
-    for (std::uint32_t l = 0; l < sl->level && l < kMaxLevel; ++l) {
+    for (std::uint32_t l = 0; l < sl->level && l < max_level; ++l) {
       std::uint32_t* pf = t.fwd(s, update[l]);
       if (pf[l] == idx) {
         w.save_field(pf[l]);
@@ -699,7 +699,7 @@ void free_slot(const impl_t& t, writer& w, std::uint32_t s, std::uint32_t idx) {
       }
     }
     std::uint32_t level = sh.level;
-    while (level > 1 && sh.head_fwd[level - 1] == kNil) {
+    while (level > 1 && sh.head_fwd[level - 1] == nil) {
       --level;
     }
     if (level != sh.level) {
@@ -730,7 +730,7 @@ void free_slot(const impl_t& t, writer& w, std::uint32_t s, std::uint32_t idx) {
   w.save_field(sh.free_head);
   w.save_field(sh.count);
   w.save_field(sh.bytes);
-  if (old != kNil) {
+  if (old != nil) {
     w.save_field(t.slot(s, old)->hash);
     st(t.slot(s, old)->hash, idx);
   }
@@ -738,14 +738,14 @@ void free_slot(const impl_t& t, writer& w, std::uint32_t s, std::uint32_t idx) {
   st(sh.count, sh.count - 1);
   st(sl->live, 0);
   st(sl->next, old);
-  st(sl->hash, kNil);
+  st(sl->hash, nil);
   st(sh.free_head, idx);
 }
 
-// The entry to evict from stripe s (never exclude), or kNil.
+// The entry to evict from stripe s (never exclude), or nil.
 std::uint32_t pick_victim(const impl_t& t, std::uint32_t s, std::int64_t now,
                           std::uint32_t exclude) {
-  std::uint32_t best = kNil;
+  std::uint32_t best = nil;
   std::uint64_t best_score = UINT64_MAX;
   for (std::uint32_t i = 0; i < t.spp; ++i) {
     slot_hdr* sl = t.slot(s, i);
@@ -763,7 +763,7 @@ std::uint32_t pick_victim(const impl_t& t, std::uint32_t s, std::int64_t now,
     } else {
       continue;
     }
-    if (best == kNil || score < best_score) {
+    if (best == nil || score < best_score) {
       best = i;
       best_score = score;
     }
@@ -776,15 +776,15 @@ bool make_room(const impl_t& t, writer& w, std::uint32_t s, bool need_slot,
                std::uint64_t extra_bytes, std::int64_t now, std::uint32_t exclude) {
   stripe_hdr& sh = t.stripe(s);
   for (;;) {
-    bool slot_ok = !need_slot || (sh.free_head != kNil && t.total_count() < t.max_entries);
+    bool slot_ok = !need_slot || (sh.free_head != nil && t.total_count() < t.max_entries);
     bool bytes_ok = !t.bytes_bind || t.total_bytes() + extra_bytes <= t.max_bytes;
     if (slot_ok && bytes_ok) {
       return true;
     }
-    std::uint32_t v = kNil;
+    std::uint32_t v = nil;
     // Expired entries go first, whatever the policy.
     v = pick_victim(t, s, now, exclude);
-    if (v == kNil) {
+    if (v == nil) {
       return false;
     }
     if (t.policy == eviction::none && !impl_t::expired(t.slot(s, v), now)) {
@@ -816,14 +816,14 @@ void link_new(const impl_t& t, writer& w, std::uint32_t s, std::uint64_t h, std:
   w.save(sl, t.payload_off);  // header (+ forward pointers)
   std::uint32_t prev = sl->hash;
   std::uint32_t next = sl->next;
-  if (prev == kNil) {
+  if (prev == nil) {
     w.save_field(sh.free_head);
     st(sh.free_head, next);
   } else {
     w.save_field(t.slot(s, prev)->next);
     st(t.slot(s, prev)->next, next);
   }
-  if (next != kNil) {
+  if (next != nil) {
     w.save_field(t.slot(s, next)->hash);
     st(t.slot(s, next)->hash, prev);
   }
@@ -838,7 +838,7 @@ void link_new(const impl_t& t, writer& w, std::uint32_t s, std::uint64_t h, std:
     st(sl->atime, __atomic_add_fetch(&sh.lru_clock, 1, __ATOMIC_RELAXED));
   }
   if (ordered) {
-    std::uint32_t update[kMaxLevel];
+    std::uint32_t update[max_level];
     t.find_ordered(key, update);
     auto level = static_cast<std::uint32_t>(random_level());
     st(sl->level, level);
@@ -847,8 +847,8 @@ void link_new(const impl_t& t, writer& w, std::uint32_t s, std::uint64_t h, std:
       st(sh.level, level);
     }
     std::uint32_t* xf = t.fwd(s, idx);
-    for (std::uint32_t l = 0; l < kMaxLevel; ++l) {
-      st(xf[l], kNil);
+    for (std::uint32_t l = 0; l < max_level; ++l) {
+      st(xf[l], nil);
     }
     for (std::uint32_t l = 0; l < level; ++l) {
       std::uint32_t* pf = t.fwd(s, update[l]);
@@ -998,13 +998,13 @@ Result<table> table::create(std::string_view node, std::string_view name, const 
                           ? o.max_entries
                           : (static_cast<std::uint64_t>(o.max_entries) * 5 / 4) / stripes + 16;
   std::uint64_t bpp = ordered ? 0 : pow2_at_least(spp);
-  std::uint32_t payload_off = sizeof(slot_hdr) + (ordered ? 4 * kMaxLevel : 0);
+  std::uint32_t payload_off = sizeof(slot_hdr) + (ordered ? 4 * max_level : 0);
   std::uint64_t slot_size = round_up(payload_off + o.max_item_bytes, 32);
-  if (spp * stripes >= kHead) {
+  if (spp * stripes >= head_node) {
     return errc::invalid_argument;
   }
   std::uint64_t journal_bytes = round_up(sizeof(journal_hdr) + 2 * (sizeof(undo_rec) + slot_size) +
-                                             (4 * kMaxLevel + 64) * (sizeof(undo_rec) + 8),
+                                             (4 * max_level + 64) * (sizeof(undo_rec) + 8),
                                          64);
   std::uint64_t stripes_off = round_up(sizeof(seg_header), 4096);
   std::uint64_t buckets_off = round_up(stripes_off + stripes * sizeof(stripe_hdr), 64);
@@ -1023,7 +1023,7 @@ Result<table> table::create(std::string_view node, std::string_view name, const 
   p->node = node;
   p->name = name;
   auto* h = reinterpret_cast<seg_header*>(p->base);
-  h->version = kVersion;
+  h->version = layout_version;
   h->type = static_cast<std::uint8_t>(o.type);
   h->access = static_cast<std::uint8_t>(o.access);
   h->policy = static_cast<std::uint8_t>(o.policy);
@@ -1052,19 +1052,19 @@ Result<table> table::create(std::string_view node, std::string_view name, const 
     detail::init_robust_mutex(&sh.mutex);
     sh.level = 1;
     sh.free_head = 0;
-    for (std::uint32_t l = 0; l < kMaxLevel; ++l) {
-      sh.head_fwd[l] = kNil;
+    for (auto& f : sh.head_fwd) {
+      f = nil;
     }
     for (std::uint32_t i = 0; i < p->spp; ++i) {
-      p->slot(s, i)->next = i + 1 < p->spp ? i + 1 : kNil;
-      p->slot(s, i)->hash = i == 0 ? kNil : i - 1;  // a free slot's prev
+      p->slot(s, i)->next = i + 1 < p->spp ? i + 1 : nil;
+      p->slot(s, i)->hash = i == 0 ? nil : i - 1;  // a free slot's prev
     }
   }
   if (bpp != 0) {
     std::memset(p->buckets, 0xFF, stripes * bpp * 4);
   }
   // Publish: openers wait for the magic before they trust anything else.
-  __atomic_store_n(&h->magic, kMagic, __ATOMIC_RELEASE);
+  __atomic_store_n(&h->magic, table_magic, __ATOMIC_RELEASE);
   return table(std::move(p));
 }
 
@@ -1075,7 +1075,7 @@ Result<table> table::open(std::string_view node, std::string_view name) {
   auto seg = detail::open_segment(segment_name(node, name));
   // A creator between shm_open and ftruncate: give it the same time as a
   // creator that has not published its magic yet.
-  auto until = core::deadline::after(core::milliseconds(kReadyTimeoutMs));
+  auto until = core::deadline::after(core::milliseconds(ready_timeout_ms));
   while (!seg && seg.error() == errc::busy && !until.expired()) {
     ::sched_yield();
     seg = detail::open_segment(segment_name(node, name));
@@ -1087,10 +1087,10 @@ Result<table> table::open(std::string_view node, std::string_view name) {
     return errc::malformed;
   }
   auto* h = reinterpret_cast<seg_header*>((*seg)->base());
-  if (!detail::wait_ready(&h->magic, kMagic, kReadyTimeoutMs)) {
+  if (!detail::wait_ready(&h->magic, table_magic, ready_timeout_ms)) {
     return errc::busy;
   }
-  if (h->version != kVersion || h->segment_size != (*seg)->size()) {
+  if (h->version != layout_version || h->segment_size != (*seg)->size()) {
     return errc::malformed;
   }
   auto p = std::make_unique<impl>();
@@ -1180,7 +1180,7 @@ core::Result<bool> put(const impl_t& t, std::string_view key, std::string_view v
   }
   std::int64_t now = core::monotonic_ns();
   std::uint32_t idx = t.find(s, h, key);
-  if (idx != kNil) {
+  if (idx != nil) {
     slot_hdr* sl = t.slot(s, idx);
     if (only_new && !impl_t::expired(sl, now)) {
       return false;
@@ -1192,7 +1192,7 @@ core::Result<bool> put(const impl_t& t, std::string_view key, std::string_view v
     }
     overwrite(t, w, s, idx, value, expire);
   } else {
-    if (!make_room(t, w, s, true, key.size() + value.size(), now, kNil)) {
+    if (!make_room(t, w, s, true, key.size() + value.size(), now, nil)) {
       w.rollback();
       return errc::table_full;
     }
@@ -1230,7 +1230,7 @@ Result<std::optional<std::string>> table::take(std::string_view key) {
     return w.error();
   }
   std::uint32_t idx = t.find(s, h, key);
-  if (idx == kNil) {
+  if (idx == nil) {
     return std::optional<std::string>{};
   }
   slot_hdr* sl = t.slot(s, idx);
@@ -1273,7 +1273,7 @@ Result<std::int64_t> table::update_counter(std::string_view key, std::int64_t in
       buf[i] = static_cast<char>((u >> (8 * i)) & 0xff);
     }
   };
-  if (idx != kNil && !impl::expired(t.slot(s, idx), now)) {
+  if (idx != nil && !impl::expired(t.slot(s, idx), now)) {
     slot_hdr* sl = t.slot(s, idx);
     std::string_view v = t.value_of(sl);
     if (v.size() != 8) {
@@ -1292,10 +1292,10 @@ Result<std::int64_t> table::update_counter(std::string_view key, std::int64_t in
                                       static_cast<std::uint64_t>(incr));
     encode(value);
     std::int64_t expire = expiry_for(ttl);
-    if (idx != kNil) {
+    if (idx != nil) {
       overwrite(t, w, s, idx, std::string_view(buf, 8), expire);
     } else {
-      if (!make_room(t, w, s, true, key.size() + 8, now, kNil)) {
+      if (!make_room(t, w, s, true, key.size() + 8, now, nil)) {
         w.rollback();
         return errc::table_full;
       }
@@ -1313,7 +1313,7 @@ std::vector<std::uint32_t> slots_in_order(const impl_t& t, std::uint32_t s) {
   std::vector<std::uint32_t> out;
   if (t.type == table_type::ordered_set) {
     std::uint32_t x = t.stripe(s).head_fwd[0];
-    while (x != kNil && x < t.spp && out.size() <= t.spp) {
+    while (x != nil && x < t.spp && out.size() <= t.spp) {
       out.push_back(x);
       x = t.fwd(s, x)[0];
     }
@@ -1405,7 +1405,7 @@ bool table::lookup_into(std::string_view key, std::string& out) const {
   t.read_stripe(s, [&] {
     found = false;
     std::uint32_t idx = t.find(s, h, key);
-    if (idx == kNil) {
+    if (idx == nil) {
       return;
     }
     slot_hdr* sl = t.slot(s, idx);
@@ -1446,7 +1446,7 @@ bool table::member(std::string_view key) const {
   bool found = false;
   t.read_stripe(s, [&] {
     std::uint32_t idx = t.find(s, h, key);
-    found = idx != kNil && !impl::expired(t.slot(s, idx), core::monotonic_ns());
+    found = idx != nil && !impl::expired(t.slot(s, idx), core::monotonic_ns());
   });
   return found;
 }
@@ -1553,7 +1553,7 @@ Result<std::optional<std::string>> table::next(std::string_view key) const {
       [&] {
         out.reset();
         std::int64_t now = core::monotonic_ns();
-        std::uint32_t update[kMaxLevel];
+        std::uint32_t update[max_level];
         t.find_ordered(key, update);
         std::uint32_t x = ld(t.fwd(0, update[0])[0]);
         for (std::uint32_t steps = 0; x < t.spp && steps <= t.spp; ++steps) {
@@ -1581,7 +1581,7 @@ Result<std::vector<entry>> table::range(std::string_view lo, std::string_view hi
       [&] {
         out.clear();
         std::int64_t now = core::monotonic_ns();
-        std::uint32_t update[kMaxLevel];
+        std::uint32_t update[max_level];
         t.find_ordered(lo, update);
         std::uint32_t x = ld(t.fwd(0, update[0])[0]);
         for (std::uint32_t steps = 0; x < t.spp && steps <= t.spp && out.size() < limit; ++steps) {
@@ -1662,7 +1662,7 @@ std::string check_stripe(const impl_t& t, std::uint32_t s) {
     std::uint32_t x = sh.head_fwd[0];
     std::string prev;
     bool first = true;
-    while (x != kNil) {
+    while (x != nil) {
       if (x >= t.spp || seen[x] != 0) {
         return fmt::format("stripe {}: level 0 broken at {}", s, x);
       }
@@ -1675,19 +1675,19 @@ std::string check_stripe(const impl_t& t, std::uint32_t s) {
       if (!first && compare_keys(prev, k) >= 0) {
         return fmt::format("stripe {}: keys out of order at slot {}", s, x);
       }
-      if (sl->level == 0 || sl->level > sh.level || sl->level > kMaxLevel) {
+      if (sl->level == 0 || sl->level > sh.level || sl->level > max_level) {
         return fmt::format("stripe {}: slot {} has level {}", s, x, sl->level);
       }
       first = false;
       prev = std::move(k);
       x = t.fwd(s, x)[0];
     }
-    for (std::uint32_t l = 1; l < kMaxLevel; ++l) {
+    for (std::uint32_t l = 1; l < max_level; ++l) {
       std::uint32_t y = sh.head_fwd[l];
       std::string p;
       bool f = true;
       std::uint32_t steps = 0;
-      while (y != kNil) {
+      while (y != nil) {
         if (l >= sh.level || y >= t.spp || seen[y] != 1 || t.slot(s, y)->level <= l ||
             ++steps > t.spp) {
           return fmt::format("stripe {}: level {} broken at {}", s, l, y);
@@ -1705,7 +1705,7 @@ std::string check_stripe(const impl_t& t, std::uint32_t s) {
     for (std::uint32_t b = 0; b < t.bpp; ++b) {
       std::uint32_t x = t.buckets[static_cast<std::uint64_t>(s) * t.bpp + b];
       std::vector<std::string> keys;
-      while (x != kNil) {
+      while (x != nil) {
         if (x >= t.spp || seen[x] != 0) {
           return fmt::format("stripe {}: chain of bucket {} broken at {}", s, b, x);
         }
@@ -1731,9 +1731,9 @@ std::string check_stripe(const impl_t& t, std::uint32_t s) {
     }
   }
   std::uint32_t f = sh.free_head;
-  std::uint32_t fprev = kNil;
+  std::uint32_t fprev = nil;
   std::uint64_t nfree = 0;
-  while (f != kNil) {
+  while (f != nil) {
     if (f >= t.spp || seen[f] != 0) {
       return fmt::format("stripe {}: free list broken at {}", s, f);
     }
@@ -1774,7 +1774,7 @@ Result<void> table::verify(std::string* problem) const {
     }
     return errc::malformed;
   };
-  if (__atomic_load_n(&t.hdr->magic, __ATOMIC_ACQUIRE) != kMagic) {
+  if (__atomic_load_n(&t.hdr->magic, __ATOMIC_ACQUIRE) != table_magic) {
     return fail("bad magic");
   }
   for (std::uint32_t s = 0; s < t.stripes; ++s) {
@@ -1824,7 +1824,8 @@ std::vector<std::string> remove_stale(std::string_view node) {
         // Not published: stale once its creator is gone.
         stale = !pid_alive_not_zombie(h->creator_pid);
       } else {
-        stale = m != kMagic || h->version != kVersion || h->segment_size != (*seg)->size();
+        stale =
+            m != table_magic || h->version != layout_version || h->segment_size != (*seg)->size();
       }
     }
     if (stale && detail::remove_segment(seg_name)) {

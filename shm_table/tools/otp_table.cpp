@@ -46,7 +46,7 @@ std::string ttl_text(const std::optional<std::int64_t>& ms) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{"otp-table: the node's shared-memory tables"};
   app.require_subcommand(1);
   std::string node = st::default_node();
@@ -215,4 +215,18 @@ int main(int argc, char** argv) {
     return 0;
   }
   return 100;
+}
+
+int main(int argc, char** argv) {
+  // Errors are values below; an exception here is a bug (or bad_alloc): say
+  // so and exit as a system error instead of terminating silently.
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: unexpected error: %s\n", argv[0], e.what());
+    return 111;
+  } catch (...) {
+    std::fprintf(stderr, "%s: unexpected error\n", argv[0]);
+    return 111;
+  }
 }

@@ -7,11 +7,14 @@
 // job, or --remove-on-exit's).
 
 #include <poll.h>
-#include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <csignal>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <exception>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -41,7 +44,7 @@ void report_ready() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   otpd::core::set_log_name("shm_cache_owner");
   CLI::App app{"Owner of the node's shm cache table: creates or re-adopts it, sweeps TTLs."};
   std::string node = st::default_node();
@@ -147,5 +150,19 @@ int main(int argc, char** argv) {
     if (!n) {
       log_error("unable to sweep table {}: {}; retrying", name, n.error().message());
     }
+  }
+}
+
+int main(int argc, char** argv) {
+  // Errors are values below; an exception here is a bug (or bad_alloc): say
+  // so and exit as a system error instead of terminating silently.
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: unexpected error: %s\n", argv[0], e.what());
+    return 111;
+  } catch (...) {
+    std::fprintf(stderr, "%s: unexpected error\n", argv[0]);
+    return 111;
   }
 }
