@@ -1,5 +1,9 @@
 // otpctl: talks to a running otpd over its control socket.
 // Exit codes: 0 ok, 1 negative answer, 100 usage error, 111 system error.
+// `call` and `cast` do not go through otpd: they are messages from this
+// process's own mailbox (the process runtime) to a registered worker.
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -8,6 +12,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <otpd/core/result.hpp>
+#include <otpd/runtime/gen_server.hpp>
+#include <otpd/runtime/process.hpp>
 #include <otpd/supervisor/control_client.hpp>
 #include <otpd/supervisor/daemon.hpp>
 
@@ -59,6 +66,79 @@ void print_rows(const json& n, int depth, bool as_tree) {
   }
 }
 
+// MSG as JSON, or a bare word that is not JSON as a string; then msgpack.
+std::string encode_message(const std::string& msg) {
+  json j = json::parse(msg, nullptr, false);
+  if (j.is_discarded()) {
+    j = msg;
+  }
+  auto bytes = json::to_msgpack(j);
+  return {bytes.begin(), bytes.end()};
+}
+
+// A pid when NAME is all digits, else a registered name.
+otpd::runtime::address address_of(const std::string& name) {
+  if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos) {
+    return static_cast<pid_t>(std::stol(name));
+  }
+  return name;
+}
+
+int message_command(const std::string& cmd, const std::string& dir, const std::string& name,
+                    const std::string& msg, int timeout_ms) {
+  namespace rt = otpd::runtime;
+  namespace core = otpd::core;
+  if (auto r = rt::init({.runtime_dir = dir, .name = ""}); !r) {
+    std::fprintf(stderr, "otpctl: unable to open a mailbox in %s: %s\n", dir.c_str(),
+                 r.error().message().c_str());
+    return exit_sys;
+  }
+  std::string body = encode_message(msg);
+  if (cmd == "cast") {
+    auto r = rt::send_message(address_of(name), rt::kind::cast, {}, body);
+    if (!r) {
+      if (r.error() == core::errc::noproc) {
+        std::fprintf(stderr, "otpctl: no process named %s\n", name.c_str());
+        return exit_no;
+      }
+      std::fprintf(stderr, "otpctl: unable to cast to %s: %s\n", name.c_str(),
+                   r.error().message().c_str());
+      return exit_no;
+    }
+    return exit_ok;
+  }
+  core::exit_reason why;
+  auto r = rt::call_message(address_of(name), body, std::chrono::milliseconds(timeout_ms), &why);
+  if (!r) {
+    if (r.error() == core::errc::noproc) {
+      std::fprintf(stderr, "otpctl: no process named %s\n", name.c_str());
+    } else if (r.error() == core::errc::crashed) {
+      std::fprintf(stderr, "otpctl: %s died during the call: %s\n", name.c_str(),
+                   why.to_string().c_str());
+    } else if (r.error() == core::errc::timeout) {
+      std::fprintf(stderr, "otpctl: no reply from %s within %d ms\n", name.c_str(), timeout_ms);
+    } else {
+      std::fprintf(stderr, "otpctl: unable to call %s: %s\n", name.c_str(),
+                   r.error().message().c_str());
+    }
+    return exit_no;
+  }
+  if (r->body.empty()) {
+    std::printf("null\n");
+    return exit_ok;
+  }
+  json reply = json::from_msgpack(r->body, true, false);
+  if (reply.is_discarded()) {
+    // Valid msgpack that JSON cannot hold (e.g. a map with non-string keys,
+    // bin or ext types): say so rather than print something else.
+    std::fprintf(stderr, "otpctl: the reply of %s (%zu bytes of msgpack) has no JSON form\n",
+                 name.c_str(), r->body.size());
+    return exit_no;
+  }
+  std::printf("%s\n", reply.dump().c_str());
+  return exit_ok;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -98,6 +178,16 @@ int main(int argc, char** argv) {
       ->add_flag("-f,--follow", follow, "keep printing events as they happen");
   add("shutdown", "stop every child in order and end otpd");
   add("reopen-logs", "reopen the children's log files (after an external logrotate)");
+  std::string target, msg;
+  int timeout_ms = 5000;
+  auto* call = add("call", "a GenServer call from the shell; prints the reply as JSON");
+  call->add_option("name", target, "registered name (or pid) of the server")->required();
+  call->add_option("msg", msg, "the request: JSON, or a bare word sent as a string")->required();
+  call->add_option("--timeout", timeout_ms, "ms to wait for the reply (default 5000)")
+      ->check(CLI::PositiveNumber);
+  auto* cast = add("cast", "a GenServer cast from the shell (no reply)");
+  cast->add_option("name", target, "registered name (or pid) of the server")->required();
+  cast->add_option("msg", msg, "the message: JSON, or a bare word sent as a string")->required();
   pid_t pid = -1;
   add("exit-reason", "how a recent child process ended")
       ->add_option("pid", pid, "process id")
@@ -130,6 +220,9 @@ int main(int argc, char** argv) {
   }
 
   dir = otpd::supervisor::pick_runtime_dir(dir, "");
+  if (cmd == "call" || cmd == "cast") {
+    return message_command(cmd, dir, target, msg, timeout_ms);
+  }
   control_client client;
   if (auto r = client.connect(dir); !r) {
     std::fprintf(stderr,
