@@ -1,5 +1,6 @@
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -9,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 #include <otpd/core/spawn.hpp>
 
@@ -139,6 +141,34 @@ class signal_block {
   sigset_t old_{};
 };
 
+// What a child of spawn_start needs, passed by pointer (clone's child gets
+// one void* argument).
+struct exec_child {
+  const spawn_options* o;
+  const prepared* p;
+  pid_t parent;
+  int err_fd;
+};
+
+// The child of spawn_start: set up, then exec; never returns. Async-signal-
+// safe calls only, and no writes to memory but its own stack: with vfork
+// that memory is the parent's.
+int run_exec_child(void* arg) {
+  const auto* c = static_cast<const exec_child*>(arg);
+  int err = child_setup(*c->o, c->parent, true);
+  if (err != 0) {
+    child_fail(c->err_fd, err);
+  }
+  char* const* argv = c->p->argv.data();
+  char* const* envp = c->p->envp.empty() ? environ : c->p->envp.data();
+  if (c->o->search_path && std::strchr(argv[0], '/') == nullptr) {
+    ::execvpe(argv[0], argv, envp);
+  } else {
+    ::execve(argv[0], argv, envp);
+  }
+  child_fail(c->err_fd, errno);
+}
+
 }  // namespace
 
 int last_spawn_errno() noexcept {
@@ -215,37 +245,45 @@ Result<spawned> spawn(const spawn_options& o) {
 }
 
 Result<started_spawn> spawn_start(const spawn_options& o) {
+  return spawn_start(o, spawn_method::fork);
+}
+
+Result<started_spawn> spawn_start(const spawn_options& o, spawn_method method) {
   if (o.argv.empty()) {
     return errc::invalid_argument;
   }
   prepared p = prepare(o);
   int pipefd[2];
-  // Non-blocking read end: the caller polls it on its loop.
   if (::pipe2(pipefd, O_CLOEXEC) != 0) {
     return errno_code();
   }
   unique_fd err_read(pipefd[0]);
   unique_fd err_write(pipefd[1]);
+  // Non-blocking read end: the caller polls it on its loop.
   if (::fcntl(err_read.get(), F_SETFL, O_NONBLOCK) != 0) {
     return errno_code();
   }
-  pid_t parent = ::getpid();
+#if defined(__SANITIZE_ADDRESS__)
+  method = spawn_method::fork;
+#endif
+  exec_child ec{&o, &p, ::getpid(), err_write.get()};
   pid_t pid;
   {
+    // Also protects a CLONE_VM child: a parent's handler running in it
+    // would run on our memory.
     signal_block block;
-    pid = ::fork();
-    if (pid == 0) {
-      int err = child_setup(o, parent, true);
-      if (err != 0) {
-        child_fail(err_write.get(), err);
+    if (method == spawn_method::vfork) {
+      // One stack per thread, reused: the parent is suspended while the
+      // child uses it. execvpe puts a path buffer on it, hence 64 KiB.
+      constexpr std::size_t stack_size = 64 * 1024;
+      thread_local std::unique_ptr<char[]> stack(new char[stack_size]);
+      pid =
+          ::clone(run_exec_child, stack.get() + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &ec);
+    } else {
+      pid = ::fork();
+      if (pid == 0) {
+        run_exec_child(&ec);
       }
-      char** envp = p.envp.empty() ? environ : p.envp.data();
-      if (o.search_path && std::strchr(p.argv[0], '/') == nullptr) {
-        ::execvpe(p.argv[0], p.argv.data(), envp);
-      } else {
-        ::execve(p.argv[0], p.argv.data(), envp);
-      }
-      child_fail(err_write.get(), errno);
     }
   }
   if (pid < 0) {

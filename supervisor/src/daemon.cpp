@@ -693,9 +693,12 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
   } else {
     place(w.stderr_spec, 2);
   }
-  // fork only: the exec outcome arrives on the loop (watch_exec), so a
-  // burst of restarts never waits for one child's exec before the next fork.
-  auto r = core::spawn_start(o);
+  // The exec outcome is read on the loop (watch_exec), never waited for
+  // here. vfork: otpd's page tables are not copied (restart latency); the
+  // loop is held only until the child has exec'd, which in a burst of
+  // restarts lets the children's execs proceed one after another while the
+  // kernel finishes each one's start on the other CPU.
+  auto r = core::spawn_start(o, core::spawn_method::vfork);
   ready_w.reset();
   writes.clear();
   if (!r) {

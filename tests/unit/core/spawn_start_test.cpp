@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -105,4 +106,43 @@ TEST(SpawnStart, RejectsAnEmptyArgv) {
   auto s = core::spawn_start({});
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error(), core::errc::invalid_argument);
+}
+
+TEST(SpawnStartVfork, ExecsWithTheSameSetUpAsFork) {
+  auto s = core::spawn_start({.argv = {t::bin_path("otpd_test_child"), "sleep"}},
+                             core::spawn_method::vfork);
+  ASSERT_TRUE(s) << s.error().message();
+  // The caller resumes only after the child's exec: the outcome is there.
+  EXPECT_EQ(core::read_exec_outcome(s->exec_fd.get(), nullptr), core::exec_outcome::exec_ok);
+  EXPECT_EQ(::getpgid(s->pid), s->pid);
+  ::kill(s->pid, SIGKILL);
+  EXPECT_EQ(wait_pid(s->pid).kind, core::exit_kind::killed);
+}
+
+TEST(SpawnStartVfork, ExecFailureArrivesAsErrnoAndLeavesTheCallerIntact) {
+  int before = t::count_open_fds();
+  std::string keep = "the caller's memory is not touched by the child";
+  auto s = core::spawn_start({.argv = {"no-such-program-anywhere"}}, core::spawn_method::vfork);
+  ASSERT_TRUE(s) << s.error().message();
+  int err = 0;
+  EXPECT_EQ(await_outcome(s->exec_fd.get(), &err), core::exec_outcome::failed);
+  EXPECT_EQ(err, ENOENT);
+  EXPECT_EQ(wait_pid(s->pid), core::exit_reason::code(127));
+  EXPECT_EQ(keep, "the caller's memory is not touched by the child");
+  s->exec_fd.reset();
+  EXPECT_EQ(t::count_open_fds(), before);
+  EXPECT_TRUE(t::zombie_children().empty());
+}
+
+TEST(SpawnStartVfork, PlacesFdsAndEnvironment) {
+  t::temp_dir dir;
+  std::string out = dir.path() + "/out";
+  auto s = core::spawn_start({.argv = {"/bin/sh", "-c", "echo \"$GREETING\" > " + out},
+                              .env = {"GREETING=hello", "PATH=/usr/bin:/bin"},
+                              .inherit_env = false,
+                              .fds = {{-1, 0}}},
+                             core::spawn_method::vfork);
+  ASSERT_TRUE(s) << s.error().message();
+  EXPECT_EQ(wait_pid(s->pid), core::exit_reason::normal());
+  EXPECT_EQ(t::read_file(out), "hello\n");
 }

@@ -57,6 +57,15 @@ struct started_spawn {
 };
 [[nodiscard]] Result<started_spawn> spawn_start(const spawn_options& options);
 
+// How spawn_start makes the child. vfork: clone(CLONE_VM | CLONE_VFORK) on a
+// private stack, as posix_spawn does: no copy of the parent's page tables, so
+// a big parent starts a child faster; the caller is suspended until the child
+// has exec'd (or failed), which costs about what an exec costs, and the exec
+// outcome is then already in the pipe. Builds with AddressSanitizer use fork
+// for both: its interceptors must not run in a child sharing our memory.
+enum class spawn_method : std::uint8_t { fork, vfork };
+[[nodiscard]] Result<started_spawn> spawn_start(const spawn_options& options, spawn_method method);
+
 // What the error pipe of spawn_start() says so far.
 enum class exec_outcome : std::uint8_t {
   pending,  // nothing yet (EAGAIN): the child has not reached execve
