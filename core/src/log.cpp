@@ -16,14 +16,18 @@ log_level level_from_env() {
     return log_level::info;
   }
   std::string_view s(v);
-  if (s == "debug")
+  if (s == "debug") {
     return log_level::debug;
-  if (s == "warn")
+  }
+  if (s == "warn") {
     return log_level::warn;
-  if (s == "error")
+  }
+  if (s == "error") {
     return log_level::error;
-  if (s == "off")
+  }
+  if (s == "off") {
     return log_level::off;
+  }
   return log_level::info;
 }
 

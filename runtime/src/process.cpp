@@ -58,8 +58,8 @@ using core::unique_fd;
 
 namespace {
 
-constexpr std::size_t read_chunk = 256 * 1024;
-constexpr std::size_t post_flush_threshold = 64 * 1024;
+constexpr std::size_t read_chunk = std::size_t{256} * 1024;
+constexpr std::size_t post_flush_threshold = std::size_t{64} * 1024;
 constexpr std::size_t max_out_connections = 512;
 constexpr std::size_t max_idle_watches = 64;
 
@@ -475,7 +475,7 @@ Result<out_conn*> context::connect_to(pid_t pid, deadline until) {
   // backlog is full, bounded by SO_SNDTIMEO: the deadline, not forever.
   int ms = until.poll_timeout_ms();
   if (ms >= 0) {
-    timeval tv{ms / 1000, (ms % 1000) * 1000};
+    timeval tv{ms / 1000, static_cast<suseconds_t>(ms % 1000) * 1000};
     if (ms == 0) {
       tv.tv_usec = 1000;
     }
@@ -894,7 +894,7 @@ Result<pid_t> context::whereis(const std::string& name) {
   }
   buf[n] = '\0';
   const char* slash = std::strrchr(buf, '/');
-  pid_t pid = static_cast<pid_t>(std::atol(slash != nullptr ? slash + 1 : buf));
+  auto pid = static_cast<pid_t>(std::atol(slash != nullptr ? slash + 1 : buf));
   if (pid <= 0) {
     return errc::noproc;
   }
@@ -1149,7 +1149,7 @@ exit_reason context::reason_of_non_child(pid_t pid) {
   }
   std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
   auto until = deadline::after(std::chrono::milliseconds(200));
-  std::string request = "{\"cmd\":\"exit-reason\",\"pid\":" + std::to_string(pid) + "}\n";
+  std::string request = R"({"cmd":"exit-reason","pid":)" + std::to_string(pid) + "}\n";
   while (!until.expired()) {
     unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
@@ -1268,8 +1268,14 @@ Result<void> init(const init_options& options) {
   return ctx().init(options);
 }
 void shutdown() noexcept {
-  if (g_ctx != nullptr) {
+  if (g_ctx == nullptr) {
+    return;
+  }
+  try {
     g_ctx->shutdown();
+  } catch (...) {
+    // Closing down must not throw; what could not be cleaned up is left to
+    // the next process with our pid (stale sockets are replaced on bind).
   }
 }
 pid_t self() noexcept {

@@ -57,15 +57,15 @@ class [[nodiscard]] Result {
   [[nodiscard]] bool has_value() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return has_value(); }
 
-  T& value() & {
+  [[nodiscard]] T& value() & {
     assert(has_value());
     return std::get<0>(v_);
   }
-  const T& value() const& {
+  [[nodiscard]] const T& value() const& {
     assert(has_value());
     return std::get<0>(v_);
   }
-  T&& value() && {
+  [[nodiscard]] T&& value() && {
     assert(has_value());
     return std::get<0>(std::move(v_));
   }

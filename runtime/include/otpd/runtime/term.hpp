@@ -16,7 +16,7 @@ template <class T>
 [[nodiscard]] std::string pack(const T& value) {
   msgpack::sbuffer buf;
   msgpack::pack(buf, value);
-  return std::string(buf.data(), buf.size());
+  return {buf.data(), buf.size()};
 }
 
 // Decodes bytes into T. Malformed bytes or a term of another shape are an
