@@ -36,6 +36,7 @@
 #include <otpd/core/clock.hpp>
 #include <otpd/core/spawn.hpp>
 #include <otpd/core/unique_fd.hpp>
+#include <otpd/runtime/gen_server.hpp>
 #include <otpd/shm_table/table.hpp>
 
 #ifndef OTPD_ETS_BENCH_SRC
@@ -43,6 +44,7 @@
 #endif
 
 namespace st = otpd::shm_table;
+namespace rt = otpd::runtime;
 using otpd::core::monotonic_ns;
 using otpd::core::unique_fd;
 
@@ -316,18 +318,104 @@ std::string rate(double v) {
 
 }  // namespace
 
+// The terms cache the other way: a cache_worker GenServer holding a map,
+// each get a mailbox call (each put a cast). Same keys and walk; fewer ops,
+// since every one is a round trip between two processes.
+struct cache_worker_figures {
+  double puts = 0;
+  double get1 = 0;
+  double get2 = 0;
+};
+
+std::optional<cache_worker_figures> run_cache_worker(const std::vector<std::string_view>& keys,
+                                                     const std::vector<std::string>& values,
+                                                     std::uint64_t calls) {
+  char dir[] = "/tmp/otpd-bench-cache.XXXXXX";
+  if (::mkdtemp(dir) == nullptr || !rt::init({.runtime_dir = dir})) {
+    return std::nullopt;
+  }
+  std::string exe_dir;
+  {
+    char buf[4096];
+    ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    exe_dir = std::string(buf).substr(0, std::string(buf).rfind('/'));
+  }
+  auto w = rt::spawn_exec({exe_dir + "/cache_worker", "--evict-ms", "60000"},
+                          {.spawn = {.name = "bench_cache"}, .wait_ready = true});
+  if (!w) {
+    std::fprintf(stderr, "bench_table: unable to start cache_worker: %s\n",
+                 w.error().message().c_str());
+    return std::nullopt;
+  }
+  cache_worker_figures f;
+  std::int64_t t0 = monotonic_ns();
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    auto put = rt::pack(std::make_tuple(std::string("put"), std::string(keys[i]), values[i]));
+    if (!rt::post_message(w->pid, rt::kind::cast, {}, put)) {
+      return std::nullopt;
+    }
+  }
+  // The puts are done when a call queued behind them is answered.
+  if (!rt::flush() || !rt::call<std::tuple<std::string, std::size_t>>(
+                          w->pid, std::make_tuple(std::string("size")), std::chrono::seconds(60))) {
+    return std::nullopt;
+  }
+  f.puts = static_cast<double>(keys.size()) * 1e9 / static_cast<double>(monotonic_ns() - t0);
+  auto reader = [&keys, server = w->pid](std::uint64_t n, std::uint64_t start) {
+    for (std::uint64_t k = 0; k < n; ++k) {
+      auto key = std::string(keys[(start + k * 40503) % keys.size()]);
+      auto r = rt::call_message(server, rt::pack(std::make_tuple(std::string("get"), key)),
+                                std::chrono::seconds(10));
+      if (!r) {
+        return 1;
+      }
+    }
+    return 0;
+  };
+  t0 = monotonic_ns();
+  if (reader(calls, 0) != 0) {
+    return std::nullopt;
+  }
+  f.get1 = static_cast<double>(calls) * 1e9 / static_cast<double>(monotonic_ns() - t0);
+  t0 = monotonic_ns();
+  std::vector<rt::spawned_process> readers;
+  for (std::uint64_t p = 0; p < 2; ++p) {
+    auto r = rt::spawn([&reader, calls, p] { return reader(calls, p * 7919); }, {.monitor = true});
+    if (!r) {
+      return std::nullopt;
+    }
+    readers.push_back(*r);
+  }
+  for (const auto& r : readers) {
+    auto down = rt::receive_ref(r.monitor_ref, rt::deadline::after(std::chrono::seconds(120)));
+    if (!down || down->reason() != otpd::core::exit_reason::normal()) {
+      return std::nullopt;
+    }
+  }
+  f.get2 = static_cast<double>(2 * calls) * 1e9 / static_cast<double>(monotonic_ns() - t0);
+  (void)rt::stop_server(w->pid);
+  rt::shutdown();
+  std::system((std::string("rm -rf ") + dir).c_str());
+  return f;
+}
+
 int run(int argc, char** argv) {
   CLI::App app{"bench_table: shm_table vs Erlang ETS vs Redis"};
   std::uint64_t nkeys = 100000;
   std::uint64_t ops = 5000000;
   bool no_ets = false;
   bool no_redis = false;
+  bool no_cache_worker = false;
+  std::uint64_t calls = 50000;
   std::string ets_script = OTPD_ETS_BENCH_SRC;
   app.add_option("--keys", nkeys, "keys in the table");
   app.add_option("--ops", ops, "operations per process per measurement");
   app.add_option("--ets-script", ets_script, "path of ets_bench.erl");
   app.add_flag("--no-ets", no_ets, "skip the Erlang ETS anchor");
   app.add_flag("--no-redis", no_redis, "skip the Redis anchor");
+  app.add_flag("--no-cache-worker", no_cache_worker, "skip the mailbox cache_worker column");
+  app.add_option("--calls", calls, "cache_worker gets per process");
   CLI11_PARSE(app, argc, argv);
 
   static std::string node = fmt::format("bench{}", ::getpid());
@@ -411,6 +499,14 @@ int run(int argc, char** argv) {
     redis = run_redis(nkeys);
   }
 
+  std::optional<cache_worker_figures> cw;
+  if (!no_cache_worker) {
+    cw = run_cache_worker(keys, values, calls);
+  }
+  auto c = [&](double cache_worker_figures::*field) {
+    return cw ? rate((*cw).*field) + " (call)" : std::string("-");
+  };
+
   auto e = [&](const char* k) { return ets.count(k) != 0 ? rate(ets[k]) : std::string("-"); };
   auto r = [&](const std::map<std::string, double>& m, const char* k) {
     auto it = m.find(k);
@@ -422,33 +518,35 @@ int run(int argc, char** argv) {
       static_cast<unsigned long long>(nkeys), static_cast<unsigned long long>(ops),
       static_cast<double>(memory) / (1024.0 * 1024.0), ok ? "ok" : why.c_str());
   std::printf(
-      "| measure | otpd shm_table | Erlang ETS set, read_concurrency, +S 2 | Redis "
-      "loopback, redis-benchmark | target |\n");
-  std::printf("|---|---|---|---|---|\n");
+      "| measure | otpd shm_table | otpd cache_worker (GenServer, mailbox) | Erlang ETS set, "
+      "read_concurrency, +S 2 | Redis loopback, redis-benchmark | target |\n");
+  std::printf("|---|---|---|---|---|---|\n");
   std::string c1get = redis ? r(redis->c1, "GET") + " (GET, 1 client)" : "-";
   std::string c2get = redis ? r(redis->c2, "GET") + " (GET, 2 clients)" : "-";
   std::string c1set = redis ? r(redis->c1, "SET") + " (SET, 1 client)" : "-";
   std::string c2set = redis ? r(redis->c2, "SET") + " (SET, 2 clients)" : "-";
-  std::printf("| lookups/s, 1 reader process | %s | %s | %s | >= 8 M/s |\n", rate(look1).c_str(),
-              e("lookup_1").c_str(), c1get.c_str());
-  std::printf("| lookups/s, 2 reader processes (total) | %s | %s | %s | >= 14 M/s |\n",
-              rate(look2).c_str(), e("lookup_2").c_str(), c2get.c_str());
-  std::printf("| inserts/s, new keys, 1 process | %s | %s | - | |\n", rate(ins_new).c_str(),
-              e("insert_new").c_str());
-  std::printf("| inserts/s, overwrites, 1 process | %s | %s | %s | |\n", rate(over1).c_str(),
+  std::printf("| lookups/s, 1 reader process | %s | %s | %s | %s | >= 8 M/s |\n",
+              rate(look1).c_str(), c(&cache_worker_figures::get1).c_str(), e("lookup_1").c_str(),
+              c1get.c_str());
+  std::printf("| lookups/s, 2 reader processes (total) | %s | %s | %s | %s | >= 14 M/s |\n",
+              rate(look2).c_str(), c(&cache_worker_figures::get2).c_str(), e("lookup_2").c_str(),
+              c2get.c_str());
+  std::printf("| inserts/s, new keys, 1 process | %s | %s | %s | - | |\n", rate(ins_new).c_str(),
+              cw ? (rate(cw->puts) + " (cast)").c_str() : "-", e("insert_new").c_str());
+  std::printf("| inserts/s, overwrites, 1 process | %s | - | %s | %s | |\n", rate(over1).c_str(),
               e("insert_overwrite").c_str(), c1set.c_str());
-  std::printf("| inserts/s, overwrites, 2 processes (total) | %s | - | %s | |\n",
+  std::printf("| inserts/s, overwrites, 2 processes (total) | %s | - | - | %s | |\n",
               rate(over2).c_str(), c2set.c_str());
-  std::printf("| 90/10 lookup/overwrite mix, 1 process | %s | %s | - | |\n", rate(mix1).c_str(),
+  std::printf("| 90/10 lookup/overwrite mix, 1 process | %s | - | %s | - | |\n", rate(mix1).c_str(),
               e("mix_1").c_str());
-  std::printf("| 90/10 lookup/overwrite mix, 2 processes (total) | %s | %s | - | |\n",
+  std::printf("| 90/10 lookup/overwrite mix, 2 processes (total) | %s | - | %s | - | |\n",
               rate(mix2).c_str(), e("mix_2").c_str());
   std::printf(
       "| ceiling: std::unordered_map in the reader's own memory, no lock, same walk, "
-      "lookups/s 1 / 2 processes | %s / %s | | | |\n",
+      "lookups/s 1 / 2 processes | %s / %s | | | | |\n",
       rate(ceil1).c_str(), rate(ceil2).c_str());
   if (redis) {
-    std::printf("| Redis best case: 50 clients, pipeline 16 | | | GET %s, SET %s | |\n",
+    std::printf("| Redis best case: 50 clients, pipeline 16 | | | | GET %s, SET %s | |\n",
                 r(redis->c50p16, "GET").c_str(), r(redis->c50p16, "SET").c_str());
   }
   if (!ets_note.empty()) {
