@@ -86,8 +86,11 @@ bool valid_name(const std::string& n) {
 struct in_conn {
   unique_fd fd;
   pid_t peer = 0;
-  std::string buf;
-  std::size_t start = 0;  // first unparsed byte
+  // Bytes [start, end) are received and not yet parsed. The buffer only
+  // grows (zero-filled once), so a read never pays for clearing memory.
+  std::vector<char> buf;
+  std::size_t start = 0;
+  std::size_t end = 0;
 };
 
 struct out_conn {
@@ -653,14 +656,14 @@ void context::accept_all() {
 // Parses whole frames from c.buf into the queue. False when the stream is
 // broken (the caller closes the connection).
 bool context::parse_frames(in_conn& c) {
-  while (c.buf.size() - c.start >= sizeof(wire::header)) {
+  while (c.end - c.start >= sizeof(wire::header)) {
     wire::header h;
     std::memcpy(&h, c.buf.data() + c.start, sizeof h);
     if (const char* why = wire::check_header(h); why != nullptr) {
       close_conn(c.fd.get(), why);
       return false;
     }
-    if (c.buf.size() - c.start < sizeof h + h.body_len) {
+    if (c.end - c.start < sizeof h + h.body_len) {
       break;
     }
     std::string_view body(c.buf.data() + c.start + sizeof h, h.body_len);
@@ -687,11 +690,12 @@ bool context::parse_frames(in_conn& c) {
     }
     queue_.push_back(std::move(m));
   }
-  if (c.start == c.buf.size()) {
-    c.buf.clear();
+  if (c.start == c.end) {
     c.start = 0;
+    c.end = 0;
   } else if (c.start > read_chunk) {
-    c.buf.erase(0, c.start);
+    std::memmove(c.buf.data(), c.buf.data() + c.start, c.end - c.start);
+    c.end -= c.start;
     c.start = 0;
   }
   return true;
@@ -704,11 +708,12 @@ void context::read_conn(int fd) {
   }
   in_conn& c = it->second;
   while (true) {
-    std::size_t old = c.buf.size();
-    c.buf.resize(old + read_chunk);
-    ssize_t n = ::read(fd, c.buf.data() + old, read_chunk);
+    if (c.buf.size() < c.end + read_chunk) {
+      c.buf.resize(c.end + read_chunk);
+    }
+    ssize_t n = ::read(fd, c.buf.data() + c.end, read_chunk);
     if (n > 0) {
-      c.buf.resize(old + static_cast<std::size_t>(n));
+      c.end += static_cast<std::size_t>(n);
       if (!parse_frames(c)) {
         return;  // closed
       }
@@ -717,7 +722,6 @@ void context::read_conn(int fd) {
       }
       continue;
     }
-    c.buf.resize(old);
     if (n < 0 && errno == EINTR) {
       continue;
     }
@@ -726,7 +730,7 @@ void context::read_conn(int fd) {
     }
     // EOF or error: the sender closed (or died). A partial frame left over
     // was cut off mid-write; it is dropped.
-    close_conn(fd, c.buf.size() > c.start ? "closed in the middle of a frame" : nullptr);
+    close_conn(fd, c.end > c.start ? "closed in the middle of a frame" : nullptr);
     return;
   }
 }
@@ -829,8 +833,9 @@ Result<message> context::receive(const predicate* pred, deadline until) {
   }
 }
 
+// Only what is queued: callers have already stopped whatever could still
+// produce such a message (the monitor, the call), so nothing to pump.
 void context::remove_matching(const ref& r, kind k) {
-  pump(0);
   for (auto it = queue_.begin(); it != queue_.end();) {
     if (it->ref == r && it->kind == k) {
       it = queue_.erase(it);
