@@ -1,0 +1,46 @@
+// The runtime monitoring a process otpd supervises: the DOWN carries the
+// exit reason otpd saw as the parent (the monitor itself only sees a pidfd).
+#include <chrono>
+#include <string>
+
+#include "otpd_node.hpp"
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <otpd/core/exit_reason.hpp>
+#include <otpd/runtime/process.hpp>
+
+namespace otpd::itest {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(MonitorThroughOtpd, DownOfASupervisedWorkerCarriesTheReasonOtpdSaw) {
+  otpd_node n;
+  n.start(
+      fmt::format("supervisor:\n  strategy: one_for_one\n  max_restarts: 10\n  max_seconds: 10\n"
+                  "  children:\n    - {{id: w, command: [{}, sleep]}}\n",
+                  otpd_node::child()));
+  ASSERT_TRUE(runtime::init({.runtime_dir = n.rt()}).has_value());
+  struct killing {
+    const char* signal;
+    core::exit_reason reason;
+  };
+  for (const killing& k : {killing{"-9", core::exit_reason::from_signal(SIGKILL)},
+                           killing{"-TERM", core::exit_reason::from_signal(SIGTERM)}}) {
+    pid_t w = n.wait_running("w");
+    ASSERT_GT(w, 0) << n.log();
+    runtime::ref mon = runtime::monitor(w);
+    ASSERT_EQ(testing::sh(fmt::format("kill {} {}", k.signal, w)), 0);
+    auto down = runtime::receive_ref(mon, runtime::deadline::after(testing::scaled(10s)));
+    ASSERT_TRUE(down.has_value());
+    EXPECT_EQ(down->from, w);
+    // Without otpd's exit record this would be exit_kind::unknown.
+    EXPECT_EQ(down->reason(), k.reason) << down->reason().to_string();
+    ASSERT_GT(n.wait_running("w", w), 0) << n.log();
+  }
+  runtime::shutdown();
+}
+
+}  // namespace
+}  // namespace otpd::itest
