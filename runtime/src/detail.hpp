@@ -10,8 +10,6 @@
 // public API.
 namespace otpd::runtime::detail {
 
-// Removes queued messages of kind k carrying ref r.
-void remove_queued(const ref& r, kind k);
 // Stops watching a child and hands its pidfd to the caller (who reaps it).
 core::unique_fd forget_child(pid_t pid);
 // A call that gave up: its late reply is dropped on arrival.

@@ -244,7 +244,6 @@ class context {
  private:
   void fire_timers();
   void arm_timer();
-  int signal_fd_ = -1;
   // Pending timers by due time; one timerfd armed for the earliest.
   struct timer {
     ref r;
@@ -374,7 +373,6 @@ void context::drop_inherited() {
   listen_.reset();
   epoll_.reset();
   trap_exit_ = false;
-  signal_fd_ = -1;
   timers_.clear();
   timer_fd_.reset();
   // dir_ stays: a child belongs to its parent's node.
@@ -1073,7 +1071,6 @@ Result<void> context::set_signal_fd(int fd) {
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
     return errno_code();
   }
-  signal_fd_ = fd;
   return {};
 }
 
@@ -1537,9 +1534,6 @@ Result<spawned_process> spawn_exec(const std::vector<std::string>& argv,
 
 // Helpers for task.cpp and gen_server.cpp (declared in detail.hpp).
 namespace detail {
-void remove_queued(const ref& r, kind k) {
-  ctx().remove_matching(r, k);
-}
 unique_fd forget_child(pid_t pid) {
   return ctx().forget(pid);
 }
