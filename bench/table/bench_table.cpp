@@ -10,6 +10,9 @@
 //
 // Every process walks the keys with the same fixed stride (coprime to the
 // key count) from its own start: cheap to compute, scattered over the table.
+// The starts are spread evenly over the keys, so that with --stride 1 no
+// reader walks just behind another one through data the other has just
+// pulled into the shared cache.
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -137,7 +140,8 @@ double run_procs(const std::string& node, const std::vector<std::string_view>& k
       std::string out;
       out.reserve(128);
       worker_result r;
-      std::uint64_t x = (static_cast<std::uint64_t>(c) * 7919 + 13) % n;
+      std::uint64_t x =
+          (static_cast<std::uint64_t>(c) * n / static_cast<std::uint64_t>(nprocs) + 13) % n;
       std::int64_t t0 = monotonic_ns();
       for (std::uint64_t i = 0; i < ops_per_proc; ++i) {
         x += stride;

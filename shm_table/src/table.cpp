@@ -84,7 +84,7 @@ using core::errc;
 namespace {
 
 constexpr std::uint64_t table_magic = 0x6f74706474616231ULL;  // "otpdtab1"
-constexpr std::uint32_t layout_version = 2;
+constexpr std::uint32_t layout_version = 4;
 constexpr std::uint32_t nil = 0xFFFFFFFFu;
 constexpr std::uint32_t head_node = 0xFFFFFFFEu;  // the skip list's head node
 constexpr int max_level = 16;
@@ -109,6 +109,7 @@ struct seg_header {
   std::uint64_t segment_size;
   std::uint64_t stripes_off;
   std::uint64_t buckets_off;
+  std::uint64_t links_off;
   std::uint64_t slots_off;
   std::uint64_t journals_off;
   std::int32_t owner_pid;  // atomic
@@ -129,9 +130,15 @@ struct alignas(64) stripe_hdr {
   std::uint32_t head_fwd[max_level];
 };
 
-struct slot_hdr {
+// A slot's links live apart from its payload, in a dense array per stripe:
+// a lookup walks its chain there, in a few cache lines that stay cached,
+// and touches the payloads (which do not) only for the one entry it wants.
+struct slot_link {
   std::uint32_t next;  // hash chain, or the free list
-  std::uint32_t hash;  // high half of the key's hash
+  std::uint32_t hash;  // high half of the key's hash; a free slot's prev
+};
+
+struct slot_hdr {
   std::uint16_t klen;
   std::uint8_t level;  // ordered_set: forward pointers in use
   std::uint8_t live;
@@ -139,7 +146,7 @@ struct slot_hdr {
   std::int64_t expire_ns;  // CLOCK_MONOTONIC; 0 = never
   std::uint64_t atime;     // lru_clock at the last access (atomic, not journaled)
 };
-static_assert(sizeof(slot_hdr) == 32);
+static_assert(sizeof(slot_hdr) == 24);
 
 struct journal_hdr {
   std::uint32_t n;  // published undo records; 0 = nothing to undo
@@ -180,25 +187,70 @@ std::uint64_t mix64(std::uint64_t h) {
   return h;
 }
 
-std::uint64_t hash_key(std::string_view k) {
-  std::uint64_t h = 0x9E3779B97F4A7C15ULL ^ (k.size() * 0x9FB21C651E98DF25ULL);
+std::uint64_t load8(const char* p) {
+  std::uint64_t w;
+  std::memcpy(&w, p, 8);
+  return w;
+}
+std::uint64_t load4(const char* p) {
+  std::uint32_t w;
+  std::memcpy(&w, p, 4);
+  return w;
+}
+
+// The high and low halves of a 64x64 product folded together: one multiply
+// that mixes every bit of both operands into every bit of the result.
+std::uint64_t mum(std::uint64_t a, std::uint64_t b) {
+  unsigned __int128 r = static_cast<unsigned __int128>(a) * b;
+  return static_cast<std::uint64_t>(r) ^ static_cast<std::uint64_t>(r >> 64);
+}
+
+// Every lookup hashes its key, so this is on the hot path: keys of up to 16
+// bytes (the common case) are read with two possibly overlapping loads, no
+// loop and no call, and folded with two multiplies (the scheme of wyhash).
+// Its bits choose the stripe (low), the bucket (from bit 16) and the tag kept
+// in the slot (high 32), so all 64 must be well mixed.
+[[gnu::always_inline]] inline std::uint64_t hash_key(std::string_view k) {
+  constexpr std::uint64_t k0 = 0xa0761d6478bd642fULL;
+  constexpr std::uint64_t k1 = 0xe7037ed1a0b428dbULL;
+  constexpr std::uint64_t k2 = 0x8ebc6af09c88c6e3ULL;
   const char* p = k.data();
   std::size_t n = k.size();
-  while (n >= 8) {
-    std::uint64_t w;
-    std::memcpy(&w, p, 8);
-    h = (h ^ (w * 0xbf58476d1ce4e5b9ULL)) * 0x94d049bb133111ebULL;
-    h ^= h >> 29;
-    p += 8;
-    n -= 8;
+  std::uint64_t seed = k0 ^ (n * k2);
+  std::uint64_t a = 0;
+  std::uint64_t b = 0;
+  if (n <= 16) {
+    if (n >= 8) {
+      a = load8(p);
+      b = load8(p + n - 8);
+    } else if (n >= 4) {
+      a = load4(p);
+      b = load4(p + n - 4);
+    } else if (n > 0) {
+      a = (static_cast<std::uint64_t>(static_cast<unsigned char>(p[0])) << 16) |
+          (static_cast<std::uint64_t>(static_cast<unsigned char>(p[n >> 1])) << 8) |
+          static_cast<unsigned char>(p[n - 1]);
+    }
+  } else {
+    const char* q = p;
+    std::size_t left = n;
+    while (left > 16) {
+      seed = mum(load8(q) ^ k1, load8(q + 8) ^ seed);
+      q += 16;
+      left -= 16;
+    }
+    a = load8(p + n - 16);
+    b = load8(p + n - 8);
   }
-  if (n > 0) {
-    std::uint64_t w = 0;
-    std::memcpy(&w, p, n);
-    h = (h ^ (w * 0xbf58476d1ce4e5b9ULL)) * 0x94d049bb133111ebULL;
-    h ^= h >> 29;
+  return mum(k1 ^ n, mum(a ^ k1, b ^ seed));
+}
+
+// Key equality inline for short keys (two loads per side), memcmp beyond.
+bool keys_equal(const char* a, const char* b, std::size_t n) {
+  if (n >= 8 && n <= 16) {
+    return ((load8(a) ^ load8(b)) | (load8(a + n - 8) ^ load8(b + n - 8))) == 0;
   }
-  return mix64(h);
+  return std::memcmp(a, b, n) == 0;
 }
 
 int compare_keys(std::string_view a, std::string_view b) {
@@ -274,6 +326,8 @@ struct table::impl {
   std::uint32_t bpp = 0;  // buckets per stripe
   std::uint32_t bmask = 0;
   std::uint32_t slot_size = 0;
+  std::uint32_t slot_lines = 0;    // cache lines a slot spans
+  std::uint64_t stripe_bytes = 0;  // spp * slot_size
   std::uint32_t payload_off = 0;
   std::uint32_t max_item = 0;
   std::uint32_t max_entries = 0;
@@ -283,6 +337,7 @@ struct table::impl {
   std::uint64_t seg_size = 0;
   stripe_hdr* stripe_p = nullptr;
   std::uint32_t* buckets = nullptr;
+  slot_link* links = nullptr;
   char* slots = nullptr;
   char* journals = nullptr;
   mutable std::uint64_t repairs = 0;
@@ -298,6 +353,10 @@ struct table::impl {
     bpp = hdr->buckets_per_stripe;
     bmask = bpp == 0 ? 0 : bpp - 1;
     slot_size = hdr->slot_size;
+    // Slots start 32-byte aligned: one whose size is not a multiple of 64
+    // may straddle one more line than its size alone would.
+    slot_lines = slot_size % 64 == 0 ? slot_size / 64 : (slot_size + 95) / 64;
+    stripe_bytes = static_cast<std::uint64_t>(spp) * slot_size;
     payload_off = hdr->payload_off;
     max_item = hdr->max_item_bytes;
     max_entries = hdr->max_entries;
@@ -307,6 +366,7 @@ struct table::impl {
     seg_size = hdr->segment_size;
     stripe_p = reinterpret_cast<stripe_hdr*>(base + hdr->stripes_off);
     buckets = reinterpret_cast<std::uint32_t*>(base + hdr->buckets_off);
+    links = reinterpret_cast<slot_link*>(base + hdr->links_off);
     slots = base + hdr->slots_off;
     journals = base + hdr->journals_off;
   }
@@ -318,6 +378,9 @@ struct table::impl {
   [[nodiscard]] slot_hdr* slot(std::uint32_t s, std::uint32_t idx) const {
     return reinterpret_cast<slot_hdr*>(slots +
                                        (static_cast<std::uint64_t>(s) * spp + idx) * slot_size);
+  }
+  [[nodiscard]] slot_link& link(std::uint32_t s, std::uint32_t idx) const {
+    return links[static_cast<std::uint64_t>(s) * spp + idx];
   }
   [[nodiscard]] std::uint32_t* fwd(std::uint32_t s, std::uint32_t idx) const {
     if (idx == head_node) {
@@ -485,30 +548,40 @@ struct table::impl {
 
   // --- lock-free lookups (also used under the lock) --------------------------
 
-  [[nodiscard]] std::uint32_t find_set(std::uint32_t s, std::uint64_t h,
-                                       std::string_view key) const {
-    auto h32 = static_cast<std::uint32_t>(h >> 32);
-    // Most entries sit in their bucket's home slot: fetch it while the bucket loads.
-    std::uint64_t home = (h >> 16) & bmask;
-    if (home < spp) {
-      char* hs = reinterpret_cast<char*>(slot(s, static_cast<std::uint32_t>(home)));
-      for (std::uint32_t off = 0; off < slot_size; off += 64) {
-        __builtin_prefetch(hs + off);
+  // Fetches every cache line of a slot at once: the value's lines then
+  // arrive with the header's instead of one miss after another. Unrolled for
+  // the common sizes: this runs on every lookup.
+  void prefetch_slot(const void* sl) const {
+    const char* p = static_cast<const char*>(sl);
+    __builtin_prefetch(p);
+    if (slot_lines > 1) {
+      __builtin_prefetch(p + 64);
+      if (slot_lines > 2) {
+        __builtin_prefetch(p + 128);
+        for (std::uint32_t i = 3; i < slot_lines; ++i) {
+          __builtin_prefetch(p + static_cast<std::size_t>(i) * 64);
+        }
       }
     }
-    std::uint32_t idx = ld(*bucket_of(s, h));
+  }
+
+  [[nodiscard]] [[gnu::always_inline]] std::uint32_t find_set(std::uint32_t s, std::uint64_t h,
+                                                              std::string_view key) const {
+    auto h32 = static_cast<std::uint32_t>(h >> 32);
+    const char* stripe_slots = slots + s * stripe_bytes;
+    auto home = static_cast<std::uint32_t>(h >> 16) & bmask;
+    const slot_link* lk = links + static_cast<std::size_t>(s) * spp;
+    std::uint32_t idx = ld(buckets[s * bpp + home]);
     for (std::uint32_t steps = 0; idx < spp && steps <= spp; ++steps) {
-      slot_hdr* sl = slot(s, idx);
-      // Fetch the whole slot at once: the value's cache lines then arrive
-      // with the header's instead of one miss after another.
-      for (std::uint32_t off = 64; off < slot_size; off += 64) {
-        __builtin_prefetch(reinterpret_cast<char*>(sl) + off);
+      if (ld(lk[idx].hash) == h32) {
+        const auto* sl = reinterpret_cast<const slot_hdr*>(
+            stripe_slots + static_cast<std::size_t>(idx) * slot_size);
+        if (ld(sl->klen) == key.size() &&
+            keys_equal(reinterpret_cast<const char*>(sl) + payload_off, key.data(), key.size())) {
+          return idx;
+        }
       }
-      if (ld(sl->hash) == h32 && ld(sl->klen) == key.size() &&
-          std::memcmp(key_ptr(sl), key.data(), key.size()) == 0) {
-        return idx;
-      }
-      idx = ld(sl->next);
+      idx = ld(lk[idx].next);
     }
     return nil;
   }
@@ -550,6 +623,8 @@ struct table::impl {
     std::int64_t e = ld(sl->expire_ns);
     return e != 0 && e <= now;
   }
+
+  bool lookup_slow(std::uint64_t h, std::string_view key, std::string& out) const;
 
   void touch(std::uint32_t s, slot_hdr* sl) const {
     if (policy == eviction::lru) {
@@ -708,37 +783,40 @@ void free_slot(const impl_t& t, writer& w, std::uint32_t s, std::uint32_t idx) {
     }
   } else {
     std::uint32_t* b = t.bucket_of(s, hash_key(t.key_of(sl)));
+    slot_link& me = t.link(s, idx);
     if (*b == idx) {
       w.save_field(*b);
-      st(*b, sl->next);
+      st(*b, me.next);
     } else {
       std::uint32_t p = *b;
       for (std::uint32_t steps = 0; p < t.spp && steps <= t.spp; ++steps) {
-        slot_hdr* ps = t.slot(s, p);
-        if (ps->next == idx) {
-          w.save_field(ps->next);
-          st(ps->next, sl->next);
+        slot_link& pl = t.link(s, p);
+        if (pl.next == idx) {
+          w.save_field(pl.next);
+          st(pl.next, me.next);
           break;
         }
-        p = ps->next;
+        p = pl.next;
       }
     }
   }
   // Push on the free list (doubly linked: a free slot's hash field is its prev).
   std::uint32_t old = sh.free_head;
+  slot_link& me = t.link(s, idx);
   w.save(sl, sizeof(slot_hdr));
+  w.save(&me, sizeof me);
   w.save_field(sh.free_head);
   w.save_field(sh.count);
   w.save_field(sh.bytes);
   if (old != nil) {
-    w.save_field(t.slot(s, old)->hash);
-    st(t.slot(s, old)->hash, idx);
+    w.save_field(t.link(s, old).hash);
+    st(t.link(s, old).hash, idx);
   }
   st(sh.bytes, sh.bytes - (static_cast<std::uint64_t>(sl->klen) + sl->vlen));
   st(sh.count, sh.count - 1);
   st(sl->live, 0);
-  st(sl->next, old);
-  st(sl->hash, nil);
+  st(me.next, old);
+  st(me.hash, nil);
   st(sh.free_head, idx);
 }
 
@@ -803,33 +881,29 @@ void link_new(const impl_t& t, writer& w, std::uint32_t s, std::uint64_t h, std:
               std::string_view value, std::int64_t expire) {
   stripe_hdr& sh = t.stripe(s);
   bool ordered = t.type == table_type::ordered_set;
-  // A set puts an entry in its bucket's home slot when that one is free, so
-  // that a reader's prefetch of the home slot overlaps the bucket's load.
+  // Slots are taken in free-list order, so entries inserted together sit
+  // together: a reader walking them in that order stays on a few pages.
   std::uint32_t idx = sh.free_head;
-  if (!ordered) {
-    auto home = static_cast<std::uint32_t>((h >> 16) & t.bmask);
-    if (home < t.spp && t.slot(s, home)->live == 0) {
-      idx = home;
-    }
-  }
   slot_hdr* sl = t.slot(s, idx);
+  slot_link& me = t.link(s, idx);
   w.save(sl, t.payload_off);  // header (+ forward pointers)
-  std::uint32_t prev = sl->hash;
-  std::uint32_t next = sl->next;
+  w.save(&me, sizeof me);
+  std::uint32_t prev = me.hash;
+  std::uint32_t next = me.next;
   if (prev == nil) {
     w.save_field(sh.free_head);
     st(sh.free_head, next);
   } else {
-    w.save_field(t.slot(s, prev)->next);
-    st(t.slot(s, prev)->next, next);
+    w.save_field(t.link(s, prev).next);
+    st(t.link(s, prev).next, next);
   }
   if (next != nil) {
-    w.save_field(t.slot(s, next)->hash);
-    st(t.slot(s, next)->hash, prev);
+    w.save_field(t.link(s, next).hash);
+    st(t.link(s, next).hash, prev);
   }
   std::memcpy(t.key_ptr(sl), key.data(), key.size());
   std::memcpy(t.key_ptr(sl) + key.size(), value.data(), value.size());
-  st(sl->hash, static_cast<std::uint32_t>(h >> 32));
+  st(me.hash, static_cast<std::uint32_t>(h >> 32));
   st(sl->klen, key.size());
   st(sl->vlen, value.size());
   st(sl->expire_ns, expire);
@@ -858,7 +932,7 @@ void link_new(const impl_t& t, writer& w, std::uint32_t s, std::uint64_t h, std:
     }
   } else {
     std::uint32_t* b = t.bucket_of(s, h);
-    st(sl->next, *b);
+    st(me.next, *b);
     w.save_field(*b);
     st(*b, idx);
   }
@@ -1008,7 +1082,8 @@ Result<table> table::create(std::string_view node, std::string_view name, const 
                                          64);
   std::uint64_t stripes_off = round_up(sizeof(seg_header), 4096);
   std::uint64_t buckets_off = round_up(stripes_off + stripes * sizeof(stripe_hdr), 64);
-  std::uint64_t slots_off = round_up(buckets_off + stripes * bpp * 4, 64);
+  std::uint64_t links_off = round_up(buckets_off + stripes * bpp * 4, 64);
+  std::uint64_t slots_off = round_up(links_off + stripes * spp * sizeof(slot_link), 64);
   std::uint64_t journals_off = slots_off + stripes * spp * slot_size;
   std::uint64_t total = journals_off + stripes * journal_bytes;
 
@@ -1040,6 +1115,7 @@ Result<table> table::create(std::string_view node, std::string_view name, const 
   h->segment_size = total;
   h->stripes_off = stripes_off;
   h->buckets_off = buckets_off;
+  h->links_off = links_off;
   h->slots_off = slots_off;
   h->journals_off = journals_off;
   h->owner_pid = ::getpid();
@@ -1056,8 +1132,8 @@ Result<table> table::create(std::string_view node, std::string_view name, const 
       f = nil;
     }
     for (std::uint32_t i = 0; i < p->spp; ++i) {
-      p->slot(s, i)->next = i + 1 < p->spp ? i + 1 : nil;
-      p->slot(s, i)->hash = i == 0 ? nil : i - 1;  // a free slot's prev
+      p->link(s, i).next = i + 1 < p->spp ? i + 1 : nil;
+      p->link(s, i).hash = i == 0 ? nil : i - 1;  // a free slot's prev
     }
   }
   if (bpp != 0) {
@@ -1392,23 +1468,19 @@ Result<void> table::clear() {
 
 // --- reads -----------------------------------------------------------------
 
-bool table::lookup_into(std::string_view key, std::string& out) const {
-  const impl& t = *impl_;
-  if (key.empty() || key.size() > t.max_item) {
-    return false;
-  }
-  std::uint64_t h = hash_key(key);
-  std::uint32_t s = t.stripe_of(h);
+// The general read: any table type, retried until it saw a stable stripe.
+bool table::impl::lookup_slow(std::uint64_t h, std::string_view key, std::string& out) const {
+  std::uint32_t s = stripe_of(h);
   bool found = false;
   slot_hdr* hit = nullptr;
   std::int64_t now = 0;
-  t.read_stripe(s, [&] {
+  read_stripe(s, [&] {
     found = false;
-    std::uint32_t idx = t.find(s, h, key);
+    std::uint32_t idx = find(s, h, key);
     if (idx == nil) {
       return;
     }
-    slot_hdr* sl = t.slot(s, idx);
+    slot_hdr* sl = slot(s, idx);
     if (ld(sl->expire_ns) != 0) {
       if (now == 0) {
         now = core::monotonic_ns();
@@ -1417,15 +1489,56 @@ bool table::lookup_into(std::string_view key, std::string& out) const {
         return;
       }
     }
-    std::string_view v = t.value_of(sl);
+    std::string_view v = value_of(sl);
     out.assign(v.data(), v.size());
     found = true;
     hit = sl;
   });
   if (found) {
-    t.touch(s, hit);
+    touch(s, hit);
   }
   return found;
+}
+
+// The hot path: a set, one optimistic pass with no call besides the value's
+// copy, and few enough instructions that the CPU runs the next lookup's
+// loads while this one's slot is still on its way from memory. Anything
+// unusual (a write in flight, an overlapped write, a TTL, LRU bookkeeping,
+// an ordered_set) takes the general path above.
+bool table::lookup_into(std::string_view key, std::string& out) const {
+  const impl& t = *impl_;
+  if (key.empty() || key.size() > t.max_item) {
+    return false;
+  }
+  std::uint64_t h = hash_key(key);
+  if (t.type != table_type::set || t.policy == eviction::lru) [[unlikely]] {
+    return t.lookup_slow(h, key, out);
+  }
+  auto s = static_cast<std::uint32_t>(h & t.smask);
+  const stripe_hdr& sh = t.stripe(s);
+  std::uint64_t q1 = __atomic_load_n(&sh.seq, __ATOMIC_ACQUIRE);
+  std::uint32_t idx = t.find_set(s, h, key);
+  if (idx == nil) {
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if ((q1 & 1) == 0 && ld(sh.seq) == q1) {
+      return false;
+    }
+    return t.lookup_slow(h, key, out);
+  }
+  const slot_hdr* sl = t.slot(s, idx);
+  if (ld(sl->expire_ns) != 0) {
+    return t.lookup_slow(h, key, out);
+  }
+  // Lengths clamped to the slot: a torn read copies garbage, never past it.
+  std::uint32_t v =
+      std::min<std::uint32_t>(ld(sl->vlen), t.max_item - static_cast<std::uint32_t>(key.size()));
+  out.resize(v);
+  std::memcpy(out.data(), reinterpret_cast<const char*>(sl) + t.payload_off + key.size(), v);
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if ((q1 & 1) != 0 || ld(sh.seq) != q1) [[unlikely]] {
+    return t.lookup_slow(h, key, out);
+  }
+  return true;
 }
 
 std::optional<std::string> table::lookup(std::string_view key) const {
@@ -1717,7 +1830,7 @@ std::string check_stripe(const impl_t& t, std::uint32_t s) {
         std::string_view k = t.key_of(sl);
         std::uint64_t h = hash_key(k);
         if ((h & t.smask) != s || ((h >> 16) & t.bmask) != b ||
-            static_cast<std::uint32_t>(h >> 32) != sl->hash) {
+            static_cast<std::uint32_t>(h >> 32) != t.link(s, x).hash) {
           return fmt::format("stripe {}: slot {} in the wrong bucket", s, x);
         }
         for (const auto& o : keys) {
@@ -1726,7 +1839,7 @@ std::string check_stripe(const impl_t& t, std::uint32_t s) {
           }
         }
         keys.emplace_back(k);
-        x = sl->next;
+        x = t.link(s, x).next;
       }
     }
   }
@@ -1737,7 +1850,7 @@ std::string check_stripe(const impl_t& t, std::uint32_t s) {
     if (f >= t.spp || seen[f] != 0) {
       return fmt::format("stripe {}: free list broken at {}", s, f);
     }
-    if (t.slot(s, f)->hash != fprev) {
+    if (t.link(s, f).hash != fprev) {
       return fmt::format("stripe {}: free slot {} has a wrong back link", s, f);
     }
     fprev = f;
@@ -1746,7 +1859,7 @@ std::string check_stripe(const impl_t& t, std::uint32_t s) {
       return fmt::format("stripe {}: free slot {} marked live", s, f);
     }
     ++nfree;
-    f = t.slot(s, f)->next;
+    f = t.link(s, f).next;
   }
   if (count + nfree != t.spp) {
     return fmt::format("stripe {}: {} indexed + {} free != {} slots (leak)", s, count, nfree,
