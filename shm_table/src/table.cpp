@@ -4,12 +4,17 @@
 // Layout. One segment per table, "/dev/shm/otpd.<node>.<name>", mode 0600,
 // fixed size. Boost.Interprocess maps it; nothing of Boost lives inside (its
 // mutexes and its allocator are not robust). The segment holds:
-//   header | stripe headers | bucket arrays | slot arrays | undo journals
+//   header | stripe headers | bucket arrays | link arrays | slot arrays |
+//   undo journals
 // A set is split into 2^k stripes by the key's hash; each stripe is a small
 // self-contained table: its robust mutex, its seqlock counter, its own slot
 // pool (a free list of fixed-size slots: key + value up to max_item_bytes),
 // its hash buckets (chains of slot indices), its counters and its undo
-// journal. An ordered_set has one stripe whose slots form a skip list.
+// journal. A slot's chain link and hash tag sit apart from its payload, in
+// the stripe's dense link array: a lookup walks its chain there (a few cache
+// lines that stay cached) and touches only the one payload it wants, so it
+// costs one trip to memory however long the chain. An ordered_set has one
+// stripe whose slots form a skip list.
 // Because a write touches exactly one stripe, it needs exactly one lock and
 // one journal: there is no cross-lock state a crash could leave half-updated,
 // and writes to keys of different stripes run in parallel.
@@ -39,6 +44,10 @@
 // Readers take no lock (ETS read_concurrency and more): read the stripe's
 // counter; if odd, a write is in flight; walk the chain, copy the value out,
 // and read the counter again: any change means a write overlapped, so retry.
+// The common lookup (a set, no TTL on the entry, no LRU) is one inlined pass
+// with no call but the value's copy: short enough that the CPU overlaps the
+// next lookup's memory accesses with this one's, which is where a table far
+// larger than the caches gets its speed.
 // Every index and length read during the walk is bounds-checked and every
 // walk is step-limited, so a reader racing a writer may read stale bytes but
 // never leaves the segment or loops, and it never returns them. A reader that
@@ -326,7 +335,6 @@ struct table::impl {
   std::uint32_t bpp = 0;  // buckets per stripe
   std::uint32_t bmask = 0;
   std::uint32_t slot_size = 0;
-  std::uint32_t slot_lines = 0;    // cache lines a slot spans
   std::uint64_t stripe_bytes = 0;  // spp * slot_size
   std::uint32_t payload_off = 0;
   std::uint32_t max_item = 0;
@@ -353,9 +361,6 @@ struct table::impl {
     bpp = hdr->buckets_per_stripe;
     bmask = bpp == 0 ? 0 : bpp - 1;
     slot_size = hdr->slot_size;
-    // Slots start 32-byte aligned: one whose size is not a multiple of 64
-    // may straddle one more line than its size alone would.
-    slot_lines = slot_size % 64 == 0 ? slot_size / 64 : (slot_size + 95) / 64;
     stripe_bytes = static_cast<std::uint64_t>(spp) * slot_size;
     payload_off = hdr->payload_off;
     max_item = hdr->max_item_bytes;
@@ -547,23 +552,6 @@ struct table::impl {
   }
 
   // --- lock-free lookups (also used under the lock) --------------------------
-
-  // Fetches every cache line of a slot at once: the value's lines then
-  // arrive with the header's instead of one miss after another. Unrolled for
-  // the common sizes: this runs on every lookup.
-  void prefetch_slot(const void* sl) const {
-    const char* p = static_cast<const char*>(sl);
-    __builtin_prefetch(p);
-    if (slot_lines > 1) {
-      __builtin_prefetch(p + 64);
-      if (slot_lines > 2) {
-        __builtin_prefetch(p + 128);
-        for (std::uint32_t i = 3; i < slot_lines; ++i) {
-          __builtin_prefetch(p + static_cast<std::size_t>(i) * 64);
-        }
-      }
-    }
-  }
 
   [[nodiscard]] [[gnu::always_inline]] std::uint32_t find_set(std::uint32_t s, std::uint64_t h,
                                                               std::string_view key) const {
