@@ -85,7 +85,9 @@ std::string run_capture(const std::string& cmd) {
   return out;
 }
 
-enum class workload { lookups, overwrites, mix };
+// batched: lookups 16 keys per lookup_many call (the table's MGET).
+enum class workload { lookups, batched, overwrites, mix };
+constexpr std::size_t batch_keys = 16;
 
 struct worker_result {
   std::uint64_t ops = 0;
@@ -142,7 +144,26 @@ double run_procs(const std::string& node, const std::vector<std::string_view>& k
       worker_result r;
       std::uint64_t x =
           (static_cast<std::uint64_t>(c) * n / static_cast<std::uint64_t>(nprocs) + 13) % n;
+      std::string_view batch[batch_keys];
+      std::string batch_out[batch_keys];
+      bool batch_found[batch_keys];
       std::int64_t t0 = monotonic_ns();
+      if (w == workload::batched) {
+        for (std::uint64_t i = 0; i + batch_keys <= ops_per_proc; i += batch_keys) {
+          for (auto& k : batch) {
+            x += stride;
+            if (x >= n) {
+              x -= n;
+            }
+            k = keys[x];
+          }
+          auto got = t->lookup_many(batch, batch_out, batch_found);
+          r.found += got ? *got : 0;
+        }
+        r.ns = monotonic_ns() - t0;
+        r.ops = ops_per_proc / batch_keys * batch_keys;
+        return ::write(rw, &r, sizeof r) == sizeof r ? 0 : 4;
+      }
       for (std::uint64_t i = 0; i < ops_per_proc; ++i) {
         x += stride;
         if (x >= n) {
@@ -192,7 +213,7 @@ double run_procs(const std::string& node, const std::vector<std::string_view>& k
       std::fprintf(stderr, "bench_table: a worker failed\n");
       std::exit(111);
     }
-    if (w == workload::lookups && r.found != r.ops) {
+    if ((w == workload::lookups || w == workload::batched) && r.found != r.ops) {
       std::fprintf(stderr, "bench_table: %llu of %llu lookups missed\n",
                    static_cast<unsigned long long>(r.ops - r.found),
                    static_cast<unsigned long long>(r.ops));
@@ -469,6 +490,8 @@ int run(int argc, char** argv) {
   double ins_new = static_cast<double>(nkeys) * 1e9 / static_cast<double>(monotonic_ns() - t0);
   double look1 = run_procs(node, keys, values, workload::lookups, 1, ops);
   double look2 = run_procs(node, keys, values, workload::lookups, 2, ops);
+  double many1 = run_procs(node, keys, values, workload::batched, 1, ops);
+  double many2 = run_procs(node, keys, values, workload::batched, 2, ops);
   double over1 = run_procs(node, keys, values, workload::overwrites, 1, ops / 5);
   double over2 = run_procs(node, keys, values, workload::overwrites, 2, ops / 5);
   double mix1 = run_procs(node, keys, values, workload::mix, 1, ops);
@@ -539,6 +562,10 @@ int run(int argc, char** argv) {
   std::printf("| lookups/s, 2 reader processes (total) | %s | %s | %s | %s | >= 14 M/s |\n",
               rate(look2).c_str(), c(&cache_worker_figures::get2).c_str(), e("lookup_2").c_str(),
               c2get.c_str());
+  std::printf(
+      "| lookups/s, lookup_many (%zu keys per call), 1 / 2 reader processes | %s / %s | - | - | "
+      "- | |\n",
+      batch_keys, rate(many1).c_str(), rate(many2).c_str());
   std::printf("| inserts/s, new keys, 1 process | %s | %s | %s | - | |\n", rate(ins_new).c_str(),
               cw ? (rate(cw->puts) + " (cast)").c_str() : "-", e("insert_new").c_str());
   std::printf("| inserts/s, overwrites, 1 process | %s | - | %s | %s | |\n", rate(over1).c_str(),

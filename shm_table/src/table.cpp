@@ -1529,6 +1529,63 @@ bool table::lookup_into(std::string_view key, std::string& out) const {
   return true;
 }
 
+// Stages of a batch: every key's bucket is requested, then every chain's
+// link, then every candidate slot, each stage while the previous one's loads
+// are still arriving; the final pass is lookup_into over cached lines. The
+// stages only prefetch (indices bounds-checked, nothing trusted), so a write
+// racing them costs a miss, never a wrong answer.
+Result<std::size_t> table::lookup_many(std::span<const std::string_view> keys,
+                                       std::span<std::string> out, std::span<bool> found) const {
+  if (out.size() < keys.size() || found.size() < keys.size()) {
+    return errc::invalid_argument;
+  }
+  const impl& t = *impl_;
+  std::size_t hits = 0;
+  constexpr std::size_t batch = 16;
+  bool staged = t.type == table_type::set && t.policy != eviction::lru;
+  for (std::size_t base = 0; base < keys.size(); base += batch) {
+    std::size_t n = std::min(batch, keys.size() - base);
+    if (staged) {
+      std::uint64_t h[batch];
+      std::uint32_t idx[batch];
+      for (std::size_t i = 0; i < n; ++i) {
+        h[i] = hash_key(keys[base + i]);
+        auto s = static_cast<std::uint32_t>(h[i] & t.smask);
+        __builtin_prefetch(t.bucket_of(s, h[i]));
+      }
+      for (std::size_t i = 0; i < n; ++i) {
+        auto s = static_cast<std::uint32_t>(h[i] & t.smask);
+        idx[i] = ld(*t.bucket_of(s, h[i]));
+        if (idx[i] < t.spp) {
+          __builtin_prefetch(&t.link(s, idx[i]));
+        }
+      }
+      for (std::size_t i = 0; i < n; ++i) {
+        auto s = static_cast<std::uint32_t>(h[i] & t.smask);
+        auto h32 = static_cast<std::uint32_t>(h[i] >> 32);
+        std::uint32_t x = idx[i];
+        for (std::uint32_t steps = 0; x < t.spp && steps < 8; ++steps) {
+          const slot_link& l = t.link(s, x);
+          if (ld(l.hash) == h32) {
+            const char* p = reinterpret_cast<const char*>(t.slot(s, x));
+            for (std::uint32_t off = 0; off < t.slot_size; off += 64) {
+              __builtin_prefetch(p + off);
+            }
+            break;
+          }
+          x = ld(l.next);
+        }
+      }
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      bool f = lookup_into(keys[base + i], out[base + i]);
+      found[base + i] = f;
+      hits += f ? 1 : 0;
+    }
+  }
+  return hits;
+}
+
 std::optional<std::string> table::lookup(std::string_view key) const {
   std::string out;
   if (!lookup_into(key, out)) {

@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <map>
+#include <memory>
 #include <random>
+#include <span>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -73,6 +75,58 @@ TEST_P(BothTypes, InsertLookupMemberEraseTake) {
   EXPECT_EQ(*tk2, std::nullopt);
   EXPECT_EQ(t.size(), 0u);
   EXPECT_TRUE(t.verify());
+}
+
+// Keys of every length class the hash reads differently (1-3, 4-7, 8-16 and
+// over 16 bytes), half of them present, some expired: a batch must answer
+// exactly as one lookup per key does, across batch boundaries.
+TEST_P(BothTypes, LookupManyAnswersAsLookupDoes) {
+  for (auto policy : {eviction::none, eviction::lru}) {
+    table_options o;
+    o.max_entries = 2000;
+    o.policy = policy;
+    o.type = GetParam();
+    auto made = table::create(node(), policy == eviction::lru ? "lru" : "plain", o);
+    ASSERT_TRUE(made) << made.error().message();
+    table& t = *made;
+    std::vector<std::string> keys;
+    for (int i = 0; i < 1000; ++i) {
+      std::string k = "k" + std::to_string(i);
+      k.resize(static_cast<std::size_t>(1 + i % 40), static_cast<char>('a' + i % 26));
+      k[0] = static_cast<char>(i % 251);
+      k += std::to_string(i);
+      keys.push_back(k);
+      if (i % 2 == 0) {
+        ASSERT_TRUE(t.insert(k, "value of " + k, i % 10 == 0 ? 1ms : 0ms));
+      }
+    }
+    // Every 1 ms entry has expired once the last one inserted has.
+    ASSERT_TRUE(otpd::testing::wait_until([&] { return !t.member(keys[990]); }, 5000ms));
+    std::vector<std::string_view> views(keys.begin(), keys.end());
+    std::vector<std::string> out(keys.size(), "stale");
+    std::unique_ptr<bool[]> found(new bool[keys.size()]);
+    auto n = t.lookup_many(views, out, std::span<bool>(found.get(), keys.size()));
+    ASSERT_TRUE(n) << n.error().message();
+    std::size_t expect = 0;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      auto one = t.lookup(keys[i]);
+      EXPECT_EQ(found[i], one.has_value()) << "key " << i;
+      if (one) {
+        ++expect;
+        EXPECT_EQ(out[i], *one) << "key " << i;
+        EXPECT_EQ(*one, "value of " + keys[i]);
+      }
+      EXPECT_EQ(one.has_value(), i % 2 == 0 && i % 10 != 0) << "key " << i;
+    }
+    EXPECT_EQ(*n, expect);
+    EXPECT_EQ(expect, 400u);
+    // Output spans shorter than the keys are refused, not overrun.
+    auto bad = t.lookup_many(views, std::span<std::string>(out.data(), 10),
+                             std::span<bool>(found.get(), keys.size()));
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error(), errc::invalid_argument);
+    EXPECT_TRUE(t.verify());
+  }
 }
 
 TEST_P(BothTypes, InsertNewRefusesAPresentKey) {
