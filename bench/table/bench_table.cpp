@@ -112,10 +112,7 @@ double run_procs(const std::string& node, const std::vector<std::string_view>& k
   };
   std::vector<child> kids;
   const std::uint64_t n = keys.size();
-  std::uint64_t stride = stride_step % n;
-  while (std::gcd(stride, n) != 1) {
-    ++stride;
-  }
+  const std::uint64_t stride = stride_step;
   for (int c = 0; c < nprocs; ++c) {
     int go[2];
     int res[2];
@@ -227,7 +224,7 @@ double run_procs(const std::string& node, const std::vector<std::string_view>& k
 
 // --- anchors ---------------------------------------------------------------
 
-std::map<std::string, double> run_ets(std::uint64_t nkeys, std::uint64_t ops,
+std::map<std::string, double> run_ets(std::uint64_t nkeys, std::uint64_t ops, std::uint64_t stride,
                                       const std::string& script) {
   std::map<std::string, double> out;
   char dir[] = "/tmp/otpd-etsbench.XXXXXX";
@@ -236,8 +233,9 @@ std::map<std::string, double> run_ets(std::uint64_t nkeys, std::uint64_t ops,
   }
   std::string cmd = fmt::format(
       "erl +S 2 -noshell -eval 'c:c(\"{}\", [{{outdir, \"{}\"}}]), "
-      "ets_bench:main([list_to_atom(\"{}\"), list_to_atom(\"{}\")]).' 2>&1",
-      script, dir, nkeys, ops);
+      "ets_bench:main([list_to_atom(\"{}\"), list_to_atom(\"{}\"), list_to_atom(\"{}\")]).' "
+      "2>&1",
+      script, dir, nkeys, ops, stride);
   std::string text = run_capture(cmd);
   std::system(fmt::format("rm -rf {}", dir).c_str());
   std::size_t pos = 0;
@@ -444,8 +442,14 @@ int run(int argc, char** argv) {
   app.add_flag("--no-cache-worker", no_cache_worker, "skip the mailbox cache_worker column");
   app.add_option("--calls", calls, "cache_worker gets per process");
   app.add_option("--stride", stride_step,
-                 "step of the key walk (1: insertion order; the ETS script keeps 40503)");
+                 "step of the key walk (1: insertion order), the same for every column");
   CLI11_PARSE(app, argc, argv);
+  // Every column walks with this step: coprime to the key count, so that a
+  // walk visits every key once per round.
+  stride_step %= std::max<std::uint64_t>(nkeys, 1);
+  while (std::gcd(stride_step, nkeys) != 1) {
+    ++stride_step;
+  }
 
   static std::string node = fmt::format("bench{}", ::getpid());
   // Remove the bench's segments on every exit path of the parent (a failed
@@ -518,7 +522,7 @@ int run(int argc, char** argv) {
   } else if (!have_program("erl")) {
     ets_note = "Erlang ETS: not installed (erl missing; Debian package erlang-base)";
   } else {
-    ets = run_ets(nkeys, std::min<std::uint64_t>(ops, 2000000), ets_script);
+    ets = run_ets(nkeys, std::min<std::uint64_t>(ops, 2000000), stride_step, ets_script);
   }
   std::optional<redis_figures> redis;
   std::string redis_note;

@@ -7,9 +7,10 @@
 key(I) -> list_to_binary(io_lib:format("k~15..0B", [I])).
 value(I) -> <<I:64, (binary:copy(<<"v">>, 92))/binary>>.
 
-main([NKeysS, NOpsS]) ->
+main([NKeysS, NOpsS, StrideS]) ->
     NKeys = list_to_integer(atom_to_list(NKeysS)),
     NOps = list_to_integer(atom_to_list(NOpsS)),
+    persistent_term:put({?MODULE, stride}, list_to_integer(atom_to_list(StrideS))),
     Keys = list_to_tuple([key(I) || I <- lists:seq(0, NKeys - 1)]),
     T = ets:new(bench, [set, public, {read_concurrency, true}]),
     {TIns, _} = timer:tc(fun() -> [ets:insert(T, {element(I, Keys), value(I)})
@@ -34,10 +35,10 @@ par(N, F) ->
     [receive {done, P} -> ok end || P <- Pids],
     erlang:monotonic_time(microsecond) - T0.
 
-%% Keys are visited with a fixed stride (coprime to the key count), the same
-%% walk as bench_table's: cheap to compute, scattered over the table.
--define(STRIDE, 40503).
-step(I, NKeys) -> (I + ?STRIDE) rem NKeys.
+%% Keys are visited with a fixed stride, the same walk as bench_table's
+%% (which passes its --stride, coprime to the key count: 40503 scatters the
+%% walk over the table, 1 visits the keys in insertion order).
+step(I, NKeys) -> (I + persistent_term:get({?MODULE, stride})) rem NKeys.
 
 overwrite(_T, _Keys, _NKeys, 0, _X) -> ok;
 overwrite(T, Keys, NKeys, N, X) ->
@@ -45,7 +46,10 @@ overwrite(T, Keys, NKeys, N, X) ->
     ets:insert(T, {element(X1 + 1, Keys), value(X1)}),
     overwrite(T, Keys, NKeys, N - 1, X1).
 
-lookups(T, Keys, NKeys, N, Seed) -> lookups(T, Keys, NKeys, N, (Seed * 7919) rem NKeys, 0).
+%% Process Seed (1 or 2) starts at its share of the keys, as in bench_table.
+start(Seed, NKeys) -> ((Seed - 1) * (NKeys div 2) + 13) rem NKeys.
+
+lookups(T, Keys, NKeys, N, Seed) -> lookups(T, Keys, NKeys, N, start(Seed, NKeys), 0).
 lookups(_T, _Keys, _NKeys, 0, _X, Found) -> Found;
 lookups(T, Keys, NKeys, N, X, Found) ->
     X1 = step(X, NKeys),
@@ -53,7 +57,7 @@ lookups(T, Keys, NKeys, N, X, Found) ->
     lookups(T, Keys, NKeys, N - 1, X1, Found + F).
 
 %% 90 % lookups, 10 % overwrites.
-mix(T, Keys, NKeys, N, Seed) -> mix(T, Keys, NKeys, N, (Seed * 7919) rem NKeys, 0).
+mix(T, Keys, NKeys, N, Seed) -> mix(T, Keys, NKeys, N, start(Seed, NKeys), 0).
 mix(_T, _Keys, _NKeys, 0, _X, Found) -> Found;
 mix(T, Keys, NKeys, N, X, Found) ->
     X1 = step(X, NKeys),
