@@ -1155,6 +1155,10 @@ Result<table> table::open(std::string_view node, std::string_view name) {
     return errc::busy;
   }
   if (h->version != layout_version || h->segment_size != (*seg)->size()) {
+    core::log_error(
+        "shm_table {}: segment {} has layout version {} and {} bytes; this build reads version {} "
+        "(a segment of another otpd build: remove_stale() at node start removes it)",
+        name, segment_name(node, name), h->version, (*seg)->size(), layout_version);
     return errc::malformed;
   }
   auto p = std::make_unique<impl>();
