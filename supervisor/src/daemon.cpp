@@ -250,7 +250,15 @@ class node_daemon {
   void watch_exec(proc& p, unique_fd exec_fd);
   bool on_exec_outcome(proc& p);
   void worker_start_failed(proc& p, const exit_reason& why, const std::string& what);
+  // Arms slot as a timer of worker pid that calls Fire(pid) after `after`
+  // ms, then every `every` ms (0: once). The pid, not the proc, is what the
+  // timer keeps: the worker may be gone by the time it fires.
+  template <void (node_daemon::*Fire)(pid_t)>
+  void arm_pid_timer(uv_handle<uv_timer_t>& slot, pid_t pid, std::uint64_t after,
+                     std::uint64_t every);
   void arm_start_timeout(proc& p, int ms);
+  void on_start_timeout(pid_t pid);
+  void on_shutdown_timeout(pid_t pid);
   void start_probe(proc& p);
   void probe_tick(pid_t pid);
   void reap();
@@ -857,37 +865,38 @@ void node_daemon::worker_start_failed(proc& p, const exit_reason& why, const std
   ::kill(-p.pid, SIGKILL);
 }
 
-void node_daemon::arm_start_timeout(proc& p, int ms) {
-  p.timer = uv_handle<uv_timer_t>::make();
-  uv_timer_init(&loop_, p.timer.get());
-  p.timer.get()->data = reinterpret_cast<void*>(static_cast<std::intptr_t>(p.pid));
+template <void (node_daemon::*Fire)(pid_t)>
+void node_daemon::arm_pid_timer(uv_handle<uv_timer_t>& slot, pid_t pid, std::uint64_t after,
+                                std::uint64_t every) {
+  slot = uv_handle<uv_timer_t>::make();
+  uv_timer_init(&loop_, slot.get());
+  slot.get()->data = reinterpret_cast<void*>(static_cast<std::intptr_t>(pid));
   uv_timer_start(
-      p.timer.get(),
+      slot.get(),
       [](uv_timer_t* h) {
-        auto& d = self(h);
-        auto it = d.procs_.find(static_cast<pid_t>(reinterpret_cast<std::intptr_t>(h->data)));
-        if (it == d.procs_.end() || it->second.ready || it->second.stopping) {
-          return;
-        }
-        d.worker_start_failed(it->second, {core::exit_kind::unknown, 0},
-                              "not ready within its start timeout");
+        (self(h).*Fire)(static_cast<pid_t>(reinterpret_cast<std::intptr_t>(h->data)));
       },
-      static_cast<std::uint64_t>(ms), 0);
+      after, every);
+}
+
+void node_daemon::arm_start_timeout(proc& p, int ms) {
+  arm_pid_timer<&node_daemon::on_start_timeout>(p.timer, p.pid, static_cast<std::uint64_t>(ms), 0);
+}
+
+void node_daemon::on_start_timeout(pid_t pid) {
+  auto it = procs_.find(pid);
+  if (it == procs_.end() || it->second.ready || it->second.stopping) {
+    return;
+  }
+  worker_start_failed(it->second, {core::exit_kind::unknown, 0},
+                      "not ready within its start timeout");
 }
 
 void node_daemon::start_probe(proc& p) {
-  p.probe_timer = uv_handle<uv_timer_t>::make();
-  uv_timer_init(&loop_, p.probe_timer.get());
-  p.probe_timer.get()->data = reinterpret_cast<void*>(static_cast<std::intptr_t>(p.pid));
   node* n = tree_->find(p.uid);
   auto every =
       static_cast<std::uint64_t>(n != nullptr ? n->worker().readiness.probe_interval_ms : 10);
-  uv_timer_start(
-      p.probe_timer.get(),
-      [](uv_timer_t* h) {
-        self(h).probe_tick(static_cast<pid_t>(reinterpret_cast<std::intptr_t>(h->data)));
-      },
-      0, every);
+  arm_pid_timer<&node_daemon::probe_tick>(p.probe_timer, p.pid, 0, every);
 }
 
 // One readiness probe: a non-blocking connect (TCP or Unix), or a run of the
@@ -1000,22 +1009,17 @@ void node_daemon::stop_worker(std::uint64_t uid) {
   if (s.kind == shutdown_kind::infinity) {
     return;
   }
-  p.timer = uv_handle<uv_timer_t>::make();
-  uv_timer_init(&loop_, p.timer.get());
-  p.timer.get()->data = reinterpret_cast<void*>(static_cast<std::intptr_t>(p.pid));
-  uv_timer_start(
-      p.timer.get(),
-      [](uv_timer_t* h) {
-        auto& d = self(h);
-        pid_t pid = static_cast<pid_t>(reinterpret_cast<std::intptr_t>(h->data));
-        auto it = d.procs_.find(pid);
-        if (it != d.procs_.end()) {
-          core::log_warn("otpd {}: pid {} still running after its shutdown timeout; SIGKILL",
-                         it->second.path, pid);
-          ::kill(-pid, SIGKILL);
-        }
-      },
-      static_cast<std::uint64_t>(s.timeout_ms), 0);
+  arm_pid_timer<&node_daemon::on_shutdown_timeout>(p.timer, p.pid,
+                                                   static_cast<std::uint64_t>(s.timeout_ms), 0);
+}
+
+void node_daemon::on_shutdown_timeout(pid_t pid) {
+  auto it = procs_.find(pid);
+  if (it != procs_.end()) {
+    core::log_warn("otpd {}: pid {} still running after its shutdown timeout; SIGKILL",
+                   it->second.path, pid);
+    ::kill(-pid, SIGKILL);
+  }
 }
 
 // ---- reaping -----------------------------------------------------------------
