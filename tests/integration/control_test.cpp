@@ -11,11 +11,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include "otpd_node.hpp"
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <otpd/supervisor/control_client.hpp>
+#include <otpd/testing/otpd_node.hpp>
 
 namespace otpd::itest {
 namespace {

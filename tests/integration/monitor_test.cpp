@@ -3,12 +3,12 @@
 #include <chrono>
 #include <string>
 
-#include "otpd_node.hpp"
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <otpd/core/exit_reason.hpp>
 #include <otpd/runtime/process.hpp>
+#include <otpd/testing/otpd_node.hpp>
 
 namespace otpd::itest {
 namespace {

@@ -8,11 +8,11 @@
 #include <set>
 #include <string>
 
-#include "otpd_node.hpp"
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <otpd/runtime/process.hpp>
+#include <otpd/testing/otpd_node.hpp>
 
 namespace otpd::itest {
 namespace {

@@ -5,9 +5,10 @@
 
 #include <sstream>
 
-#include "otpd_node.hpp"
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include <otpd/testing/otpd_node.hpp>
 
 namespace otpd::itest {
 namespace {

@@ -6,13 +6,13 @@
 #include <memory>
 #include <set>
 
-#include "otpd_node.hpp"
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <otpd/redis_pool/facts.hpp>
 #include <otpd/redis_pool/pool_client.hpp>
 #include <otpd/runtime/process.hpp>
+#include <otpd/testing/otpd_node.hpp>
 #include <otpd/testing/redis_server.hpp>
 
 namespace otpd::redis_pool {

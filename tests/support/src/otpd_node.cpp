@@ -1,5 +1,3 @@
-#include "otpd_node.hpp"
-
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -10,6 +8,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <gtest/gtest.h>
+
+#include <otpd/testing/otpd_node.hpp>
 
 namespace otpd::itest {
 
