@@ -34,6 +34,10 @@ class otpd_node {
   [[nodiscard]] static std::string child() { return testing::bin_path("otpd_test_child"); }
 
   void write_config(const std::string& yaml) const;
+  // A command that start() puts in front of otpd's own argv, e.g. `unshare
+  // --pid --fork` to run otpd as PID 1 of a new PID namespace; pid() is
+  // then the launcher's pid.
+  void set_launcher(std::vector<std::string> argv) { launcher_ = std::move(argv); }
   // Writes the config, starts otpd and waits until its control socket answers.
   void start(const std::string& yaml, bool wait_ready = true,
              const std::vector<std::string>& extra_args = {});
@@ -59,6 +63,7 @@ class otpd_node {
   void remember(const json& n);
 
   testing::temp_dir tmp_{"otpd-it"};
+  std::vector<std::string> launcher_;
   pid_t pid_ = -1;
   core::unique_fd pidfd_;
   int exit_code_ = -1;
