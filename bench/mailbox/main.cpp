@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include <otpd/bench/support.hpp>
 #include <otpd/core/clock.hpp>
 #include <otpd/core/log.hpp>
 #include <otpd/core/spawn.hpp>
@@ -47,12 +48,9 @@ struct stats {
   double p99_us = 0;
 };
 
-stats summarize(std::vector<double>& us) {
-  std::sort(us.begin(), us.end());
-  auto at = [&](double q) {
-    return us[static_cast<std::size_t>(q * static_cast<double>(us.size() - 1))];
-  };
-  return {at(0.50), at(0.99)};
+stats summarize(const std::vector<double>& us) {
+  auto p = otpd::bench::summarize(us);
+  return {p.p50, p.p99};
 }
 
 void row(const char* what, const std::string& a, const std::string& b, const char* note = "") {
@@ -398,13 +396,7 @@ int main(int argc, char** argv) {
   }
   int iters = g_quick ? 2000 : 20000;
   long msgs = g_quick ? 200000 : 2000000;
-  std::string self_dir;
-  {
-    char buf[4096];
-    ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-    buf[n > 0 ? n : 0] = '\0';
-    self_dir = std::string(buf).substr(0, std::string(buf).rfind('/'));
-  }
+  const std::string self_dir = otpd::bench::program_dir();
 
   if (want("rtt")) {
     std::printf("\n## Round trip, 64 B (%d round trips after 1000 warm-up)\n\n", iters);

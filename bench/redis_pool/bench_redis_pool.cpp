@@ -7,44 +7,36 @@
 // its pool_client (closed loop: each answer sends the next request). The
 // workers are redis_worker programs started directly (no otpd in the path
 // of a request: otpd only starts and restarts them).
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
-#include <filesystem>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
-#include <hiredis/hiredis.h>
 
+#include <otpd/bench/support.hpp>
 #include <otpd/core/clock.hpp>
-#include <otpd/core/spawn.hpp>
-#include <otpd/core/unique_fd.hpp>
 #include <otpd/redis_pool/facts.hpp>
 #include <otpd/redis_pool/pool_client.hpp>
 #include <otpd/runtime/gen_server.hpp>
 #include <otpd/runtime/process.hpp>
 
+namespace ob = otpd::bench;
 namespace rp = otpd::redis_pool;
 namespace rt = otpd::runtime;
 using steady = std::chrono::steady_clock;
 
 namespace {
 
-constexpr int keys_n = 10000;
-constexpr std::size_t value_size = 100;
 constexpr std::size_t max_samples = 1 << 20;
 
 struct row {
@@ -57,126 +49,10 @@ struct row {
   std::string note;
 };
 
-double pct(std::vector<std::int64_t>& ns, double p) {
-  if (ns.empty()) {
-    return 0;
-  }
-  auto k = static_cast<std::size_t>(p * static_cast<double>(ns.size() - 1));
-  std::nth_element(ns.begin(), ns.begin() + static_cast<std::ptrdiff_t>(k), ns.end());
-  return static_cast<double>(ns[k]) / 1000.0;
-}
-
-std::string key_of(std::uint64_t i) {
-  return fmt::format("key:{:012}", i % keys_n);
-}
-
-int free_port() {
-  otpd::core::unique_fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  struct sockaddr_in a {};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (!s || ::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    throw std::runtime_error("unable to find a free port");
-  }
-  return ntohs(a.sin_port);
-}
-
-// One redis-server of our own: a free port, a private directory, no disk.
-class server {
- public:
-  explicit server(std::string dir) : dir_(std::move(dir)), port_(free_port()) {
-    otpd::core::spawn_options o;
-    o.argv = {"redis-server",
-              "--port",
-              std::to_string(port_),
-              "--bind",
-              "127.0.0.1",
-              "--dir",
-              dir_,
-              "--save",
-              "",
-              "--appendonly",
-              "no",
-              "--logfile",
-              dir_ + "/redis.log"};
-    o.fds = {{-1, 0}};
-    auto child = otpd::core::spawn(o);
-    if (!child) {
-      throw std::runtime_error("unable to start redis-server (is it installed?): " +
-                               child.error().message());
-    }
-    pid_ = child->pid;
-    pidfd_ = std::move(child->pidfd);
-    auto until = otpd::core::deadline::after(std::chrono::seconds(10));
-    while (!until.expired()) {
-      redisContext* c = redisConnect("127.0.0.1", port_);
-      bool up = false;
-      if (c != nullptr && c->err == 0) {
-        auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
-        up = r != nullptr && r->type == REDIS_REPLY_STATUS;
-        freeReplyObject(r);
-      }
-      redisFree(c);
-      if (up) {
-        return;
-      }
-      ::usleep(10000);  // start-up poll of a program we do not control
-    }
-    throw std::runtime_error("redis-server did not answer PING within 10 s");
-  }
-  ~server() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      otpd::core::reap(pidfd_.get());
-    }
-  }
-  server(const server&) = delete;
-  server& operator=(const server&) = delete;
-  server(server&&) = delete;
-  server& operator=(server&&) = delete;
-  [[nodiscard]] int port() const { return port_; }
-
- private:
-  std::string dir_;
-  int port_ = 0;
-  pid_t pid_ = -1;
-  otpd::core::unique_fd pidfd_;
-};
-
-void preload(int port, const std::string& value) {
-  redisContext* c = redisConnect("127.0.0.1", port);
-  for (int i = 0; i < keys_n; ++i) {
-    std::string k = key_of(static_cast<std::uint64_t>(i));
-    redisAppendCommand(c, "SET %b %b", k.data(), k.size(), value.data(), value.size());
-  }
-  for (int i = 0; i < keys_n; ++i) {
-    void* r = nullptr;
-    redisGetReply(c, &r);
-    freeReplyObject(r);
-  }
-  redisFree(c);
-}
-
 row hiredis_loop(int port, bool set, int n, const std::string& value) {
-  redisContext* ctx = redisConnect("127.0.0.1", port);
-  std::vector<std::int64_t> ns;
-  ns.reserve(static_cast<std::size_t>(n));
-  auto t0 = steady::now();
-  for (int i = 0; i < n; ++i) {
-    std::string key = key_of(static_cast<std::uint64_t>(i));
-    auto s = steady::now();
-    void* r =
-        set ? redisCommand(ctx, "SET %b %b", key.data(), key.size(), value.data(), value.size())
-            : redisCommand(ctx, "GET %b", key.data(), key.size());
-    ns.push_back((steady::now() - s).count());
-    freeReplyObject(r);
-  }
-  double secs = std::chrono::duration<double>(steady::now() - t0).count();
-  redisFree(ctx);
-  return {"hiredis sync loop", set ? "SET" : "GET", 1, n / secs, pct(ns, 0.5),
-          pct(ns, 0.99),       "one connection"};
+  auto l = ob::hiredis_sync_loop(port, set, n, value);
+  return {"hiredis sync loop", set ? "SET" : "GET", 1, l.ops_per_s, l.us.p50, l.us.p99,
+          "one connection"};
 }
 
 // Shared with the caller processes (MAP_SHARED before fork): what each did.
@@ -198,11 +74,11 @@ int caller(shared_results* out, const rp::pool_options& po, bool set, int n, int
     std::fprintf(stderr, "caller: unable to open the pool: %s\n", c.error().message().c_str());
     return 1;
   }
-  const std::string value(value_size, 'x');
+  const std::string value(ob::redis_value_size, 'x');
   std::deque<std::pair<rp::pool_client::pending, std::int64_t>> inflight;
   std::uint64_t next = static_cast<std::uint64_t>(salt) * 7919;
   auto send_one = [&]() -> bool {
-    std::string key = key_of(next++);
+    std::string key = ob::redis_key(next++);
     std::int64_t t = otpd::core::monotonic_ns();
     auto p = set ? c->send({"SET", key, value}) : c->send({"GET", key});
     if (!p) {
@@ -273,13 +149,13 @@ row pool_run(const rp::pool_options& po, bool set, int n, int callers, int procs
   }
   double secs = std::chrono::duration<double>(steady::now() - t0).count();
   std::size_t ns_n = std::min<std::size_t>(res->samples.load(), max_samples);
-  std::vector<std::int64_t> ns(res->ns, res->ns + ns_n);
+  auto us = ob::summarize_ns_as_us(std::vector<std::int64_t>(res->ns, res->ns + ns_n));
   row r{"otpd pool",
         set ? "SET" : "GET",
         callers,
         static_cast<double>(res->ops.load()) / secs,
-        pct(ns, 0.5),
-        pct(ns, 0.99),
+        us.p50,
+        us.p99,
         fmt::format("{} worker(s), {} caller process(es) x {} in flight, {} errors",
                     po.size_if_unpublished, procs, per, res->errors.load())};
   res->~shared_results();
@@ -287,51 +163,20 @@ row pool_run(const rp::pool_options& po, bool set, int n, int callers, int procs
   return r;
 }
 
-std::vector<std::string> split_csv(const std::string& line) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (char ch : line) {
-    if (ch == '"') {
-      continue;
-    }
-    if (ch == ',') {
-      out.push_back(cur);
-      cur.clear();
-    } else if (ch != '\n' && ch != '\r') {
-      cur += ch;
-    }
-  }
-  out.push_back(cur);
-  return out;
-}
-
 std::vector<row> redis_benchmark(int port, int clients, int n) {
-  std::string cmd = fmt::format(
-      "redis-benchmark -h 127.0.0.1 -p {} -t set,get -d {} -r {} -c {} -n {} --csv 2>/dev/null",
-      port, value_size, keys_n, clients, n);
   std::vector<row> rows;
-  std::fflush(stdout);
-  FILE* p = ::popen(cmd.c_str(), "re");
-  if (p == nullptr) {
-    return rows;
-  }
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, p) != nullptr) {
-    auto f = split_csv(buf);
-    if (f.size() < 7 || (f[0] != "SET" && f[0] != "GET")) {
-      continue;
+  for (auto& b : ob::redis_benchmark({.port = port, .clients = clients, .requests = n})) {
+    if (b.op == "SET" || b.op == "GET") {
+      rows.push_back({"redis-benchmark", b.op, clients, b.ops_per_s, b.p50_us, b.p99_us,
+                      fmt::format("{} connections", clients)});
     }
-    rows.push_back({"redis-benchmark", f[0], clients, std::atof(f[1].c_str()),
-                    std::atof(f[4].c_str()) * 1000.0, std::atof(f[6].c_str()) * 1000.0,
-                    fmt::format("{} connections", clients)});
   }
-  ::pclose(p);
   return rows;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) try {
+int run(int argc, char** argv) try {
   CLI::App app{"bench_redis_pool: the Redis pool vs redis-benchmark and hiredis"};
   double scale = 1.0;
   unsigned workers = 2;
@@ -346,21 +191,18 @@ int main(int argc, char** argv) try {
   CLI11_PARSE(app, argc, argv);
   auto n = [scale](int base) { return std::max(1000, static_cast<int>(base * scale)); };
   if (worker_bin.empty()) {
-    worker_bin = std::filesystem::read_symlink("/proc/self/exe").parent_path() / "redis_worker";
+    worker_bin = ob::program_dir() + "/redis_worker";
   }
 
-  char tmpl[] = "/tmp/otpd-bench-pool.XXXXXX";
-  if (::mkdtemp(tmpl) == nullptr) {
-    throw std::runtime_error("mkdtemp failed");
-  }
-  std::string dir = tmpl;
+  ob::temp_dir tmp("otpd-bench-pool");
+  const std::string& dir = tmp.path();
   std::string node = fmt::format("benchpool{}", ::getpid());
   ::setenv("OTPD_NODE", node.c_str(), 1);
   int rc = 0;
   {
-    server srv(dir);
-    const std::string value(value_size, 'x');
-    preload(srv.port(), value);
+    ob::redis_server srv;
+    const std::string value(ob::redis_value_size, 'x');
+    ob::redis_preload(srv.port(), value);
     if (auto i = rt::init({.runtime_dir = dir + "/rt", .name = {}}); !i) {
       throw std::runtime_error("unable to open a mailbox: " + i.error().message());
     }
@@ -432,10 +274,12 @@ int main(int argc, char** argv) try {
     }
   }
   (void)otpd::shm_table::persistent_term::remove(node);
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
   return rc;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "bench_redis_pool: %s\n", e.what());
   return 111;
+}
+
+int main(int argc, char** argv) {
+  return ob::run_main(argc, argv, run);
 }

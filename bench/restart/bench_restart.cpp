@@ -29,10 +29,13 @@
 
 #include <fmt/format.h>
 
+#include <otpd/bench/support.hpp>
 #include <otpd/core/clock.hpp>
 #include <otpd/core/spawn.hpp>
 
 namespace fs = std::filesystem;
+using otpd::bench::percentiles;
+using otpd::bench::summarize;
 using otpd::core::monotonic_ns;
 
 namespace {
@@ -134,28 +137,6 @@ class stamps {
   std::int64_t last_ = 0;
   std::vector<pid_t> pids_;
 };
-
-struct percentiles {
-  double p50 = 0, p90 = 0, p99 = 0;
-  std::size_t n = 0;
-};
-
-percentiles summarize(std::vector<double> v) {
-  percentiles p;
-  p.n = v.size();
-  if (v.empty()) {
-    return p;
-  }
-  std::sort(v.begin(), v.end());
-  auto at = [&](double q) {
-    auto i = static_cast<std::size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
-    return v[std::min(i, v.size() - 1)];
-  };
-  p.p50 = at(0.50);
-  p.p90 = at(0.90);
-  p.p99 = at(0.99);
-  return p;
-}
 
 std::string fmt_p(const percentiles& p) {
   if (p.n == 0) {
@@ -645,8 +626,9 @@ void scale_section(const options& o) {
 // one_for_one children each, in the same run. Repeated `rounds` times.
 void mass_section(const options& o) {
   fmt::print("## 500 killed at once (N = {} children)\n\n", o.mass);
-  fmt::print("| supervisor | all N started (ms) | 500 killed at once, all back (ms), per round |\n"
-             "|---|---|---|\n");
+  fmt::print(
+      "| supervisor | all N started (ms) | 500 killed at once, all back (ms), per round |\n"
+      "|---|---|---|\n");
   auto row = [&](const std::string& label, one_child& c) {
     std::int64_t t0 = monotonic_ns();
     std::int64_t last = c.st.wait_count(static_cast<std::size_t>(o.mass), 180000);
@@ -713,7 +695,7 @@ int main(int argc, char** argv) {
       return 100;
     }
   }
-  g_bin = fs::canonical("/proc/self/exe").parent_path().string();
+  g_bin = otpd::bench::program_dir();
   char tmpl[] = "/tmp/bench-restart.XXXXXX";
   g_work = ::mkdtemp(tmpl);
   ::signal(SIGPIPE, SIG_IGN);

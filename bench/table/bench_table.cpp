@@ -14,15 +14,9 @@
 // reader walks just behind another one through data the other has just
 // pulled into the shared cache.
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -36,6 +30,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <otpd/bench/support.hpp>
 #include <otpd/core/clock.hpp>
 #include <otpd/core/spawn.hpp>
 #include <otpd/core/unique_fd.hpp>
@@ -46,6 +41,7 @@
 #define OTPD_ETS_BENCH_SRC "bench/table/ets_bench.erl"
 #endif
 
+namespace ob = otpd::bench;
 namespace st = otpd::shm_table;
 namespace rt = otpd::runtime;
 using otpd::core::monotonic_ns;
@@ -64,25 +60,6 @@ std::string value_of(std::uint64_t i) {
   std::string v(100, 'v');
   std::memcpy(v.data(), &i, 8);
   return v;
-}
-
-bool have_program(const std::string& name) {
-  return std::system(("command -v " + name + " >/dev/null 2>&1").c_str()) == 0;
-}
-
-std::string run_capture(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) {
-    return out;
-  }
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) {
-    out.append(buf, n);
-  }
-  ::pclose(p);
-  return out;
 }
 
 // batched: lookups 16 keys per lookup_many call (the table's MGET).
@@ -227,17 +204,13 @@ double run_procs(const std::string& node, const std::vector<std::string_view>& k
 std::map<std::string, double> run_ets(std::uint64_t nkeys, std::uint64_t ops, std::uint64_t stride,
                                       const std::string& script) {
   std::map<std::string, double> out;
-  char dir[] = "/tmp/otpd-etsbench.XXXXXX";
-  if (::mkdtemp(dir) == nullptr) {
-    return out;
-  }
+  ob::temp_dir dir("otpd-etsbench");
   std::string cmd = fmt::format(
       "erl +S 2 -noshell -eval 'c:c(\"{}\", [{{outdir, \"{}\"}}]), "
       "ets_bench:main([list_to_atom(\"{}\"), list_to_atom(\"{}\"), list_to_atom(\"{}\")]).' "
       "2>&1",
-      script, dir, nkeys, ops, stride);
-  std::string text = run_capture(cmd);
-  std::system(fmt::format("rm -rf {}", dir).c_str());
+      script, dir.path(), nkeys, ops, stride);
+  std::string text = ob::run_capture(cmd);
   std::size_t pos = 0;
   while (pos < text.size()) {
     std::size_t eol = text.find('\n', pos);
@@ -260,75 +233,38 @@ std::map<std::string, double> run_ets(std::uint64_t nkeys, std::uint64_t ops, st
   return out;
 }
 
-int free_port() {
-  unique_fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    return -1;
-  }
-  return ntohs(a.sin_port);
-}
-
-bool port_accepts(int port) {
-  unique_fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
-  return ::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-}
-
-// "GET: 12345.67 requests per second, ..." lines of redis-benchmark -q.
-std::map<std::string, double> parse_redis(const std::string& text) {
-  std::map<std::string, double> out;
-  for (const char* op : {"SET", "GET"}) {
-    std::string tag = std::string(op) + ": ";
-    // -q prints progress with \r before the final line: take the last match.
-    auto p = text.rfind(tag);
-    if (p != std::string::npos) {
-      out[op] = std::atof(text.c_str() + p + tag.size());
-    }
-  }
-  return out;
-}
-
 struct redis_figures {
   std::map<std::string, double> c1;
   std::map<std::string, double> c2;
   std::map<std::string, double> c50p16;
 };
 
-std::optional<redis_figures> run_redis(std::uint64_t nkeys) {
-  int port = free_port();
-  otpd::core::spawn_options so;
-  so.argv = {"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no",     "--loglevel",         "warning"};
-  so.fds = {{-1, 1}};
-  auto srv = otpd::core::spawn(so);
-  if (!srv) {
+// Our own redis-server driven by redis-benchmark; nullopt and `note` saying
+// why when the server could not be started.
+std::optional<redis_figures> run_redis(std::uint64_t nkeys, std::string& note) {
+  try {
+    ob::redis_server srv;
+    auto bench = [&](int clients, int pipeline, int requests) {
+      std::map<std::string, double> out;
+      for (auto& b : ob::redis_benchmark({.port = srv.port(),
+                     .clients = clients,
+                     .requests = requests,
+                     .pipeline = pipeline,
+                     .keyspace = static_cast<int>(nkeys),
+                     .value_size = 100})) {
+        out[b.op] = b.ops_per_s;
+      }
+      return out;
+    };
+    redis_figures f;
+    f.c1 = bench(1, 1, 50000);
+    f.c2 = bench(2, 1, 80000);
+    f.c50p16 = bench(50, 16, 1000000);
+    return f;
+  } catch (const std::exception& e) {
+    note = std::string("Redis: ") + e.what();
     return std::nullopt;
   }
-  auto d = otpd::core::deadline::after(std::chrono::seconds(5));
-  while (!port_accepts(port) && !d.expired()) {
-    pollfd none{};
-    ::poll(&none, 0, 5);  // the server is starting; check again shortly
-  }
-  redis_figures f;
-  auto bench = [&](int clients, int pipeline, int requests) {
-    return parse_redis(run_capture(fmt::format(
-        "redis-benchmark -h 127.0.0.1 -p {} -t set,get -n {} -r {} -d 100 -c {} -P {} -q 2>&1",
-        port, requests, nkeys, clients, pipeline)));
-  };
-  f.c1 = bench(1, 1, 50000);
-  f.c2 = bench(2, 1, 80000);
-  f.c50p16 = bench(50, 16, 1000000);
-  ::kill(srv->pid, SIGTERM);
-  (void)otpd::core::reap(srv->pidfd.get());
-  return f;
 }
 
 std::string rate(double v) {
@@ -355,18 +291,11 @@ struct cache_worker_figures {
 std::optional<cache_worker_figures> run_cache_worker(const std::vector<std::string_view>& keys,
                                                      const std::vector<std::string>& values,
                                                      std::uint64_t calls) {
-  char dir[] = "/tmp/otpd-bench-cache.XXXXXX";
-  if (::mkdtemp(dir) == nullptr || !rt::init({.runtime_dir = dir})) {
+  ob::temp_dir dir("otpd-bench-cache");
+  if (!rt::init({.runtime_dir = dir.path()})) {
     return std::nullopt;
   }
-  std::string exe_dir;
-  {
-    char buf[4096];
-    ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-    buf[n > 0 ? n : 0] = '\0';
-    exe_dir = std::string(buf).substr(0, std::string(buf).rfind('/'));
-  }
-  auto w = rt::spawn_exec({exe_dir + "/cache_worker", "--evict-ms", "60000"},
+  auto w = rt::spawn_exec({ob::program_dir() + "/cache_worker", "--evict-ms", "60000"},
                           {.spawn = {.name = "bench_cache"}, .wait_ready = true});
   if (!w) {
     std::fprintf(stderr, "bench_table: unable to start cache_worker: %s\n",
@@ -421,7 +350,6 @@ std::optional<cache_worker_figures> run_cache_worker(const std::vector<std::stri
   f.get2 = static_cast<double>(2 * calls) * 1e9 / static_cast<double>(monotonic_ns() - t0);
   (void)rt::stop_server(w->pid);
   rt::shutdown();
-  std::system((std::string("rm -rf ") + dir).c_str());
   return f;
 }
 
@@ -519,7 +447,7 @@ int run(int argc, char** argv) {
   std::string ets_note;
   if (no_ets) {
     ets_note = "skipped (--no-ets)";
-  } else if (!have_program("erl")) {
+  } else if (!ob::have_program("erl")) {
     ets_note = "Erlang ETS: not installed (erl missing; Debian package erlang-base)";
   } else {
     ets = run_ets(nkeys, std::min<std::uint64_t>(ops, 2000000), stride_step, ets_script);
@@ -528,10 +456,10 @@ int run(int argc, char** argv) {
   std::string redis_note;
   if (no_redis) {
     redis_note = "skipped (--no-redis)";
-  } else if (!have_program("redis-server") || !have_program("redis-benchmark")) {
+  } else if (!ob::have_program("redis-server") || !ob::have_program("redis-benchmark")) {
     redis_note = "Redis: not installed (redis-server / redis-benchmark missing; package redis)";
   } else {
-    redis = run_redis(nkeys);
+    redis = run_redis(nkeys, redis_note);
   }
 
   std::optional<cache_worker_figures> cw;
@@ -598,15 +526,6 @@ int run(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-  // Errors are values below; an exception here is a bug (or bad_alloc): say
-  // so and exit as a system error instead of terminating silently.
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: unexpected error: %s\n", argv[0], e.what());
-    return 111;
-  } catch (...) {
-    std::fprintf(stderr, "%s: unexpected error\n", argv[0]);
-    return 111;
-  }
+  // Errors are values below; an exception here is a bug (or bad_alloc).
+  return ob::run_main(argc, argv, run);
 }
