@@ -4,7 +4,9 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
+#include <system_error>
 
 #include <otpd/core/runtime_dir.hpp>
 #include <otpd/core/unique_fd.hpp>
@@ -78,6 +80,19 @@ Result<void> write_file_atomic(const std::string& path, const std::string& data,
     return errno_code(e);
   }
   return {};
+}
+
+temp_dir::temp_dir(std::string_view prefix) {
+  std::string tmpl = "/tmp/" + std::string(prefix) + ".XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr) {
+    throw std::system_error(errno, std::generic_category(), "mkdtemp " + tmpl);
+  }
+  path_ = tmpl;
+}
+
+temp_dir::~temp_dir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
 }
 
 }  // namespace otpd::core

@@ -62,19 +62,6 @@ std::string program_dir() {
   return std::filesystem::read_symlink("/proc/self/exe").parent_path().string();
 }
 
-temp_dir::temp_dir(std::string_view prefix) {
-  std::string tmpl = fmt::format("/tmp/{}.XXXXXX", prefix);
-  if (::mkdtemp(tmpl.data()) == nullptr) {
-    throw std::system_error(errno, std::generic_category(), "mkdtemp " + tmpl);
-  }
-  path_ = tmpl;
-}
-
-temp_dir::~temp_dir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
-}
-
 namespace {
 
 bool answers_ping(int port) {

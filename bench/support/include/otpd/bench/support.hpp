@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include <otpd/core/runtime_dir.hpp>
 #include <otpd/core/unique_fd.hpp>
 
 namespace otpd::bench {
@@ -33,21 +34,8 @@ namespace otpd::bench {
 // programs a bench starts are built.
 [[nodiscard]] std::string program_dir();
 
-// A private directory under /tmp, removed with everything in it on
-// destruction. Throws std::runtime_error when it cannot be made.
-class temp_dir {
- public:
-  explicit temp_dir(std::string_view prefix = "otpd-bench");
-  ~temp_dir();
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  temp_dir(temp_dir&&) = delete;
-  temp_dir& operator=(temp_dir&&) = delete;
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+// The scratch directory of core (mkdtemp, removed on destruction).
+using temp_dir = core::temp_dir;
 
 // One redis-server of our own: a free loopback port, a private directory
 // (log and socket there), no persistence. The constructor returns once the

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <otpd/core/runtime_dir.hpp>
+
 namespace otpd::testing {
 
 // Timeouts in tests are generous and scaled by OTPD_TEST_TIMEOUT_MULTIPLIER
@@ -23,21 +25,9 @@ bool wait_until(const std::function<bool()>& pred,
 [[nodiscard]] std::string bin_dir();
 [[nodiscard]] std::string bin_path(const std::string& name);
 
-// A fresh private directory under /tmp, removed (recursively) on destruction.
-// Short paths: Unix socket paths must stay under 108 bytes.
-class temp_dir {
- public:
-  explicit temp_dir(const std::string& prefix = "otpd-test");
-  ~temp_dir();
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  temp_dir(temp_dir&&) = delete;
-  temp_dir& operator=(temp_dir&&) = delete;
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+// A fresh private directory under /tmp, removed (recursively) on destruction
+// (core's). Short prefixes: Unix socket paths must stay under 108 bytes.
+using temp_dir = core::temp_dir;
 
 // Open fds of this process (from /proc/self/fd).
 [[nodiscard]] int count_open_fds();
