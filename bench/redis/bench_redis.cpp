@@ -19,6 +19,7 @@
 #include <hiredis/hiredis.h>
 
 #include <otpd/bench/support.hpp>
+#include <otpd/core/main.hpp>
 #include <otpd/redis_client/async_client.hpp>
 #include <otpd/redis_client/blocking_client.hpp>
 
@@ -256,5 +257,5 @@ int run(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-  return ob::run_main(argc, argv, run);
+  return otpd::core::guarded_main(argc, argv, run);
 }

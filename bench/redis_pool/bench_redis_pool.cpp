@@ -25,6 +25,7 @@
 
 #include <otpd/bench/support.hpp>
 #include <otpd/core/clock.hpp>
+#include <otpd/core/main.hpp>
 #include <otpd/redis_pool/facts.hpp>
 #include <otpd/redis_pool/pool_client.hpp>
 #include <otpd/runtime/gen_server.hpp>
@@ -281,5 +282,5 @@ int run(int argc, char** argv) try {
 }
 
 int main(int argc, char** argv) {
-  return ob::run_main(argc, argv, run);
+  return otpd::core::guarded_main(argc, argv, run);
 }

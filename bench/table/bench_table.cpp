@@ -32,6 +32,7 @@
 
 #include <otpd/bench/support.hpp>
 #include <otpd/core/clock.hpp>
+#include <otpd/core/main.hpp>
 #include <otpd/core/spawn.hpp>
 #include <otpd/core/unique_fd.hpp>
 #include <otpd/runtime/gen_server.hpp>
@@ -527,5 +528,5 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   // Errors are values below; an exception here is a bug (or bad_alloc).
-  return ob::run_main(argc, argv, run);
+  return otpd::core::guarded_main(argc, argv, run);
 }

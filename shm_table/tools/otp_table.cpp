@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <otpd/core/main.hpp>
 #include <otpd/shm_table/persistent_term.hpp>
 #include <otpd/shm_table/table.hpp>
 
@@ -218,15 +219,5 @@ int run(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-  // Errors are values below; an exception here is a bug (or bad_alloc): say
-  // so and exit as a system error instead of terminating silently.
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: unexpected error: %s\n", argv[0], e.what());
-    return 111;
-  } catch (...) {
-    std::fprintf(stderr, "%s: unexpected error\n", argv[0]);
-    return 111;
-  }
+  return otpd::core::guarded_main(argc, argv, run);
 }

@@ -283,16 +283,4 @@ percentiles summarize_ns_as_us(const std::vector<std::int64_t>& ns) {
   return summarize(std::move(us));
 }
 
-int run_main(int argc, char** argv, int (*run)(int, char**)) {
-  const char* self = argc > 0 ? argv[0] : "bench";
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: unexpected error: %s\n", self, e.what());
-  } catch (...) {
-    std::fprintf(stderr, "%s: unexpected error\n", self);
-  }
-  return 111;
-}
-
 }  // namespace otpd::bench

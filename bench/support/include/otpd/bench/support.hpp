@@ -121,9 +121,4 @@ struct loop_result {
 // Throws std::runtime_error when the server cannot be reached.
 [[nodiscard]] loop_result hiredis_sync_loop(int port, bool set, int n, const std::string& value);
 
-// Calls run(argc, argv); an exception escaping it is a bug (or bad_alloc):
-// prints "<argv0>: unexpected error: <what>" and returns 111 instead of
-// terminating silently.
-int run_main(int argc, char** argv, int (*run)(int, char**));
-
 }  // namespace otpd::bench
