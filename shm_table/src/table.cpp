@@ -69,6 +69,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -93,7 +94,7 @@ using core::errc;
 namespace {
 
 constexpr std::uint64_t table_magic = 0x6f74706474616231ULL;  // "otpdtab1"
-constexpr std::uint32_t layout_version = 4;
+constexpr std::uint32_t layout_version = 5;
 constexpr std::uint32_t nil = 0xFFFFFFFFu;
 constexpr std::uint32_t head_node = 0xFFFFFFFEu;  // the skip list's head node
 constexpr int max_level = 16;
@@ -123,7 +124,8 @@ struct seg_header {
   std::uint64_t journals_off;
   std::int32_t owner_pid;  // atomic
   std::int32_t creator_pid;
-  std::uint64_t repairs;  // atomic: half-done writes of dead processes rolled back
+  std::uint64_t repairs;    // atomic: half-done writes of dead processes rolled back
+  std::uint64_t hash_seed;  // random, chosen at create: see hash_key
   char node[72];
   char name[72];
 };
@@ -207,25 +209,30 @@ std::uint64_t load4(const char* p) {
   return w;
 }
 
-// The high and low halves of a 64x64 product folded together: one multiply
-// that mixes every bit of both operands into every bit of the result.
-std::uint64_t mum(std::uint64_t a, std::uint64_t b) {
+// The high and low halves of a 64x64 product folded together with both
+// operands (wyhash's protected form): one multiply mixes every bit of both
+// into the result, and no operand value, zero included, makes it forget the
+// other one.
+std::uint64_t mix(std::uint64_t a, std::uint64_t b) {
   unsigned __int128 r = static_cast<unsigned __int128>(a) * b;
-  return static_cast<std::uint64_t>(r) ^ static_cast<std::uint64_t>(r >> 64);
+  return a ^ b ^ static_cast<std::uint64_t>(r) ^ static_cast<std::uint64_t>(r >> 64);
 }
 
 // Every lookup hashes its key, so this is on the hot path: keys of up to 16
 // bytes (the common case) are read with two possibly overlapping loads, no
 // loop and no call, and folded with two multiplies (the scheme of wyhash).
 // Its bits choose the stripe (low), the bucket (from bit 16) and the tag kept
-// in the slot (high 32), so all 64 must be well mixed.
-[[gnu::always_inline]] inline std::uint64_t hash_key(std::string_view k) {
+// in the slot (high 32), so all 64 must be well mixed. secret is the table's
+// own random seed (chosen at create, kept in its header): whoever picks the
+// keys cannot know which of them collide, so they cannot pile entries into
+// one stripe or one chain.
+[[gnu::always_inline]] inline std::uint64_t hash_key(std::string_view k, std::uint64_t secret) {
   constexpr std::uint64_t k0 = 0xa0761d6478bd642fULL;
   constexpr std::uint64_t k1 = 0xe7037ed1a0b428dbULL;
   constexpr std::uint64_t k2 = 0x8ebc6af09c88c6e3ULL;
   const char* p = k.data();
   std::size_t n = k.size();
-  std::uint64_t seed = k0 ^ (n * k2);
+  std::uint64_t seed = secret ^ k0 ^ (n * k2);
   std::uint64_t a = 0;
   std::uint64_t b = 0;
   if (n <= 16) {
@@ -244,14 +251,14 @@ std::uint64_t mum(std::uint64_t a, std::uint64_t b) {
     const char* q = p;
     std::size_t left = n;
     while (left > 16) {
-      seed = mum(load8(q) ^ k1, load8(q + 8) ^ seed);
+      seed = mix(load8(q) ^ k1, load8(q + 8) ^ seed);
       q += 16;
       left -= 16;
     }
     a = load8(p + n - 16);
     b = load8(p + n - 8);
   }
-  return mum(k1 ^ n, mum(a ^ k1, b ^ seed));
+  return mix(k1 ^ n, mix(a ^ k1, b ^ seed));
 }
 
 // Key equality inline for short keys (two loads per side), memcmp beyond.
@@ -275,6 +282,19 @@ void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #endif
+}
+
+// A fresh 64-bit secret for a table's hash: from the kernel's entropy pool,
+// or, should getrandom fail, from the clock, the pid and a stack address.
+std::uint64_t random_seed() {
+  std::uint64_t v = 0;
+  if (::getrandom(&v, sizeof v, 0) == static_cast<ssize_t>(sizeof v)) {
+    return v;
+  }
+  int here = 0;
+  return mix64(static_cast<std::uint64_t>(core::monotonic_ns()) ^
+               (static_cast<std::uint64_t>(::getpid()) << 32) ^
+               reinterpret_cast<std::uintptr_t>(&here));
 }
 
 int random_level() {
@@ -338,6 +358,7 @@ struct table::impl {
   std::uint64_t stripe_bytes = 0;  // spp * slot_size
   std::uint32_t payload_off = 0;
   std::uint32_t max_item = 0;
+  std::uint64_t hash_seed = 0;
   std::uint32_t max_entries = 0;
   std::uint64_t max_bytes = 0;
   bool bytes_bind = false;
@@ -364,6 +385,7 @@ struct table::impl {
     stripe_bytes = static_cast<std::uint64_t>(spp) * slot_size;
     payload_off = hdr->payload_off;
     max_item = hdr->max_item_bytes;
+    hash_seed = hdr->hash_seed;
     max_entries = hdr->max_entries;
     max_bytes = hdr->max_bytes;
     bytes_bind = max_bytes < static_cast<std::uint64_t>(max_entries) * max_item;
@@ -376,6 +398,7 @@ struct table::impl {
     journals = base + hdr->journals_off;
   }
 
+  [[nodiscard]] std::uint64_t hash(std::string_view key) const { return hash_key(key, hash_seed); }
   [[nodiscard]] stripe_hdr& stripe(std::uint32_t s) const { return stripe_p[s]; }
   [[nodiscard]] std::uint32_t* bucket_of(std::uint32_t s, std::uint64_t h) const {
     return buckets + static_cast<std::uint64_t>(s) * bpp + ((h >> 16) & bmask);
@@ -770,7 +793,7 @@ void free_slot(const impl_t& t, writer& w, std::uint32_t s, std::uint32_t idx) {
       st(sh.level, level);
     }
   } else {
-    std::uint32_t* b = t.bucket_of(s, hash_key(t.key_of(sl)));
+    std::uint32_t* b = t.bucket_of(s, t.hash(t.key_of(sl)));
     slot_link& me = t.link(s, idx);
     if (*b == idx) {
       w.save_field(*b);
@@ -1108,6 +1131,7 @@ Result<table> table::create(std::string_view node, std::string_view name, const 
   h->journals_off = journals_off;
   h->owner_pid = ::getpid();
   h->creator_pid = ::getpid();
+  h->hash_seed = random_seed();
   std::snprintf(h->node, sizeof h->node, "%.*s", static_cast<int>(node.size()), node.data());
   std::snprintf(h->name, sizeof h->name, "%.*s", static_cast<int>(name.size()), name.data());
   p->bind();
@@ -1239,7 +1263,7 @@ core::Result<bool> put(const impl_t& t, std::string_view key, std::string_view v
   if (auto c = check_write(t, key, value); !c) {
     return c.error();
   }
-  std::uint64_t h = hash_key(key);
+  std::uint64_t h = t.hash(key);
   std::uint32_t s = t.stripe_of(h);
   std::int64_t expire = expiry_for(ttl);
   writer w(t, s);
@@ -1291,7 +1315,7 @@ Result<std::optional<std::string>> table::take(std::string_view key) {
   if (auto c = check_write(t, key, {}); !c) {
     return c.error();
   }
-  std::uint64_t h = hash_key(key);
+  std::uint64_t h = t.hash(key);
   std::uint32_t s = t.stripe_of(h);
   writer w(t, s);
   if (!w.ok()) {
@@ -1325,7 +1349,7 @@ Result<std::int64_t> table::update_counter(std::string_view key, std::int64_t in
   if (auto c = check_write(t, key, std::string_view("01234567", 8)); !c) {
     return c.error();
   }
-  std::uint64_t h = hash_key(key);
+  std::uint64_t h = t.hash(key);
   std::uint32_t s = t.stripe_of(h);
   writer w(t, s);
   if (!w.ok()) {
@@ -1502,7 +1526,7 @@ bool table::lookup_into(std::string_view key, std::string& out) const {
   if (key.empty() || key.size() > t.max_item) {
     return false;
   }
-  std::uint64_t h = hash_key(key);
+  std::uint64_t h = t.hash(key);
   if (t.type != table_type::set || t.policy == eviction::lru) [[unlikely]] {
     return t.lookup_slow(h, key, out);
   }
@@ -1553,7 +1577,7 @@ Result<std::size_t> table::lookup_many(std::span<const std::string_view> keys,
       std::uint64_t h[batch];
       std::uint32_t idx[batch];
       for (std::size_t i = 0; i < n; ++i) {
-        h[i] = hash_key(keys[base + i]);
+        h[i] = t.hash(keys[base + i]);
         auto s = static_cast<std::uint32_t>(h[i] & t.smask);
         __builtin_prefetch(t.bucket_of(s, h[i]));
       }
@@ -1571,8 +1595,11 @@ Result<std::size_t> table::lookup_many(std::span<const std::string_view> keys,
         for (std::uint32_t steps = 0; x < t.spp && steps < 8; ++steps) {
           const slot_link& l = t.link(s, x);
           if (ld(l.hash) == h32) {
+            // The header, the key and the start of the value: a big slot's
+            // tail is not worth evicting other lines for.
             const char* p = reinterpret_cast<const char*>(t.slot(s, x));
-            for (std::uint32_t off = 0; off < t.slot_size; off += 64) {
+            for (std::uint32_t off = 0; off < std::min<std::uint32_t>(t.slot_size, 256);
+                 off += 64) {
               __builtin_prefetch(p + off);
             }
             break;
@@ -1603,7 +1630,7 @@ bool table::member(std::string_view key) const {
   if (key.empty() || key.size() > t.max_item) {
     return false;
   }
-  std::uint64_t h = hash_key(key);
+  std::uint64_t h = t.hash(key);
   std::uint32_t s = t.stripe_of(h);
   bool found = false;
   t.read_stripe(s, [&] {
@@ -1877,7 +1904,7 @@ std::string check_stripe(const impl_t& t, std::uint32_t s) {
         }
         slot_hdr* sl = t.slot(s, x);
         std::string_view k = t.key_of(sl);
-        std::uint64_t h = hash_key(k);
+        std::uint64_t h = t.hash(k);
         if ((h & t.smask) != s || ((h >> 16) & t.bmask) != b ||
             static_cast<std::uint32_t>(h >> 32) != t.link(s, x).hash) {
           return fmt::format("stripe {}: slot {} in the wrong bucket", s, x);

@@ -153,14 +153,15 @@ class table {
 
   // --- reads: lock-free, never blocked by a writer, never torn.
   [[nodiscard]] std::optional<std::string> lookup(std::string_view key) const;
-  // The same into a caller's buffer (no allocation once it has grown).
+  // The same into a caller's buffer (no allocation once it has grown); out
+  // is unspecified when it returns false.
   [[nodiscard]] bool lookup_into(std::string_view key, std::string& out) const;
   // Many lookups in one call (the table's MGET): out[i] receives keys[i]'s
   // value and found[i] whether it was there; returns how many were. The
   // batch's memory accesses are issued together, stage by stage, so a batch
   // of keys costs little more than its slowest lookup; each key has the
-  // guarantees of lookup_into. errc::invalid_argument when out or found is
-  // shorter than keys.
+  // guarantees of lookup_into (out[i] is unspecified when found[i] is
+  // false). errc::invalid_argument when out or found is shorter than keys.
   [[nodiscard]] Result<std::size_t> lookup_many(std::span<const std::string_view> keys,
                                                 std::span<std::string> out,
                                                 std::span<bool> found) const;
