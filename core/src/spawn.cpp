@@ -1,5 +1,6 @@
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -184,49 +185,26 @@ Result<unique_fd> pidfd_open(pid_t pid) noexcept {
   return unique_fd(fd);
 }
 
+// The blocking form of spawn_start: the same child, then a wait on its error
+// pipe until execve has happened (EOF) or failed (the child's errno).
 Result<spawned> spawn(const spawn_options& o) {
-  if (o.argv.empty()) {
-    return errc::invalid_argument;
+  auto started = spawn_start(o, spawn_method::fork);
+  if (!started) {
+    return started.error();
   }
-  prepared p = prepare(o);
-  int pipefd[2];
-  if (::pipe2(pipefd, O_CLOEXEC) != 0) {
-    return errno_code();
-  }
-  unique_fd err_read(pipefd[0]);
-  unique_fd err_write(pipefd[1]);
-  pid_t parent = ::getpid();
-  pid_t pid;
-  {
-    signal_block block;
-    pid = ::fork();
-    if (pid == 0) {
-      int err = child_setup(o, parent, true);
-      if (err != 0) {
-        child_fail(err_write.get(), err);
-      }
-      char** envp = p.envp.empty() ? environ : p.envp.data();
-      if (o.search_path && std::strchr(p.argv[0], '/') == nullptr) {
-        ::execvpe(p.argv[0], p.argv.data(), envp);
-      } else {
-        ::execve(p.argv[0], p.argv.data(), envp);
-      }
-      child_fail(err_write.get(), errno);
-    }
-  }
-  if (pid < 0) {
-    return errno_code();
-  }
+  pid_t pid = started->pid;
   // Our own child cannot be reaped by anyone else, so its pid cannot be
   // reused before we wait: pidfd_open here is race-free.
   auto pidfd = pidfd_open(pid);
-  err_write.reset();
   int child_errno = 0;
-  ssize_t n;
-  do {
-    n = ::read(err_read.get(), &child_errno, sizeof child_errno);
-  } while (n < 0 && errno == EINTR);
-  if (n == static_cast<ssize_t>(sizeof child_errno)) {
+  exec_outcome outcome;
+  while ((outcome = read_exec_outcome(started->exec_fd.get(), &child_errno)) ==
+         exec_outcome::pending) {
+    pollfd pfd{started->exec_fd.get(), POLLIN, 0};
+    while (::poll(&pfd, 1, -1) < 0 && errno == EINTR) {
+    }
+  }
+  if (outcome == exec_outcome::failed) {
     int status;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
