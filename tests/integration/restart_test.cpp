@@ -82,13 +82,18 @@ TEST(Restart, ExecFailureAtRestartIsAFailedStartWithItsErrno) {
   EXPECT_EQ(log.find("exit code 127"), std::string::npos) << log;
 }
 
-TEST(OtpctlCall, PushByCastThenPopByCallThroughTheRegistry) {
-  otpd_node n;
+// One stack_worker registered as "stack", up (notify readiness).
+void start_stack(otpd_node& n) {
   n.start(
       fmt::format("supervisor:\n  strategy: one_for_one\n  children:\n"
                   "    - {{id: stack, name: stack, command: [{}], readiness: notify}}\n",
                   testing::bin_path("stack_worker")));
   ASSERT_GT(n.wait_running("stack"), 0) << n.log();
+}
+
+TEST(OtpctlCall, PushByCastThenPopByCallThroughTheRegistry) {
+  otpd_node n;
+  start_stack(n);
   std::string out;
   EXPECT_EQ(n.ctl(R"(cast stack '["push", 42]')", &out), 0) << out;
   EXPECT_EQ(n.ctl(R"(call stack '["pop"]')", &out), 0) << out;
@@ -104,11 +109,7 @@ TEST(OtpctlCall, PushByCastThenPopByCallThroughTheRegistry) {
 
 TEST(OtpctlCall, ClearErrorsAndExitCodes) {
   otpd_node n;
-  n.start(
-      fmt::format("supervisor:\n  strategy: one_for_one\n  children:\n"
-                  "    - {{id: stack, name: stack, command: [{}], readiness: notify}}\n",
-                  testing::bin_path("stack_worker")));
-  ASSERT_GT(n.wait_running("stack"), 0) << n.log();
+  start_stack(n);
   std::string out;
   EXPECT_EQ(n.ctl(R"(call nobody '["pop"]')", &out), 1) << out;
   EXPECT_NE(out.find("no process named nobody"), std::string::npos) << out;

@@ -81,10 +81,7 @@ void otpd_node::start(const std::string& yaml, bool wait_ready,
       ::open((dir() + "/otpd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   core::spawn_options o;
   o.argv = launcher_;
-  for (const auto& a :
-       {testing::bin_path("otpd"), config_path(), std::string("--runtime-dir"), rt()}) {
-    o.argv.push_back(a);
-  }
+  o.argv.insert(o.argv.end(), {testing::bin_path("otpd"), config_path(), "--runtime-dir", rt()});
   o.argv.insert(o.argv.end(), extra_args.begin(), extra_args.end());
   o.fds = {{-1, 0}, {log_fd, 1}, {log_fd, 2}};
   auto r = core::spawn(o);
