@@ -1,8 +1,38 @@
 #!/usr/bin/env bash
-# Configures and builds otpd into build/ (or $1 with extra CMake args after it).
+# Configures and builds otpd.
+#   scripts/build.sh [DIR] [CMAKE_ARGS...]     DIR defaults to build/
+# $OTPD_TARGETS (space-separated) builds only those targets instead of all.
+# Uses Ninja and ccache when present. ccache is told the checkout is its base
+# directory, so a second checkout (or the same one moved) reuses the objects.
+# An existing DIR keeps the generator it was made with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-build}
 shift || true
-cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
-cmake --build "$dir" -j "$(nproc)"
+
+args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+if [[ -f "$dir/CMakeCache.txt" ]]; then
+  generator=$(sed -n 's/^CMAKE_GENERATOR:INTERNAL=//p' "$dir/CMakeCache.txt")
+else
+  generator=""
+  if command -v ninja >/dev/null 2>&1; then
+    generator=Ninja
+  fi
+fi
+if [[ -n "$generator" ]]; then
+  args+=(-G "$generator")
+fi
+if command -v ccache >/dev/null 2>&1; then
+  launcher="env;CCACHE_BASEDIR=$PWD;CCACHE_NOHASHDIR=1;ccache"
+  args+=("-DCMAKE_CXX_COMPILER_LAUNCHER=$launcher" "-DCMAKE_C_COMPILER_LAUNCHER=$launcher")
+fi
+cmake -S . -B "$dir" "${args[@]}" "$@" >/dev/null
+
+targets=()
+if [[ -n "${OTPD_TARGETS:-}" ]]; then
+  read -r -a list <<<"$OTPD_TARGETS"
+  for t in "${list[@]}"; do
+    targets+=(--target "$t")
+  done
+fi
+cmake --build "$dir" -j "$(nproc)" "${targets[@]}"

@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Runs otpd in the foreground on configs/demo.yaml.
-# Programs in the config are bare names: build/bin comes first in PATH, so
-# otpd_test_child, stack_worker, etc. resolve to the freshly built ones.
-# In another shell: OTPD_RUNTIME_DIR=/tmp/otpd-demo build/bin/otpctl tree
+# Sets up, builds and runs the demo supervision tree (configs/demo.yaml) with
+# otpd in the foreground. Builds only what the demo runs (no tests, no
+# benchmarks); scripts/test.sh later reuses every object built here.
+#   In another shell: OTPD_RUNTIME_DIR=/tmp/otpd-demo build/bin/otpctl tree
+# Extra arguments go to otpd (e.g. --log-format json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-bash scripts/build.sh build
-export PATH="$PWD/build/bin:$PATH"
+start=$SECONDS
+say() { echo "demo [$((SECONDS - start))s]: $*"; }
+
+say "checking packages (scripts/setup.sh demo)"
+bash scripts/setup.sh demo
+say "building otpd, otpctl and the demo's workers into build/bin"
+OTPD_TARGETS="otpd otpctl otp-redis otp-table stack_worker redis_worker cache_worker" \
+  bash scripts/build.sh build
 export OTPD_RUNTIME_DIR=${OTPD_RUNTIME_DIR:-/tmp/otpd-demo}
-echo "demo: runtime dir $OTPD_RUNTIME_DIR; try: OTPD_RUNTIME_DIR=$OTPD_RUNTIME_DIR build/bin/otpctl tree"
-exec otpd configs/demo.yaml "$@"
+say "starting otpd configs/demo.yaml (Ctrl-C stops the tree in order)"
+say "try, in another shell: OTPD_RUNTIME_DIR=$OTPD_RUNTIME_DIR build/bin/otpctl tree"
+exec build/bin/otpd configs/demo.yaml "$@"

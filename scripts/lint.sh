@@ -3,6 +3,7 @@
 # clang-tidy (the repo's .clang-tidy) over otpd's sources.
 #   scripts/lint.sh            check only; exit 1 on findings
 #   scripts/lint.sh --fix      reformat in place
+#   scripts/lint.sh --format   check formatting only (CI runs this)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mapfile -t files < <(git ls-files '*.cpp' '*.hpp')
@@ -11,10 +12,16 @@ if [[ "${1:-}" == "--fix" ]]; then
   exit 0
 fi
 status=0
-if ! clang-format --dry-run --Werror "${files[@]}" 2>/tmp/otpd-format.log; then
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if ! clang-format --dry-run --Werror "${files[@]}" 2>"$log"; then
   echo "lint: formatting differs from .clang-format (scripts/lint.sh --fix):"
-  grep -E '^[^ ].*warning' /tmp/otpd-format.log | cut -d: -f1 | sort -u | sed 's/^/  /'
+  grep -E '^[^ ].*warning' "$log" | cut -d: -f1 | sort -u | sed 's/^/  /'
   status=1
+fi
+if [[ "${1:-}" == "--format" ]]; then
+  ((status == 0)) && echo "lint: formatting matches .clang-format (${#files[@]} files)"
+  exit $status
 fi
 if command -v clang-tidy >/dev/null 2>&1; then
   [[ -f build/compile_commands.json ]] || bash scripts/build.sh build >/dev/null

@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
-# Installs every Debian package otpd needs to build, test and benchmark.
-# Quick when everything is present. Run as root (or with sudo available).
+# Installs the Debian packages otpd needs, and only those:
+#   scripts/setup.sh demo     build and run otpd (scripts/demo.sh)
+#   scripts/setup.sh test     the above, plus what the tests need (default)
+# OTPD_SETUP_BENCH=1 adds the anchors that bench/ measures side by side.
+# Quick when everything is present. Runs as root, or as a user with sudo.
 set -euo pipefail
 
-packages=(
-  build-essential cmake pkg-config git
+profile=${1:-test}
+demo_packages=(
+  build-essential cmake pkg-config ninja-build ccache
   libuv1-dev libhiredis-dev libboost-dev
   libmsgpack-cxx-dev libyaml-cpp-dev libcli11-dev libfmt-dev nlohmann-json3-dev
-  libgtest-dev libgmock-dev
-  redis-server redis-tools
-  procps psmisc util-linux clang-format
+  redis-server
 )
-# Anchors measured side by side by bench/ (not needed by the tests).
+test_packages=(
+  git libgtest-dev libgmock-dev redis-tools procps psmisc util-linux clang-format
+)
 bench_packages=(supervisor s6 runit erlang-base)
 
-want=("${packages[@]}")
+want=("${demo_packages[@]}")
+case "$profile" in
+  demo) ;;
+  test) want+=("${test_packages[@]}") ;;
+  *)
+    echo "usage: scripts/setup.sh [demo|test]" >&2
+    exit 100
+    ;;
+esac
 if [[ "${OTPD_SETUP_BENCH:-0}" == 1 ]]; then
   want+=("${bench_packages[@]}")
 fi
@@ -37,5 +49,5 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update
-$sudo apt-get install -y --no-install-recommends "${missing[@]}"
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -162,10 +162,11 @@ int run_exec_child(void* arg) {
   }
   char* const* argv = c->p->argv.data();
   char* const* envp = c->p->envp.empty() ? environ : c->p->envp.data();
-  if (c->o->search_path && std::strchr(argv[0], '/') == nullptr) {
-    ::execvpe(argv[0], argv, envp);
+  const char* file = c->o->program.empty() ? argv[0] : c->o->program.c_str();
+  if (c->o->search_path && std::strchr(file, '/') == nullptr) {
+    ::execvpe(file, argv, envp);
   } else {
-    ::execve(argv[0], argv, envp);
+    ::execve(file, argv, envp);
   }
   child_fail(c->err_fd, errno);
 }

@@ -7,6 +7,29 @@
 #include <otpd/supervisor/config.hpp>
 #include <otpd/supervisor/daemon.hpp>
 
+namespace {
+
+// --check tells which file each command resolved to, so that a config that
+// works only with some PATH shows it.
+void print_programs(const otpd::supervisor::child_spec& c, const std::string& path) {
+  if (!c.is_supervisor) {
+    const auto& w = c.worker;
+    if (w.program_found_in != "as written") {
+      std::printf("  %s: %s -> %s (%s)\n", path.c_str(), w.argv[0].c_str(), w.program.c_str(),
+                  w.program_found_in.c_str());
+    }
+    return;
+  }
+  for (const auto& k : c.sup.children) {
+    print_programs(k, path.empty() ? k.id : path + "/" + k.id);
+  }
+  if (c.sup.child_template) {
+    print_programs(*c.sup.child_template, (path.empty() ? "" : path + "/") + "<template>");
+  }
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace otpd::supervisor;
   CLI::App app{"otpd: supervises OS processes the way an OTP node supervises its processes"};
@@ -32,6 +55,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     std::printf("%s: ok\n", o.config_path.c_str());
+    print_programs((*cfg)->root, "");
     return 0;
   }
   o.format = format == "json" ? log_format::json : log_format::text;

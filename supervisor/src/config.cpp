@@ -189,6 +189,31 @@ class parser {
     return out;
   }
 
+  // node.path: a list of directories, or one string of them separated by ':'.
+  std::vector<std::string> search_path(const YAML::Node& n, const std::string& key) {
+    std::vector<std::string> dirs;
+    auto add = [&](const YAML::Node& at, const std::string& k, const std::string& d) {
+      if (d.empty()) {
+        fail(at, k, "an empty directory");
+      }
+      dirs.push_back(resolve(d));
+    };
+    if (n.IsScalar()) {
+      std::stringstream ss(n.Scalar());
+      for (std::string d; std::getline(ss, d, ':');) {
+        add(n, key, d);
+      }
+    } else if (n.IsSequence()) {
+      for (std::size_t i = 0; i < n.size(); ++i) {
+        std::string k = fmt::format("{}[{}]", key, i);
+        add(n[i], k, scalar(n[i], k));
+      }
+    } else {
+      fail(n, key, "expected a list of directories");
+    }
+    return dirs;
+  }
+
   std::vector<std::string> argv(const YAML::Node& n, const std::string& key, bool shell) {
     std::vector<std::string> out;
     if (n.IsScalar()) {
@@ -213,19 +238,22 @@ class parser {
     return out;
   }
 
-  // Resolves argv[0] as the daemon will (PATH lookup when it has no '/') and
-  // checks that it is an executable file, so that a typo fails the config
-  // instead of a crash loop.
-  void check_executable(const YAML::Node& at, const std::string& key, std::string& prog,
-                        const std::string& cwd) {
+  // Resolves argv[0] to the file the daemon will execute and checks that it
+  // is executable, so that a typo fails the config instead of a crash loop.
+  // A bare name is looked up in node.path, then in the directory of the otpd
+  // binary (so a config naming otpd's own workers works without PATH set up),
+  // then in PATH: a config means the same thing whoever runs it.
+  void resolve_program(const YAML::Node& at, const std::string& key, worker_spec& w,
+                       const std::vector<std::string>& node_path) {
+    const std::string& prog = w.argv[0];
     auto executable = [](const std::string& p) {
       struct stat st {};
       return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
     };
     if (prog.find('/') != std::string::npos) {
       std::string full = prog;
-      if (prog[0] != '/' && !cwd.empty()) {
-        full = cwd + "/" + prog;
+      if (prog[0] != '/' && !w.cwd.empty()) {
+        full = w.cwd + "/" + prog;
       }
       struct stat st {};
       if (::stat(full.c_str(), &st) != 0) {
@@ -234,23 +262,47 @@ class parser {
       if (!executable(full)) {
         fail(at, key, "command is not executable: " + prog);
       }
+      w.program = prog;  // relative to the child's cwd, as written
+      w.program_found_in = "as written";
       return;
     }
+    struct place {
+      std::string dir;
+      const char* what;
+    };
+    std::vector<place> places;
+    for (const auto& d : node_path) {
+      places.push_back({d, "node.path"});
+    }
+    if (std::string self = self_dir(); !self.empty()) {
+      places.push_back({self, "otpd's directory"});
+    }
     const char* path_env = std::getenv("PATH");
-    std::string path = path_env != nullptr ? path_env : "/usr/bin:/bin";
-    std::stringstream ss(path);
-    std::string dir;
+    std::stringstream ss(path_env != nullptr ? path_env : "/usr/bin:/bin");
+    for (std::string dir; std::getline(ss, dir, ':');) {
+      places.push_back({dir.empty() ? "." : dir, "PATH"});
+    }
     bool exists = false;
-    while (std::getline(ss, dir, ':')) {
-      std::string full = (dir.empty() ? "." : dir) + "/" + prog;
+    for (const auto& p : places) {
+      std::string full = p.dir + "/" + prog;
       if (executable(full)) {
+        w.program = full;
+        w.program_found_in = p.what;
         return;
       }
       struct stat st {};
       exists = exists || ::stat(full.c_str(), &st) == 0;
     }
     fail(at, key,
-         exists ? "command is not executable: " + prog : "command not found in PATH: " + prog);
+         exists ? "command is not executable: " + prog
+                : "command not found in node.path, otpd's directory or PATH: " + prog);
+  }
+
+  // The directory of the running binary (otpd, or a tool that loads configs).
+  static std::string self_dir() {
+    std::error_code ec;
+    auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+    return ec ? std::string() : exe.parent_path().string();
   }
 
   std::string resolve(const std::string& p) const {
@@ -509,8 +561,11 @@ class parser {
         fail(n["cwd"], join(key, "cwd"), "not a directory: " + w.cwd);
       }
     }
-    if (!shell) {
-      check_executable(n["command"], join(key, "command"), w.argv[0], w.cwd);
+    if (shell) {
+      w.program = w.argv[0];
+      w.program_found_in = "as written";
+    } else {
+      resolve_program(n["command"], join(key, "command"), w, node_path_);
     }
     if (n["user"]) {
       std::string u = scalar(n["user"], join(key, "user"));
@@ -575,7 +630,7 @@ class parser {
     check_keys(doc, "", {"node", "supervisor"});
     if (doc["node"]) {
       const YAML::Node& n = doc["node"];
-      check_keys(n, "node", {"name", "runtime_dir", "env"});
+      check_keys(n, "node", {"name", "runtime_dir", "env", "path"});
       if (n["name"]) {
         cfg->node.name = scalar(n["name"], "node.name");
       }
@@ -584,6 +639,10 @@ class parser {
       }
       if (n["env"]) {
         cfg->node.env = env(n["env"], "node.env");
+      }
+      if (n["path"]) {
+        cfg->node.path = search_path(n["path"], "node.path");
+        node_path_ = cfg->node.path;
       }
     }
     if (!doc["supervisor"]) {
@@ -604,6 +663,7 @@ class parser {
  private:
   std::string file_;
   std::string base_dir_;
+  std::vector<std::string> node_path_;
 };
 
 }  // namespace

@@ -656,6 +656,7 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
   const worker_spec& w = n->worker();
   core::spawn_options o;
   o.argv = w.argv;
+  o.program = w.program;
   o.argv.insert(o.argv.end(), n->extra_args.begin(), n->extra_args.end());
   bool notify = w.readiness.kind == readiness_kind::notify;
   o.env = env_for(*n, notify);

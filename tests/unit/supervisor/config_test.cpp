@@ -1,4 +1,5 @@
 // Config validation: every error names file:line:column and the key path.
+#include <filesystem>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -96,8 +97,43 @@ TEST(Config, RejectsMissingCommand) {
   EXPECT_EQ(error_of(head + "    - {id: a, command: [/nonexistent/prog]}\n"),
             "x.yaml:4:24: supervisor.children[0].command: command not found: /nonexistent/prog");
   EXPECT_EQ(error_of(head + "    - {id: a, command: [no-such-program-xyz]}\n"),
-            "x.yaml:4:24: supervisor.children[0].command: command not found in PATH: "
-            "no-such-program-xyz");
+            "x.yaml:4:24: supervisor.children[0].command: command not found in node.path, "
+            "otpd's directory or PATH: no-such-program-xyz");
+}
+
+// A bare command name means the same whoever loads the config: node.path
+// first (relative to the config's directory), then the directory of the
+// loading binary, then PATH; argv[0] stays as written.
+TEST(Config, ResolvesBareCommandsFromNodePathThenOwnDirectoryThenPath) {
+  testing::temp_dir d;
+  std::filesystem::create_directories(d.path() + "/tools");
+  std::string tool = d.path() + "/tools/sleep";  // shadows PATH's sleep
+  std::ofstream(tool) << "#!/bin/sh\n";
+  std::filesystem::permissions(tool, std::filesystem::perms::owner_all);
+  std::string msg;
+  auto r =
+      parse_config("node:\n  path: [tools]\n" + head + "    - {id: a, command: [sleep, '1']}\n",
+                   d.path() + "/c.yaml", msg);
+  ASSERT_TRUE(r.has_value()) << msg;
+  const worker_spec& w = (*r)->root.sup.children[0].worker;
+  EXPECT_EQ(w.program, tool);
+  EXPECT_EQ(w.program_found_in, "node.path");
+  EXPECT_EQ(w.argv[0], "sleep");
+
+  // The test binary sits beside otpd_test_child: found there with any PATH.
+  std::string self = testing::bin_dir();
+  auto r2 = parse_config(head + "    - {id: a, command: [otpd_test_child]}\n", "c.yaml", msg);
+  ASSERT_TRUE(r2.has_value()) << msg;
+  EXPECT_EQ((*r2)->root.sup.children[0].worker.program_found_in, "otpd's directory");
+  EXPECT_EQ(std::filesystem::path((*r2)->root.sup.children[0].worker.program).parent_path(),
+            std::filesystem::canonical(std::filesystem::path(self)));
+
+  auto r3 = parse_config(head + "    - {id: a, command: [sh]}\n", "c.yaml", msg);
+  ASSERT_TRUE(r3.has_value()) << msg;
+  EXPECT_EQ((*r3)->root.sup.children[0].worker.program_found_in, "PATH");
+
+  EXPECT_EQ(error_of("node:\n  path: {a: b}\n" + head + "    - {id: a, command: [sh]}\n"),
+            "x.yaml:2:9: node.path: expected a list of directories");
 }
 
 TEST(Config, RejectsNonExecutableCommand) {

@@ -18,11 +18,14 @@ namespace otpd::core {
 // How to start a child. The one spawn path of otpd: the daemon, the runtime's
 // spawn/async and the tests all go through spawn() / spawn_function().
 struct spawn_options {
-  std::vector<std::string> argv;  // argv[0] is the program
+  std::vector<std::string> argv;  // argv[0] is the program unless `program` is set
+  // The file to execute, when it is not argv[0] (e.g. a command resolved to
+  // an absolute path while argv[0] stays as the user wrote it).
+  std::string program;
   // The whole environment as KEY=VALUE. Empty with inherit_env: the caller's.
   std::vector<std::string> env;
   bool inherit_env = true;
-  bool search_path = true;   // look argv[0] up in PATH when it has no '/'
+  bool search_path = true;   // look the program up in PATH when it has no '/'
   std::string cwd;           // empty: stay
   std::optional<uid_t> uid;  // switch user (root only)
   std::optional<gid_t> gid;

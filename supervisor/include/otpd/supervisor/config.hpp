@@ -63,6 +63,12 @@ struct backoff_spec {
 
 struct worker_spec {
   std::vector<std::string> argv;  // a shell command is {"/bin/sh", "-c", text}
+  // The file otpd executes: argv[0] resolved when the config is loaded, so a
+  // config means the same whoever runs it (see node_spec::path). argv[0]
+  // itself is handed to the child as written.
+  std::string program;
+  std::string program_found_in;  // how program was found: "node.path", "otpd's directory", "PATH",
+                                 // "as written"
   env_list env;
   std::string cwd;
   std::optional<uid_t> uid;
@@ -100,6 +106,10 @@ struct child_spec {
 struct node_spec {
   std::string name = "otpd";
   std::string runtime_dir;  // empty: default_runtime_dir()
+  // Directories searched first for a command given as a bare name (relative
+  // ones against the config's directory); then the directory of the otpd
+  // binary itself, then PATH.
+  std::vector<std::string> path;
   env_list env;
 };
 
