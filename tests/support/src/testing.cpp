@@ -61,6 +61,16 @@ std::string bin_path(const std::string& name) {
   return bin_dir() + "/" + name;
 }
 
+world_exec_copy::world_exec_copy(const std::string& name) : path_(dir_.path() + "/" + name) {
+  namespace fs = std::filesystem;
+  constexpr auto world_exec = fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                              fs::perms::others_read | fs::perms::others_exec;
+  // mkdtemp made the directory 0700; /tmp itself is world-searchable.
+  fs::permissions(dir_.path(), world_exec);
+  fs::copy_file(bin_path(name), path_);
+  fs::permissions(path_, world_exec);
+}
+
 int count_open_fds() {
   int n = 0;
   for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {

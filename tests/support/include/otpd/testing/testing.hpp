@@ -29,6 +29,23 @@ bool wait_until(const std::function<bool()>& pred,
 // (core's). Short prefixes: Unix socket paths must stay under 108 bytes.
 using temp_dir = core::temp_dir;
 
+// A copy of the program bin_path(name) that any user can execute, for tests
+// that run a child as another user (e.g. nobody): the checkout, and so
+// build/bin, may sit in a private directory (/root, mktemp -d) that user
+// cannot enter. The copy lives in a fresh /tmp directory of mode 0755 (the
+// file is 0755 too), removed on destruction. Throws when the copy fails.
+// The project's libraries are static, so the copy needs nothing else from
+// the checkout.
+class world_exec_copy {
+ public:
+  explicit world_exec_copy(const std::string& name);
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+ private:
+  temp_dir dir_{"otpd-exec"};
+  std::string path_;
+};
+
 // Open fds of this process (from /proc/self/fd).
 [[nodiscard]] int count_open_fds();
 // Children of this process that are zombies (state Z in /proc/<pid>/stat).
