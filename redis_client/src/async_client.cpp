@@ -12,6 +12,7 @@
 
 #include <otpd/core/clock.hpp>
 #include <otpd/redis_client/async_client.hpp>
+#include <otpd/uv/handle.hpp>
 
 namespace otpd::redis_client {
 
@@ -87,7 +88,6 @@ class async_session {
   static void on_deadline_timer(uv_timer_t* t);
   static void on_connect_timer(uv_timer_t* t);
   static void on_defer_timer(uv_timer_t* t);
-  static void on_handle_closed(uv_handle_t* h);
   static void on_flush(uv_prepare_t* p);
 
   bool attach();
@@ -117,7 +117,6 @@ class async_session {
   bool defer_armed_ = false;
   bool was_connected_ = false;
   bool flush_armed_ = false;
-  int open_handles_ = 4;
 
   // Requests in the order hiredis will answer them; front_seq_ numbers the
   // front. seq - front_seq_ indexes a request while hiredis still holds it.
@@ -536,17 +535,10 @@ void async_session::maybe_finish() {
   }
   finishing_ = true;
   deferred_.clear();
-  for (uv_timer_t* t : {&deadline_timer_, &connect_timer_, &defer_timer_}) {
-    uv_close(reinterpret_cast<uv_handle_t*>(t), on_handle_closed);
-  }
-  uv_close(reinterpret_cast<uv_handle_t*>(&flush_), on_handle_closed);
-}
-
-void async_session::on_handle_closed(uv_handle_t* h) {
-  auto* self = static_cast<async_session*>(h->data);
-  if (--self->open_handles_ == 0) {
-    delete self;  // NOLINT(cppcoreguidelines-owning-memory): the last close callback owns it
-  }
+  uv::close_all({uv::as_handle(&deadline_timer_), uv::as_handle(&connect_timer_),
+                 uv::as_handle(&defer_timer_), uv::as_handle(&flush_)},
+                // NOLINTNEXTLINE(cppcoreguidelines-owning-memory): the last close callback owns it
+                [this] { delete this; });
 }
 
 }  // namespace detail

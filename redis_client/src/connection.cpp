@@ -8,6 +8,7 @@
 #include <otpd/core/clock.hpp>
 #include <otpd/core/log.hpp>
 #include <otpd/redis_client/connection.hpp>
+#include <otpd/uv/handle.hpp>
 
 namespace otpd::redis_client {
 
@@ -104,7 +105,6 @@ class connection_core {
   static void on_retry_timer(uv_timer_t* t);
   static void on_queue_timer(uv_timer_t* t);
   static void on_defer_timer(uv_timer_t* t);
-  static void on_handle_closed(uv_handle_t* h);
 
   void enter_connected();
   void enter_disconnected(std::error_code why, bool retry);
@@ -126,7 +126,6 @@ class connection_core {
   bool started_ = false;
   bool handle_alive_ = true;
   bool finishing_ = false;
-  int open_handles_ = 3;
   std::uint64_t gen_ = 0;  // numbers connect attempts; stale events carry an old one
   unsigned failures_ = 0;  // consecutive failed attempts (backoff exponent)
   std::uint64_t attempts_ = 0;
@@ -443,16 +442,10 @@ void connection_core::release_handle() noexcept {
     run_deferred();
   }
   finishing_ = true;
-  for (uv_timer_t* t : {&retry_timer_, &queue_timer_, &defer_timer_}) {
-    uv_close(reinterpret_cast<uv_handle_t*>(t), on_handle_closed);
-  }
-}
-
-void connection_core::on_handle_closed(uv_handle_t* h) {
-  auto* self = static_cast<connection_core*>(h->data);
-  if (--self->open_handles_ == 0) {
-    delete self;  // NOLINT(cppcoreguidelines-owning-memory): the last close callback owns it
-  }
+  uv::close_all(
+      {uv::as_handle(&retry_timer_), uv::as_handle(&queue_timer_), uv::as_handle(&defer_timer_)},
+      // NOLINTNEXTLINE(cppcoreguidelines-owning-memory): the last close callback owns it
+      [this] { delete this; });
 }
 
 }  // namespace detail

@@ -13,6 +13,7 @@
 #include <otpd/redis_pool/worker.hpp>
 #include <otpd/runtime/gen_server.hpp>
 #include <otpd/runtime/process.hpp>
+#include <otpd/uv/handle.hpp>
 
 namespace otpd::redis_pool {
 
@@ -282,14 +283,11 @@ void worker::finish() {
   }
   finished_ = true;
   conn_.reset();
-  auto noop = [](uv_handle_t*) {};
-  uv_close(reinterpret_cast<uv_handle_t*>(&mailbox_), noop);
-  uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), noop);
-  uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), noop);
-  uv_close(reinterpret_cast<uv_handle_t*>(&drain_), noop);
-  uv_close(reinterpret_cast<uv_handle_t*>(&health_), noop);
+  // The worker outlives its loop, so nothing is freed when the closes end.
   // The flush handle closes last, after the replies of this turn went out.
-  uv_close(reinterpret_cast<uv_handle_t*>(&flush_), noop);
+  uv::close_all({uv::as_handle(&mailbox_), uv::as_handle(&sigterm_), uv::as_handle(&sigint_),
+                 uv::as_handle(&drain_), uv::as_handle(&health_), uv::as_handle(&flush_)},
+                {});
 }
 
 void worker::on_health() {
