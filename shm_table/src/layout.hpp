@@ -192,11 +192,11 @@ struct table_layout {
   std::uint64_t segment_size;
 };
 
-// A set is split into 2^k stripes by the key's hash (64 at most unless asked,
-// and at least 64 entries each); an ordered_set has one. Each stripe's pool
-// has some slack over max_entries / stripes. A journal holds the largest
-// single step of a write: two slots' worth of bytes plus the small fields a
-// skip list or chain relink saves.
+// A set is split into 2^k stripes by the key's hash (o.stripes rounded up to
+// a power of two, else about one per 64 entries, 64 at most); an ordered_set
+// has one. Each stripe's pool has some slack over max_entries / stripes. A
+// journal holds the largest single step of a write: two slots' worth of bytes
+// plus the small fields a skip list or chain relink saves.
 inline table_layout plan_layout(const table_options& o) {
   table_layout l{};
   bool ordered = o.type == table_type::ordered_set;

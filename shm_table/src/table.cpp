@@ -27,15 +27,15 @@
 //   verify.cpp          verify(): every invariant of every stripe
 //   registry.cpp        the node's tables: names, listing, stale removal
 //
-// Readers take no lock (ETS read_concurrency and more): read the stripe's
-// counter; if odd, a write is in flight; walk the chain, copy the value out,
-// and read the counter again: any change means a write overlapped, so retry.
-// The common lookup (a set, no TTL on the entry, no LRU) is one inlined pass
-// with no call but the value's copy: short enough that the CPU overlaps the
-// next lookup's memory accesses with this one's, which is where a table far
-// larger than the caches gets its speed. It stays one inlined pass across
-// the units because everything it calls (hash_key, find_set, the seqlock)
-// is header-only and always inlined: there is no LTO.
+// Readers take no lock (ETS read_concurrency and more): they read a stripe
+// inside its seqlock and retry when a write overlapped (table_impl.hpp's
+// read_stripe, and the fast path below). The common lookup (a set, no TTL on
+// the entry, no LRU) is one inlined pass with no call but the value's copy:
+// short enough that the CPU overlaps the next lookup's memory accesses with
+// this one's, which is where a table far larger than the caches gets its
+// speed. It stays one inlined pass across the units because everything it
+// calls (hash_key and find_set, both always_inline, and the seqlock) is
+// header-only: there is no LTO.
 //
 // TTL. An entry stores its expiry in CLOCK_MONOTONIC nanoseconds (the same
 // clock in every process): an expired entry is invisible at once to every
