@@ -1,10 +1,11 @@
-// persistent_term: two buffers and a generation counter. The current image is
-// buf[gen & 1]; a writer (under a robust mutex) rebuilds the other buffer
-// from the current one plus its change, inside that buffer's own seqlock,
-// then publishes it by bumping gen. A writer killed anywhere has changed only
-// the idle buffer, so there is nothing to repair: the next writer rebuilds
-// it. Readers load gen, read the current buffer and check its seqlock (a
-// reader stalled across two publications sees the counter move and retries).
+// persistent_term: two buffers and a generation counter (the pt_area of
+// layout.hpp). The current image is buf[gen & 1]; a writer (under the robust
+// mutex of robust_lock.hpp) rebuilds the other buffer from the current one
+// plus its change, inside that buffer's own seqlock, then publishes it by
+// bumping gen. A writer killed anywhere has changed only the idle buffer, so
+// there is nothing to repair (no_repair): the next writer rebuilds it.
+// Readers load gen, read the current buffer and check its seqlock (a reader
+// stalled across two publications sees the counter move and retries).
 
 #include <pthread.h>
 
@@ -12,6 +13,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "layout.hpp"
+#include "robust_lock.hpp"
 #include "segment.hpp"
 #include <fmt/format.h>
 
@@ -22,34 +25,11 @@
 namespace otpd::shm_table {
 
 using core::errc;
+using detail::pt_area;
+using detail::pt_buf;
+using detail::pt_entry;
 
 namespace {
-
-constexpr std::uint64_t pt_magic = 0x6f74706470746d31ULL;  // "otpdptm1"
-
-struct pt_entry {
-  std::uint32_t klen;
-  std::uint32_t vlen;
-  char key[persistent_term::max_key_bytes];
-  char value[persistent_term::max_value_bytes];
-};
-
-struct pt_buf {
-  std::uint64_t seq;
-  std::uint32_t count;
-  std::uint32_t pad;
-  pt_entry e[persistent_term::max_terms];
-};
-
-// The padding is wanted: the writers' mutex, the generation readers poll and
-// the buffers each get their own cache lines.
-struct pt_area {  // NOLINT(clang-analyzer-optin.performance.Padding)
-  std::uint64_t magic;
-  std::uint64_t size;
-  pthread_mutex_t mutex;
-  alignas(64) std::uint64_t gen;
-  alignas(64) pt_buf buf[2];
-};
 
 std::string pt_segment(std::string_view node, std::string_view name) {
   return fmt::format("otpd-pt.{}.{}", node, name);
@@ -66,11 +46,10 @@ struct persistent_term::impl {
     for (;;) {
       std::uint64_t g = __atomic_load_n(&a->gen, __ATOMIC_ACQUIRE);
       const pt_buf& b = a->buf[g & 1];
-      std::uint64_t q1 = __atomic_load_n(&b.seq, __ATOMIC_ACQUIRE);
+      std::uint64_t q1 = detail::seq_read_begin(b.seq);
       if ((q1 & 1) == 0) {
         fn(b);
-        std::atomic_thread_fence(std::memory_order_acquire);
-        if (__atomic_load_n(&b.seq, __ATOMIC_RELAXED) == q1) {
+        if (detail::seq_read_valid(b.seq, q1)) {
           return;
         }
       }
@@ -80,25 +59,20 @@ struct persistent_term::impl {
   // change edits the idle buffer (a copy of the current one); false = abort.
   template <class Fn>
   core::Result<void> write(Fn&& change) {
-    int rc = ::pthread_mutex_lock(&a->mutex);
-    if (rc == EOWNERDEAD) {
-      // The dead writer touched only the idle buffer, which is rebuilt below.
-      ::pthread_mutex_consistent(&a->mutex);
-    } else if (rc != 0) {
+    // A dead writer touched only the idle buffer, which is rebuilt below.
+    if (int rc = detail::robust_lock(a->mutex, detail::no_repair{}); rc != 0) {
       return core::errno_code(rc);
     }
     std::uint64_t g = a->gen;
     pt_buf& cur = a->buf[g & 1];
     pt_buf& nxt = a->buf[(g + 1) & 1];
-    std::uint64_t q = nxt.seq | 1;  // odd: a write in progress (even a dead one's)
-    __atomic_store_n(&nxt.seq, q, __ATOMIC_RELAXED);
-    std::atomic_thread_fence(std::memory_order_release);
+    detail::seq_write_begin(nxt.seq);  // odd even if a dead writer left it odd
     nxt.count = cur.count;
     for (std::uint32_t i = 0; i < cur.count && i < max_terms; ++i) {
       std::memcpy(&nxt.e[i], &cur.e[i], offsetof(pt_entry, value) + cur.e[i].vlen);
     }
     core::Result<void> r = change(nxt);
-    __atomic_store_n(&nxt.seq, q + 1, __ATOMIC_RELEASE);
+    detail::seq_write_end(nxt.seq);
     if (r) {
       __atomic_store_n(&a->gen, g + 1, __ATOMIC_RELEASE);
     }
@@ -125,7 +99,7 @@ Result<persistent_term> persistent_term::open(std::string_view node, std::string
       p->a = reinterpret_cast<pt_area*>(p->seg->base());
       detail::init_robust_mutex(&p->a->mutex);
       p->a->size = sizeof(pt_area);
-      __atomic_store_n(&p->a->magic, pt_magic, __ATOMIC_RELEASE);
+      __atomic_store_n(&p->a->magic, detail::pt_magic, __ATOMIC_RELEASE);
       return persistent_term(std::move(p));
     }
     if (created.error() != errc::already_exists) {
@@ -143,7 +117,7 @@ Result<persistent_term> persistent_term::open(std::string_view node, std::string
       return errc::malformed;
     }
     p->a = reinterpret_cast<pt_area*>(p->seg->base());
-    if (!detail::wait_ready(&p->a->magic, pt_magic, 2000)) {
+    if (!detail::wait_ready(&p->a->magic, detail::pt_magic, 2000)) {
       return errc::busy;
     }
     return persistent_term(std::move(p));

@@ -4,9 +4,11 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 
 #include <boost/interprocess/exceptions.hpp>
+#include <fmt/format.h>
 
 #include <otpd/core/clock.hpp>
 #include <otpd/core/result.hpp>
@@ -78,15 +80,6 @@ Result<void> remove_segment(const std::string& name) {
   return {};
 }
 
-void init_robust_mutex(pthread_mutex_t* m) {
-  pthread_mutexattr_t a;
-  pthread_mutexattr_init(&a);
-  pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-  pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-  pthread_mutex_init(m, &a);
-  pthread_mutexattr_destroy(&a);
-}
-
 bool wait_ready(const std::uint64_t* magic_word, std::uint64_t magic, int timeout_ms) {
   auto d = core::deadline::after(core::milliseconds(timeout_ms));
   while (__atomic_load_n(magic_word, __ATOMIC_ACQUIRE) != magic) {
@@ -103,6 +96,22 @@ bool pid_alive(pid_t pid) noexcept {
     return false;
   }
   return ::kill(pid, 0) == 0 || errno == EPERM;
+}
+
+bool pid_alive_not_zombie(pid_t pid) {
+  if (!pid_alive(pid)) {
+    return false;
+  }
+  FILE* f = std::fopen(fmt::format("/proc/{}/stat", pid).c_str(), "re");
+  if (f == nullptr) {
+    return true;
+  }
+  char buf[512];
+  std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  const char* close = std::strrchr(buf, ')');
+  return !(close != nullptr && close[1] == ' ' && close[2] == 'Z');
 }
 
 }  // namespace otpd::shm_table::detail

@@ -5,7 +5,7 @@
 // mapping; nothing of Boost lives inside the segment (its mutexes and its
 // allocator are not robust against a holder killed by SIGKILL).
 
-#include <pthread.h>
+#include <sys/types.h>
 
 #include <cstdint>
 #include <memory>
@@ -33,14 +33,13 @@ struct segment {
 [[nodiscard]] core::Result<std::unique_ptr<segment>> open_segment(const std::string& name);
 [[nodiscard]] core::Result<void> remove_segment(const std::string& name);
 
-// A robust, process-shared mutex: the next locker after a holder's death gets
-// EOWNERDEAD instead of hanging.
-void init_robust_mutex(pthread_mutex_t* m);
-
 // Waits until a freshly created segment's magic is published by its creator,
 // or the deadline passes (then errc::busy: a creator still working or dead).
 bool wait_ready(const std::uint64_t* magic_word, std::uint64_t magic, int timeout_ms);
 
 [[nodiscard]] bool pid_alive(pid_t pid) noexcept;
+// pid_alive, and not a zombie: a killed owner stays a zombie until its parent
+// reaps it, and it is dead.
+[[nodiscard]] bool pid_alive_not_zombie(pid_t pid);
 
 }  // namespace otpd::shm_table::detail
