@@ -1,14 +1,35 @@
 #pragma once
 
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <otpd/core/clock.hpp>
+#include <otpd/core/exit_reason.hpp>
 #include <otpd/core/result.hpp>
+#include <otpd/core/runtime_dir.hpp>
 #include <otpd/core/unique_fd.hpp>
 #include <otpd/runtime/message.hpp>
+#include <otpd/runtime/process.hpp>
 
-// What task.cpp and gen_server.cpp need from the process context, beyond the
-// public API.
 namespace otpd::runtime::detail {
+
+// --- for task.cpp and gen_server.cpp ------------------------------------------
+// What they need from the process context, beyond the public API.
 
 // Stops watching a child and hands its pidfd to the caller (who reaps it).
 core::unique_fd forget_child(pid_t pid);
@@ -20,5 +41,234 @@ core::Result<void> adopt(pid_t pid, core::unique_fd pidfd);
 core::Result<void> set_signal_fd(int fd);
 // Takes in whatever the sockets hold, without waiting.
 void drain();
+
+// --- the process context, shared by the units of process.cpp -----------------
+// process.cpp lists which unit defines which part of it.
+
+// epoll user data: the kind of fd in the top byte, the fd below.
+enum class tag : std::uint64_t { listen = 1, conn = 2, pidfd = 3, signal = 4, timer = 5 };
+inline std::uint64_t make_tag(tag t, int fd) {
+  return (static_cast<std::uint64_t>(t) << 56) | static_cast<std::uint32_t>(fd);
+}
+
+// The address of the Unix socket at path; nullopt when the path is too long.
+inline std::optional<sockaddr_un> unix_address(const std::string& path) {
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  if (path.size() >= sizeof sa.sun_path) {
+    return std::nullopt;
+  }
+  std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+  return sa;
+}
+// A listening mailbox socket bound at path (replacing a stale socket file of
+// a dead process that had the same pid).
+core::Result<core::unique_fd> listen_at(const std::string& path);
+// The exit reason the node's otpd recorded for pid (a process that is not our
+// child); exit_kind::unknown when no daemon runs or it does not know.
+core::exit_reason ask_otpd_exit_reason(const std::string& runtime_dir, pid_t pid);
+
+// Set in a fork()ed child (pthread_atfork): its context is a stale copy.
+inline std::atomic<bool> g_forked{false};
+
+// A connection from a sender to our mailbox.
+struct in_conn {
+  core::unique_fd fd;
+  pid_t peer = 0;
+  // Bytes [start, end) are received and not yet parsed. The buffer only
+  // grows (zero-filled once), so a read never pays for clearing memory.
+  std::vector<char> buf;
+  std::size_t start = 0;
+  std::size_t end = 0;
+};
+
+// Our connection to another process's mailbox.
+struct out_conn {
+  core::unique_fd fd;
+  std::string pending;  // posted frames not yet written
+};
+
+// A process we watch through its pidfd: our child, a link, monitors.
+struct watch {
+  core::unique_fd pidfd;
+  bool child = false;
+  bool linked = false;
+  std::vector<ref> monitors;
+};
+
+class context {
+ public:
+  context() = default;
+  context(const context&) = delete;
+  context& operator=(const context&) = delete;
+  context(context&&) = delete;
+  context& operator=(context&&) = delete;
+  ~context() = default;
+
+  // --- lifecycle (process.cpp) -------------------------------------------------
+  Result<void> init(const init_options& o);
+  Result<void> ensure_init() {
+    if (g_forked.load(std::memory_order_relaxed)) {
+      drop_inherited();
+    }
+    if (listen_) {
+      return {};
+    }
+    return init({});
+  }
+  // For senders that need no mailbox of their own (a task's child).
+  Result<void> ensure_dir() {
+    if (g_forked.load(std::memory_order_relaxed)) {
+      drop_inherited();
+    }
+    if (!dir_.empty()) {
+      return {};
+    }
+    return set_dir(core::default_runtime_dir());
+  }
+  void drop_inherited();
+  void shutdown();
+  void become_child(core::unique_fd listen, const std::string& tmp_path);
+  [[noreturn]] void exit_self(const core::exit_reason& reason);
+
+  pid_t self() const { return self_; }
+  const std::string& dir() const { return dir_; }
+  std::string mbox_path(pid_t pid) const { return dir_ + "/mbox/" + std::to_string(pid); }
+
+  // --- sending (mailbox.cpp) ---------------------------------------------------
+  Result<void> send(const address& to, kind k, const ref& r, std::string_view body, deadline until,
+                    bool buffered);
+  Result<void> flush_all(deadline until);
+
+  // --- receiving (mailbox.cpp) -------------------------------------------------
+  Result<message> receive(const predicate* pred, deadline until);
+  std::size_t queued() {
+    pump(0);
+    return queue_.size();
+  }
+  int event_fd() const { return epoll_.get(); }
+  void dispatch_pending() { pump(0); }
+  void drain_all() {
+    for (int rounds = 0; rounds < 1000 && pump(0) > 0; ++rounds) {
+    }
+  }
+  void set_max_spin(std::chrono::microseconds max) {
+    max_spin_ = max;
+    spin_ = max;
+  }
+  // Removes queued messages of kind k carrying r. Only what is queued:
+  // callers have already stopped whatever could still produce such a message
+  // (the monitor, the call), so nothing to pump.
+  void remove_matching(const ref& r, kind k) {
+    for (auto it = queue_.begin(); it != queue_.end();) {
+      if (it->ref == r && it->kind == k) {
+        it = queue_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  void abandon(const ref& r) {
+    abandoned_.insert(r);
+    remove_matching(r, kind::reply);
+  }
+  Result<void> set_signal_fd(int fd);
+
+  // --- names (names.cpp) -------------------------------------------------------
+  Result<void> register_name(const std::string& name);
+  Result<void> unregister_name(const std::string& name);
+  Result<pid_t> whereis(const std::string& name);
+
+  // --- monitors, links, children (links.cpp) -----------------------------------
+  ref monitor(pid_t pid);
+  void demonitor(const ref& r, bool flush);
+  Result<void> link(pid_t pid, bool notify_peer);
+  void unlink(pid_t pid, bool notify_peer);
+  void set_trap_exit(bool on) { trap_exit_ = on; }
+  bool trap_exit() const { return trap_exit_; }
+  Result<void> adopt_child(pid_t pid, core::unique_fd pidfd, bool linked);
+  // Stops watching pid; the caller has reaped it or will.
+  core::unique_fd forget(pid_t pid);
+
+  // --- timers (timers.cpp) -----------------------------------------------------
+  ref start_timer(std::chrono::milliseconds after, std::string_view body);
+  bool cancel_timer(const ref& r);
+
+ private:
+  Result<void> set_dir(const std::string& dir);
+  // Adds fd to our epoll set under tag t; false (errno set) on failure.
+  bool watch_fd(tag t, int fd, std::uint32_t events = EPOLLIN) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.u64 = make_tag(t, fd);
+    return ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) == 0;
+  }
+  void unwatch_fd(int fd) { ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+  void enqueue(message m) { queue_.push_back(std::move(m)); }
+
+  // mailbox.cpp
+  Result<pid_t> resolve(const address& to);
+  Result<out_conn*> connect_to(pid_t pid, deadline until);
+  Result<void> write_out(pid_t pid, out_conn& c, deadline until);
+  void drop_out(pid_t pid) { out_.erase(pid); }
+  int pump(int timeout_ms);
+  void accept_all();
+  void read_conn(int fd);
+  bool parse_frames(in_conn& c);
+  void close_conn(int fd, const char* why);
+  void read_signals(int fd);
+
+  // links.cpp
+  watch* watch_pid(pid_t pid);
+  void release_if_idle(std::unordered_map<pid_t, watch>::iterator it);
+  void handle_control(const message& m);
+  void on_pid_exit(pid_t pid);
+
+  // timers.cpp
+  void fire_timers();
+  void arm_timer();
+
+  // The node and our mailbox.
+  pid_t self_ = 0;
+  std::string dir_;
+  core::unique_fd listen_;
+  core::unique_fd epoll_;
+
+  // Mailbox I/O.
+  std::unordered_map<int, in_conn> in_;
+  std::unordered_map<pid_t, out_conn> out_;
+  std::unordered_map<std::string, pid_t> name_cache_;
+  std::unordered_set<ref, ref_hash> abandoned_;
+  std::deque<message> queue_;
+  std::chrono::microseconds max_spin_{50};
+  std::chrono::microseconds spin_{50};
+
+  // Names we registered.
+  std::vector<std::string> names_;
+
+  // Monitors, links, children.
+  std::unordered_map<pid_t, watch> watches_;
+  std::unordered_map<int, pid_t> pidfd_owner_;
+  std::unordered_map<ref, pid_t, ref_hash> monitor_owner_;
+  bool trap_exit_ = false;
+
+  // Pending timers by due time; one timerfd armed for the earliest.
+  struct timer {
+    ref r;
+    std::string body;
+  };
+  std::multimap<core::clock::time_point, timer> timers_;
+  core::unique_fd timer_fd_;
+};
+
+// The one context of this process, created on first use.
+inline context* g_ctx = nullptr;
+context& make_context();
+inline context& ctx() {
+  if (g_ctx == nullptr) [[unlikely]] {
+    return make_context();
+  }
+  return *g_ctx;
+}
 
 }  // namespace otpd::runtime::detail

@@ -1,0 +1,72 @@
+// Asks the node's otpd how a process that is not our child ended. The
+// control socket speaks newline-delimited JSON; this is the runtime's only
+// client of it, kept in one function so it can move into a shared protocol
+// library unchanged.
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <string>
+
+#include "detail.hpp"
+#include <nlohmann/json.hpp>
+
+#include <otpd/core/clock.hpp>
+#include <otpd/core/unique_fd.hpp>
+
+namespace otpd::runtime::detail {
+
+using core::exit_kind;
+using core::exit_reason;
+using core::unique_fd;
+
+// Only a parent can read an exit status. Under otpd the daemon is the parent
+// of every worker: ask it over the control socket (it keeps recent exits).
+// It may reap a moment after we saw the pidfd fire, so ask a few times, for
+// at most ~200 ms; without a daemon the reason is simply unknown.
+exit_reason ask_otpd_exit_reason(const std::string& runtime_dir, pid_t pid) {
+  std::string path = runtime_dir + "/control.sock";
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  if (path.size() >= sizeof sa.sun_path || ::access(path.c_str(), F_OK) != 0) {
+    return {exit_kind::unknown, 0};
+  }
+  std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+  auto until = deadline::after(std::chrono::milliseconds(200));
+  std::string request = R"({"cmd":"exit-reason","pid":)" + std::to_string(pid) + "}\n";
+  while (!until.expired()) {
+    unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+      return {exit_kind::unknown, 0};
+    }
+    if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(request.size())) {
+      return {exit_kind::unknown, 0};
+    }
+    std::string line;
+    char buf[512];
+    while (line.find('\n') == std::string::npos) {
+      pollfd p{fd.get(), POLLIN, 0};
+      if (::poll(&p, 1, until.poll_timeout_ms()) <= 0) {
+        return {exit_kind::unknown, 0};
+      }
+      ssize_t n = ::read(fd.get(), buf, sizeof buf);
+      if (n <= 0) {
+        return {exit_kind::unknown, 0};
+      }
+      line.append(buf, static_cast<std::size_t>(n));
+    }
+    auto j = nlohmann::json::parse(line.substr(0, line.find('\n')), nullptr, false);
+    if (j.is_object() && j.value("found", false)) {
+      return {static_cast<exit_kind>(j.value("reason_kind", static_cast<int>(exit_kind::unknown))),
+              j.value("reason_value", 0)};
+    }
+    ::poll(nullptr, 0, 5);  // not reaped yet: ask again shortly
+  }
+  return {exit_kind::unknown, 0};
+}
+
+}  // namespace otpd::runtime::detail

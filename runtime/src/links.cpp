@@ -1,0 +1,245 @@
+// Monitors, links and the children we watch. Each process we watch has one
+// pidfd in the epoll set (shared by all monitors of it, a link, and being our
+// child); when it fires, on_pid_exit turns the end into DOWN and EXIT
+// messages or, for a link without trap_exit, ends this process too.
+#include <sys/epoll.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "detail.hpp"
+
+#include <otpd/core/log.hpp>
+#include <otpd/core/spawn.hpp>
+#include <otpd/runtime/process.hpp>
+
+namespace otpd::runtime {
+
+namespace detail {
+
+using core::errc;
+using core::errno_code;
+using core::exit_kind;
+using core::exit_reason;
+using core::unique_fd;
+
+namespace {
+constexpr std::size_t max_idle_watches = 64;
+}  // namespace
+
+// The watch of pid, opening its pidfd if it is new; nullptr when pid does not
+// exist (or cannot be watched).
+watch* context::watch_pid(pid_t pid) {
+  if (auto it = watches_.find(pid); it != watches_.end()) {
+    return &it->second;
+  }
+  auto fd = core::pidfd_open(pid);
+  if (!fd) {
+    return nullptr;
+  }
+  watch& w = watches_[pid];
+  w.pidfd = std::move(*fd);
+  (void)watch_fd(tag::pidfd, w.pidfd.get());
+  pidfd_owner_[w.pidfd.get()] = pid;
+  return &w;
+}
+
+ref context::monitor(pid_t pid) {
+  ref r = make_ref();
+  if (auto i = ensure_init(); !i) {
+    enqueue({kind::down, pid, r, pack_reason({exit_kind::noproc, 0})});
+    return r;
+  }
+  watch* w = watch_pid(pid);
+  if (w == nullptr) {
+    enqueue({kind::down, pid, r, pack_reason({exit_kind::noproc, 0})});
+    return r;
+  }
+  w->monitors.push_back(r);
+  monitor_owner_[r] = pid;
+  return r;
+}
+
+void context::demonitor(const ref& r, bool flush) {
+  if (auto owner = monitor_owner_.find(r); owner != monitor_owner_.end()) {
+    auto it = watches_.find(owner->second);
+    monitor_owner_.erase(owner);
+    if (it != watches_.end()) {
+      auto& mons = it->second.monitors;
+      mons.erase(std::remove(mons.begin(), mons.end(), r), mons.end());
+      release_if_idle(it);
+    }
+  }
+  if (flush) {
+    remove_matching(r, kind::down);
+  }
+}
+
+// A watch nobody needs any more. Keep a bounded number of them open: a caller
+// that calls the same servers again and again then monitors without a
+// pidfd_open + two epoll_ctl + close per call.
+void context::release_if_idle(std::unordered_map<pid_t, watch>::iterator it) {
+  const watch& w = it->second;
+  if (!w.monitors.empty() || w.linked || w.child) {
+    return;
+  }
+  if (watches_.size() <= max_idle_watches) {
+    return;
+  }
+  pidfd_owner_.erase(w.pidfd.get());
+  unwatch_fd(w.pidfd.get());
+  watches_.erase(it);
+}
+
+Result<void> context::link(pid_t pid, bool notify_peer) {
+  if (auto i = ensure_init(); !i) {
+    return i;
+  }
+  if (pid == self_) {
+    return {};
+  }
+  watch* w = watch_pid(pid);
+  if (w == nullptr) {
+    // OTP: linking to a dead process gives an exit signal noproc.
+    if (trap_exit_) {
+      enqueue({kind::exit, pid, {}, pack_reason({exit_kind::noproc, 0})});
+      return {};
+    }
+    return errc::noproc;
+  }
+  w->linked = true;
+  if (notify_peer) {
+    return send(address(pid), kind::link, {}, {}, deadline::after(default_send_timeout), false);
+  }
+  return {};
+}
+
+void context::unlink(pid_t pid, bool notify_peer) {
+  auto it = watches_.find(pid);
+  if (it == watches_.end()) {
+    return;
+  }
+  it->second.linked = false;
+  release_if_idle(it);
+  if (notify_peer) {
+    (void)send(address(pid), kind::unlink, {}, {}, deadline::after(default_send_timeout), false);
+  }
+}
+
+void context::handle_control(const message& m) {
+  if (m.kind == kind::link) {
+    (void)link(m.from, false);
+  } else if (m.kind == kind::unlink) {
+    unlink(m.from, false);
+  }
+}
+
+Result<void> context::adopt_child(pid_t pid, unique_fd pidfd, bool linked) {
+  watch& w = watches_[pid];
+  if (w.pidfd) {
+    pidfd_owner_.erase(w.pidfd.get());
+  }
+  w.pidfd = std::move(pidfd);
+  w.child = true;
+  w.linked = w.linked || linked;
+  if (!watch_fd(tag::pidfd, w.pidfd.get())) {
+    return errno_code();
+  }
+  pidfd_owner_[w.pidfd.get()] = pid;
+  return {};
+}
+
+unique_fd context::forget(pid_t pid) {
+  auto it = watches_.find(pid);
+  if (it == watches_.end()) {
+    return {};
+  }
+  for (const ref& r : it->second.monitors) {
+    monitor_owner_.erase(r);
+  }
+  unique_fd fd = std::move(it->second.pidfd);
+  pidfd_owner_.erase(fd.get());
+  unwatch_fd(fd.get());
+  watches_.erase(it);
+  return fd;
+}
+
+void context::on_pid_exit(pid_t pid) {
+  auto it = watches_.find(pid);
+  if (it == watches_.end()) {
+    return;
+  }
+  watch w = std::move(it->second);
+  watches_.erase(it);
+  // What pid sent before it died comes before its DOWN: take in its pending
+  // connections and bytes first.
+  accept_all();
+  std::vector<int> from_pid;
+  for (auto& [fd, c] : in_) {
+    if (c.peer == pid) {
+      from_pid.push_back(fd);
+    }
+  }
+  for (int fd : from_pid) {
+    read_conn(fd);
+  }
+  pidfd_owner_.erase(w.pidfd.get());
+  unwatch_fd(w.pidfd.get());
+  exit_reason reason;
+  if (w.child) {
+    auto e = core::try_reap(w.pidfd.get());
+    reason = e ? exit_reason::from_siginfo(e->code, e->status) : exit_reason{exit_kind::unknown, 0};
+    // A SIGKILLed child could not remove its mailbox socket.
+    ::unlink(mbox_path(pid).c_str());
+  } else {
+    reason = ask_otpd_exit_reason(dir_, pid);
+  }
+  out_.erase(pid);
+  std::string body = pack_reason(reason);
+  for (const ref& r : w.monitors) {
+    monitor_owner_.erase(r);
+    enqueue({kind::down, pid, r, body});
+  }
+  if (w.linked) {
+    if (trap_exit_) {
+      enqueue({kind::exit, pid, {}, body});
+    } else if (!reason.is_normal()) {
+      core::log_info("exiting: linked process {} ended ({})", pid, reason.to_string());
+      exit_self(reason);
+    }
+  }
+}
+
+}  // namespace detail
+
+using detail::ctx;
+
+ref monitor(pid_t pid) {
+  return ctx().monitor(pid);
+}
+ref monitor(const address& to) {
+  if (to.is_pid()) {
+    return monitor(to.pid());
+  }
+  auto pid = whereis(to.name());
+  // OTP's shape: monitoring a name nobody holds gives DOWN noproc at once.
+  return monitor(pid ? *pid : -1);
+}
+void demonitor(const ref& r, bool flush) {
+  ctx().demonitor(r, flush);
+}
+Result<void> link(pid_t pid) {
+  return ctx().link(pid, true);
+}
+void unlink(pid_t pid) {
+  ctx().unlink(pid, true);
+}
+void trap_exit(bool on) {
+  ctx().set_trap_exit(on);
+}
+bool trapping_exits() {
+  return ctx().trap_exit();
+}
+
+}  // namespace otpd::runtime
