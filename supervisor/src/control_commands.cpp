@@ -1,7 +1,7 @@
 // The control socket's commands: a table from the request's "cmd" to one
-// handler each. A handler returns the reply (or null for none) and may
-// throw on a field of the wrong type: the control server turns that into
-// an error reply. docs/PROTOCOL.md describes every request and reply.
+// handler each. A handler decodes its request and encodes its reply with
+// otpd::protocol (docs/PROTOCOL.md), and may throw on a field of the wrong
+// type: the control server turns that into an error reply.
 #include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
@@ -11,26 +11,26 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 #include "node_daemon.hpp"
 #include <fmt/format.h>
 
+#include <otpd/protocol/control.hpp>
+
 namespace otpd::supervisor::detail {
+
+namespace proto = otpd::protocol;
 
 namespace {
 
 json fail(const std::string& message) {
-  return json{{"ok", false}, {"error", message}};
+  return proto::error_reply{message}.to_json();
 }
 
 json ok() {
-  return json{{"ok", true}};
-}
-
-// The child a request names (start, stop, restart, kill, terminate-child).
-std::string who(const json& req) {
-  return req.value("id", std::string());
+  return proto::ok_reply{}.to_json();
 }
 
 }  // namespace
@@ -38,24 +38,24 @@ std::string who(const json& req) {
 json node_daemon::handle_command(control_conn& c, const json& req) {
   using handler = json (node_daemon::*)(control_conn&, const json&);
   static const std::unordered_map<std::string_view, handler> commands = {
-      {"ping", &node_daemon::cmd_ping},
-      {"status", &node_daemon::cmd_status},
-      {"tree", &node_daemon::cmd_status},
-      {"start", &node_daemon::cmd_start},
-      {"stop", &node_daemon::cmd_stop},
-      {"restart", &node_daemon::cmd_restart},
-      {"kill", &node_daemon::cmd_kill},
-      {"start-child", &node_daemon::cmd_start_child},
-      {"terminate-child", &node_daemon::cmd_terminate_child},
-      {"reload", &node_daemon::cmd_reload},
-      {"shutdown", &node_daemon::cmd_shutdown},
-      {"reopen-logs", &node_daemon::cmd_reopen_logs},
-      {"events", &node_daemon::cmd_events},
-      {"whereis", &node_daemon::cmd_whereis},
-      {"monitor", &node_daemon::cmd_monitor},
-      {"exit-reason", &node_daemon::cmd_exit_reason},
+      {proto::ping_request::cmd, &node_daemon::cmd_ping},
+      {proto::status_request::cmd, &node_daemon::cmd_status},
+      {proto::status_request::alias, &node_daemon::cmd_status},
+      {proto::child_request::cmd_of(proto::child_request::verb::start), &node_daemon::cmd_child},
+      {proto::child_request::cmd_of(proto::child_request::verb::stop), &node_daemon::cmd_child},
+      {proto::child_request::cmd_of(proto::child_request::verb::restart), &node_daemon::cmd_child},
+      {proto::kill_request::cmd, &node_daemon::cmd_kill},
+      {proto::start_child_request::cmd, &node_daemon::cmd_start_child},
+      {proto::terminate_child_request::cmd, &node_daemon::cmd_terminate_child},
+      {proto::reload_request::cmd, &node_daemon::cmd_reload},
+      {proto::shutdown_request::cmd, &node_daemon::cmd_shutdown},
+      {proto::reopen_logs_request::cmd, &node_daemon::cmd_reopen_logs},
+      {proto::events_request::cmd, &node_daemon::cmd_events},
+      {proto::whereis_request::cmd, &node_daemon::cmd_whereis},
+      {proto::monitor_request::cmd, &node_daemon::cmd_monitor},
+      {proto::exit_reason_request::cmd, &node_daemon::cmd_exit_reason},
   };
-  const std::string cmd = req["cmd"].get<std::string>();
+  const std::string cmd = proto::command_of(req);
   auto it = commands.find(cmd);
   if (it == commands.end()) {
     return fail("unknown command: " + cmd);
@@ -64,32 +64,28 @@ json node_daemon::handle_command(control_conn& c, const json& req) {
 }
 
 json node_daemon::cmd_ping(control_conn& /*c*/, const json& /*req*/) {
-  return {{"ok", true}, {"pid", ::getpid()}};
+  return proto::pid_reply{::getpid()}.to_json();
 }
 
 json node_daemon::cmd_status(control_conn& /*c*/, const json& /*req*/) {
-  return status_json();
+  return status().to_json();
 }
 
-json node_daemon::cmd_start(control_conn& /*c*/, const json& req) {
+// start, stop or restart (the request's "cmd") one child.
+json node_daemon::cmd_child(control_conn& /*c*/, const json& req) {
+  auto r = proto::child_request::from_json(req);
   std::string msg;
-  return tree_->start_child(who(req), msg) ? ok() : fail(msg);
+  core::Result<void> done =
+      r.what == proto::child_request::verb::start  ? tree_->start_child(r.id, msg)
+      : r.what == proto::child_request::verb::stop ? tree_->stop_child(r.id, msg)
+                                                   : tree_->restart_child(r.id, msg);
+  return done ? ok() : fail(msg);
 }
 
-json node_daemon::cmd_stop(control_conn& /*c*/, const json& req) {
-  std::string msg;
-  return tree_->stop_child(who(req), msg) ? ok() : fail(msg);
-}
-
-json node_daemon::cmd_restart(control_conn& /*c*/, const json& req) {
-  std::string msg;
-  return tree_->restart_child(who(req), msg) ? ok() : fail(msg);
-}
-
-// "signal": a number or a name (TERM, SIGTERM); SIGKILL when absent.
 json node_daemon::cmd_kill(control_conn& /*c*/, const json& req) {
+  auto r = proto::kill_request::from_json(req);
   std::string msg;
-  node* n = tree_->resolve(who(req), msg);
+  node* n = tree_->resolve(r.id, msg);
   if (n == nullptr) {
     return fail(msg);
   }
@@ -97,31 +93,29 @@ json node_daemon::cmd_kill(control_conn& /*c*/, const json& req) {
     return fail(fmt::format("{} has no process to kill", n->path));
   }
   int sig = SIGKILL;
-  if (req.contains("signal")) {
-    sig = req["signal"].is_number() ? req["signal"].get<int>()
-                                    : core::signal_from_name(req["signal"].get<std::string>());
+  if (const int* number = std::get_if<int>(&r.signal)) {
+    sig = *number;
+  } else if (const std::string* name = std::get_if<std::string>(&r.signal)) {
+    sig = core::signal_from_name(*name);
   }
   if (sig <= 0 || ::kill(n->pid, sig) != 0) {
     return fail(fmt::format("unable to signal {}: {}", n->pid,
                             sig <= 0 ? "unknown signal" : std::strerror(errno)));
   }
-  return {{"ok", true}, {"pid", n->pid}};
+  return proto::pid_reply{n->pid}.to_json();
 }
 
 json node_daemon::cmd_start_child(control_conn& /*c*/, const json& req) {
+  auto r = proto::start_child_request::from_json(req);
   std::string msg;
-  std::vector<std::string> args;
-  if (req.contains("args")) {
-    args = req["args"].get<std::vector<std::string>>();
-  }
-  auto r = tree_->start_dynamic(req.value("supervisor", std::string()), args, msg);
-  return r ? json{{"ok", true}, {"path", *r}} : fail(msg);
+  auto path = tree_->start_dynamic(r.supervisor, r.args, msg);
+  return path ? proto::start_child_reply{*path}.to_json() : fail(msg);
 }
 
 json node_daemon::cmd_terminate_child(control_conn& /*c*/, const json& req) {
+  auto r = proto::terminate_child_request::from_json(req);
   std::string msg;
-  auto r = tree_->terminate_dynamic(req.value("supervisor", std::string()), who(req), msg);
-  return r ? ok() : fail(msg);
+  return tree_->terminate_dynamic(r.supervisor, r.id, msg) ? ok() : fail(msg);
 }
 
 // Rereads the config file; the tree applies the difference.
@@ -136,7 +130,7 @@ json node_daemon::cmd_reload(control_conn& /*c*/, const json& /*req*/) {
   rebuild_base_env();
   auto s = tree_->reload(cfg_);
   drain();
-  return {{"ok", true}, {"added", s.added}, {"removed", s.removed}, {"changed", s.changed}};
+  return proto::reload_reply{s.added, s.removed, s.changed}.to_json();
 }
 
 json node_daemon::cmd_shutdown(control_conn& /*c*/, const json& /*req*/) {
@@ -145,102 +139,91 @@ json node_daemon::cmd_shutdown(control_conn& /*c*/, const json& /*req*/) {
 }
 
 json node_daemon::cmd_reopen_logs(control_conn& /*c*/, const json& /*req*/) {
-  std::size_t files = output_.reopen_all();
-  return {{"ok", true}, {"files", files}};
+  return proto::reopen_logs_reply{output_.reopen_all()}.to_json();
 }
 
-// The recent events now; with "follow" (the default) every later one too.
+// The recent events now; with follow (the default) every later one too.
 json node_daemon::cmd_events(control_conn& c, const json& req) {
-  c.events = req.value("follow", true);
-  json recent = json::array();
-  for (const auto& e : recent_events_) {
-    recent.push_back(e);
-  }
-  return {{"ok", true}, {"recent", std::move(recent)}};
+  c.events = proto::events_request::from_json(req).follow;
+  proto::events_reply r;
+  r.recent.assign(recent_events_.begin(), recent_events_.end());
+  return r.to_json();
 }
 
 json node_daemon::cmd_whereis(control_conn& /*c*/, const json& req) {
-  pid_t pid = pid_of_name(req.value("name", std::string()));
-  return pid > 0 ? json{{"ok", true}, {"pid", pid}} : fail("no such name");
+  pid_t pid = pid_of_name(proto::whereis_request::from_json(req).name);
+  return pid > 0 ? proto::pid_reply{pid}.to_json() : fail("no such name");
 }
 
-// A "down" event to this connection when the process (by "pid" or "name")
+// A "down" event to this connection when the process (by pid or name)
 // exits: at once, as noproc, when it is not (or no longer) ours.
 json node_daemon::cmd_monitor(control_conn& c, const json& req) {
-  pid_t pid = -1;
-  if (req.contains("pid")) {
-    pid = req["pid"].get<pid_t>();
-  } else {
-    pid = pid_of_name(req.value("name", std::string()));
-  }
+  auto r = proto::monitor_request::from_json(req);
+  pid_t pid = r.pid ? *r.pid : pid_of_name(r.name);
   if (c.id == 0) {
     return fail("no connection");
   }
   if (pid <= 0 || procs_.count(pid) == 0) {
     // OTP: monitoring a process that is gone gives DOWN noproc at once.
-    json down = {{"event", "down"}, {"pid", pid}};
-    down.update(reason_json({core::exit_kind::noproc, 0}));
-    control_.send(c, {{"ok", true}, {"pid", pid}});
-    return down;
+    control_.send(c, proto::pid_reply{pid}.to_json());
+    return proto::down_event{pid, {core::exit_kind::noproc, 0}}.to_json();
   }
   monitors_[pid].push_back(c.id);
-  return {{"ok", true}, {"pid", pid}};
+  return proto::pid_reply{pid}.to_json();
 }
 
 // The exit reason of one of the last exit_ring_size workers to exit.
 json node_daemon::cmd_exit_reason(control_conn& /*c*/, const json& req) {
-  pid_t pid = req.value("pid", -1);
+  pid_t pid = proto::exit_reason_request::from_json(req).pid;
   for (auto it = exits_.rbegin(); it != exits_.rend(); ++it) {
     if (it->first == pid) {
-      json j = {{"ok", true}, {"found", true}, {"pid", pid}};
-      j.update(reason_json(it->second));
-      return j;
+      return proto::exit_reason_reply{pid, it->second}.to_json();
     }
   }
-  return {{"ok", true}, {"found", false}, {"pid", pid}};
+  return proto::exit_reason_reply{pid, std::nullopt}.to_json();
 }
 
 // ---- status ------------------------------------------------------------------------
 
-json node_daemon::node_json(const node& n) const {
-  json j = {{"id", n.id},
-            {"path", n.path},
-            {"pid", n.pid > 0 ? json(n.pid) : json(nullptr)},
-            {"state", to_string(n.state)},
-            {"restarts", n.restarts},
-            {"type", n.is_supervisor ? "supervisor" : "worker"},
-            {"restart", to_string(n.spec->restart)}};
+proto::node_status node_daemon::status_of(const node& n) const {
+  proto::node_status s;
+  s.id = n.id;
+  s.path = n.path;
+  if (n.pid > 0) {
+    s.pid = n.pid;
+  }
+  s.state = to_string(n.state);
+  s.restarts = n.restarts;
+  s.is_supervisor = n.is_supervisor;
+  s.restart = to_string(n.spec->restart);
   if (n.state == child_state::running && n.started_at_ms > 0) {
-    j["uptime_ms"] = now_ms() - n.started_at_ms;
+    s.uptime_ms = now_ms() - n.started_at_ms;
   }
   if (n.has_exit) {
-    j["last_exit"] = n.last_exit.to_string();
+    s.last_exit = n.last_exit.to_string();
   }
   if (!n.spec->name.empty()) {
-    j["name"] = n.spec->name;
+    s.name = n.spec->name;
   }
   if (n.is_supervisor) {
-    j["strategy"] = to_string(n.sup().strat);
-    json kids = json::array();
+    s.strategy = to_string(n.sup().strat);
     for (const auto& c : n.children) {
       if (!c->removed || c->state != child_state::stopped) {
-        kids.push_back(node_json(*c));
+        s.children.push_back(status_of(*c));
       }
     }
-    j["children"] = std::move(kids);
   }
-  return j;
+  return s;
 }
 
-json node_daemon::status_json() const {
-  const node& r = tree_->root();
-  json j = node_json(r);
-  j["ok"] = true;
-  j["node"] = cfg_->node.name;
-  j["otpd_pid"] = ::getpid();
-  j["runtime_dir"] = dir_;
-  j["path"] = "/";
-  return j;
+proto::status_reply node_daemon::status() const {
+  proto::status_reply r;
+  r.root = status_of(tree_->root());
+  r.root.path = "/";
+  r.node = cfg_->node.name;
+  r.otpd_pid = ::getpid();
+  r.runtime_dir = dir_;
+  return r;
 }
 
 }  // namespace otpd::supervisor::detail

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <otpd/core/log.hpp>
+#include <otpd/protocol/control.hpp>
 
 namespace otpd::supervisor {
 
@@ -178,19 +179,20 @@ void control_server::handle_request(control_conn& c, const std::string& line) {
     return;
   }
   json req = json::parse(line, nullptr, false);
-  if (req.is_discarded() || !req.is_object() || !req.contains("cmd") || !req["cmd"].is_string()) {
-    send(c, {{"ok", false}, {"error", "malformed request: expected {\"cmd\": ...}"}});
+  if (req.is_discarded() || !req.is_object() || !req.contains(protocol::field::cmd) ||
+      !req[protocol::field::cmd].is_string()) {
+    send(c, protocol::error_reply{"malformed request: expected {\"cmd\": ...}"}.to_json());
     return;
   }
   json ans;
   try {
     ans = on_request_(c, req);
   } catch (const json::exception& e) {
-    ans = {{"ok", false}, {"error", std::string("bad request: ") + e.what()}};
+    ans = protocol::error_reply{std::string("bad request: ") + e.what()}.to_json();
   } catch (const std::exception& e) {
-    ans = {{"ok", false}, {"error", std::string("unable to handle request: ") + e.what()}};
+    ans = protocol::error_reply{std::string("unable to handle request: ") + e.what()}.to_json();
   } catch (...) {
-    ans = {{"ok", false}, {"error", "unable to handle request"}};
+    ans = protocol::error_reply{"unable to handle request"}.to_json();
   }
   if (!ans.is_null()) {
     send(c, ans);

@@ -123,7 +123,7 @@ void node_daemon::install_signals() {
   // SIGHUP is the reload command without a connection.
   sig(sig_hup_, SIGHUP, [](uv_signal_t* h, int) {
     auto& d = self(h);
-    json req = {{"cmd", "reload"}};
+    json req = protocol::reload_request{}.to_json();
     control_conn none;
     json ans = d.handle_command(none, req);
     if (!ans.value("ok", false)) {
@@ -236,16 +236,20 @@ void node_daemon::schedule_timer(std::uint64_t uid, int delay_ms) {
 }
 
 void node_daemon::log_event(const event& ev) {
-  json j = {{"event", ev.type}, {"path", ev.path}, {"ts_ms", now_ms()}};
+  protocol::lifecycle_event e;
+  e.event = ev.type;
+  e.path = ev.path;
+  e.ts_ms = now_ms();
   if (ev.pid > 0) {
-    j["pid"] = ev.pid;
+    e.pid = ev.pid;
   }
   if (ev.has_reason) {
-    j.update(reason_json(ev.reason));
+    e.reason = ev.reason;
   }
   if (!ev.detail.empty()) {
-    j["detail"] = ev.detail;
+    e.detail = ev.detail;
   }
+  json j = e.to_json();
   if (opts_.format == log_format::json) {
     core::log_info("{}", j.dump());
   } else {
@@ -264,7 +268,7 @@ void node_daemon::log_event(const event& ev) {
                      : core::log_level::info;
     core::log(level, "{}", line);
   }
-  recent_events_.push_back(j);
+  recent_events_.push_back(std::move(e));
   if (recent_events_.size() > recent_events_size) {
     recent_events_.pop_front();
   }
@@ -406,8 +410,7 @@ void node_daemon::notify_monitors(pid_t pid, const exit_reason& observed) {
   if (m == monitors_.end()) {
     return;
   }
-  json down = {{"event", "down"}, {"pid", pid}};
-  down.update(reason_json(observed));
+  json down = protocol::down_event{pid, observed}.to_json();
   for (auto id : m->second) {
     control_.send_to(id, down);
   }

@@ -24,6 +24,7 @@
 #include <otpd/core/exit_reason.hpp>
 #include <otpd/core/spawn.hpp>
 #include <otpd/core/unique_fd.hpp>
+#include <otpd/protocol/control.hpp>
 #include <otpd/supervisor/config.hpp>
 #include <otpd/supervisor/daemon.hpp>
 #include <otpd/supervisor/tree.hpp>
@@ -34,13 +35,6 @@ using json = nlohmann::json;
 
 inline std::int64_t now_ms() {
   return core::monotonic_ns() / 1000000;
-}
-
-// An exit reason as the fields of a "down" event or an exit-reason reply.
-inline json reason_json(const core::exit_reason& r) {
-  return {{"reason", r.to_string()},
-          {"reason_kind", static_cast<int>(r.kind)},
-          {"reason_value", r.value}};
 }
 
 // A child process of otpd: a worker, or a readiness probe command run for one.
@@ -162,9 +156,7 @@ class node_daemon {
   json handle_command(control_conn& c, const json& req);
   json cmd_ping(control_conn& c, const json& req);
   json cmd_status(control_conn& c, const json& req);
-  json cmd_start(control_conn& c, const json& req);
-  json cmd_stop(control_conn& c, const json& req);
-  json cmd_restart(control_conn& c, const json& req);
+  json cmd_child(control_conn& c, const json& req);
   json cmd_kill(control_conn& c, const json& req);
   json cmd_start_child(control_conn& c, const json& req);
   json cmd_terminate_child(control_conn& c, const json& req);
@@ -175,8 +167,8 @@ class node_daemon {
   json cmd_whereis(control_conn& c, const json& req);
   json cmd_monitor(control_conn& c, const json& req);
   json cmd_exit_reason(control_conn& c, const json& req);
-  json status_json() const;
-  json node_json(const node& n) const;
+  protocol::status_reply status() const;
+  protocol::node_status status_of(const node& n) const;
 
   static constexpr std::size_t exit_ring_size = 4096;
   static constexpr std::size_t recent_events_size = 256;
@@ -199,7 +191,7 @@ class node_daemon {
       [this] { drain(); }};
   std::unordered_map<pid_t, std::vector<std::uint64_t>> monitors_;
   std::deque<std::pair<pid_t, core::exit_reason>> exits_;
-  std::deque<json> recent_events_;
+  std::deque<protocol::lifecycle_event> recent_events_;
   std::unordered_map<std::uint64_t, uv_handle<uv_timer_t>> backoff_timers_;
   core::unique_fd lock_fd_;
   bool draining_ = false;
