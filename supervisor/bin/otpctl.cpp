@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include <otpd/core/result.hpp>
+#include <otpd/protocol/control.hpp>
 #include <otpd/runtime/gen_server.hpp>
 #include <otpd/runtime/process.hpp>
 #include <otpd/supervisor/control_client.hpp>
@@ -20,6 +21,7 @@
 
 namespace {
 
+namespace proto = otpd::protocol;
 using json = nlohmann::json;
 using otpd::supervisor::control_client;
 
@@ -28,11 +30,11 @@ constexpr int exit_no = 1;
 constexpr int exit_usage = 100;
 constexpr int exit_sys = 111;
 
-std::string uptime(const json& c) {
-  if (!c.contains("uptime_ms")) {
+std::string uptime(const proto::node_status& c) {
+  if (!c.uptime_ms) {
     return "-";
   }
-  long long ms = c["uptime_ms"].get<long long>();
+  long long ms = *c.uptime_ms;
   if (ms < 60000) {
     return fmt::format("{:.1f}s", static_cast<double>(ms) / 1000.0);
   }
@@ -43,28 +45,72 @@ std::string uptime(const json& c) {
   return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
 }
 
-void print_rows(const json& n, int depth, bool as_tree) {
-  for (const auto& c : n["children"]) {
+void print_rows(const proto::node_status& n, int depth, bool as_tree) {
+  for (const auto& c : n.children) {
     std::string label =
-        as_tree ? std::string(static_cast<std::size_t>(depth) * 2, ' ') + c["id"].get<std::string>()
-                : c["path"].get<std::string>();
-    bool sup = c["type"] == "supervisor";
+        as_tree ? std::string(static_cast<std::size_t>(depth) * 2, ' ') + c.id : c.path;
+    bool sup = c.is_supervisor;
     if (sup) {
       label += "/";
     }
-    std::string pid = c["pid"].is_null() ? "-" : std::to_string(c["pid"].get<int>());
-    std::string last = c.value("last_exit", std::string("-"));
+    std::string pid = c.pid ? std::to_string(*c.pid) : "-";
+    std::string last = c.last_exit.value_or("-");
     if (sup) {
-      last = c["strategy"].get<std::string>() + (last == "-" ? "" : ", last exit " + last);
+      last = c.strategy.value_or("") + (last == "-" ? "" : ", last exit " + last);
     }
-    std::printf("%-32s %-9s %-8s %8d  %-8s %s\n", label.c_str(),
-                c["state"].get<std::string>().c_str(), pid.c_str(), c["restarts"].get<int>(),
-                uptime(c).c_str(), last.c_str());
+    std::printf("%-32s %-9s %-8s %8d  %-8s %s\n", label.c_str(), c.state.c_str(), pid.c_str(),
+                c.restarts, uptime(c).c_str(), last.c_str());
     if (sup) {
       print_rows(c, depth + 1, as_tree);
     }
   }
 }
+
+// The request of a control command, from its command-line arguments.
+struct cli_request {
+  std::string cmd, id, sup, sig;
+  std::vector<std::string> args;
+  bool follow = false;
+  pid_t pid = -1;
+
+  [[nodiscard]] json encode() const {
+    using verb = proto::child_request::verb;
+    if (cmd == "status" || cmd == "tree") {
+      return proto::status_request{cmd == "tree"}.to_json();
+    }
+    for (verb v : {verb::start, verb::stop, verb::restart}) {
+      if (cmd == proto::child_request::cmd_of(v)) {
+        return proto::child_request{v, id}.to_json();
+      }
+    }
+    if (cmd == proto::kill_request::cmd) {
+      proto::kill_request k{id, {}};
+      if (!sig.empty()) {
+        k.signal = sig;
+      }
+      return k.to_json();
+    }
+    if (cmd == proto::start_child_request::cmd) {
+      return proto::start_child_request{sup, args}.to_json();
+    }
+    if (cmd == proto::terminate_child_request::cmd) {
+      return proto::terminate_child_request{sup, id}.to_json();
+    }
+    if (cmd == proto::events_request::cmd) {
+      return proto::events_request{follow}.to_json();
+    }
+    if (cmd == proto::exit_reason_request::cmd) {
+      return proto::exit_reason_request{pid}.to_json();
+    }
+    if (cmd == proto::reload_request::cmd) {
+      return proto::reload_request{}.to_json();
+    }
+    if (cmd == proto::shutdown_request::cmd) {
+      return proto::shutdown_request{}.to_json();
+    }
+    return proto::reopen_logs_request{}.to_json();
+  }
+};
 
 // MSG as JSON, or a bare word that is not JSON as a string; then msgpack.
 std::string encode_message(const std::string& msg) {
@@ -149,14 +195,15 @@ int main(int argc, char** argv) {
   app.add_option("--runtime-dir", dir, "otpd's runtime dir (default: $OTPD_RUNTIME_DIR)");
   app.add_flag("--json", as_json, "print the daemon's JSON answer");
 
-  json req;
-  std::string id, sup, sig;
-  std::vector<std::string> args;
-  bool follow = false;
+  cli_request req;
+  std::string& id = req.id;
+  std::string& sup = req.sup;
+  std::vector<std::string>& args = req.args;
+  bool& follow = req.follow;
   auto add = [&](const char* name, const char* help) {
     auto* s = app.add_subcommand(name, help);
     s->add_flag("--json", as_json, "print the daemon's JSON answer");
-    s->callback([&req, name] { req["cmd"] = name; });
+    s->callback([&req, name] { req.cmd = name; });
     return s;
   };
   add("status", "the children with path, state, pid, restarts, uptime, last exit");
@@ -166,7 +213,7 @@ int main(int argc, char** argv) {
   }
   auto* k = add("kill", "signal a worker's process (default SIGKILL); its supervisor reacts");
   k->add_option("id", id, "child id or path")->required();
-  k->add_option("-s,--signal", sig, "signal name or number");
+  k->add_option("-s,--signal", req.sig, "signal name or number");
   auto* sc = add("start-child", "start a child of a simple_one_for_one supervisor");
   sc->add_option("supervisor", sup, "supervisor path ('/' for the root)")->required();
   sc->add_option("args", args, "extra arguments appended to the template's command");
@@ -188,7 +235,7 @@ int main(int argc, char** argv) {
   auto* cast = add("cast", "a GenServer cast from the shell (no reply)");
   cast->add_option("name", target, "registered name (or pid) of the server")->required();
   cast->add_option("msg", msg, "the message: JSON, or a bare word sent as a string")->required();
-  pid_t pid = -1;
+  pid_t& pid = req.pid;
   add("exit-reason", "how a recent child process ended")
       ->add_option("pid", pid, "process id")
       ->required();
@@ -199,25 +246,7 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? exit_ok : exit_usage;
   }
-  const std::string cmd = req["cmd"];
-  if (!id.empty()) {
-    req["id"] = id;
-  }
-  if (cmd == "kill" && !sig.empty()) {
-    req["signal"] = sig;
-  }
-  if (cmd == "start-child" || cmd == "terminate-child") {
-    req["supervisor"] = sup;
-    if (cmd == "start-child") {
-      req["args"] = args;
-    }
-  }
-  if (cmd == "events") {
-    req["follow"] = follow;
-  }
-  if (cmd == "exit-reason") {
-    req["pid"] = pid;
-  }
+  const std::string cmd = req.cmd;
 
   dir = otpd::supervisor::pick_runtime_dir(dir, "");
   if (cmd == "call" || cmd == "cast") {
@@ -231,26 +260,27 @@ int main(int argc, char** argv) {
                  otpd::supervisor::control_socket_path(dir).c_str(), r.error().message().c_str());
     return exit_sys;
   }
-  auto line = client.request(req.dump());
-  if (!line) {
-    std::fprintf(stderr, "otpctl: otpd closed the connection: %s\n",
-                 line.error().message().c_str());
+  auto reply = client.call(req.encode());
+  if (!reply) {
+    if (reply.error() == otpd::core::errc::malformed) {
+      std::fprintf(stderr, "otpctl: malformed answer from otpd\n");
+    } else {
+      std::fprintf(stderr, "otpctl: otpd closed the connection: %s\n",
+                   reply.error().message().c_str());
+    }
     return exit_sys;
   }
-  json ans = json::parse(*line, nullptr, false);
-  if (ans.is_discarded()) {
-    std::fprintf(stderr, "otpctl: malformed answer from otpd\n");
-    return exit_sys;
-  }
-  if (!ans.value("ok", false)) {
+  const json& ans = *reply;
+  if (!proto::is_ok(ans)) {
     if (as_json) {
       std::printf("%s\n", ans.dump().c_str());
     }
-    std::fprintf(stderr, "otpctl: %s\n", ans.value("error", std::string("refused")).c_str());
+    std::fprintf(stderr, "otpctl: %s\n", proto::error_reply::from_json(ans).error.c_str());
     return exit_no;
   }
-  if (cmd == "events") {
-    for (const auto& e : ans["recent"]) {
+  if (cmd == proto::events_request::cmd) {
+    // The events as otpd sent them, fields it may add later included.
+    for (const auto& e : ans[proto::field::recent]) {
       std::printf("%s\n", e.dump().c_str());
     }
     std::fflush(stdout);
@@ -269,30 +299,32 @@ int main(int argc, char** argv) {
     return exit_ok;
   }
   if (cmd == "status" || cmd == "tree") {
-    std::printf("node %s (otpd pid %d), root %s, %s\n", ans["node"].get<std::string>().c_str(),
-                ans["otpd_pid"].get<int>(), ans["strategy"].get<std::string>().c_str(),
-                ans["state"].get<std::string>().c_str());
+    auto st = proto::status_reply::from_json(ans);
+    std::printf("node %s (otpd pid %d), root %s, %s\n", st.node.c_str(), st.otpd_pid,
+                st.root.strategy.value_or("").c_str(), st.root.state.c_str());
     std::printf("%-32s %-9s %-8s %8s  %-8s %s\n", "PATH", "STATE", "PID", "RESTARTS", "UPTIME",
                 "LAST EXIT");
-    print_rows(ans, 0, cmd == "tree");
-  } else if (cmd == "reload") {
-    auto list = [&](const char* k) {
+    print_rows(st.root, 0, cmd == "tree");
+  } else if (cmd == proto::reload_request::cmd) {
+    auto r = proto::reload_reply::from_json(ans);
+    auto list = [](const std::vector<std::string>& paths) {
       std::string s;
-      for (const auto& p : ans[k]) {
-        s += (s.empty() ? "" : " ") + p.get<std::string>();
+      for (const auto& p : paths) {
+        s += (s.empty() ? "" : " ") + p;
       }
       return s.empty() ? std::string("-") : s;
     };
-    std::printf("added: %s\nremoved: %s\nchanged: %s\n", list("added").c_str(),
-                list("removed").c_str(), list("changed").c_str());
-  } else if (cmd == "start-child") {
-    std::printf("%s\n", ans["path"].get<std::string>().c_str());
-  } else if (cmd == "exit-reason") {
-    if (!ans.value("found", false)) {
+    std::printf("added: %s\nremoved: %s\nchanged: %s\n", list(r.added).c_str(),
+                list(r.removed).c_str(), list(r.changed).c_str());
+  } else if (cmd == proto::start_child_request::cmd) {
+    std::printf("%s\n", proto::start_child_reply::from_json(ans).path.c_str());
+  } else if (cmd == proto::exit_reason_request::cmd) {
+    auto r = proto::exit_reason_reply::from_json(ans);
+    if (!r.reason) {
       std::fprintf(stderr, "otpctl: no recent exit of pid %d\n", pid);
       return exit_no;
     }
-    std::printf("%s\n", ans["reason"].get<std::string>().c_str());
+    std::printf("%s\n", ans[proto::field::reason].get<std::string>().c_str());
   }
   return exit_ok;
 }

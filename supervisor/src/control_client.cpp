@@ -76,4 +76,16 @@ core::Result<std::string> control_client::request(const std::string& line) {
   return read_line();
 }
 
+core::Result<protocol::json> control_client::call(const protocol::json& request) {
+  auto line = this->request(request.dump());
+  if (!line) {
+    return line.error();
+  }
+  protocol::json reply = protocol::json::parse(*line, nullptr, false);
+  if (reply.is_discarded() || !reply.is_object()) {
+    return core::errc::malformed;
+  }
+  return reply;
+}
+
 }  // namespace otpd::supervisor

@@ -4,10 +4,12 @@
 
 #include <otpd/core/result.hpp>
 #include <otpd/core/unique_fd.hpp>
+#include <otpd/protocol/control.hpp>
 
 namespace otpd::supervisor {
 
-// A blocking client of otpd's control socket: newline-delimited JSON.
+// A blocking client of otpd's control socket: newline-delimited JSON
+// (docs/PROTOCOL.md; the messages are otpd::protocol's).
 class control_client {
  public:
   // Connects to DIR/control.sock. Errors: the errno of socket/connect
@@ -19,6 +21,10 @@ class control_client {
   [[nodiscard]] core::Result<std::string> read_line();
   // send_line then read_line.
   [[nodiscard]] core::Result<std::string> request(const std::string& line);
+  // One request (an otpd::protocol request's to_json()) and its reply, as
+  // JSON. Errors: those of send_line and read_line; errc::malformed when
+  // the reply line is not a JSON object.
+  [[nodiscard]] core::Result<protocol::json> call(const protocol::json& request);
 
  private:
   core::unique_fd fd_;

@@ -1,0 +1,201 @@
+#pragma once
+
+// The daemon's state, shared by its units (see the overview at the top of
+// daemon.cpp). Private to otpd_supervisor: run_daemon() is the interface.
+
+#include <sys/types.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "control_server.hpp"
+#include "output_capture.hpp"
+#include <nlohmann/json.hpp>
+
+#include <otpd/core/clock.hpp>
+#include <otpd/core/exit_reason.hpp>
+#include <otpd/core/spawn.hpp>
+#include <otpd/core/unique_fd.hpp>
+#include <otpd/protocol/control.hpp>
+#include <otpd/supervisor/config.hpp>
+#include <otpd/supervisor/daemon.hpp>
+#include <otpd/supervisor/tree.hpp>
+#include <otpd/uv/handle.hpp>
+
+namespace otpd::supervisor::detail {
+
+using json = nlohmann::json;
+
+inline std::int64_t now_ms() {
+  return core::monotonic_ns() / 1000000;
+}
+
+// A child process of otpd: a worker, or a readiness probe command run for one.
+struct proc {
+  enum class role : std::uint8_t { worker, probe };
+  role r = role::worker;
+  pid_t pid = -1;
+  std::uint64_t uid = 0;  // the worker (for a probe: the worker it checks)
+  std::string path;
+  std::string name;
+  bool ready = false;
+  bool stopping = false;
+  bool start_failed = false;
+  core::exit_reason fail_reason;
+  // The error pipe of core::spawn_start until the exec outcome is known:
+  // EOF means exec happened, 4 bytes an errno (a failed start).
+  core::unique_fd exec_fd;  // before exec_poll: the poll closes first
+  uv::handle<uv_poll_t> exec_poll;
+  core::unique_fd ready_fd;  // before ready_poll: the poll closes first
+  uv::handle<uv_poll_t> ready_poll;
+  uv::handle<uv_timer_t> timer;        // start timeout, then the shutdown timeout
+  uv::handle<uv_timer_t> probe_timer;  // readiness probes
+  core::unique_fd probe_sock;
+  pid_t probe_pid = -1;
+  std::vector<pid_t> descendants;
+
+  // Stops every readiness watch (ready fd, probes, start timeout).
+  void stop_readiness_watch() {
+    timer.reset();
+    probe_timer.reset();
+    probe_sock.reset();
+    ready_poll.reset();
+    ready_fd.reset();
+  }
+};
+
+class node_daemon {
+ public:
+  node_daemon(daemon_options opts, std::shared_ptr<const config> cfg)
+      : opts_(std::move(opts)), cfg_(std::move(cfg)) {}
+  node_daemon(const node_daemon&) = delete;
+  node_daemon& operator=(const node_daemon&) = delete;
+  node_daemon(node_daemon&&) = delete;
+  node_daemon& operator=(node_daemon&&) = delete;
+  ~node_daemon() = default;
+
+  // Sets up, runs the loop until the node stops, tears down: the exit code.
+  int run();
+
+ private:
+  // The daemon of a handle's loop (loop_.data).
+  static node_daemon& self(uv_handle_t* h) { return *static_cast<node_daemon*>(h->loop->data); }
+  template <class H>
+  static node_daemon& self(H* h) {
+    return self(reinterpret_cast<uv_handle_t*>(h));
+  }
+
+  // daemon.cpp: the loop, signals, the tree's actions, reaping, stopping.
+  bool setup();
+  void install_signals();
+  void teardown();
+  void drain();
+  void execute(action& a);
+  void schedule_timer(std::uint64_t uid, int delay_ms);
+  void log_event(const event& ev);
+  void stop_worker(std::uint64_t uid);
+  void on_shutdown_timeout(pid_t pid);
+  void reap();
+  void on_reaped(pid_t pid, const core::exit_reason& reason);
+  void on_probe_reaped(const proc& probe, const core::exit_reason& observed);
+  void sweep_descendants(const proc& p);
+  void notify_monitors(pid_t pid, const core::exit_reason& observed);
+  void cleanup_registry(pid_t pid, const std::string& name);
+  pid_t pid_of_name(const std::string& name) const;
+
+  // spawn_worker.cpp: from a spawn action to a watched, starting worker.
+  struct child_fds;
+  void spawn_worker(std::uint64_t uid);
+  core::spawn_options spawn_options_for(const node& n) const;
+  void prepare_child_fds(const worker_spec& w, core::spawn_options& o, child_fds& fds);
+  void place_output(const output_spec& s, int target, core::spawn_options& o, child_fds& fds);
+  proc& register_worker(const node& n, pid_t pid);
+  void watch_exec(proc& p, core::unique_fd exec_fd);
+  bool on_exec_outcome(proc& p);
+  void worker_ready(proc& p);
+  void worker_start_failed(proc& p, const core::exit_reason& why, const std::string& what);
+  std::vector<std::string> env_for(const node& n, bool notify) const;
+  void rebuild_base_env();
+
+  // readiness.cpp: when a started worker counts as ready.
+  void arm_readiness(proc& p, const readiness_spec& r, core::unique_fd ready_r);
+  bool watch_ready_fd(proc& p, core::unique_fd ready_r);
+  void on_ready_fd(pid_t pid);
+  void arm_start_timeout(proc& p, int ms);
+  void on_start_timeout(pid_t pid);
+  void start_probe(proc& p);
+  void probe_tick(pid_t pid);
+  void run_probe_command(proc& p, const node& n);
+  void probe_connect(proc& p, const readiness_spec& r);
+
+  // Arms slot as a timer of worker pid that calls Fire(pid) after `after`
+  // ms, then every `every` ms (0: once). The pid, not the proc, is what the
+  // timer keeps: the worker may be gone by the time it fires.
+  template <void (node_daemon::*Fire)(pid_t)>
+  void arm_pid_timer(uv::handle<uv_timer_t>& slot, pid_t pid, std::uint64_t after,
+                     std::uint64_t every) {
+    slot = uv::handle<uv_timer_t>::make();
+    uv_timer_init(&loop_, slot.get());
+    slot.get()->data = reinterpret_cast<void*>(static_cast<std::intptr_t>(pid));
+    uv_timer_start(
+        slot.get(),
+        [](uv_timer_t* h) {
+          (self(h).*Fire)(static_cast<pid_t>(reinterpret_cast<std::intptr_t>(h->data)));
+        },
+        after, every);
+  }
+
+  // control_commands.cpp: the control socket's command table.
+  json handle_command(control_conn& c, const json& req);
+  json cmd_ping(control_conn& c, const json& req);
+  json cmd_status(control_conn& c, const json& req);
+  json cmd_child(control_conn& c, const json& req);
+  json cmd_kill(control_conn& c, const json& req);
+  json cmd_start_child(control_conn& c, const json& req);
+  json cmd_terminate_child(control_conn& c, const json& req);
+  json cmd_reload(control_conn& c, const json& req);
+  json cmd_shutdown(control_conn& c, const json& req);
+  json cmd_reopen_logs(control_conn& c, const json& req);
+  json cmd_events(control_conn& c, const json& req);
+  json cmd_whereis(control_conn& c, const json& req);
+  json cmd_monitor(control_conn& c, const json& req);
+  json cmd_exit_reason(control_conn& c, const json& req);
+  protocol::status_reply status() const;
+  protocol::node_status status_of(const node& n) const;
+
+  static constexpr std::size_t exit_ring_size = 4096;
+  static constexpr std::size_t recent_events_size = 256;
+
+  daemon_options opts_;
+  std::shared_ptr<const config> cfg_;
+  std::string dir_;
+  uv_loop_t loop_{};
+  std::unique_ptr<tree> tree_;
+  std::unordered_map<pid_t, proc> procs_;
+  std::unordered_map<std::uint64_t, pid_t> worker_pid_;
+  output_capture output_{&loop_};
+  std::map<std::string, std::string> base_env_;
+  // base_env_ as KEY=VALUE without the per-child keys: most children add
+  // only those, so their environment is a copy plus three entries.
+  std::vector<std::string> base_list_;
+  uv::handle<uv_signal_t> sig_chld_, sig_term_, sig_int_, sig_hup_;
+  control_server control_{
+      &loop_, [this](control_conn& c, const json& req) { return handle_command(c, req); },
+      [this] { drain(); }};
+  std::unordered_map<pid_t, std::vector<std::uint64_t>> monitors_;
+  std::deque<std::pair<pid_t, core::exit_reason>> exits_;
+  std::deque<protocol::lifecycle_event> recent_events_;
+  std::unordered_map<std::uint64_t, uv::handle<uv_timer_t>> backoff_timers_;
+  core::unique_fd lock_fd_;
+  bool draining_ = false;
+  int exit_code_ = -1;
+};
+
+}  // namespace otpd::supervisor::detail
