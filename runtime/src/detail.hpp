@@ -23,6 +23,7 @@
 #include <otpd/core/result.hpp>
 #include <otpd/core/runtime_dir.hpp>
 #include <otpd/core/unique_fd.hpp>
+#include <otpd/protocol/layout.hpp>
 #include <otpd/runtime/message.hpp>
 #include <otpd/runtime/process.hpp>
 
@@ -133,7 +134,7 @@ class context {
 
   pid_t self() const { return self_; }
   const std::string& dir() const { return dir_; }
-  std::string mbox_path(pid_t pid) const { return dir_ + "/mbox/" + std::to_string(pid); }
+  std::string mbox_path(pid_t pid) const { return protocol::layout::mailbox_socket(dir_, pid); }
 
   // --- sending (mailbox.cpp) ---------------------------------------------------
   Result<void> send(const address& to, kind k, const ref& r, std::string_view body, deadline until,

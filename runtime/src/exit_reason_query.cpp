@@ -1,7 +1,6 @@
-// Asks the node's otpd how a process that is not our child ended. The
-// control socket speaks newline-delimited JSON; this is the runtime's only
-// client of it, kept in one function so it can move into a shared protocol
-// library unchanged.
+// Asks the node's otpd how a process that is not our child ended, with the
+// control protocol's exit-reason request (otpd::protocol, docs/PROTOCOL.md):
+// the runtime's only client of the control socket.
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -16,6 +15,8 @@
 
 #include <otpd/core/clock.hpp>
 #include <otpd/core/unique_fd.hpp>
+#include <otpd/protocol/control.hpp>
+#include <otpd/protocol/layout.hpp>
 
 namespace otpd::runtime::detail {
 
@@ -28,7 +29,7 @@ using core::unique_fd;
 // It may reap a moment after we saw the pidfd fire, so ask a few times, for
 // at most ~200 ms; without a daemon the reason is simply unknown.
 exit_reason ask_otpd_exit_reason(const std::string& runtime_dir, pid_t pid) {
-  std::string path = runtime_dir + "/control.sock";
+  std::string path = protocol::layout::control_socket(runtime_dir);
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
   if (path.size() >= sizeof sa.sun_path || ::access(path.c_str(), F_OK) != 0) {
@@ -36,7 +37,7 @@ exit_reason ask_otpd_exit_reason(const std::string& runtime_dir, pid_t pid) {
   }
   std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
   auto until = deadline::after(std::chrono::milliseconds(200));
-  std::string request = R"({"cmd":"exit-reason","pid":)" + std::to_string(pid) + "}\n";
+  std::string request = protocol::exit_reason_request{pid}.to_json().dump() + "\n";
   while (!until.expired()) {
     unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
@@ -60,9 +61,16 @@ exit_reason ask_otpd_exit_reason(const std::string& runtime_dir, pid_t pid) {
       line.append(buf, static_cast<std::size_t>(n));
     }
     auto j = nlohmann::json::parse(line.substr(0, line.find('\n')), nullptr, false);
-    if (j.is_object() && j.value("found", false)) {
-      return {static_cast<exit_kind>(j.value("reason_kind", static_cast<int>(exit_kind::unknown))),
-              j.value("reason_value", 0)};
+    if (!j.is_object() || !protocol::is_ok(j)) {
+      return {exit_kind::unknown, 0};
+    }
+    try {
+      auto reply = protocol::exit_reason_reply::from_json(j);
+      if (reply.reason) {
+        return *reply.reason;
+      }
+    } catch (const nlohmann::json::exception&) {
+      return {exit_kind::unknown, 0};  // a reply we cannot read says nothing
     }
     ::poll(nullptr, 0, 5);  // not reaped yet: ask again shortly
   }

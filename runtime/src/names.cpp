@@ -43,15 +43,15 @@ Result<void> context::register_name(const std::string& name) {
       return i;
     }
   }
-  std::string target = "../mbox/" + std::to_string(self_);
-  std::string tmp = dir_ + "/names/.new." + std::to_string(self_);
+  std::string target = protocol::layout::name_target(self_);
+  std::string tmp = protocol::layout::names_dir(dir_) + "/.new." + std::to_string(self_);
   ::unlink(tmp.c_str());
   if (::symlink(target.c_str(), tmp.c_str()) != 0) {
     return errno_code();
   }
   // rename() replaces a stale holder atomically: the name follows a
   // restarted process without a moment where it resolves to nothing.
-  if (::rename(tmp.c_str(), (dir_ + "/names/" + name).c_str()) != 0) {
+  if (::rename(tmp.c_str(), protocol::layout::name_link(dir_, name).c_str()) != 0) {
     auto ec = errno_code();
     ::unlink(tmp.c_str());
     return ec;
@@ -68,7 +68,7 @@ Result<void> context::unregister_name(const std::string& name) {
     return errc::not_found;
   }
   names_.erase(it);
-  ::unlink((dir_ + "/names/" + name).c_str());
+  ::unlink(protocol::layout::name_link(dir_, name).c_str());
   return {};
 }
 
@@ -80,7 +80,7 @@ Result<pid_t> context::whereis(const std::string& name) {
     return errc::invalid_argument;
   }
   char buf[256];
-  ssize_t n = ::readlink((dir_ + "/names/" + name).c_str(), buf, sizeof buf - 1);
+  ssize_t n = ::readlink(protocol::layout::name_link(dir_, name).c_str(), buf, sizeof buf - 1);
   if (n <= 0) {
     return errc::noproc;
   }

@@ -91,10 +91,10 @@ Result<unique_fd> listen_at(const std::string& path) {
 }
 
 Result<void> context::set_dir(const std::string& dir) {
-  if (auto r = core::ensure_private_dir(dir + "/mbox"); !r) {
+  if (auto r = core::ensure_private_dir(protocol::layout::mailbox_dir(dir)); !r) {
     return r;
   }
-  if (auto r = core::ensure_private_dir(dir + "/names"); !r) {
+  if (auto r = core::ensure_private_dir(protocol::layout::names_dir(dir)); !r) {
     return r;
   }
   // The runtime dir itself must be private too (mailboxes inside it).
@@ -125,7 +125,7 @@ Result<void> context::init(const init_options& o) {
   }
   // Bind under a temporary name, then rename: the mailbox appears atomically
   // at mbox/<pid>, replacing a stale socket file left by a dead process.
-  std::string tmp = dir_ + "/mbox/.new." + std::to_string(self_);
+  std::string tmp = protocol::layout::mailbox_dir(dir_) + "/.new." + std::to_string(self_);
   auto fd = listen_at(tmp);
   if (!fd) {
     return fd.error();
@@ -194,7 +194,7 @@ void context::shutdown() {
     // Only remove the name if it is still ours (a restarted holder may own it).
     auto p = whereis(n);
     if (p && *p == self_) {
-      ::unlink((dir_ + "/names/" + n).c_str());
+      ::unlink(protocol::layout::name_link(dir_, n).c_str());
     }
   }
   names_.clear();

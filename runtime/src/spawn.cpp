@@ -57,8 +57,8 @@ Result<spawned_process> spawn(std::function<int()> fn, const spawn_options& opti
     return i.error();
   }
   static std::atomic<unsigned> counter{0};
-  std::string tmp = c.dir() + "/mbox/.child." + std::to_string(c.self()) + "." +
-                    std::to_string(counter.fetch_add(1));
+  std::string tmp = protocol::layout::mailbox_dir(c.dir()) + "/.child." + std::to_string(c.self()) +
+                    "." + std::to_string(counter.fetch_add(1));
   auto lfd = detail::listen_at(tmp);
   if (!lfd) {
     return lfd.error();

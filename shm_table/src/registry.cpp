@@ -13,6 +13,7 @@
 #include "segment.hpp"
 #include <fmt/format.h>
 
+#include <otpd/protocol/layout.hpp>
 #include <otpd/shm_table/table.hpp>
 
 namespace otpd::shm_table {
@@ -48,12 +49,12 @@ bool valid_table_name(std::string_view name) noexcept {
   return valid_name(name, true);
 }
 std::string segment_name(std::string_view node, std::string_view name) {
-  return fmt::format("otpd.{}.{}", node, name);
+  return protocol::layout::segment_name(node, name);
 }
 
 std::vector<std::string> list_tables(std::string_view node) {
   std::vector<std::string> out;
-  std::string prefix = fmt::format("otpd.{}.", node);
+  std::string prefix = protocol::layout::segment_prefix(node);
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator("/dev/shm", ec)) {
     std::string f = e.path().filename().string();

@@ -39,11 +39,12 @@
 
 #include <otpd/core/log.hpp>
 #include <otpd/core/runtime_dir.hpp>
+#include <otpd/protocol/layout.hpp>
 
 namespace otpd::supervisor {
 
 std::string control_socket_path(const std::string& runtime_dir) {
-  return runtime_dir + "/control.sock";
+  return protocol::layout::control_socket(runtime_dir);
 }
 
 std::string pick_runtime_dir(const std::string& explicit_dir, const std::string& fallback) {
@@ -75,17 +76,19 @@ bool node_daemon::setup() {
                     r.error().message());
     return false;
   }
-  for (const char* sub : {"/mbox", "/names"}) {
-    if (auto r = core::ensure_private_dir(dir_ + sub); !r) {
-      core::log_error("otpd: unable to create {}{}: {}; exiting", dir_, sub, r.error().message());
+  for (const std::string& sub :
+       {protocol::layout::mailbox_dir(dir_), protocol::layout::names_dir(dir_)}) {
+    if (auto r = core::ensure_private_dir(sub); !r) {
+      core::log_error("otpd: unable to create {}: {}; exiting", sub, r.error().message());
       return false;
     }
   }
   // One otpd per runtime dir: a second one would double every worker. The
   // lock dies with us, even by SIGKILL.
-  lock_fd_.reset(::open((dir_ + "/otpd.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  std::string lock = protocol::layout::lock_file(dir_);
+  lock_fd_.reset(::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!lock_fd_ || ::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
-    core::log_error("otpd: unable to lock {}/otpd.lock: {}; is another otpd running on {}?", dir_,
+    core::log_error("otpd: unable to lock {}: {}; is another otpd running on {}?", lock,
                     std::strerror(errno), dir_);
     return false;
   }
@@ -421,17 +424,17 @@ void node_daemon::notify_monitors(pid_t pid, const exit_reason& observed) {
 
 // A SIGKILLed process cannot remove its mailbox or its name: we do.
 void node_daemon::cleanup_registry(pid_t pid, const std::string& name) {
-  std::string mbox = fmt::format("{}/mbox/{}", dir_, pid);
+  std::string mbox = protocol::layout::mailbox_socket(dir_, pid);
   ::unlink(mbox.c_str());
   if (name.empty()) {
     return;
   }
-  std::string link = fmt::format("{}/names/{}", dir_, name);
+  std::string link = protocol::layout::name_link(dir_, name);
   char buf[256];
   ssize_t n = ::readlink(link.c_str(), buf, sizeof buf - 1);
   if (n > 0) {
     buf[n] = '\0';
-    if (std::string(buf) == fmt::format("../mbox/{}", pid)) {
+    if (std::string(buf) == protocol::layout::name_target(pid)) {
       ::unlink(link.c_str());
     }
   }
@@ -442,7 +445,7 @@ pid_t node_daemon::pid_of_name(const std::string& name) const {
     return -1;
   }
   char buf[256];
-  ssize_t n = ::readlink(fmt::format("{}/names/{}", dir_, name).c_str(), buf, sizeof buf - 1);
+  ssize_t n = ::readlink(protocol::layout::name_link(dir_, name).c_str(), buf, sizeof buf - 1);
   if (n > 0) {
     buf[n] = '\0';
     std::string s(buf);
