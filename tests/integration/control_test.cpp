@@ -63,13 +63,13 @@ TEST(Control, InvalidConfigsAreRejectedWithFileAndLine) {
        "3:13: supervisor.children: a simple_one_for_one supervisor has a template, not children"},
       {"supervisor: [\n", "x"},
   };
+  const std::string otpd = testing::shell_quote(testing::bin_path("otpd"));
   int i = 0;
   for (const auto& c : cases) {
     std::string file = fmt::format("{}/bad{}.yaml", d.path(), i++);
     std::ofstream(file) << c.yaml;
     int st = 0;
-    std::string out =
-        testing::sh_output(fmt::format("{} --check {} 2>&1", testing::bin_path("otpd"), file), &st);
+    std::string out = testing::sh_output(fmt::format("{} --check {} 2>&1", otpd, file), &st);
     EXPECT_EQ(WEXITSTATUS(st), 1) << c.yaml;
     EXPECT_EQ(out.rfind(file + ":", 0), 0u) << out;
     if (c.expect != "x") {
@@ -79,16 +79,15 @@ TEST(Control, InvalidConfigsAreRejectedWithFileAndLine) {
   // Nothing starts with an invalid config.
   std::string file = d.path() + "/bad0.yaml";
   int st = 0;
-  std::string out = testing::sh_output(
-      fmt::format("{} {} --runtime-dir {}/rt 2>&1", testing::bin_path("otpd"), file, d.path()),
-      &st);
+  std::string out =
+      testing::sh_output(fmt::format("{} {} --runtime-dir {}/rt 2>&1", otpd, file, d.path()), &st);
   EXPECT_EQ(WEXITSTATUS(st), 1);
   EXPECT_FALSE(std::filesystem::exists(d.path() + "/rt/control.sock"));
 }
 
 TEST(Control, OtpctlExitCodes) {
   testing::temp_dir d;
-  std::string ctl = testing::bin_path("otpctl");
+  std::string ctl = testing::shell_quote(testing::bin_path("otpctl"));
   int st = 0;
   std::string out =
       testing::sh_output(fmt::format("{} --runtime-dir {} status 2>&1", ctl, d.path()), &st);

@@ -72,11 +72,12 @@ TEST(Supervision, RestForOneRestartsTheKilledChildAndThoseAfterIt) {
 TEST(Supervision, TransientRestartsOnlyAfterAbnormalExit) {
   otpd_node n;
   std::string marker = n.dir() + "/failed-once";
-  n.start(tree_of("one_for_one",
-                  fmt::format("    - {{id: ok, command: [{}, exit, '0'], restart: transient}}\n"
-                              "    - id: flaky\n      restart: transient\n      shell: true\n"
-                              "      command: 'test -e {} && exec {} sleep; touch {}; exit 1'\n",
-                              otpd_node::child(), marker, otpd_node::child(), marker)));
+  n.start(
+      tree_of("one_for_one",
+              fmt::format("    - {{id: ok, command: [{}, exit, '0'], restart: transient}}\n"
+                          "    - id: flaky\n      restart: transient\n      shell: true\n"
+                          "      command: 'test -e {} && exec \"{}\" sleep; touch {}; exit 1'\n",
+                          otpd_node::child(), marker, otpd_node::child(), marker)));
   EXPECT_GT(n.wait_running("flaky"), 0) << n.log();
   ASSERT_TRUE(testing::wait_until([&] {
     json c = otpd_node::find(n.status(), "ok");
@@ -156,7 +157,7 @@ TEST(Supervision, ShutdownStopsInReverseOrderAndKillsWhatIgnoresSigterm) {
     auto at = st.find("SigIgn:");
     return at != std::string::npos && st.find("4000", at) < st.find('\n', at);
   }));
-  ::kill(n.pid(), SIGTERM);
+  n.signal(SIGTERM);
   EXPECT_EQ(n.wait_exit(), 0) << n.log();
   std::string log = n.log();
   auto ps = log.find(fmt::format("stubborn exited pid {}: killed", s));
@@ -310,7 +311,7 @@ TEST(Supervision, SighupReloadsAndJsonLogsAreOneObjectPerLine) {
   n.start(tree_of("one_for_one", worker("a")), true, {"--log-format", "json"});
   pid_t a = n.wait_running("a");
   n.write_config(tree_of("one_for_one", worker("a") + worker("b")));
-  ::kill(n.pid(), SIGHUP);
+  n.signal(SIGHUP);
   EXPECT_GT(n.wait_running("b"), 0) << n.log();
   EXPECT_EQ(n.pid_of("a"), a);
   bool saw_reload = false;
@@ -333,10 +334,10 @@ TEST(Supervision, SecondOtpdOnTheSameRuntimeDirRefusesToStart) {
   n.start(tree_of("one_for_one", worker("a")));
   n.wait_running("a");
   int st = 0;
-  std::string out =
-      testing::sh_output(fmt::format("{} {} --runtime-dir {} 2>&1", testing::bin_path("otpd"),
-                                     n.config_path(), n.rt()),
-                         &st);
+  std::string out = testing::sh_output(
+      fmt::format("{} {} --runtime-dir {} 2>&1", testing::shell_quote(testing::bin_path("otpd")),
+                  n.config_path(), n.rt()),
+      &st);
   EXPECT_EQ(WEXITSTATUS(st), 1);
   EXPECT_NE(out.find("is another otpd running"), std::string::npos) << out;
   EXPECT_EQ(n.status()["otpd_pid"], n.pid());

@@ -100,7 +100,9 @@ void otpd_node::start(const std::string& yaml, bool wait_ready,
 int otpd_node::ctl(const std::string& args, std::string* out) const {
   int st = 0;
   std::string o = testing::sh_output(
-      fmt::format("{} --runtime-dir {} {} 2>&1", testing::bin_path("otpctl"), rt(), args), &st);
+      fmt::format("{} --runtime-dir {} {} 2>&1", testing::shell_quote(testing::bin_path("otpctl")),
+                  testing::shell_quote(rt()), args),
+      &st);
   if (out != nullptr) {
     *out = o;
   }
@@ -190,7 +192,16 @@ int otpd_node::wait_exit(std::chrono::milliseconds timeout) {
   return exit_code_;
 }
 
+void otpd_node::signal(int sig) const {
+  // kill(-1, sig) would reach every process we may signal.
+  ASSERT_GT(pid_, 0) << "otpd is not running";
+  ASSERT_EQ(::kill(pid_, sig), 0);
+}
+
 void shell_kill(pid_t pid, const char* sig) {
+  // A pid from a failed wait is -1: `kill -9 -1` would kill every process
+  // we may signal, 0 our own process group.
+  ASSERT_GT(pid, 0) << "no process to kill";
   ASSERT_EQ(testing::sh(fmt::format("kill -{} {}", sig, pid)), 0);
 }
 

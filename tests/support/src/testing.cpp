@@ -131,6 +131,18 @@ bool process_alive(pid_t pid) {
   return s != 0 && s != 'Z' && s != 'X';
 }
 
+std::string shell_quote(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";  // close the quote, an escaped quote, reopen
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
 int sh(const std::string& command) {
   return std::system(command.c_str());
 }

@@ -299,6 +299,7 @@ TEST_F(Pool, KilledWorkerFailsOnlyItsOwnCallsAtOnce) {
     auto info = t::sh_output(fmt::format("redis-cli -p {} CLIENT LIST", redis_.port()));
     return info.find("cmd=blpop") != std::string::npos;
   }));
+  ASSERT_GT(w0, 0);  // never `kill -9 -1`
   ASSERT_EQ(t::sh(fmt::format("kill -9 {}", w0)), 0);
   std::erase(workers_, w0);
   for (std::size_t i = 0; i < one.size(); ++i) {
@@ -320,9 +321,10 @@ TEST_F(Pool, OtpRedisPrintsRepliesLikeRedisCli) {
   start_worker(0, 1);
   auto tool = [&](const std::string& args, int* code) {
     int st = 0;
-    std::string out = t::sh_output(fmt::format("OTPD_RUNTIME_DIR={}/rt OTPD_NODE={} {} {} 2>&1",
-                                               dir_.path(), node_, t::bin_path("otp-redis"), args),
-                                   &st);
+    std::string out =
+        t::sh_output(fmt::format("OTPD_RUNTIME_DIR={}/rt OTPD_NODE={} {} {} 2>&1", dir_.path(),
+                                 node_, t::shell_quote(t::bin_path("otp-redis")), args),
+                     &st);
     *code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     return out;
   };
@@ -339,7 +341,7 @@ TEST_F(Pool, OtpRedisPrintsRepliesLikeRedisCli) {
   EXPECT_EQ(code, 1);
   // Without $OTPD_NODE the store holds no facts: the name registry finds it.
   EXPECT_EQ(t::sh_output(fmt::format("OTPD_RUNTIME_DIR={}/rt OTPD_NODE=elsewhere {} p GET greeting",
-                                     dir_.path(), t::bin_path("otp-redis"))),
+                                     dir_.path(), t::shell_quote(t::bin_path("otp-redis")))),
             "\"hello\"\n");
   (void)tool("nosuchpool PING", &code);
   EXPECT_EQ(code, 111);

@@ -124,8 +124,9 @@ TEST(SupervisedPool, KilledWorkerFailsOnlyItsCallsAndComesBackUnderItsName) {
 TEST(SupervisedPool, ShippedConfigIsValid) {
   int st = 0;
   std::string out =
-      t::sh_output(fmt::format("PATH={}:$PATH {} --check {}/configs/redis_pool.yaml 2>&1",
-                               t::bin_dir(), t::bin_path("otpd"), OTPD_SOURCE_DIR),
+      t::sh_output(fmt::format("PATH={}:$PATH {} --check {} 2>&1", t::shell_quote(t::bin_dir()),
+                               t::shell_quote(t::bin_path("otpd")),
+                               t::shell_quote(OTPD_SOURCE_DIR "/configs/redis_pool.yaml")),
                    &st);
   EXPECT_EQ(WEXITSTATUS(st), 0) << out;
 }

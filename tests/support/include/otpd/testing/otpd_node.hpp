@@ -55,6 +55,8 @@ class otpd_node {
   int wait_exit(std::chrono::milliseconds timeout = std::chrono::milliseconds(15000));
   [[nodiscard]] bool running() const { return pid_ > 0; }
   [[nodiscard]] pid_t pid() const { return pid_; }
+  // Sends sig to otpd (a test failure when it is not running).
+  void signal(int sig) const;
   [[nodiscard]] std::string log() const { return testing::read_file(dir() + "/otpd.log"); }
   // Every pid a status answer ever showed.
   [[nodiscard]] const std::set<pid_t>& seen() const { return seen_; }
@@ -73,7 +75,8 @@ class otpd_node {
 // Live processes whose environment says they belong to this runtime dir.
 [[nodiscard]] std::vector<pid_t> processes_of(const std::string& runtime_dir);
 
-// kill -SIG PID through a shell, as a user would.
+// kill -SIG PID through a shell, as a user would; a test failure, and no
+// signal, when pid is not positive.
 void shell_kill(pid_t pid, const char* sig = "9");
 
 }  // namespace otpd::itest

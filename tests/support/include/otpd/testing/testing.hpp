@@ -5,6 +5,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <otpd/core/runtime_dir.hpp>
@@ -54,6 +55,9 @@ class world_exec_copy {
 [[nodiscard]] bool process_alive(pid_t pid);
 // The parent pid and state letter of pid, from /proc; state 0 if gone.
 [[nodiscard]] char process_state(pid_t pid);
+// s as one word of a shell command line (single-quoted): paths such as
+// bin_path() may hold spaces.
+[[nodiscard]] std::string shell_quote(std::string_view s);
 // Runs a shell command line, returns its exit status (as system(3)).
 int sh(const std::string& command);
 // Runs a command and captures its stdout.
