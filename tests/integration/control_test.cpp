@@ -1,8 +1,5 @@
 // otpctl, the control socket, the registry clean-up, output capture, and
 // configs that otpd must refuse.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,8 +20,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string one(const std::string& child_yaml, const char* strat = "one_for_one") {
-  return fmt::format("supervisor:\n  strategy: {}\n  children:\n{}", strat, child_yaml);
+// A root one_for_one supervisor with otpd's default intensity.
+std::string one(const std::string& children) {
+  return root_yaml("one_for_one", children);
 }
 
 TEST(Control, InvalidConfigsAreRejectedWithFileAndLine) {
@@ -97,14 +95,14 @@ TEST(Control, OtpctlExitCodes) {
   EXPECT_EQ(WEXITSTATUS(st), 100) << out;
 
   otpd_node n;
-  n.start(one(fmt::format("    - {{id: a, command: [{}, sleep]}}\n", otpd_node::child())));
+  n.start(one(sleeper("a")));
   n.wait_running("a");
   EXPECT_EQ(n.ctl("stop nope", &out), 1);
   EXPECT_EQ(out, "otpctl: no such child: nope\n");
   EXPECT_EQ(n.ctl("start a", &out), 1);
   EXPECT_EQ(out, "otpctl: a is already running\n");
   EXPECT_EQ(n.ctl("stop a"), 0);
-  ASSERT_TRUE(testing::wait_until([&] { return n.state_of("a") == "stopped"; }));
+  ASSERT_TRUE(n.wait_state("a", "stopped"));
   EXPECT_EQ(n.ctl("start a"), 0);
   pid_t a = n.wait_running("a");
   EXPECT_EQ(n.ctl("restart a"), 0);
@@ -117,8 +115,7 @@ TEST(Control, OtpctlExitCodes) {
 
 TEST(Control, MonitorReceivesDownWithTheReasonAndExitsAreRemembered) {
   otpd_node n;
-  n.start(
-      one(fmt::format("    - {{id: a, name: alpha, command: [{}, sleep]}}\n", otpd_node::child())));
+  n.start(one(sleeper("a", ", name: alpha")));
   pid_t a = n.wait_running("a");
   // The runtime would register these; otpd must remove them after a SIGKILL.
   std::string mbox = fmt::format("{}/mbox/{}", n.rt(), a);
@@ -253,14 +250,14 @@ TEST(Control, SimpleOneForOneStartsAndTerminatesChildren) {
   shell_kill(j1);
   EXPECT_GT(n.wait_running("jobs/job-1", j1), 0);  // transient, killed: restarted
   EXPECT_EQ(n.ctl("terminate-child jobs job-2"), 0);
-  ASSERT_TRUE(testing::wait_until([&] { return n.state_of("jobs/job-2") == "absent"; }));
+  ASSERT_TRUE(n.wait_state("jobs/job-2", "absent"));
   EXPECT_FALSE(testing::process_alive(j2));
   EXPECT_EQ(n.ctl("start-child nosuch"), 1);
 }
 
 TEST(Control, EventStreamFollowsLifecycle) {
   otpd_node n;
-  n.start(one(fmt::format("    - {{id: a, command: [{}, sleep]}}\n", otpd_node::child())));
+  n.start(one(sleeper("a")));
   pid_t a = n.wait_running("a");
   supervisor::control_client ev;
   ASSERT_TRUE(ev.connect(n.rt()).has_value());
@@ -284,19 +281,8 @@ TEST(Control, EventStreamFollowsLifecycle) {
 
 TEST(Control, TcpReadinessWaitsForTheListener) {
   otpd_node n;
-  // A free port: bind to 0, read it, release it for the child.
-  int port = 0;
-  {
-    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-    ::close(s);
-  }
+  int port = testing::free_port();
+  ASSERT_GT(port, 0);
   // redis-server (a package the tests already need) opens its port 200 ms
   // after the start: the next child must wait for it.
   auto t0 = std::chrono::steady_clock::now();
