@@ -30,6 +30,7 @@
 #include <otpd/redis_pool/pool_client.hpp>
 #include <otpd/runtime/gen_server.hpp>
 #include <otpd/runtime/process.hpp>
+#include <otpd/testing/runtime_session.hpp>
 
 namespace ob = otpd::bench;
 namespace rp = otpd::redis_pool;
@@ -204,8 +205,9 @@ int run(int argc, char** argv) try {
     ob::redis_server srv;
     const std::string value(ob::redis_value_size, 'x');
     ob::redis_preload(srv.port(), value);
-    if (auto i = rt::init({.runtime_dir = dir + "/rt", .name = {}}); !i) {
-      throw std::runtime_error("unable to open a mailbox: " + i.error().message());
+    otpd::testing::runtime_session session(dir + "/rt");
+    if (!session.ok()) {
+      throw std::runtime_error("unable to open a mailbox: " + session.error().message());
     }
     std::vector<pid_t> wpids;
     for (unsigned i = 0; i < workers; ++i) {

@@ -1,8 +1,5 @@
 // otpctl, the control socket, the registry clean-up, output capture, and
 // configs that otpd must refuse.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,8 +20,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string one(const std::string& child_yaml, const char* strat = "one_for_one") {
-  return fmt::format("supervisor:\n  strategy: {}\n  children:\n{}", strat, child_yaml);
+// A root one_for_one supervisor with otpd's default intensity.
+std::string one(const std::string& children) {
+  return root_yaml("one_for_one", children);
 }
 
 TEST(Control, InvalidConfigsAreRejectedWithFileAndLine) {
@@ -63,13 +61,13 @@ TEST(Control, InvalidConfigsAreRejectedWithFileAndLine) {
        "3:13: supervisor.children: a simple_one_for_one supervisor has a template, not children"},
       {"supervisor: [\n", "x"},
   };
+  const std::string otpd = testing::shell_quote(testing::bin_path("otpd"));
   int i = 0;
   for (const auto& c : cases) {
     std::string file = fmt::format("{}/bad{}.yaml", d.path(), i++);
     std::ofstream(file) << c.yaml;
     int st = 0;
-    std::string out =
-        testing::sh_output(fmt::format("{} --check {} 2>&1", testing::bin_path("otpd"), file), &st);
+    std::string out = testing::sh_output(fmt::format("{} --check {} 2>&1", otpd, file), &st);
     EXPECT_EQ(WEXITSTATUS(st), 1) << c.yaml;
     EXPECT_EQ(out.rfind(file + ":", 0), 0u) << out;
     if (c.expect != "x") {
@@ -79,16 +77,15 @@ TEST(Control, InvalidConfigsAreRejectedWithFileAndLine) {
   // Nothing starts with an invalid config.
   std::string file = d.path() + "/bad0.yaml";
   int st = 0;
-  std::string out = testing::sh_output(
-      fmt::format("{} {} --runtime-dir {}/rt 2>&1", testing::bin_path("otpd"), file, d.path()),
-      &st);
+  std::string out =
+      testing::sh_output(fmt::format("{} {} --runtime-dir {}/rt 2>&1", otpd, file, d.path()), &st);
   EXPECT_EQ(WEXITSTATUS(st), 1);
   EXPECT_FALSE(std::filesystem::exists(d.path() + "/rt/control.sock"));
 }
 
 TEST(Control, OtpctlExitCodes) {
   testing::temp_dir d;
-  std::string ctl = testing::bin_path("otpctl");
+  std::string ctl = testing::shell_quote(testing::bin_path("otpctl"));
   int st = 0;
   std::string out =
       testing::sh_output(fmt::format("{} --runtime-dir {} status 2>&1", ctl, d.path()), &st);
@@ -98,14 +95,14 @@ TEST(Control, OtpctlExitCodes) {
   EXPECT_EQ(WEXITSTATUS(st), 100) << out;
 
   otpd_node n;
-  n.start(one(fmt::format("    - {{id: a, command: [{}, sleep]}}\n", otpd_node::child())));
+  n.start(one(sleeper("a")));
   n.wait_running("a");
   EXPECT_EQ(n.ctl("stop nope", &out), 1);
   EXPECT_EQ(out, "otpctl: no such child: nope\n");
   EXPECT_EQ(n.ctl("start a", &out), 1);
   EXPECT_EQ(out, "otpctl: a is already running\n");
   EXPECT_EQ(n.ctl("stop a"), 0);
-  ASSERT_TRUE(testing::wait_until([&] { return n.state_of("a") == "stopped"; }));
+  ASSERT_TRUE(n.wait_state("a", "stopped"));
   EXPECT_EQ(n.ctl("start a"), 0);
   pid_t a = n.wait_running("a");
   EXPECT_EQ(n.ctl("restart a"), 0);
@@ -118,8 +115,7 @@ TEST(Control, OtpctlExitCodes) {
 
 TEST(Control, MonitorReceivesDownWithTheReasonAndExitsAreRemembered) {
   otpd_node n;
-  n.start(
-      one(fmt::format("    - {{id: a, name: alpha, command: [{}, sleep]}}\n", otpd_node::child())));
+  n.start(one(sleeper("a", ", name: alpha")));
   pid_t a = n.wait_running("a");
   // The runtime would register these; otpd must remove them after a SIGKILL.
   std::string mbox = fmt::format("{}/mbox/{}", n.rt(), a);
@@ -254,14 +250,14 @@ TEST(Control, SimpleOneForOneStartsAndTerminatesChildren) {
   shell_kill(j1);
   EXPECT_GT(n.wait_running("jobs/job-1", j1), 0);  // transient, killed: restarted
   EXPECT_EQ(n.ctl("terminate-child jobs job-2"), 0);
-  ASSERT_TRUE(testing::wait_until([&] { return n.state_of("jobs/job-2") == "absent"; }));
+  ASSERT_TRUE(n.wait_state("jobs/job-2", "absent"));
   EXPECT_FALSE(testing::process_alive(j2));
   EXPECT_EQ(n.ctl("start-child nosuch"), 1);
 }
 
 TEST(Control, EventStreamFollowsLifecycle) {
   otpd_node n;
-  n.start(one(fmt::format("    - {{id: a, command: [{}, sleep]}}\n", otpd_node::child())));
+  n.start(one(sleeper("a")));
   pid_t a = n.wait_running("a");
   supervisor::control_client ev;
   ASSERT_TRUE(ev.connect(n.rt()).has_value());
@@ -285,19 +281,8 @@ TEST(Control, EventStreamFollowsLifecycle) {
 
 TEST(Control, TcpReadinessWaitsForTheListener) {
   otpd_node n;
-  // A free port: bind to 0, read it, release it for the child.
-  int port = 0;
-  {
-    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-    ::close(s);
-  }
+  int port = testing::free_port();
+  ASSERT_GT(port, 0);
   // redis-server (a package the tests already need) opens its port 200 ms
   // after the start: the next child must wait for it.
   auto t0 = std::chrono::steady_clock::now();

@@ -9,6 +9,7 @@
 #include <otpd/core/exit_reason.hpp>
 #include <otpd/runtime/process.hpp>
 #include <otpd/testing/otpd_node.hpp>
+#include <otpd/testing/runtime_session.hpp>
 
 namespace otpd::itest {
 namespace {
@@ -17,11 +18,9 @@ using namespace std::chrono_literals;
 
 TEST(MonitorThroughOtpd, DownOfASupervisedWorkerCarriesTheReasonOtpdSaw) {
   otpd_node n;
-  n.start(
-      fmt::format("supervisor:\n  strategy: one_for_one\n  max_restarts: 10\n  max_seconds: 10\n"
-                  "  children:\n    - {{id: w, command: [{}, sleep]}}\n",
-                  otpd_node::child()));
-  ASSERT_TRUE(runtime::init({.runtime_dir = n.rt()}).has_value());
+  n.start(root_yaml("one_for_one", sleeper("w"), 10));
+  testing::runtime_session session(n.rt());
+  ASSERT_TRUE(session.ok()) << session.error().message();
   struct killing {
     const char* signal;
     core::exit_reason reason;
@@ -39,7 +38,6 @@ TEST(MonitorThroughOtpd, DownOfASupervisedWorkerCarriesTheReasonOtpdSaw) {
     EXPECT_EQ(down->reason(), k.reason) << down->reason().to_string();
     ASSERT_GT(n.wait_running("w", w), 0) << n.log();
   }
-  runtime::shutdown();
 }
 
 }  // namespace

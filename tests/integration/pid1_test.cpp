@@ -76,13 +76,11 @@ TEST(Pid1, SupervisesReapsOrphansAndStopsInOrderAsInitOfANamespace) {
       << "unshare (util-linux) is needed to make a PID namespace";
   n.set_launcher(launcher);
   std::string gpath = n.dir() + "/orphan";
-  n.start(
-      fmt::format("supervisor:\n  strategy: one_for_one\n  max_restarts: 10\n"
-                  "  max_seconds: 10\n  children:\n"
-                  "    - {{id: a, command: [{0}, sleep]}}\n"
-                  "    - {{id: o, restart: temporary, command: [{0}, grandchild-setsid, {1}, "
-                  "wait, '100', exit, '3']}}\n",
-                  otpd_node::child(), gpath));
+  n.start(root_yaml("one_for_one",
+                    sleeper("a") + fmt::format("    - {{id: o, restart: temporary, command: [{}, "
+                                               "grandchild-setsid, {}, wait, '100', exit, '3']}}\n",
+                                               otpd_node::child(), gpath),
+                    10));
   pid_t daemon = otpd_pid(n);
   ASSERT_GT(daemon, 0);
   auto ids = ns_pids(daemon);
@@ -100,9 +98,7 @@ TEST(Pid1, SupervisesReapsOrphansAndStopsInOrderAsInitOfANamespace) {
 
   // The grandchild outlives its parent: re-parented to PID 1 (otpd), which
   // reaps it when it dies: no zombie is left in the namespace.
-  ASSERT_TRUE(testing::wait_until([&] {
-    return otpd_node::find(n.status(), "o")["state"] == "failed";
-  })) << n.log();
+  ASSERT_TRUE(n.wait_state("o", "failed")) << n.log();
   pid_t orphan_inner = std::atoi(testing::read_file(gpath).c_str());
   ASSERT_GT(orphan_inner, 0);
   pid_t orphan = outer_pid(n, orphan_inner);

@@ -11,8 +11,8 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include <otpd/runtime/process.hpp>
 #include <otpd/testing/otpd_node.hpp>
+#include <otpd/testing/runtime_session.hpp>
 
 namespace otpd::itest {
 namespace {
@@ -21,15 +21,12 @@ using namespace std::chrono_literals;
 
 TEST(Restart, ManyKilledAtOnceAllComeBackWithNewPids) {
   constexpr int n_children = 60;
-  std::string yaml =
-      "supervisor:\n  strategy: one_for_one\n  max_restarts: 1000\n"
-      "  max_seconds: 5\n  children:\n";
+  std::string children;
   for (int i = 0; i < n_children; ++i) {
-    yaml += fmt::format("    - {{id: w{}, command: [{}, sleep], stdout: null}}\n", i,
-                        otpd_node::child());
+    children += sleeper(fmt::format("w{}", i), ", stdout: null");
   }
   otpd_node n;
-  n.start(yaml);
+  n.start(root_yaml("one_for_one", children, 1000, 5));
   std::vector<pid_t> old;
   for (int i = 0; i < n_children; ++i) {
     old.push_back(n.wait_running(fmt::format("w{}", i)));
@@ -65,11 +62,8 @@ TEST(Restart, ExecFailureAtRestartIsAFailedStartWithItsErrno) {
   std::string prog = n.dir() + "/vanishing_child";
   std::filesystem::copy_file(otpd_node::child(), prog);
   std::filesystem::permissions(prog, std::filesystem::perms::owner_all);
-  n.start(
-      fmt::format("supervisor:\n  strategy: one_for_one\n  max_restarts: 2\n"
-                  "  max_seconds: 60\n  children:\n"
-                  "    - {{id: v, command: [{}, sleep]}}\n",
-                  prog));
+  n.start(root_yaml("one_for_one", fmt::format("    - {{id: v, command: [{}, sleep]}}\n", prog), 2,
+                    60));
   pid_t v = n.wait_running("v");
   ASSERT_GT(v, 0) << n.log();
   std::filesystem::remove(prog);
@@ -85,9 +79,9 @@ TEST(Restart, ExecFailureAtRestartIsAFailedStartWithItsErrno) {
 // One stack_worker registered as "stack", up (notify readiness).
 void start_stack(otpd_node& n) {
   n.start(
-      fmt::format("supervisor:\n  strategy: one_for_one\n  children:\n"
-                  "    - {{id: stack, name: stack, command: [{}], readiness: notify}}\n",
-                  testing::bin_path("stack_worker")));
+      root_yaml("one_for_one",
+                fmt::format("    - {{id: stack, name: stack, command: [{}], readiness: notify}}\n",
+                            testing::bin_path("stack_worker"))));
   ASSERT_GT(n.wait_running("stack"), 0) << n.log();
 }
 
@@ -119,10 +113,12 @@ TEST(OtpctlCall, ClearErrorsAndExitCodes) {
   EXPECT_EQ(n.ctl("call stack size", &out), 0) << out;
   EXPECT_EQ(out, "[\"ok\",0]\n");
   // A mailbox that never answers (this test's own): the call times out.
-  ASSERT_TRUE(runtime::init({.runtime_dir = n.rt(), .name = "silent"}).has_value());
-  EXPECT_EQ(n.ctl("call silent '[1]' --timeout 300", &out), 1) << out;
-  EXPECT_NE(out.find("no reply from silent within 300 ms"), std::string::npos) << out;
-  runtime::shutdown();
+  {
+    testing::runtime_session silent(n.rt(), "silent");
+    ASSERT_TRUE(silent.ok()) << silent.error().message();
+    EXPECT_EQ(n.ctl("call silent '[1]' --timeout 300", &out), 1) << out;
+    EXPECT_NE(out.find("no reply from silent within 300 ms"), std::string::npos) << out;
+  }
   EXPECT_EQ(n.ctl("call stack", &out), 100) << out;
   EXPECT_EQ(n.ctl("call stack '[1]' --timeout 0", &out), 100) << out;
 }

@@ -15,19 +15,14 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string worker(const std::string& id, const std::string& extra = "") {
-  return fmt::format("    - {{id: {}, command: [{}, sleep]{}}}\n", id, otpd_node::child(), extra);
-}
-
+// The trees of this file allow 10 restarts in 10 s unless they say otherwise.
 std::string tree_of(const char* strat, const std::string& children, int max_restarts = 10) {
-  return fmt::format(
-      "supervisor:\n  strategy: {}\n  max_restarts: {}\n  max_seconds: 10\n  children:\n{}", strat,
-      max_restarts, children);
+  return root_yaml(strat, children, max_restarts);
 }
 
 TEST(Supervision, OneForOneRestartsOnlyTheKilledChild) {
   otpd_node n;
-  n.start(tree_of("one_for_one", worker("a") + worker("b") + worker("c")));
+  n.start(tree_of("one_for_one", sleeper("a") + sleeper("b") + sleeper("c")));
   pid_t a = n.wait_running("a"), b = n.wait_running("b"), c = n.wait_running("c");
   ASSERT_GT(c, 0);
   shell_kill(b);
@@ -43,7 +38,7 @@ TEST(Supervision, OneForOneRestartsOnlyTheKilledChild) {
 
 TEST(Supervision, OneForAllGivesEverySiblingANewPid) {
   otpd_node n;
-  n.start(tree_of("one_for_all", worker("a") + worker("b") + worker("c")));
+  n.start(tree_of("one_for_all", sleeper("a") + sleeper("b") + sleeper("c")));
   pid_t a = n.wait_running("a"), b = n.wait_running("b"), c = n.wait_running("c");
   shell_kill(b);
   EXPECT_GT(n.wait_running("a", a), 0);
@@ -61,7 +56,7 @@ TEST(Supervision, OneForAllGivesEverySiblingANewPid) {
 
 TEST(Supervision, RestForOneRestartsTheKilledChildAndThoseAfterIt) {
   otpd_node n;
-  n.start(tree_of("rest_for_one", worker("a") + worker("b") + worker("c")));
+  n.start(tree_of("rest_for_one", sleeper("a") + sleeper("b") + sleeper("c")));
   pid_t a = n.wait_running("a"), b = n.wait_running("b"), c = n.wait_running("c");
   shell_kill(b);
   EXPECT_GT(n.wait_running("b", b), 0);
@@ -72,11 +67,12 @@ TEST(Supervision, RestForOneRestartsTheKilledChildAndThoseAfterIt) {
 TEST(Supervision, TransientRestartsOnlyAfterAbnormalExit) {
   otpd_node n;
   std::string marker = n.dir() + "/failed-once";
-  n.start(tree_of("one_for_one",
-                  fmt::format("    - {{id: ok, command: [{}, exit, '0'], restart: transient}}\n"
-                              "    - id: flaky\n      restart: transient\n      shell: true\n"
-                              "      command: 'test -e {} && exec {} sleep; touch {}; exit 1'\n",
-                              otpd_node::child(), marker, otpd_node::child(), marker)));
+  n.start(
+      tree_of("one_for_one",
+              fmt::format("    - {{id: ok, command: [{}, exit, '0'], restart: transient}}\n"
+                          "    - id: flaky\n      restart: transient\n      shell: true\n"
+                          "      command: 'test -e {} && exec \"{}\" sleep; touch {}; exit 1'\n",
+                          otpd_node::child(), marker, otpd_node::child(), marker)));
   EXPECT_GT(n.wait_running("flaky"), 0) << n.log();
   ASSERT_TRUE(testing::wait_until([&] {
     json c = otpd_node::find(n.status(), "ok");
@@ -90,11 +86,11 @@ TEST(Supervision, TransientRestartsOnlyAfterAbnormalExit) {
 
 TEST(Supervision, TemporaryIsNeverRestarted) {
   otpd_node n;
-  n.start(tree_of("one_for_one", worker("t", ", restart: temporary") + worker("p")));
+  n.start(tree_of("one_for_one", sleeper("t", ", restart: temporary") + sleeper("p")));
   pid_t t = n.wait_running("t");
   pid_t p = n.wait_running("p");
   shell_kill(t);
-  ASSERT_TRUE(testing::wait_until([&] { return n.state_of("t") == "failed"; }));
+  ASSERT_TRUE(n.wait_state("t", "failed"));
   json c = otpd_node::find(n.status(), "t");
   EXPECT_TRUE(c["pid"].is_null());
   EXPECT_EQ(c["restarts"], 0);
@@ -103,7 +99,7 @@ TEST(Supervision, TemporaryIsNeverRestarted) {
 
 TEST(Supervision, RootIntensityExceededStopsEverythingAndExitsNonZero) {
   otpd_node n;
-  n.start(tree_of("one_for_one", worker("a") + worker("b"), 2));
+  n.start(tree_of("one_for_one", sleeper("a") + sleeper("b"), 2));
   pid_t b = n.wait_running("b");
   pid_t a = n.wait_running("a");
   for (int i = 0; i < 2; ++i) {
@@ -124,7 +120,7 @@ TEST(Supervision, NestedSupervisorEscalatesToItsParent) {
       "supervisor:\n  strategy: one_for_one\n  max_restarts: 5\n  max_seconds: 10\n  children:\n"
       "{}    - id: sub\n      strategy: one_for_one\n      max_restarts: 1\n      max_seconds: 10\n"
       "      children:\n        - {{id: w, command: [{}, sleep]}}\n",
-      worker("top"), otpd_node::child()));
+      sleeper("top"), otpd_node::child()));
   pid_t top = n.wait_running("top");
   pid_t w = n.wait_running("sub/w");
   shell_kill(w);
@@ -143,7 +139,7 @@ TEST(Supervision, NestedSupervisorEscalatesToItsParent) {
 TEST(Supervision, ShutdownStopsInReverseOrderAndKillsWhatIgnoresSigterm) {
   otpd_node n;
   n.start(tree_of("one_for_one",
-                  worker("a") + worker("b") +
+                  sleeper("a") + sleeper("b") +
                       fmt::format("    - {{id: stubborn, command: [{}, ignore-term, sleep], "
                                   "shutdown: 300}}\n",
                                   otpd_node::child())));
@@ -156,7 +152,7 @@ TEST(Supervision, ShutdownStopsInReverseOrderAndKillsWhatIgnoresSigterm) {
     auto at = st.find("SigIgn:");
     return at != std::string::npos && st.find("4000", at) < st.find('\n', at);
   }));
-  ::kill(n.pid(), SIGTERM);
+  n.signal(SIGTERM);
   EXPECT_EQ(n.wait_exit(), 0) << n.log();
   std::string log = n.log();
   auto ps = log.find(fmt::format("stubborn exited pid {}: killed", s));
@@ -205,7 +201,7 @@ TEST(Supervision, OrphansAreReapedWithoutStealingAChildsStatus) {
                   fmt::format("    - {{id: a, restart: temporary, command: [{}, grandchild-setsid, "
                               "{}, wait, '100', exit, '3']}}\n",
                               otpd_node::child(), gpath) +
-                      worker("b")));
+                      sleeper("b")));
   // a's own exit status reaches a (otpd reaps everything, and dispatches).
   ASSERT_TRUE(testing::wait_until([&] {
     json c = otpd_node::find(n.status(), "a");
@@ -225,7 +221,7 @@ TEST(Supervision, OrphansAreReapedWithoutStealingAChildsStatus) {
 
 TEST(Supervision, KillNineOfOtpdLeavesNoChildAlive) {
   otpd_node n;
-  n.start(tree_of("one_for_one", worker("a") + worker("b")));
+  n.start(tree_of("one_for_one", sleeper("a") + sleeper("b")));
   pid_t a = n.wait_running("a"), b = n.wait_running("b");
   shell_kill(n.pid());
   EXPECT_EQ(n.wait_exit(), 128 + SIGKILL);
@@ -235,7 +231,7 @@ TEST(Supervision, KillNineOfOtpdLeavesNoChildAlive) {
 
 TEST(Supervision, TwoHundredKillsNeverLoseAPermanentChild) {
   otpd_node n;
-  n.start(tree_of("one_for_one", worker("w"), 1000));
+  n.start(tree_of("one_for_one", sleeper("w"), 1000));
   pid_t w = n.wait_running("w");
   for (int i = 0; i < 200; ++i) {
     ASSERT_GT(w, 0) << "lost after " << i << " kills\n" << n.log();
@@ -274,7 +270,7 @@ TEST(Supervision, NotifyAndCommandReadinessGateTheStartOrder) {
                           "    - id: b\n      command: [{0}, wait, '100', pidfile, {1}, sleep]\n"
                           "      readiness: {{command: 'test -e {1}'}}\n",
                           otpd_node::child(), flag) +
-                  worker("c")));
+                  sleeper("c")));
   pid_t c = n.wait_running("c");
   ASSERT_GT(c, 0) << n.log();
   std::string log = n.log();
@@ -285,16 +281,16 @@ TEST(Supervision, NotifyAndCommandReadinessGateTheStartOrder) {
 
 TEST(Supervision, ReloadAddsRemovesAndRestartsChangedChildren) {
   otpd_node n;
-  n.start(tree_of("one_for_one", worker("a") + worker("b") + worker("c")));
+  n.start(tree_of("one_for_one", sleeper("a") + sleeper("b") + sleeper("c")));
   pid_t a = n.wait_running("a"), b = n.wait_running("b"), c = n.wait_running("c");
   n.write_config(
-      tree_of("one_for_one", worker("a") + worker("b", ", env: {X: '1'}") + worker("d")));
+      tree_of("one_for_one", sleeper("a") + sleeper("b", ", env: {X: '1'}") + sleeper("d")));
   std::string out;
   EXPECT_EQ(n.ctl("reload", &out), 0) << out;
   EXPECT_EQ(out, "added: d\nremoved: c\nchanged: b\n");
   EXPECT_GT(n.wait_running("b", b), 0);
   EXPECT_GT(n.wait_running("d"), 0);
-  ASSERT_TRUE(testing::wait_until([&] { return n.state_of("c") == "absent"; }));
+  ASSERT_TRUE(n.wait_state("c", "absent"));
   EXPECT_FALSE(testing::process_alive(c));
   EXPECT_EQ(n.pid_of("a"), a);
   // SIGHUP reloads too; an invalid config is refused and nothing changes.
@@ -307,10 +303,10 @@ TEST(Supervision, ReloadAddsRemovesAndRestartsChangedChildren) {
 
 TEST(Supervision, SighupReloadsAndJsonLogsAreOneObjectPerLine) {
   otpd_node n;
-  n.start(tree_of("one_for_one", worker("a")), true, {"--log-format", "json"});
+  n.start(tree_of("one_for_one", sleeper("a")), true, {"--log-format", "json"});
   pid_t a = n.wait_running("a");
-  n.write_config(tree_of("one_for_one", worker("a") + worker("b")));
-  ::kill(n.pid(), SIGHUP);
+  n.write_config(tree_of("one_for_one", sleeper("a") + sleeper("b")));
+  n.signal(SIGHUP);
   EXPECT_GT(n.wait_running("b"), 0) << n.log();
   EXPECT_EQ(n.pid_of("a"), a);
   bool saw_reload = false;
@@ -330,13 +326,13 @@ TEST(Supervision, SighupReloadsAndJsonLogsAreOneObjectPerLine) {
 
 TEST(Supervision, SecondOtpdOnTheSameRuntimeDirRefusesToStart) {
   otpd_node n;
-  n.start(tree_of("one_for_one", worker("a")));
+  n.start(tree_of("one_for_one", sleeper("a")));
   n.wait_running("a");
   int st = 0;
-  std::string out =
-      testing::sh_output(fmt::format("{} {} --runtime-dir {} 2>&1", testing::bin_path("otpd"),
-                                     n.config_path(), n.rt()),
-                         &st);
+  std::string out = testing::sh_output(
+      fmt::format("{} {} --runtime-dir {} 2>&1", testing::shell_quote(testing::bin_path("otpd")),
+                  n.config_path(), n.rt()),
+      &st);
   EXPECT_EQ(WEXITSTATUS(st), 1);
   EXPECT_NE(out.find("is another otpd running"), std::string::npos) << out;
   EXPECT_EQ(n.status()["otpd_pid"], n.pid());

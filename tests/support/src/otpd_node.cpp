@@ -100,7 +100,9 @@ void otpd_node::start(const std::string& yaml, bool wait_ready,
 int otpd_node::ctl(const std::string& args, std::string* out) const {
   int st = 0;
   std::string o = testing::sh_output(
-      fmt::format("{} --runtime-dir {} {} 2>&1", testing::bin_path("otpctl"), rt(), args), &st);
+      fmt::format("{} --runtime-dir {} {} 2>&1", testing::shell_quote(testing::bin_path("otpctl")),
+                  testing::shell_quote(rt()), args),
+      &st);
   if (out != nullptr) {
     *out = o;
   }
@@ -170,6 +172,10 @@ pid_t otpd_node::wait_running(const std::string& path, pid_t old) {
   return now != old ? now : -1;
 }
 
+bool otpd_node::wait_state(const std::string& path, const std::string& state) {
+  return testing::wait_until([&] { return state_of(path) == state; });
+}
+
 int otpd_node::wait_exit(std::chrono::milliseconds timeout) {
   if (pid_ <= 0) {
     return exit_code_;
@@ -190,7 +196,28 @@ int otpd_node::wait_exit(std::chrono::milliseconds timeout) {
   return exit_code_;
 }
 
+void otpd_node::signal(int sig) const {
+  // kill(-1, sig) would reach every process we may signal.
+  ASSERT_GT(pid_, 0) << "otpd is not running";
+  ASSERT_EQ(::kill(pid_, sig), 0);
+}
+
+std::string root_yaml(std::string_view strategy, const std::string& children, int max_restarts,
+                      int max_seconds) {
+  std::string limits = max_restarts < 0 ? std::string()
+                                        : fmt::format("  max_restarts: {}\n  max_seconds: {}\n",
+                                                      max_restarts, max_seconds);
+  return fmt::format("supervisor:\n  strategy: {}\n{}  children:\n{}", strategy, limits, children);
+}
+
+std::string sleeper(const std::string& id, const std::string& extra) {
+  return fmt::format("    - {{id: {}, command: [{}, sleep]{}}}\n", id, otpd_node::child(), extra);
+}
+
 void shell_kill(pid_t pid, const char* sig) {
+  // A pid from a failed wait is -1: `kill -9 -1` would kill every process
+  // we may signal, 0 our own process group.
+  ASSERT_GT(pid, 0) << "no process to kill";
   ASSERT_EQ(testing::sh(fmt::format("kill -{} {}", sig, pid)), 0);
 }
 

@@ -1,5 +1,3 @@
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -7,11 +5,8 @@
 
 #include <cerrno>
 #include <csignal>
-#include <cstdlib>
 #include <cstring>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include <otpd/core/spawn.hpp>
 #include <otpd/testing/redis_server.hpp>
@@ -33,44 +28,9 @@ bool wait_readable(int fd, std::chrono::milliseconds timeout) {
 
 }  // namespace
 
-std::string redis_server::find_redis_server() {
-  const char* path = std::getenv("PATH");
-  std::string dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
-  std::size_t start = 0;
-  while (start <= dirs.size()) {
-    std::size_t end = dirs.find(':', start);
-    if (end == std::string::npos) {
-      end = dirs.size();
-    }
-    std::string candidate = dirs.substr(start, end - start) + "/redis-server";
-    if (::access(candidate.c_str(), X_OK) == 0) {
-      return candidate;
-    }
-    start = end + 1;
-  }
-  return {};
-}
-
-int redis_server::free_port() {
-  core::unique_fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!s) {
-    return 0;
-  }
-  struct sockaddr_in a {};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    return 0;
-  }
-  return ntohs(a.sin_port);
-}
-
 redis_server::redis_server() : unix_path_(dir_.path() + "/redis.sock") {
   port_ = free_port();
-  start();
+  (void)start();
 }
 
 redis_server::~redis_server() {
@@ -81,10 +41,12 @@ bool redis_server::start() {
   if (running()) {
     return true;
   }
-  std::string exe = find_redis_server();
+  error_.clear();
+  std::string exe = find_program("redis-server");
   if (exe.empty()) {
-    ADD_FAILURE() << "redis-server is not installed (not found in PATH): these tests need a real "
-                     "Redis; install it with scripts/setup.sh (Debian package redis-server)";
+    error_ =
+        "redis-server is not installed (not found in PATH): this needs a real Redis; install it "
+        "with scripts/setup.sh (Debian package redis-server)";
     return false;
   }
   // A port taken by someone else in the meantime: pick another (only before
@@ -116,7 +78,7 @@ bool redis_server::start() {
     o.fds = {{-1, 0}};
     auto child = core::spawn(o);
     if (!child) {
-      ADD_FAILURE() << "unable to start " << exe << ": " << child.error().message();
+      error_ = "unable to start " + exe + ": " + child.error().message();
       return false;
     }
     pid_ = child->pid;
@@ -136,14 +98,14 @@ bool redis_server::start() {
     }
     if (pid_ > 0) {
       kill();
-      ADD_FAILURE() << "redis-server did not answer PING in time; log: "
-                    << read_file(dir_.path() + "/redis.log");
+      error_ =
+          "redis-server did not answer PING in time; log: " + read_file(dir_.path() + "/redis.log");
       return false;
     }
     pidfd_.reset();
     port_ = free_port();
   }
-  ADD_FAILURE() << "redis-server exited at start; log: " << read_file(dir_.path() + "/redis.log");
+  error_ = "redis-server exited at start; log: " + read_file(dir_.path() + "/redis.log");
   return false;
 }
 

@@ -1,9 +1,13 @@
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +15,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include <otpd/core/unique_fd.hpp>
 #include <otpd/testing/testing.hpp>
 
 namespace otpd::testing {
@@ -131,12 +136,25 @@ bool process_alive(pid_t pid) {
   return s != 0 && s != 'Z' && s != 'X';
 }
 
+std::string shell_quote(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";  // close the quote, an escaped quote, reopen
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
 int sh(const std::string& command) {
   return std::system(command.c_str());
 }
 
 std::string sh_output(const std::string& command, int* status) {
   std::string out;
+  std::fflush(stdout);
   FILE* p = ::popen(command.c_str(), "re");
   if (p == nullptr) {
     if (status != nullptr) {
@@ -161,6 +179,37 @@ std::string read_file(const std::string& path) {
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
+}
+
+std::string find_program(std::string_view name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+  std::size_t start = 0;
+  while (start <= dirs.size()) {
+    std::size_t end = dirs.find(':', start);
+    if (end == std::string::npos) {
+      end = dirs.size();
+    }
+    std::string candidate = dirs.substr(start, end - start) + "/" + std::string(name);
+    if (::access(candidate.c_str(), X_OK) == 0) {
+      return candidate;
+    }
+    start = end + 1;
+  }
+  return {};
+}
+
+int free_port() {
+  core::unique_fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (!s || ::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    return 0;
+  }
+  return ntohs(a.sin_port);
 }
 
 }  // namespace otpd::testing

@@ -25,7 +25,7 @@ class AsyncClient : public t::uv_loop_test {
  protected:
   void SetUp() override {
     uv_loop_test::SetUp();
-    ASSERT_TRUE(server_.running());
+    ASSERT_TRUE(server_.running()) << server_.error();
   }
 
   // Connects and waits for on_connect; fails the test if it does not come.
@@ -121,8 +121,8 @@ TEST_F(AsyncClient, RefusedConnectReachesOnConnectAndRequestsError) {
   std::optional<std::error_code> result;
   rc::async_client::handlers h;
   h.on_connect = [&result](std::error_code ec) { result = ec; };
-  auto c = rc::async_client::connect(
-      loop(), rc::endpoint::tcp("127.0.0.1", t::redis_server::free_port()), {}, std::move(h));
+  auto c = rc::async_client::connect(loop(), rc::endpoint::tcp("127.0.0.1", t::free_port()), {},
+                                     std::move(h));
   std::optional<rc::reply_result> r;
   c.command({"PING"}, [&r](rc::reply_result x) { r = std::move(x); });
   EXPECT_FALSE(r.has_value()) << "never answered from inside command()";

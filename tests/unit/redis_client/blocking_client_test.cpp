@@ -17,7 +17,7 @@ namespace {
 
 class BlockingClient : public ::testing::Test {
  protected:
-  void SetUp() override { ASSERT_TRUE(server_.running()); }
+  void SetUp() override { ASSERT_TRUE(server_.running()) << server_.error(); }
 
   rc::blocking_client connect_tcp() {
     auto c = rc::blocking_client::connect(rc::endpoint::tcp("127.0.0.1", server_.port()));
@@ -142,7 +142,7 @@ TEST_F(BlockingClient, TenThousandPipelinedCommandsAnsweredInOrder) {
 }
 
 TEST_F(BlockingClient, ConnectionRefusedIsAnErrorValue) {
-  int port = t::redis_server::free_port();
+  int port = t::free_port();
   auto c = rc::blocking_client::connect(rc::endpoint::tcp("127.0.0.1", port));
   ASSERT_FALSE(c);
   EXPECT_TRUE(c.error() == std::errc::connection_refused) << c.error().message();

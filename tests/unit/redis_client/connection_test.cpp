@@ -22,7 +22,7 @@ class Connection : public t::uv_loop_test {
  protected:
   void SetUp() override {
     uv_loop_test::SetUp();
-    ASSERT_TRUE(server_.running());
+    ASSERT_TRUE(server_.running()) << server_.error();
   }
 
   rc::connection::options tcp_options() {
@@ -142,7 +142,7 @@ TEST_F(Connection, QueueModeSendsQueuedRequestsOnceConnected) {
   }
   ASSERT_TRUE(run_until([&] { return c.attempts() >= 2; }));
   EXPECT_TRUE(got.empty());
-  ASSERT_TRUE(server_.start());
+  ASSERT_TRUE(server_.start()) << server_.error();
   ASSERT_TRUE(run_until([&] { return got.size() == 5; }));
   for (std::size_t i = 0; i < 5; ++i) {
     ASSERT_TRUE(got[i]) << got[i].error().message();
@@ -204,7 +204,7 @@ TEST_F(Connection, ServerKilledUnderLoadThenBackWithBackoff) {
     EXPECT_TRUE(retries[i].reason) << i;
   }
 
-  ASSERT_TRUE(server_.start());
+  ASSERT_TRUE(server_.start()) << server_.error();
   ASSERT_TRUE(wait_state(c, connection_state::connected));
   EXPECT_EQ(c.connects(), 2u);
   auto r = call(c, {"GET", "load"});
@@ -224,7 +224,7 @@ TEST_F(Connection, ReconnectsLeakNoFileDescriptors) {
       ASSERT_TRUE(wait_state(c, connection_state::disconnected));
       ASSERT_TRUE(
           run_until([&] { return c.attempts() >= 2u + 2u * static_cast<unsigned>(round); }));
-      ASSERT_TRUE(server_.start());
+      ASSERT_TRUE(server_.start()) << server_.error();
     }
     ASSERT_TRUE(wait_state(c, connection_state::connected));
   }
@@ -350,7 +350,7 @@ TEST_F(Connection, SelectsItsDatabaseOnEveryConnect) {
   EXPECT_EQ(in2->str, "db2");
   // After a reconnect the connection is in database 2 again.
   server_.kill();
-  ASSERT_TRUE(server_.start());
+  ASSERT_TRUE(server_.start()) << server_.error();
   ASSERT_TRUE(run_until([&] { return c.connects() == 2; }));
   ASSERT_TRUE(call(c, {"SET", "again", "x"}));
   auto check2 = rc::blocking_client::connect(rc::endpoint::tcp("127.0.0.1", server_.port()));
@@ -428,7 +428,7 @@ TEST_F(Connection, EveryRequestIsAnsweredExactlyOnceThroughKillsAndStops) {
     ASSERT_TRUE(run_until([&] { return ok > ok_before + 500; }));
     server_.kill();
     ASSERT_TRUE(wait_state(c, connection_state::disconnected));
-    ASSERT_TRUE(server_.start());
+    ASSERT_TRUE(server_.start()) << server_.error();
     ASSERT_TRUE(wait_state(c, connection_state::connected));
     ok_before = ok;
     ASSERT_TRUE(run_until([&] { return ok > ok_before + 500; }));

@@ -14,6 +14,7 @@
 #include <otpd/runtime/gen_server.hpp>
 #include <otpd/runtime/process.hpp>
 #include <otpd/testing/redis_server.hpp>
+#include <otpd/testing/runtime_session.hpp>
 #include <otpd/testing/testing.hpp>
 
 namespace otpd::redis_pool {
@@ -28,10 +29,10 @@ using redis_client::reply;
 class Pool : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(redis_.running());
+    ASSERT_TRUE(redis_.running()) << redis_.error();
     node_ = fmt::format("pooltest{}", ::getpid());
     ::setenv("OTPD_NODE", node_.c_str(), 1);
-    ASSERT_TRUE(rt::init({.runtime_dir = dir_.path() + "/rt", .name = {}}));
+    ASSERT_TRUE(runtime_.ok()) << runtime_.error().message();
   }
   void TearDown() override {
     for (pid_t pid : workers_) {
@@ -89,6 +90,7 @@ class Pool : public ::testing::Test {
 
   t::redis_server redis_;
   t::temp_dir dir_{"otpd-pool"};
+  t::runtime_session runtime_{dir_.path() + "/rt"};
   std::string node_;
   std::vector<pid_t> workers_;
 };
@@ -242,7 +244,7 @@ TEST_F(Pool, RedisDownFailsFastAndServesAgainWhenBack) {
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error(), errc::disconnected);
   }
-  ASSERT_TRUE(redis_.start());
+  ASSERT_TRUE(redis_.start()) << redis_.error();
   ASSERT_TRUE(t::wait_until([&] {
     return c.command_on(0, {"PING"}).has_value() && c.command_on(1, {"PING"}).has_value();
   }));
@@ -255,7 +257,7 @@ TEST_F(Pool, WorkerIsReadyWithRedisDownAndFailsFast) {
   auto r = c.command({"PING"});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error(), errc::disconnected);
-  ASSERT_TRUE(redis_.start());
+  ASSERT_TRUE(redis_.start()) << redis_.error();
   ASSERT_TRUE(t::wait_until([&] { return c.command({"PING"}).has_value(); }));
 }
 
@@ -299,6 +301,7 @@ TEST_F(Pool, KilledWorkerFailsOnlyItsOwnCallsAtOnce) {
     auto info = t::sh_output(fmt::format("redis-cli -p {} CLIENT LIST", redis_.port()));
     return info.find("cmd=blpop") != std::string::npos;
   }));
+  ASSERT_GT(w0, 0);  // never `kill -9 -1`
   ASSERT_EQ(t::sh(fmt::format("kill -9 {}", w0)), 0);
   std::erase(workers_, w0);
   for (std::size_t i = 0; i < one.size(); ++i) {
@@ -320,9 +323,10 @@ TEST_F(Pool, OtpRedisPrintsRepliesLikeRedisCli) {
   start_worker(0, 1);
   auto tool = [&](const std::string& args, int* code) {
     int st = 0;
-    std::string out = t::sh_output(fmt::format("OTPD_RUNTIME_DIR={}/rt OTPD_NODE={} {} {} 2>&1",
-                                               dir_.path(), node_, t::bin_path("otp-redis"), args),
-                                   &st);
+    std::string out =
+        t::sh_output(fmt::format("OTPD_RUNTIME_DIR={}/rt OTPD_NODE={} {} {} 2>&1", dir_.path(),
+                                 node_, t::shell_quote(t::bin_path("otp-redis")), args),
+                     &st);
     *code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     return out;
   };
@@ -339,7 +343,7 @@ TEST_F(Pool, OtpRedisPrintsRepliesLikeRedisCli) {
   EXPECT_EQ(code, 1);
   // Without $OTPD_NODE the store holds no facts: the name registry finds it.
   EXPECT_EQ(t::sh_output(fmt::format("OTPD_RUNTIME_DIR={}/rt OTPD_NODE=elsewhere {} p GET greeting",
-                                     dir_.path(), t::bin_path("otp-redis"))),
+                                     dir_.path(), t::shell_quote(t::bin_path("otp-redis")))),
             "\"hello\"\n");
   (void)tool("nosuchpool PING", &code);
   EXPECT_EQ(code, 111);

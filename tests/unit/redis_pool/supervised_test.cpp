@@ -14,6 +14,7 @@
 #include <otpd/runtime/process.hpp>
 #include <otpd/testing/otpd_node.hpp>
 #include <otpd/testing/redis_server.hpp>
+#include <otpd/testing/runtime_session.hpp>
 
 namespace otpd::redis_pool {
 namespace {
@@ -35,7 +36,7 @@ std::string worker_yaml(unsigned i, unsigned size, int port) {
 
 TEST(SupervisedPool, KilledWorkerFailsOnlyItsCallsAndComesBackUnderItsName) {
   t::redis_server redis;
-  ASSERT_TRUE(redis.running());
+  ASSERT_TRUE(redis.running()) << redis.error();
   itest::otpd_node n;
   std::string node = fmt::format("supool{}", ::getpid());
   // The store outlives the workers (by design): remove it however the test ends.
@@ -52,7 +53,8 @@ TEST(SupervisedPool, KilledWorkerFailsOnlyItsCallsAndComesBackUnderItsName) {
   ASSERT_GT(w0, 0) << n.log();
   ASSERT_GT(w1, 0) << n.log();
 
-  ASSERT_TRUE(rt::init({.runtime_dir = n.rt(), .name = {}}));
+  t::runtime_session session(n.rt());
+  ASSERT_TRUE(session.ok()) << session.error().message();
   pool_options o;
   o.pool = "p";
   o.node = node;
@@ -124,8 +126,9 @@ TEST(SupervisedPool, KilledWorkerFailsOnlyItsCallsAndComesBackUnderItsName) {
 TEST(SupervisedPool, ShippedConfigIsValid) {
   int st = 0;
   std::string out =
-      t::sh_output(fmt::format("PATH={}:$PATH {} --check {}/configs/redis_pool.yaml 2>&1",
-                               t::bin_dir(), t::bin_path("otpd"), OTPD_SOURCE_DIR),
+      t::sh_output(fmt::format("PATH={}:$PATH {} --check {} 2>&1", t::shell_quote(t::bin_dir()),
+                               t::shell_quote(t::bin_path("otpd")),
+                               t::shell_quote(OTPD_SOURCE_DIR "/configs/redis_pool.yaml")),
                    &st);
   EXPECT_EQ(WEXITSTATUS(st), 0) << out;
 }

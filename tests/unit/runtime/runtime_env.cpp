@@ -1,29 +1,22 @@
 // Every runtime test process gets its own private runtime dir, so tests can
 // run in parallel and leave nothing behind.
-#include <cstdlib>
 #include <memory>
 
 #include <gtest/gtest.h>
 
-#include <otpd/runtime/process.hpp>
-#include <otpd/testing/testing.hpp>
+#include <otpd/testing/runtime_session.hpp>
 
 namespace {
 class runtime_env : public ::testing::Environment {
  public:
   void SetUp() override {
-    dir_ = std::make_unique<otpd::testing::temp_dir>("otpd-rt");
-    ::setenv("OTPD_RUNTIME_DIR", dir_->path().c_str(), 1);
-    auto r = otpd::runtime::init();
-    ASSERT_TRUE(r) << r.error().message();
+    session_ = std::make_unique<otpd::testing::runtime_session>();
+    ASSERT_TRUE(session_->ok()) << session_->error().message();
   }
-  void TearDown() override {
-    otpd::runtime::shutdown();
-    dir_.reset();
-  }
+  void TearDown() override { session_.reset(); }
 
  private:
-  std::unique_ptr<otpd::testing::temp_dir> dir_;
+  std::unique_ptr<otpd::testing::runtime_session> session_;
 };
 [[maybe_unused]] auto* const env = ::testing::AddGlobalTestEnvironment(new runtime_env);
 }  // namespace

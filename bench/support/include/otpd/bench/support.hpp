@@ -1,71 +1,55 @@
 #pragma once
-// What every benchmark program needs beside its own measurements: a free
-// loopback port, a redis-server of its own, a shell command's output,
-// percentiles of a sample, and one way to end on an unexpected exception.
+// What every benchmark program needs beside its own measurements: a
+// redis-server of its own, a shell command's output, redis-benchmark and
+// hiredis anchors, and percentiles of a sample.
 // Failures to set up an anchor are exceptions with a message naming what
 // failed: a bench prints it and exits, or reports the anchor as skipped.
 
-#include <sys/types.h>
-
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include <otpd/core/runtime_dir.hpp>
-#include <otpd/core/unique_fd.hpp>
+#include <otpd/testing/redis_server.hpp>
+#include <otpd/testing/testing.hpp>
 
 namespace otpd::bench {
 
-// A TCP port on 127.0.0.1 that nobody listened on a moment ago (bind port 0,
-// read it back). Throws std::runtime_error when no socket can be bound.
-[[nodiscard]] int free_port();
+// The scratch directory, PATH and shell helpers and the redis-server
+// launcher are the tests' GoogleTest-free ones (otpd::test_util): one of
+// each for tests and benches.
+using testing::temp_dir;
 
 // True when `name` is found in PATH (an anchor program that may be missing).
-[[nodiscard]] bool have_program(std::string_view name);
+[[nodiscard]] inline bool have_program(std::string_view name) {
+  return !testing::find_program(name).empty();
+}
 
 // Runs `cmd` with /bin/sh and returns what it wrote on stdout (empty when it
 // could not be started).
-[[nodiscard]] std::string run_capture(const std::string& cmd);
+[[nodiscard]] inline std::string run_capture(const std::string& cmd) {
+  return testing::sh_output(cmd);
+}
 
-// The directory of the running program (build/bin): where the helper
-// programs a bench starts are built.
-[[nodiscard]] std::string program_dir();
+// The directory of the running program (build/bin, or $OTPD_BIN_DIR): where
+// the helper programs a bench starts are built.
+[[nodiscard]] inline std::string program_dir() {
+  return testing::bin_dir();
+}
 
-// The scratch directory of core (mkdtemp, removed on destruction).
-using temp_dir = core::temp_dir;
-
-// One redis-server of our own: a free loopback port, a private directory
-// (log and socket there), no persistence. The constructor returns once the
-// server answers PING; the destructor stops it (SIGTERM, SIGKILL after a
-// deadline), reaps it through its pidfd and removes the directory.
-class redis_server {
+// testing::redis_server (a free loopback port, a private directory, no
+// persistence, stopped and reaped through its pidfd) whose constructor
+// throws std::runtime_error with the reason when the server cannot start:
+// a bench has nothing to measure without it.
+class redis_server : public testing::redis_server {
  public:
-  struct options {
-    std::chrono::milliseconds start_timeout{10000};
-    std::chrono::milliseconds stop_timeout{5000};
-  };
-  redis_server() : redis_server(options{}) {}
-  explicit redis_server(const options& o);
-  ~redis_server();
-  redis_server(const redis_server&) = delete;
-  redis_server& operator=(const redis_server&) = delete;
-  redis_server(redis_server&&) = delete;
-  redis_server& operator=(redis_server&&) = delete;
-
-  [[nodiscard]] int port() const { return port_; }
-  [[nodiscard]] const std::string& dir() const { return dir_.path(); }
-
- private:
-  void stop() noexcept;
-
-  options options_;
-  temp_dir dir_;
-  int port_ = 0;
-  pid_t pid_ = -1;
-  core::unique_fd pidfd_;
+  redis_server() {
+    if (!running()) {
+      throw std::runtime_error(error());
+    }
+  }
 };
 
 // The workload of the Redis benches: 10,000 keys "key:<12 digits>", 100-byte

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -51,10 +52,14 @@ class otpd_node {
   [[nodiscard]] std::string state_of(const std::string& path);
   // Waits until path runs with a pid other than old; returns it (or -1).
   pid_t wait_running(const std::string& path, pid_t old = -1);
+  // Waits until state_of(path) is state ("stopped", "failed", "absent"...).
+  bool wait_state(const std::string& path, const std::string& state);
   // Waits for otpd to exit; returns its exit code (or -1 on timeout).
   int wait_exit(std::chrono::milliseconds timeout = std::chrono::milliseconds(15000));
   [[nodiscard]] bool running() const { return pid_ > 0; }
   [[nodiscard]] pid_t pid() const { return pid_; }
+  // Sends sig to otpd (a test failure when it is not running).
+  void signal(int sig) const;
   [[nodiscard]] std::string log() const { return testing::read_file(dir() + "/otpd.log"); }
   // Every pid a status answer ever showed.
   [[nodiscard]] const std::set<pid_t>& seen() const { return seen_; }
@@ -70,10 +75,20 @@ class otpd_node {
   std::set<pid_t> seen_;
 };
 
+// A config of one root supervisor: strategy over children (YAML list items
+// at 4 spaces, e.g. sleeper()s); max_restarts in max_seconds when
+// max_restarts >= 0, otpd's defaults otherwise.
+[[nodiscard]] std::string root_yaml(std::string_view strategy, const std::string& children,
+                                    int max_restarts = -1, int max_seconds = 10);
+// One child item for root_yaml: id runs `otpd_test_child sleep`; extra
+// (", key: value" pairs) goes inside its braces.
+[[nodiscard]] std::string sleeper(const std::string& id, const std::string& extra = "");
+
 // Live processes whose environment says they belong to this runtime dir.
 [[nodiscard]] std::vector<pid_t> processes_of(const std::string& runtime_dir);
 
-// kill -SIG PID through a shell, as a user would.
+// kill -SIG PID through a shell, as a user would; a test failure, and no
+// signal, when pid is not positive.
 void shell_kill(pid_t pid, const char* sig = "9");
 
 }  // namespace otpd::itest

@@ -11,12 +11,14 @@
 
 namespace otpd::testing {
 
-// A real redis-server for a test: on a free loopback TCP port and on a Unix
-// socket in its own temporary directory, no persistence. The constructor
-// starts it and waits until it answers PING; when redis-server is missing or
-// does not come up, the test FAILS (ADD_FAILURE with the reason) and
-// running() is false: tests ASSERT_TRUE(server.running()) first. The server
-// is stopped (and reaped) on destruction; it dies with the test process too.
+// A real redis-server for a test or a bench: on a free loopback TCP port and
+// on a Unix socket in its own temporary directory, no persistence. The
+// constructor starts it and waits until it answers PING. When redis-server
+// is missing or does not come up, running() is false and error() says why:
+// a test ASSERT_TRUE(server.running()) << server.error() first, so that it
+// FAILS (never skips) without Redis; a bench throws (bench::redis_server).
+// The server is stopped (and reaped) on destruction; it dies with its
+// parent too. No GoogleTest here: the benches use it.
 class redis_server {
  public:
   redis_server();
@@ -31,10 +33,13 @@ class redis_server {
   [[nodiscard]] const std::string& unix_path() const noexcept { return unix_path_; }
   [[nodiscard]] pid_t pid() const noexcept { return pid_; }
 
+  // Why the last start failed; empty after a successful one.
+  [[nodiscard]] const std::string& error() const noexcept { return error_; }
+
   // (Re)starts the server on the same port and socket path and waits until
-  // it answers PING (scaled timeout). Adds a test failure and returns false
-  // when it cannot.
-  bool start();
+  // it answers PING (scaled timeout). False, with error() set, when it
+  // cannot.
+  [[nodiscard]] bool start();
   // SIGTERM, wait for the exit (SIGKILL if it lingers), reap.
   void stop();
   // SIGKILL and reap: the server vanishes without a goodbye.
@@ -45,11 +50,6 @@ class redis_server {
   // One PING over the Unix socket, bounded by timeout.
   [[nodiscard]] bool ping(std::chrono::milliseconds timeout = std::chrono::milliseconds(200)) const;
 
-  // Where redis-server is, or empty when it is not installed.
-  [[nodiscard]] static std::string find_redis_server();
-  // A TCP port on 127.0.0.1 that was free a moment ago.
-  [[nodiscard]] static int free_port();
-
  private:
   void reap_now();
 
@@ -59,6 +59,7 @@ class redis_server {
   pid_t pid_ = -1;
   core::unique_fd pidfd_;
   bool paused_ = false;
+  std::string error_;
 };
 
 }  // namespace otpd::testing

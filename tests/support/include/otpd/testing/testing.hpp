@@ -5,11 +5,14 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <otpd/core/runtime_dir.hpp>
 
 namespace otpd::testing {
+
+// What tests (and, without GoogleTest, benches: otpd::test_util) share.
 
 // Timeouts in tests are generous and scaled by OTPD_TEST_TIMEOUT_MULTIPLIER
 // (sanitizer builds and loaded CI machines set it above 1).
@@ -54,11 +57,21 @@ class world_exec_copy {
 [[nodiscard]] bool process_alive(pid_t pid);
 // The parent pid and state letter of pid, from /proc; state 0 if gone.
 [[nodiscard]] char process_state(pid_t pid);
+// s as one word of a shell command line (single-quoted): paths such as
+// bin_path() may hold spaces.
+[[nodiscard]] std::string shell_quote(std::string_view s);
 // Runs a shell command line, returns its exit status (as system(3)).
 int sh(const std::string& command);
-// Runs a command and captures its stdout.
+// Runs a shell command line and captures its stdout (what this process
+// printed so far is flushed first, so it comes out before the command's).
 [[nodiscard]] std::string sh_output(const std::string& command, int* status = nullptr);
 // Reads a whole file; empty when missing.
 [[nodiscard]] std::string read_file(const std::string& path);
+
+// Where the program `name` is in $PATH; empty when it is not installed.
+[[nodiscard]] std::string find_program(std::string_view name);
+// A TCP port on 127.0.0.1 that nobody listened on a moment ago (bind port
+// 0, read it back); 0 when no socket can be bound.
+[[nodiscard]] int free_port();
 
 }  // namespace otpd::testing
