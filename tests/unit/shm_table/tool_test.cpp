@@ -15,9 +15,10 @@ class OtpTable : public shm_fixture {
   // Runs otp-table with the test's node; returns stdout, *status = exit code.
   std::string run(const std::string& args, int* status = nullptr) {
     int st = 0;
-    std::string out = otpd::testing::sh_output(
-        otpd::testing::bin_path("otp-table") + " --node " + node() + " " + args + " 2>/dev/null",
-        &st);
+    std::string out =
+        otpd::testing::sh_output(otpd::testing::shell_quote(otpd::testing::bin_path("otp-table")) +
+                                     " --node " + node() + " " + args + " 2>/dev/null",
+                                 &st);
     if (status != nullptr) {
       *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     }
