@@ -46,6 +46,12 @@ void drain();
 // --- the process context, shared by the units of process.cpp -----------------
 // process.cpp lists which unit defines which part of it.
 
+using core::errc;
+using core::errno_code;
+using core::exit_kind;
+using core::exit_reason;
+using core::unique_fd;
+
 // epoll user data: the kind of fd in the top byte, the fd below.
 enum class tag : std::uint64_t { listen = 1, conn = 2, pidfd = 3, signal = 4, timer = 5 };
 inline std::uint64_t make_tag(tag t, int fd) {

@@ -20,10 +20,6 @@
 
 namespace otpd::runtime::detail {
 
-using core::exit_kind;
-using core::exit_reason;
-using core::unique_fd;
-
 // Only a parent can read an exit status. Under otpd the daemon is the parent
 // of every worker: ask it over the control socket (it keeps recent exits).
 // It may reap a moment after we saw the pidfd fire, so ask a few times, for

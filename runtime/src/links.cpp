@@ -18,12 +18,6 @@ namespace otpd::runtime {
 
 namespace detail {
 
-using core::errc;
-using core::errno_code;
-using core::exit_kind;
-using core::exit_reason;
-using core::unique_fd;
-
 namespace {
 constexpr std::size_t max_idle_watches = 64;
 }  // namespace

@@ -26,10 +26,6 @@ namespace otpd::runtime {
 
 namespace detail {
 
-using core::errc;
-using core::errno_code;
-using core::unique_fd;
-
 namespace {
 
 constexpr std::size_t read_chunk = std::size_t{256} * 1024;

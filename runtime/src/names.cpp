@@ -18,9 +18,6 @@ namespace otpd::runtime {
 
 namespace detail {
 
-using core::errc;
-using core::errno_code;
-
 namespace {
 
 bool valid_name(const std::string& n) {

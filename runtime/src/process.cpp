@@ -3,16 +3,20 @@
 //
 // One class, detail::context (declared in detail.hpp), holds the state of
 // this process; its parts are defined in these units:
-//   process.cpp          the context's lifecycle: creation, init, fork,
-//                        shutdown, exit_self; the public init/shutdown/self
-//   mailbox.cpp          mailbox I/O: connecting, framing (wire.hpp), the
-//                        sender check of each envelope, backpressure, the
-//                        receive loop and its adaptive spin, signals as messages
-//   names.cpp            the name registry (register_name, whereis)
-//   links.cpp            monitors, links, trap_exit and the children we watch
+//   process.cpp            the context's lifecycle: creation, init, fork,
+//                          shutdown, exit_self; the public init/shutdown/self
+//   mailbox.cpp            mailbox I/O: connecting, framing (wire.hpp), the
+//                          sender check of each envelope, backpressure, the
+//                          receive loop and its adaptive spin, signals as
+//                          messages, and the epoll loop that feeds the rest
+//   names.cpp              the name registry (register_name, whereis)
+//   links.cpp              monitors, links, trap_exit, the children we watch
 //   exit_reason_query.cpp  asks the node's otpd how a non-child ended
-//   timers.cpp           start_timer / cancel_timer on one timerfd
-//   spawn.cpp            spawn, spawn_exec, kill, notify_ready
+//   timers.cpp             start_timer / cancel_timer on one timerfd
+//   spawn.cpp              spawn, spawn_exec, kill, notify_ready
+// message.cpp (refs, kinds), task.cpp and gen_server.cpp build on the public
+// API and the few helpers at the top of detail.hpp.
+//
 // The send and receive paths live wholly in mailbox.cpp (with what they call
 // inline in detail.hpp and wire.hpp), so a message never costs a call into
 // another unit.
@@ -44,12 +48,6 @@
 namespace otpd::runtime {
 
 namespace detail {
-
-using core::errc;
-using core::errno_code;
-using core::exit_kind;
-using core::exit_reason;
-using core::unique_fd;
 
 namespace {
 void on_fork_child() {
