@@ -12,7 +12,8 @@
 //                         spawn, bookkeeping, the exec outcome
 //   readiness.cpp         when a worker is ready: exec, notify fd, tcp, unix
 //                         and command probes, the start timeout
-//   control_commands.cpp  the control socket's command table, one handler each
+//   control_commands.cpp  the control socket's command table, one handler each;
+//                         its messages are otpd::protocol's (docs/PROTOCOL.md)
 //   control_server.cpp    the control socket's transport: accept, framing,
 //                         replies, the event stream
 //   output_capture.cpp    child stdout/stderr into rotated log files
