@@ -38,9 +38,30 @@ endif()
 
 # Debian wants the copyright and a gzipped changelog in the package's doc dir.
 set(otpd_doc_dir ${CMAKE_INSTALL_DATAROOTDIR}/doc/otpd)
-install(FILES ${otpd_packaging_dir}/copyright DESTINATION ${otpd_doc_dir})
+# The license named in packaging/debian/copyright (the project's DEP-5 file),
+# pointing to Debian's copy of its text as Debian policy asks, not quoting it.
+set(otpd_license unknown)
+if(EXISTS ${otpd_packaging_dir}/debian/copyright)
+  set_property(DIRECTORY ${PROJECT_SOURCE_DIR} APPEND
+               PROPERTY CMAKE_CONFIGURE_DEPENDS ${otpd_packaging_dir}/debian/copyright)
+  file(STRINGS ${otpd_packaging_dir}/debian/copyright otpd_license_line
+       REGEX "^License: " LIMIT_COUNT 1)
+  string(REPLACE "License: " "" otpd_license "${otpd_license_line}")
+endif()
+set(otpd_license_text " The license is in the LICENSE file of the otpd sources.")
+if(EXISTS /usr/share/common-licenses/${otpd_license})
+  set(otpd_license_text " On Debian systems, the complete text of the license can be found in\n"
+                        " /usr/share/common-licenses/${otpd_license}.")
+endif()
+set(otpd_copyright ${CMAKE_BINARY_DIR}/copyright)
+string(TIMESTAMP otpd_year "%Y" UTC)
+file(WRITE ${otpd_copyright}
+     "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
+     "Upstream-Name: otpd\n\nFiles: *\nCopyright: ${otpd_year} The otpd authors\n"
+     "License: ${otpd_license}\n" ${otpd_license_text} "\n")
+install(FILES ${otpd_copyright} DESTINATION ${otpd_doc_dir})
 set_property(DIRECTORY ${PROJECT_SOURCE_DIR} APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
-                                                      ${otpd_packaging_dir}/changelog)
-execute_process(COMMAND gzip -9nc ${otpd_packaging_dir}/changelog
+                                                      ${otpd_packaging_dir}/debian/changelog)
+execute_process(COMMAND gzip -9nc ${otpd_packaging_dir}/debian/changelog
                 OUTPUT_FILE ${CMAKE_BINARY_DIR}/changelog.gz COMMAND_ERROR_IS_FATAL ANY)
 install(FILES ${CMAKE_BINARY_DIR}/changelog.gz DESTINATION ${otpd_doc_dir})

@@ -15,6 +15,10 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/otpd-install.XXXXXX")
 trap 'node_stop >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
 prefix=$tmp/prefix
 
+# A build for the prefix /usr installs its config to /etc whatever --prefix says.
+if grep -qx 'CMAKE_INSTALL_PREFIX:PATH=/usr' "$build/CMakeCache.txt"; then
+  node_fail "$build is configured for the prefix /usr (a package build); use another build"
+fi
 cmake --install "$build" --prefix "$prefix" >"$tmp/install.log" ||
   node_fail "cmake --install: $(cat "$tmp/install.log")"
 for f in bin/otpd bin/otpctl bin/otp-table bin/otp-redis bin/stack_worker bin/cache_worker \
