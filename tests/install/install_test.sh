@@ -49,6 +49,21 @@ if grep -rhos -- "$src/[^ \";]*" "$tmp/hello" | grep -v "^$src/examples/hello_wo
   node_fail "the example was built with paths into the source tree"
 fi
 
+# Every exported library resolves, with its own dependencies (generating fails
+# on a missing imported target).
+mkdir -p "$tmp/all"
+cat >"$tmp/all/CMakeLists.txt" <<'CMAKE'
+cmake_minimum_required(VERSION 3.20)
+project(all_libraries CXX)
+find_package(otpd REQUIRED)
+file(WRITE ${CMAKE_BINARY_DIR}/main.cpp "int main() { return 0; }\n")
+add_executable(every_library ${CMAKE_BINARY_DIR}/main.cpp)
+target_link_libraries(every_library PRIVATE otpd::core otpd::runtime otpd::shm_table otpd::redis_client
+                                            otpd::redis_pool otpd::supervisor)
+CMAKE
+cmake -S "$tmp/all" -B "$tmp/all/build" -DCMAKE_PREFIX_PATH="$prefix" >"$tmp/all.log" 2>&1 ||
+  node_fail "find_package(otpd) with every library: $(cat "$tmp/all.log")"
+
 # otpd.pc: the same program, compiled by hand with pkg-config's flags.
 export PKG_CONFIG_PATH=$libdir/pkgconfig
 read -ra pc_cflags <<<"$(pkg-config --cflags otpd)"
