@@ -1,12 +1,15 @@
 # Helpers shared by every folder: one library per folder, one way to add a test.
 #
 #   otpd_library(<dir> SOURCES ... [DEPS ...])  builds otpd_<dir>, alias otpd::<dir>,
-#       public headers in <dir>/include/otpd/<dir>/.
-#   otpd_executable(<name> SOURCES ... [DEPS ...])  lands in build/bin/.
+#       public headers in <dir>/include/otpd/<dir>/. Installed with its headers
+#       and exported as otpd::<dir> (find_package(otpd)).
+#   otpd_executable(<name> SOURCES ... [DEPS ...] [INSTALL])  lands in build/bin/;
+#       INSTALL (or otpd_install_programs) installs it to bin/.
 #   otpd_test(<name> SOURCES ... [DEPS ...] [TIMEOUT s] [LABELS ...])
 #       a GoogleTest binary registered with gtest_discover_tests.
 
 include_guard(GLOBAL)
+include(GNUInstallDirs)
 include(GoogleTest)
 
 option(OTPD_WERROR "Treat warnings as errors" OFF)
@@ -37,18 +40,36 @@ function(otpd_library dir)
   set(target otpd_${dir})
   add_library(${target} STATIC ${ARG_SOURCES})
   add_library(otpd::${dir} ALIAS ${target})
-  target_include_directories(${target} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include
-                                       PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
+  target_include_directories(
+    ${target} PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
+                     $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
+              PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
   target_link_libraries(${target} PUBLIC ${ARG_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
-  set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+  # EXPORT_NAME: installed, otpd_runtime is otpd::runtime as in the build.
+  set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE ON EXPORT_NAME ${dir})
   otpd_common_options(${target})
+  install(TARGETS ${target} EXPORT otpdTargets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 endfunction()
 
 function(otpd_executable name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "INSTALL" "" "SOURCES;DEPS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS})
   otpd_common_options(${name})
+  if(ARG_INSTALL)
+    otpd_install_programs(${name})
+  endif()
+endfunction()
+
+# Installs programs defined anywhere in the tree to bin/, skipping the ones a
+# partial build (OTPD_SKIP_DIRS) left out. Tests and benchmarks are never listed.
+function(otpd_install_programs)
+  foreach(name ${ARGN})
+    if(TARGET ${name})
+      install(TARGETS ${name} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+    endif()
+  endforeach()
 endfunction()
 
 function(otpd_test name)
