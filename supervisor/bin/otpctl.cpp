@@ -66,6 +66,17 @@ void print_rows(const json& n, int depth, bool as_tree) {
   }
 }
 
+// One child path a line, supervisors with a trailing '/' (for shell completion).
+void print_paths(const json& n) {
+  for (const auto& c : n["children"]) {
+    bool sup = c["type"] == "supervisor";
+    std::printf("%s%s\n", c["path"].get<std::string>().c_str(), sup ? "/" : "");
+    if (sup) {
+      print_paths(c);
+    }
+  }
+}
+
 // MSG as JSON, or a bare word that is not JSON as a string; then msgpack.
 std::string encode_message(const std::string& msg) {
   json j = json::parse(msg, nullptr, false);
@@ -161,6 +172,7 @@ int main(int argc, char** argv) {
   };
   add("status", "the children with path, state, pid, restarts, uptime, last exit");
   add("tree", "the supervision tree, indented");
+  add("paths", "every child's path, one a line; supervisors end with '/'");
   for (const char* c : {"start", "stop", "restart"}) {
     add(c, "a child by id or path")->add_option("id", id, "child id or path")->required();
   }
@@ -219,6 +231,10 @@ int main(int argc, char** argv) {
     req["pid"] = pid;
   }
 
+  if (cmd == "paths") {
+    req["cmd"] = "status";  // the daemon's status answer holds the paths
+  }
+
   dir = otpd::supervisor::pick_runtime_dir(dir, "");
   if (cmd == "call" || cmd == "cast") {
     return message_command(cmd, dir, target, msg, timeout_ms);
@@ -275,6 +291,8 @@ int main(int argc, char** argv) {
     std::printf("%-32s %-9s %-8s %8s  %-8s %s\n", "PATH", "STATE", "PID", "RESTARTS", "UPTIME",
                 "LAST EXIT");
     print_rows(ans, 0, cmd == "tree");
+  } else if (cmd == "paths") {
+    print_paths(ans);
   } else if (cmd == "reload") {
     auto list = [&](const char* k) {
       std::string s;
