@@ -15,7 +15,7 @@ demo_packages=(
 )
 test_packages=(
   git libgtest-dev libgmock-dev redis-tools procps psmisc util-linux clang-format
-  scdoc python3-yaml
+  scdoc python3-yaml zsh
 )
 bench_packages=(supervisor s6 runit erlang-base)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The bash completion of otpctl: commands, options, signals, and child paths
-# from a fake otpctl, then from a real otpd through `otpctl paths`; and the
-# zsh completion parses.
+# from a fake otpctl, then from a real otpd through `otpctl paths`; then the
+# zsh completion against the same otpd (where zsh is installed).
 #   completion_test.sh SOURCE_DIR OTPD OTPCTL
 set -uo pipefail
 export LC_ALL=C  # one sort order for the expected lists
@@ -91,9 +91,36 @@ done
 expect "services services/db web" "$real_otpctl" --runtime-dir "$dir/run" restart ""
 # bash splits --runtime-dir=DIR at '=' (COMP_WORDBREAKS).
 expect "services/db" "$real_otpctl" --runtime-dir = "$dir/run" terminate-child services ""
+
+# The zsh completion, in an interactive zsh, against the same otpd: WORDS must
+# all be offered, and NOT none of them.
+#   expect_zsh LINE WORDS [NOT]
+expect_zsh() {
+  local shown w
+  shown=" $(zsh -f "$src/tests/packaging/zsh_complete.zsh" "$src/packaging/completion" \
+    "$(dirname "$real_otpctl")" "$dir/run" "$1" |
+    sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g' | tr -s '\r\n\t' '   ') "
+  for w in $2; do
+    [[ $shown == *" $w "* ]] || {
+      echo "FAIL: zsh completion of [$1] lacks $w: [$shown]" >&2
+      failures=$((failures + 1))
+    }
+  done
+  for w in ${3:-}; do
+    [[ $shown != *" $w "* ]] || {
+      echo "FAIL: zsh completion of [$1] offers $w: [$shown]" >&2
+      failures=$((failures + 1))
+    }
+  done
+}
+if command -v zsh >/dev/null; then
+  expect_zsh "otpctl re" "reload reopen-logs restart" "status"
+  expect_zsh "otpctl kill " "web services/db" "services"
+  expect_zsh "otpctl start-child " "/ services" "web"
+  expect_zsh "otpctl terminate-child services " "services/db" "web"
+fi
 "$real_otpctl" --runtime-dir "$dir/run" shutdown >/dev/null
 
-# The zsh completion at least parses (its behaviour needs an interactive zsh).
 if command -v zsh >/dev/null && ! zsh -n "$src/packaging/completion/_otpctl"; then
   echo "FAIL: packaging/completion/_otpctl does not parse" >&2
   failures=$((failures + 1))
@@ -104,4 +131,4 @@ if ((failures > 0)); then
   cat "$dir/otpd.log" >&2
   exit 1
 fi
-echo "otpctl bash completion: ok"
+echo "otpctl completion (bash, zsh): ok"
