@@ -53,6 +53,7 @@ expect_contains SIGKILL otpctl kill --signal SIGK
 expect_contains tree otpctl ""
 
 # Child paths, from a stand-in for `otpctl paths`.
+# shellcheck disable=SC2317  # called by the completion, not here
 otpctl() {
   [[ ${*: -1} == paths ]] || return 1
   printf '%s\n' a services/ services/api services/db jobs/ jobs/child.1
@@ -82,7 +83,7 @@ supervisor:
         - id: db
           command: [sleep, "600"]
 EOF
-OTPD_RUNTIME_DIR= "$otpd" --runtime-dir "$dir/run" "$dir/tree.yaml" 2>"$dir/otpd.log" &
+OTPD_RUNTIME_DIR='' "$otpd" --runtime-dir "$dir/run" "$dir/tree.yaml" 2>"$dir/otpd.log" &
 pid=$!
 for _ in $(seq 100); do
   "$real_otpctl" --runtime-dir "$dir/run" paths 2>/dev/null | grep -qx services/db && break

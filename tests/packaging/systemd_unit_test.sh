@@ -22,6 +22,7 @@ if [[ -n $out ]]; then
   echo "$out" >&2
   exit 1
 fi
+# shellcheck disable=SC2016  # $MAINPID is for systemd, not for this shell
 for want in Type=exec Delegate=yes KillMode=mixed 'ExecReload=/bin/kill -HUP $MAINPID' \
   RuntimeDirectory=otpd Environment=OTPD_RUNTIME_DIR=/run/otpd Restart=on-failure \
   'ExecStart=/usr/bin/otpd /etc/otpd/otpd.yaml'; do
