@@ -4,7 +4,8 @@
 No docker engine runs the tests, so this checks what can go stale without one:
   - every path the runtime stage copies from /staging is in the install
     manifest (this build installed with DESTDIR, prefix /usr, as the image does);
-  - every file it copies from the build context exists;
+  - every file it copies from the build context exists and is not in
+    .dockerignore;
   - the runtime stage's packages provide every shared library the installed
     programs load (beyond the base image's libc, libstdc++, libgcc);
   - otpd is PID 1 (exec-form CMD, no ENTRYPOINT), the user is not root, the
@@ -13,6 +14,7 @@ No docker engine runs the tests, so this checks what can go stale without one:
 
 usage: docker_test.py SOURCE_DIR BUILD_DIR   (exit 77: skipped)
 """
+import fnmatch
 import json
 import os
 import re
@@ -124,6 +126,18 @@ def apt_packages(stage_lines):
     return pkgs
 
 
+def ignored(src, path):
+    """Whether .dockerignore keeps path out of the build context."""
+    try:
+        with open(os.path.join(src, ".dockerignore")) as f:
+            patterns = [l.strip().rstrip("/") for l in f if l.strip() and not l.startswith("#")]
+    except FileNotFoundError:
+        return False
+    parts = path.strip("/").split("/")
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return any(fnmatch.fnmatch(p, pat) for p in prefixes for pat in patterns)
+
+
 def check_dockerfile(src, build_dir, stage, prefix):
     dockerfile = os.path.join(src, "Dockerfile")
     lines = logical_lines(dockerfile)
@@ -141,8 +155,7 @@ def check_dockerfile(src, build_dir, stage, prefix):
         from_stage = next((f.split("=", 1)[1] for f in flags if f.startswith("--from=")), None)
         for s in sources:
             if from_stage is None:
-                if not os.path.exists(os.path.join(src, s)):
-                    fail(f"COPY {s}: not in the source tree")
+                continue  # checked below, in every stage
             elif not s.startswith("/staging/"):
                 fail(f"COPY --from={from_stage} {s}: copy installed files only (/staging)")
             else:
@@ -151,6 +164,15 @@ def check_dockerfile(src, build_dir, stage, prefix):
                     fail(f"COPY {s}: not in the install manifest (cmake --install)")
                 elif s.rstrip("/").endswith("/bin"):
                     copied_bins += [os.path.join(p, f) for f in os.listdir(p)]
+    for l in lines:
+        words = shlex.split(l)
+        if words[0].upper() != "COPY" or any(w.startswith("--from=") for w in words):
+            continue
+        for s in [w for w in words[1:] if not w.startswith("--")][:-1]:
+            if not os.path.exists(os.path.join(src, s)):
+                fail(f"COPY {s}: not in the source tree")
+            elif s != "." and ignored(src, s):
+                fail(f"COPY {s}: .dockerignore leaves it out of the build context")
     if not copied_bins:
         fail("the runtime stage copies no programs from /staging/usr/bin")
 
