@@ -75,7 +75,8 @@ struct cli_request {
 
   [[nodiscard]] json encode() const {
     using verb = proto::child_request::verb;
-    if (cmd == "status" || cmd == "tree") {
+    // paths: the daemon's status answer holds every child's path.
+    if (cmd == "status" || cmd == "tree" || cmd == "paths") {
       return proto::status_request{cmd == "tree"}.to_json();
     }
     for (verb v : {verb::start, verb::stop, verb::restart}) {
@@ -111,6 +112,16 @@ struct cli_request {
     return proto::reopen_logs_request{}.to_json();
   }
 };
+
+// One child path a line, supervisors with a trailing '/' (for shell completion).
+void print_paths(const proto::node_status& n) {
+  for (const auto& c : n.children) {
+    std::printf("%s%s\n", c.path.c_str(), c.is_supervisor ? "/" : "");
+    if (c.is_supervisor) {
+      print_paths(c);
+    }
+  }
+}
 
 // MSG as JSON, or a bare word that is not JSON as a string; then msgpack.
 std::string encode_message(const std::string& msg) {
@@ -208,6 +219,7 @@ int main(int argc, char** argv) {
   };
   add("status", "the children with path, state, pid, restarts, uptime, last exit");
   add("tree", "the supervision tree, indented");
+  add("paths", "every child's path, one a line; supervisors end with '/'");
   for (const char* c : {"start", "stop", "restart"}) {
     add(c, "a child by id or path")->add_option("id", id, "child id or path")->required();
   }
@@ -305,6 +317,8 @@ int main(int argc, char** argv) {
     std::printf("%-32s %-9s %-8s %8s  %-8s %s\n", "PATH", "STATE", "PID", "RESTARTS", "UPTIME",
                 "LAST EXIT");
     print_rows(st.root, 0, cmd == "tree");
+  } else if (cmd == "paths") {
+    print_paths(proto::status_reply::from_json(ans).root);
   } else if (cmd == proto::reload_request::cmd) {
     auto r = proto::reload_reply::from_json(ans);
     auto list = [](const std::vector<std::string>& paths) {

@@ -3,10 +3,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <span>
 #include <sstream>
 #include <stdexcept>
 
@@ -66,16 +68,16 @@ class parser {
   }
 
   void check_keys(const YAML::Node& map, const std::string& key,
-                  const std::set<std::string>& allowed) {
+                  std::span<const std::string_view> allowed) {
     if (!map.IsMap()) {
       fail(map, key, "expected a mapping");
     }
     for (auto it = map.begin(); it != map.end(); ++it) {
       std::string k = it->first.Scalar();
-      if (allowed.count(k) == 0) {
+      if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
         std::string list;
-        for (const auto& a : allowed) {
-          list += (list.empty() ? "" : ", ") + a;
+        for (const auto& a : std::set<std::string_view>(allowed.begin(), allowed.end())) {
+          list += (list.empty() ? "" : ", ") + std::string(a);
         }
         fail(it->first, join(key, k), "unknown key (expected one of " + list + ")");
       }
@@ -332,7 +334,7 @@ class parser {
       o.kind = output_kind::null;
       return o;
     }
-    check_keys(n, key, {"file", "max_size", "keep", "rotate"});
+    check_keys(n, key, config_keys::output);
     if (!n["file"]) {
       fail(n, join(key, "file"), "missing (the log file path)");
     }
@@ -357,7 +359,7 @@ class parser {
           n, key, {{"exec", readiness_kind::exec}, {"notify", readiness_kind::notify}});
       return r;
     }
-    check_keys(n, key, {"tcp", "unix", "command", "interval"});
+    check_keys(n, key, config_keys::readiness);
     if (n.size() < 1 || (n["interval"] && n.size() < 2)) {
       fail(n, key, "expected exec, notify, {tcp: HOST:PORT}, {unix: PATH} or {command: ...}");
     }
@@ -405,7 +407,7 @@ class parser {
 
   backoff_spec backoff(const YAML::Node& n, const std::string& key) {
     backoff_spec b;
-    check_keys(n, key, {"initial", "max", "factor", "jitter", "reset_after"});
+    check_keys(n, key, config_keys::backoff);
     b.enabled = true;
     if (n["initial"]) {
       b.initial_ms = static_cast<int>(integer(n["initial"], join(key, "initial"), 0, 3600000));
@@ -503,14 +505,9 @@ class parser {
       fail(n, key, "expected a mapping (a worker or a supervisor)");
     }
     if (n["strategy"] || n["children"]) {
-      check_keys(
-          n, key,
-          {"id", "strategy", "max_restarts", "max_seconds", "restart", "children", "template"});
+      check_keys(n, key, config_keys::supervisor_child);
     } else {
-      check_keys(
-          n, key,
-          {"id", "name", "command", "shell", "env", "cwd", "user", "group", "restart", "shutdown",
-           "signal", "readiness", "start_timeout", "stdout", "stderr", "backoff"});
+      check_keys(n, key, config_keys::worker);
     }
     if (!n["id"]) {
       if (!is_template) {
@@ -627,10 +624,10 @@ class parser {
     if (!doc.IsMap()) {
       fail(doc, "", "expected a mapping with 'node' and 'supervisor'");
     }
-    check_keys(doc, "", {"node", "supervisor"});
+    check_keys(doc, "", config_keys::top);
     if (doc["node"]) {
       const YAML::Node& n = doc["node"];
-      check_keys(n, "node", {"name", "runtime_dir", "env", "path"});
+      check_keys(n, "node", config_keys::node);
       if (n["name"]) {
         cfg->node.name = scalar(n["name"], "node.name");
       }
@@ -652,8 +649,7 @@ class parser {
     if (!s.IsMap()) {
       fail(s, "supervisor", "expected a mapping");
     }
-    check_keys(s, "supervisor",
-               {"strategy", "max_restarts", "max_seconds", "children", "template"});
+    check_keys(s, "supervisor", config_keys::root_supervisor);
     cfg->root.id = "root";
     cfg->root.fingerprint = fingerprint(s);
     supervisor(s, "supervisor", cfg->root);

@@ -3,10 +3,12 @@
 #include <signal.h>
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -112,6 +114,28 @@ struct node_spec {
   std::vector<std::string> path;
   env_list env;
 };
+
+// The keys the loader accepts in each mapping of a config file, one list per
+// section of otpd.yaml(5); a test holds the man page to exactly these.
+namespace config_keys {
+inline constexpr std::array<std::string_view, 2> top{"node", "supervisor"};
+inline constexpr std::array<std::string_view, 4> node{"name", "runtime_dir", "env", "path"};
+// The root supervisor (the top-level `supervisor:` mapping).
+inline constexpr std::array<std::string_view, 5> root_supervisor{
+    "strategy", "max_restarts", "max_seconds", "children", "template"};
+// A child with `strategy` or `children`: a nested supervisor.
+inline constexpr std::array<std::string_view, 7> supervisor_child{
+    "id", "strategy", "max_restarts", "max_seconds", "restart", "children", "template"};
+inline constexpr std::array<std::string_view, 16> worker{
+    "id",      "name",     "command", "shell",     "env",           "cwd",    "user",   "group",
+    "restart", "shutdown", "signal",  "readiness", "start_timeout", "stdout", "stderr", "backoff"};
+// stdout / stderr given as a mapping.
+inline constexpr std::array<std::string_view, 4> output{"file", "max_size", "keep", "rotate"};
+// readiness given as a mapping.
+inline constexpr std::array<std::string_view, 4> readiness{"tcp", "unix", "command", "interval"};
+inline constexpr std::array<std::string_view, 5> backoff{"initial", "max", "factor", "jitter",
+                                                         "reset_after"};
+}  // namespace config_keys
 
 struct config {
   std::string path;  // the file it came from
