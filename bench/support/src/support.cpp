@@ -77,20 +77,6 @@ bool answers_ping(int port) {
   return up;
 }
 
-// Waits for the child behind `pidfd` to exit (the pidfd turns readable).
-bool wait_exit(int pidfd, const core::deadline& until) {
-  pollfd p{pidfd, POLLIN, 0};
-  for (;;) {
-    int rc = ::poll(&p, 1, until.poll_timeout_ms());
-    if (rc > 0) {
-      return true;
-    }
-    if (rc == 0 || errno != EINTR) {
-      return false;
-    }
-  }
-}
-
 }  // namespace
 
 redis_server::redis_server(const options& o) : options_(o), dir_("otpd-bench-redis") {
@@ -147,13 +133,12 @@ void redis_server::stop() noexcept {
     return;
   }
   // The pidfd keeps the pid ours until we reap it: no signal to a stranger.
-  ::kill(pid_, SIGTERM);
-  if (!wait_exit(pidfd_.get(), core::deadline::after(options_.stop_timeout))) {
-    std::fprintf(stderr, "redis-server on port %d ignored SIGTERM for %lld ms; killing it\n", port_,
+  auto stopped = core::kill_and_reap(pid_, SIGTERM, core::deadline::after(options_.stop_timeout),
+                                     pidfd_.get());
+  if (stopped.killed) {
+    std::fprintf(stderr, "redis-server on port %d ignored SIGTERM for %lld ms; killed it\n", port_,
                  static_cast<long long>(options_.stop_timeout.count()));
-    ::kill(pid_, SIGKILL);
   }
-  (void)core::reap(pidfd_.get());
   pid_ = -1;
 }
 
