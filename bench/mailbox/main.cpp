@@ -124,9 +124,8 @@ stats raw_pingpong(int type, int spin_us, int iters) {
     }
   }
   // A DGRAM peer sees no EOF when we close: stop it outright.
-  ::kill(pid, SIGKILL);
   ::close(sv[0]);
-  ::waitpid(pid, nullptr, 0);
+  (void)otpd::core::kill_and_reap(pid, SIGKILL, otpd::core::deadline::never());
   return summarize(us);
 }
 

@@ -169,16 +169,7 @@ pid_t launch(const std::vector<std::string>& argv, const std::string& log,
 }
 
 void stop(pid_t pid, int sig = SIGTERM) {
-  ::kill(pid, sig);
-  int status;
-  for (int i = 0; i < 500; ++i) {
-    if (::waitpid(pid, &status, WNOHANG) == pid) {
-      return;
-    }
-    sleep_ms(10);
-  }
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, &status, 0);
+  (void)otpd::core::kill_and_reap(pid, sig, otpd::core::deadline::after(std::chrono::seconds(5)));
 }
 
 // A supervisor running one restart_child, measured through its stamps.

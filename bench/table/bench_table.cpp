@@ -33,6 +33,7 @@
 #include <otpd/bench/support.hpp>
 #include <otpd/core/clock.hpp>
 #include <otpd/core/main.hpp>
+#include <otpd/core/pipe.hpp>
 #include <otpd/core/spawn.hpp>
 #include <otpd/core/unique_fd.hpp>
 #include <otpd/runtime/gen_server.hpp>
@@ -92,16 +93,17 @@ double run_procs(const std::string& node, const std::vector<std::string_view>& k
   const std::uint64_t n = keys.size();
   const std::uint64_t stride = stride_step;
   for (int c = 0; c < nprocs; ++c) {
-    int go[2];
-    int res[2];
-    if (::pipe2(go, O_CLOEXEC) != 0 || ::pipe2(res, O_CLOEXEC) != 0) {
-      std::perror("pipe2");
+    auto go = otpd::core::make_pipe();
+    auto res = otpd::core::make_pipe();
+    if (!go || !res) {
+      std::fprintf(stderr, "bench_table: unable to make a pipe: %s\n",
+                   (go ? res : go).message().c_str());
       std::exit(111);
     }
-    unique_fd go_r(go[0]);
-    unique_fd go_w(go[1]);
-    unique_fd res_r(res[0]);
-    unique_fd res_w(res[1]);
+    unique_fd go_r = std::move(go->read);
+    unique_fd go_w = std::move(go->write);
+    unique_fd res_r = std::move(res->read);
+    unique_fd res_w = std::move(res->write);
     otpd::core::spawn_options so;
     int gr = go_r.get();
     int rw = res_w.get();

@@ -12,15 +12,16 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <string>
+#include <system_error>
 
+#include <otpd/core/pipe.hpp>
 #include <otpd/core/spawn.hpp>
 
 extern char** environ;
 
 namespace otpd::core {
 namespace {
-
-thread_local int g_last_spawn_errno = 0;
 
 // Everything the child needs, built before fork so that the child only makes
 // async-signal-safe calls.
@@ -171,10 +172,34 @@ int run_exec_child(void* arg) {
   child_fail(c->err_fd, errno);
 }
 
+// Blocking reap by pid, for a child that has no pidfd (yet).
+child_exit reap_pid(pid_t pid) noexcept {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFSIGNALED(status)) {
+    return {WCOREDUMP(status) ? CLD_DUMPED : CLD_KILLED, WTERMSIG(status)};
+  }
+  return {CLD_EXITED, WEXITSTATUS(status)};
+}
+
+class exec_category_impl final : public std::error_category {
+ public:
+  [[nodiscard]] const char* name() const noexcept override { return "exec"; }
+  [[nodiscard]] std::string message(int ev) const override {
+    return "exec failed: " + std::system_category().message(ev);
+  }
+  // Compares like the errno it holds: ec == std::errc::no_such_file_or_directory.
+  [[nodiscard]] std::error_condition default_error_condition(int ev) const noexcept override {
+    return std::generic_category().default_error_condition(ev);
+  }
+};
+
 }  // namespace
 
-int last_spawn_errno() noexcept {
-  return g_last_spawn_errno;
+const std::error_category& exec_category() noexcept {
+  static const exec_category_impl category;
+  return category;
 }
 
 Result<unique_fd> pidfd_open(pid_t pid) noexcept {
@@ -206,18 +231,14 @@ Result<spawned> spawn(const spawn_options& o) {
     }
   }
   if (outcome == exec_outcome::failed) {
-    int status;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    g_last_spawn_errno = child_errno;
-    return errc::exec_failed;
+    (void)reap_pid(pid);
+    const std::string& file = o.program.empty() ? o.argv[0] : o.program;
+    return {exec_error(child_errno),
+            "unable to exec " + file + ": " + std::system_category().message(child_errno)};
   }
   if (!pidfd) {
     // Only fails on fd exhaustion; the child runs but we cannot watch it.
-    ::kill(pid, SIGKILL);
-    int status;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    (void)kill_and_reap(pid, SIGKILL, deadline::never());
     return pidfd.error();
   }
   return spawned{pid, std::move(*pidfd)};
@@ -232,12 +253,12 @@ Result<started_spawn> spawn_start(const spawn_options& o, spawn_method method) {
     return errc::invalid_argument;
   }
   prepared p = prepare(o);
-  int pipefd[2];
-  if (::pipe2(pipefd, O_CLOEXEC) != 0) {
-    return errno_code();
+  auto pipe = make_pipe();
+  if (!pipe) {
+    return pipe.error();
   }
-  unique_fd err_read(pipefd[0]);
-  unique_fd err_write(pipefd[1]);
+  unique_fd err_read = std::move(pipe->read);
+  unique_fd err_write = std::move(pipe->write);
   // Non-blocking read end: the caller polls it on its loop.
   if (::fcntl(err_read.get(), F_SETFL, O_NONBLOCK) != 0) {
     return errno_code();
@@ -314,10 +335,7 @@ Result<spawned> spawn_function(const spawn_options& o, const std::function<int()
   }
   auto pidfd = pidfd_open(pid);
   if (!pidfd) {
-    ::kill(pid, SIGKILL);
-    int status;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    (void)kill_and_reap(pid, SIGKILL, deadline::never());
     return pidfd.error();
   }
   return spawned{pid, std::move(*pidfd)};
@@ -342,6 +360,40 @@ child_exit reap(int pidfd) noexcept {
     rc = ::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED);
   } while (rc < 0 && errno == EINTR);
   return child_exit{info.si_code, info.si_status};
+}
+
+stopped_child kill_and_reap(pid_t pid, int sig, deadline until, int pidfd) noexcept {
+  unique_fd own;
+  if (pidfd < 0) {
+    // Our child stays ours until reaped, so its pid cannot be reused: safe.
+    if (auto fd = pidfd_open(pid)) {
+      own = std::move(*fd);
+      pidfd = own.get();
+    }
+  }
+  stopped_child out;
+  if (pidfd < 0) {
+    // No pidfd (fd exhaustion): nothing to wait on with a deadline.
+    ::kill(pid, SIGKILL);
+    out.killed = sig != SIGKILL;
+    out.exit = reap_pid(pid);
+    return out;
+  }
+  ::kill(pid, sig);
+  if (sig != SIGKILL) {
+    // A pidfd polls readable once the process has exited.
+    pollfd p{pidfd, POLLIN, 0};
+    int rc;
+    do {
+      rc = ::poll(&p, 1, until.poll_timeout_ms());
+    } while (rc < 0 && errno == EINTR);
+    if (rc == 0) {
+      ::kill(pid, SIGKILL);
+      out.killed = true;
+    }
+  }
+  out.exit = reap(pidfd);
+  return out;
 }
 
 long raise_fd_limit() noexcept {

@@ -4,11 +4,14 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <exception>
 
 #include "detail.hpp"
 
 #include <otpd/core/log.hpp>
+#include <otpd/core/pipe.hpp>
+#include <otpd/core/ready.hpp>
 #include <otpd/core/spawn.hpp>
 #include <otpd/core/unique_fd.hpp>
 #include <otpd/runtime/gen_server.hpp>
@@ -141,14 +144,12 @@ int run_server(gen_server& server) {
 
 core::Result<pid_t> start_server(std::function<std::unique_ptr<gen_server>()> factory,
                                  const server_options& options) {
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) != 0) {
-    return core::errno_code();
+  auto ready = core::make_pipe();
+  if (!ready) {
+    return ready.error();
   }
-  unique_fd ready_read(p[0]);
-  unique_fd ready_write(p[1]);
-  int write_raw = ready_write.get();
-  int read_raw = ready_read.get();
+  int write_raw = ready->write.get();
+  int read_raw = ready->read.get();
   spawn_options so;
   so.link = options.link;
   so.name = options.name;
@@ -159,48 +160,31 @@ core::Result<pid_t> start_server(std::function<std::unique_ptr<gen_server>()> fa
         return run_server_with_ready(*server, write_raw);
       },
       so);
-  ready_write.reset();
+  ready->write.reset();
   if (!child) {
     return child.error();
   }
   pid_t pid = child->pid;
-  // init() reports through the pipe: "\n" is success; anything else, or EOF
-  // (it died), is a failed start.
-  auto until = deadline::after(options.init_timeout);
-  char ch = 0;
-  bool ok = false;
-  while (true) {
-    pollfd pf{ready_read.get(), POLLIN, 0};
-    int rc = ::poll(&pf, 1, until.poll_timeout_ms());
-    if (rc < 0 && errno == EINTR) {
-      continue;
-    }
-    if (rc == 0) {
-      break;
-    }
-    ssize_t n = ::read(ready_read.get(), &ch, 1);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    ok = n == 1 && ch == '\n';
-    break;
-  }
-  if (ok) {
+  // init() reports through the pipe: "\n" is success; EOF without it (an
+  // error line, or it died) is a failed start.
+  auto r = core::wait_ready(ready->read.get(), deadline::after(options.init_timeout));
+  if (r) {
     return pid;
   }
-  bool timed_out = until.expired();
-  ::kill(pid, SIGKILL);
   unique_fd fd = detail::forget_child(pid);
   if (fd) {
-    (void)core::reap(fd.get());
+    (void)core::kill_and_reap(pid, SIGKILL, deadline::never(), fd.get());
   }
-  return timed_out ? errc::timeout : errc::start_failed;
+  return r.error();
 }
 
 int run_server_with_ready(gen_server& server, int ready_fd) {
   return serve(server, server.stop_,
                [ready_fd](const core::Result<void>& r, const std::string& why) {
+                 // Only success may hold a newline: the parent reads any
+                 // newline as "ready".
                  std::string line = r ? "\n" : "E" + why;
+                 std::replace(line.begin() + 1, line.end(), '\n', ' ');
                  ssize_t n;
                  do {
                    n = ::write(ready_fd, line.data(), line.size());
@@ -209,17 +193,22 @@ int run_server_with_ready(gen_server& server, int ready_fd) {
                });
 }
 
-core::Result<request_id> send_request(const address& server, std::string_view body) {
-  pid_t pid;
-  if (server.is_pid()) {
-    pid = server.pid();
-  } else {
-    auto p = whereis(server.name());
-    if (!p) {
-      return errc::noproc;
-    }
-    pid = *p;
+namespace {
+// The pid an address names now (a name is looked up each time).
+core::Result<pid_t> pid_of(const address& a) {
+  if (a.is_pid()) {
+    return a.pid();
   }
+  return whereis(a.name());
+}
+}  // namespace
+
+core::Result<request_id> send_request(const address& server, std::string_view body) {
+  auto found = pid_of(server);
+  if (!found) {
+    return errc::noproc;
+  }
+  pid_t pid = *found;
   // The monitor's ref is the call's ref: the reply and the DOWN both carry
   // it, and whichever comes first answers the request.
   request_id id{pid, monitor(pid)};
@@ -272,16 +261,11 @@ core::Result<message> call_message(const address& server, std::string_view body,
 
 core::Result<void> stop_server(const address& server, std::chrono::milliseconds timeout) {
   auto until = deadline::after(timeout);
-  pid_t pid;
-  if (server.is_pid()) {
-    pid = server.pid();
-  } else {
-    auto p = whereis(server.name());
-    if (!p) {
-      return p.error();
-    }
-    pid = *p;
+  auto found = pid_of(server);
+  if (!found) {
+    return found.error();
   }
+  pid_t pid = *found;
   ref mon = monitor(pid);
   if (auto sent = send_message(pid, kind::system, {}, pack(std::string("stop")), until); !sent) {
     demonitor(mon, true);

@@ -17,6 +17,8 @@
 #include "detail.hpp"
 
 #include <otpd/core/log.hpp>
+#include <otpd/core/pipe.hpp>
+#include <otpd/core/ready.hpp>
 #include <otpd/core/spawn.hpp>
 #include <otpd/core/unique_fd.hpp>
 #include <otpd/runtime/process.hpp>
@@ -38,17 +40,7 @@ Result<void> kill(pid_t pid, int sig) {
 }
 
 void notify_ready() noexcept {
-  const char* fd = std::getenv("OTPD_READY_FD");
-  if (fd == nullptr) {
-    return;
-  }
-  int n = std::atoi(fd);
-  ssize_t w;
-  do {
-    w = ::write(n, "\n", 1);
-  } while (w < 0 && errno == EINTR);
-  ::close(n);
-  ::unsetenv("OTPD_READY_FD");
+  (void)core::notify_ready();
 }
 
 Result<spawned_process> spawn(std::function<int()> fn, const spawn_options& options) {
@@ -134,24 +126,26 @@ Result<spawned_process> spawn_exec(const std::vector<std::string>& argv,
   for (const auto& kv : options.env) {
     so.env.push_back(kv);
   }
-  unique_fd ready_read;
-  unique_fd ready_write;
+  core::pipe_fds ready;
   constexpr int ready_fd_in_child = 3;
   if (options.wait_ready) {
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) {
-      return errno_code();
+    auto p = core::make_pipe();
+    if (!p) {
+      return p.error();
     }
-    ready_read.reset(p[0]);
-    ready_write.reset(p[1]);
-    so.env.push_back("OTPD_READY_FD=" + std::to_string(ready_fd_in_child));
-    so.fds.emplace_back(ready_write.get(), ready_fd_in_child);
+    ready = std::move(*p);
+    so.env.push_back(std::string(core::ready_fd_env) + "=" + std::to_string(ready_fd_in_child));
+    so.fds.emplace_back(ready.write.get(), ready_fd_in_child);
   }
   auto s = core::spawn(so);
   if (!s) {
-    return s.error();
+    // Callers of spawn_exec know a failed exec as errc::exec_failed.
+    if (s.error().category() == core::exec_category()) {
+      return {errc::exec_failed, s.message()};
+    }
+    return s.fail();
   }
-  ready_write.reset();
+  ready.write.reset();
   pid_t pid = s->pid;
   if (auto a = c.adopt_child(pid, std::move(s->pidfd), options.spawn.link); !a) {
     return a.error();
@@ -162,28 +156,12 @@ Result<spawned_process> spawn_exec(const std::vector<std::string>& argv,
   }
   if (options.wait_ready) {
     // Readiness is a newline; EOF first means the program died or gave up.
-    auto until = deadline::after(options.ready_timeout);
-    char ch = 0;
-    while (true) {
-      pollfd p{ready_read.get(), POLLIN, 0};
-      int rc = ::poll(&p, 1, until.poll_timeout_ms());
-      if (rc < 0 && errno == EINTR) {
-        continue;
-      }
-      if (rc <= 0) {
+    auto r = core::wait_ready(ready.read.get(), deadline::after(options.ready_timeout));
+    if (!r) {
+      if (r.error() == errc::timeout) {
         ::kill(pid, SIGKILL);
-        return errc::timeout;
       }
-      ssize_t n = ::read(ready_read.get(), &ch, 1);
-      if (n < 0 && errno == EINTR) {
-        continue;
-      }
-      if (n == 1 && ch == '\n') {
-        break;
-      }
-      if (n <= 0) {
-        return errc::start_failed;
-      }
+      return r.error();
     }
   }
   return out;

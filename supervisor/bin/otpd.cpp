@@ -48,10 +48,9 @@ int main(int argc, char** argv) {
   }
   otpd::core::set_log_name("otpd");
   if (check) {
-    std::string msg;
-    auto cfg = load_config(o.config_path, msg);
+    auto cfg = load_config(o.config_path);
     if (!cfg) {
-      std::fprintf(stderr, "%s\n", msg.c_str());
+      std::fprintf(stderr, "%s\n", cfg.message().c_str());
       return 1;
     }
     std::printf("%s: ok\n", o.config_path.c_str());

@@ -665,8 +665,7 @@ class parser {
 }  // namespace
 
 core::Result<std::shared_ptr<const config>> parse_config(const std::string& text,
-                                                         const std::string& file,
-                                                         std::string& message) {
+                                                         const std::string& file) {
   std::error_code ec;
   std::filesystem::path p = std::filesystem::absolute(file, ec);
   parser ps(file, p.parent_path().string());
@@ -674,23 +673,22 @@ core::Result<std::shared_ptr<const config>> parse_config(const std::string& text
     YAML::Node doc = YAML::Load(text);
     return std::shared_ptr<const config>(ps.top(doc));
   } catch (const config_error& e) {
-    message = e.what();
+    return {core::errc::invalid_argument, e.what()};
   } catch (const YAML::Exception& e) {
-    message = fmt::format("{}:{}:{}: {}", file, e.mark.line + 1, e.mark.column + 1, e.msg);
+    return {core::errc::invalid_argument,
+            fmt::format("{}:{}:{}: {}", file, e.mark.line + 1, e.mark.column + 1, e.msg)};
   }
-  return core::errc::invalid_argument;
 }
 
-core::Result<std::shared_ptr<const config>> load_config(const std::string& path,
-                                                        std::string& message) {
+core::Result<std::shared_ptr<const config>> load_config(const std::string& path) {
   std::ifstream in(path);
   if (!in) {
-    message = fmt::format("{}: unable to read the config: {}", path, std::strerror(errno));
-    return core::errc::invalid_argument;
+    return {core::errc::invalid_argument,
+            fmt::format("{}: unable to read the config: {}", path, std::strerror(errno))};
   }
   std::stringstream ss;
   ss << in.rdbuf();
-  return parse_config(ss.str(), path, message);
+  return parse_config(ss.str(), path);
 }
 
 }  // namespace otpd::supervisor

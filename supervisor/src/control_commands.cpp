@@ -74,21 +74,20 @@ json node_daemon::cmd_status(control_conn& /*c*/, const json& /*req*/) {
 // start, stop or restart (the request's "cmd") one child.
 json node_daemon::cmd_child(control_conn& /*c*/, const json& req) {
   auto r = proto::child_request::from_json(req);
-  std::string msg;
-  core::Result<void> done =
-      r.what == proto::child_request::verb::start  ? tree_->start_child(r.id, msg)
-      : r.what == proto::child_request::verb::stop ? tree_->stop_child(r.id, msg)
-                                                   : tree_->restart_child(r.id, msg);
-  return done ? ok() : fail(msg);
+  core::Result<void> done = r.what == proto::child_request::verb::start ? tree_->start_child(r.id)
+                            : r.what == proto::child_request::verb::stop
+                                ? tree_->stop_child(r.id)
+                                : tree_->restart_child(r.id);
+  return done ? ok() : fail(done.message());
 }
 
 json node_daemon::cmd_kill(control_conn& /*c*/, const json& req) {
   auto r = proto::kill_request::from_json(req);
-  std::string msg;
-  node* n = tree_->resolve(r.id, msg);
-  if (n == nullptr) {
-    return fail(msg);
+  auto found = tree_->resolve(r.id);
+  if (!found) {
+    return fail(found.message());
   }
+  node* n = *found;
   if (n->is_supervisor || n->pid <= 0) {
     return fail(fmt::format("{} has no process to kill", n->path));
   }
@@ -107,23 +106,21 @@ json node_daemon::cmd_kill(control_conn& /*c*/, const json& req) {
 
 json node_daemon::cmd_start_child(control_conn& /*c*/, const json& req) {
   auto r = proto::start_child_request::from_json(req);
-  std::string msg;
-  auto path = tree_->start_dynamic(r.supervisor, r.args, msg);
-  return path ? proto::start_child_reply{*path}.to_json() : fail(msg);
+  auto path = tree_->start_dynamic(r.supervisor, r.args);
+  return path ? proto::start_child_reply{*path}.to_json() : fail(path.message());
 }
 
 json node_daemon::cmd_terminate_child(control_conn& /*c*/, const json& req) {
   auto r = proto::terminate_child_request::from_json(req);
-  std::string msg;
-  return tree_->terminate_dynamic(r.supervisor, r.id, msg) ? ok() : fail(msg);
+  auto done = tree_->terminate_dynamic(r.supervisor, r.id);
+  return done ? ok() : fail(done.message());
 }
 
 // Rereads the config file; the tree applies the difference.
 json node_daemon::cmd_reload(control_conn& /*c*/, const json& /*req*/) {
-  std::string msg;
-  auto cfg = load_config(opts_.config_path, msg);
+  auto cfg = load_config(opts_.config_path);
   if (!cfg) {
-    return fail(msg);
+    return fail(cfg.message());
   }
   cfg_ = *cfg;
   ::malloc_trim(0);

@@ -469,10 +469,9 @@ pid_t node_daemon::pid_of_name(const std::string& name) const {
 }  // namespace detail
 
 int run_daemon(const daemon_options& options) {
-  std::string msg;
-  auto cfg = load_config(options.config_path, msg);
+  auto cfg = load_config(options.config_path);
   if (!cfg) {
-    core::log_error("{}", msg);
+    core::log_error("{}", cfg.message());
     return 1;
   }
   // Parsing a big config leaves megabytes of freed yaml-cpp nodes in the

@@ -1,7 +1,6 @@
 #include "procfs.hpp"
 
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -14,6 +13,8 @@
 #include <system_error>
 
 #include <fmt/format.h>
+
+#include <otpd/core/spawn.hpp>
 
 namespace otpd::supervisor {
 namespace {
@@ -69,9 +70,7 @@ void kill_own_children() {
     }
     pid_t pid = std::atoi(name.c_str());
     if (parent_of(pid) == me) {
-      ::kill(pid, SIGKILL);
-      int status;
-      ::waitpid(pid, &status, 0);
+      (void)core::kill_and_reap(pid, SIGKILL, core::deadline::never());
     }
   }
 }

@@ -18,6 +18,8 @@
 
 #include "node_daemon.hpp"
 
+#include <otpd/core/ready.hpp>
+
 namespace otpd::supervisor::detail {
 
 using core::unique_fd;
@@ -69,7 +71,7 @@ void node_daemon::on_ready_fd(pid_t pid) {
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
     return;
   }
-  if (n > 0 && std::memchr(buf, '\n', static_cast<std::size_t>(n)) != nullptr) {
+  if (n > 0 && core::holds_ready_line(buf, static_cast<std::size_t>(n))) {
     worker_ready(p);
   } else if (n <= 0) {
     worker_start_failed(p, {core::exit_kind::unknown, 0}, "closed its ready fd before a newline");

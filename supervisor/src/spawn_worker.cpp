@@ -16,6 +16,8 @@
 #include "node_daemon.hpp"
 
 #include <otpd/core/log.hpp>
+#include <otpd/core/pipe.hpp>
+#include <otpd/core/ready.hpp>
 
 extern char** environ;
 
@@ -89,10 +91,9 @@ core::spawn_options node_daemon::spawn_options_for(const node& n) const {
 // timeout decides; no output pipe: /dev/null).
 void node_daemon::prepare_child_fds(const worker_spec& w, core::spawn_options& o, child_fds& fds) {
   if (w.readiness.kind == readiness_kind::notify) {
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) == 0) {
-      fds.ready_r.reset(p[0]);
-      fds.ready_w.reset(p[1]);
+    if (auto p = core::make_pipe()) {
+      fds.ready_r = std::move(p->read);
+      fds.ready_w = std::move(p->write);
       o.fds.emplace_back(fds.ready_w.get(), 3);
     }
   }
@@ -112,16 +113,16 @@ void node_daemon::place_output(const output_spec& s, int target, core::spawn_opt
   if (s.kind == output_kind::null) {
     o.fds.emplace_back(-1, target);
   } else if (s.kind == output_kind::file) {
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) {
+    auto p = core::make_pipe(O_NONBLOCK);
+    if (!p) {
       o.fds.emplace_back(-1, target);
       return;
     }
     // The child's end must block: most programs do not expect EAGAIN.
-    ::fcntl(p[1], F_SETFL, 0);
-    fds.reads.emplace_back(unique_fd(p[0]), output_.sink_for(s));
-    fds.writes.emplace_back(p[1]);
-    o.fds.emplace_back(p[1], target);
+    ::fcntl(p->write.get(), F_SETFL, 0);
+    o.fds.emplace_back(p->write.get(), target);
+    fds.reads.emplace_back(std::move(p->read), output_.sink_for(s));
+    fds.writes.push_back(std::move(p->write));
   }
 }
 
@@ -230,7 +231,7 @@ void node_daemon::rebuild_base_env() {
   for (const auto& [k, v] : cfg_->node.env) {
     base_env_[k] = v;
   }
-  base_env_.erase("OTPD_READY_FD");
+  base_env_.erase(core::ready_fd_env);
   base_env_.erase("OTPD_NAME");
   base_env_["OTPD_RUNTIME_DIR"] = dir_;
   base_env_["OTPD_NODE"] = cfg_->node.name;
@@ -252,7 +253,7 @@ std::vector<std::string> node_daemon::env_for(const node& n, bool notify) const 
       out.push_back("OTPD_NAME=" + n.spec->name);
     }
     if (notify) {
-      out.emplace_back("OTPD_READY_FD=3");
+      out.emplace_back(std::string(core::ready_fd_env) + "=3");
     }
     return out;
   }
@@ -266,7 +267,7 @@ std::vector<std::string> node_daemon::env_for(const node& n, bool notify) const 
   }
   if (notify) {
     // Not operator=("3"): g++ 12 -O2 sees a false -Wrestrict overlap in it here.
-    env.insert_or_assign("OTPD_READY_FD", std::string("3"));
+    env.insert_or_assign(core::ready_fd_env, std::string("3"));
   }
   std::vector<std::string> out;
   out.reserve(env.size());

@@ -122,7 +122,7 @@ void tree::for_each(const std::function<void(const node&)>& fn) const {
   walk(*root_);
 }
 
-node* tree::resolve(const std::string& who, std::string& message) const {
+core::Result<node*> tree::resolve(const std::string& who) const {
   std::vector<node*> by_id;
   node* by_path = nullptr;
   for (const auto& [uid, n] : by_uid_) {
@@ -143,16 +143,15 @@ node* tree::resolve(const std::string& who, std::string& message) const {
     return by_id[0];
   }
   if (by_id.empty()) {
-    message = fmt::format("no such child: {}", who);
-  } else {
-    std::vector<std::string> paths;
-    for (auto* n : by_id) {
-      paths.push_back(n->path);
-    }
-    std::sort(paths.begin(), paths.end());
-    message = fmt::format("ambiguous id {}: use a path ({})", who, fmt::join(paths, ", "));
+    return {core::errc::not_found, fmt::format("no such child: {}", who)};
   }
-  return nullptr;
+  std::vector<std::string> paths;
+  for (auto* n : by_id) {
+    paths.push_back(n->path);
+  }
+  std::sort(paths.begin(), paths.end());
+  return {core::errc::not_found,
+          fmt::format("ambiguous id {}: use a path ({})", who, fmt::join(paths, ", "))};
 }
 
 // ---- starting and stopping ----------------------------------------------------
@@ -593,30 +592,50 @@ void tree::enqueue_restart(node& sup, node& child) {
 
 // ---- operator commands -------------------------------------------------------
 
-core::Result<void> tree::stop_child(const std::string& who, std::string& message) {
-  node* n = resolve(who, message);
-  if (n == nullptr) {
-    return core::errc::not_found;
+// The supervisor a dynamic-child command names: "", "/" and "root" are the root.
+core::Result<node*> tree::resolve_supervisor(const std::string& who) const {
+  if (who.empty() || who == "/" || who == "root") {
+    return root_.get();
   }
+  return resolve(who);
+}
+
+// A child an operator may (re)start: one whose supervisor is running.
+core::Result<node*> tree::resolve_startable(const std::string& who) const {
+  auto found = resolve(who);
+  if (!found) {
+    return found;
+  }
+  const node& sup = *(*found)->parent;
+  if (sup.phase != sup_phase::running && sup.phase != sup_phase::starting) {
+    return {core::errc::invalid_argument,
+            fmt::format("its supervisor {} is not running", sup.path.empty() ? "/" : sup.path)};
+  }
+  return found;
+}
+
+core::Result<void> tree::stop_child(const std::string& who) {
+  auto found = resolve(who);
+  if (!found) {
+    return found.fail();
+  }
+  node* n = *found;
   n->held = true;
   n->parent->steps.push_back({step::kind::stop, n});
   process(*n->parent);
   return {};
 }
 
-core::Result<void> tree::start_child(const std::string& who, std::string& message) {
-  node* n = resolve(who, message);
-  if (n == nullptr) {
-    return core::errc::not_found;
+core::Result<void> tree::start_child(const std::string& who) {
+  auto found = resolve_startable(who);
+  if (!found) {
+    return found.fail();
   }
+  node* n = *found;
   node& sup = *n->parent;
-  if (sup.phase != sup_phase::running && sup.phase != sup_phase::starting) {
-    message = fmt::format("its supervisor {} is not running", sup.path.empty() ? "/" : sup.path);
-    return core::errc::invalid_argument;
-  }
   if (!is_down(*n)) {
-    message = fmt::format("{} is already {}", n->path, to_string(n->state));
-    return core::errc::already_exists;
+    return {core::errc::already_exists,
+            fmt::format("{} is already {}", n->path, to_string(n->state))};
   }
   n->held = false;
   n->dropped = false;
@@ -625,16 +644,13 @@ core::Result<void> tree::start_child(const std::string& who, std::string& messag
   return {};
 }
 
-core::Result<void> tree::restart_child(const std::string& who, std::string& message) {
-  node* n = resolve(who, message);
-  if (n == nullptr) {
-    return core::errc::not_found;
+core::Result<void> tree::restart_child(const std::string& who) {
+  auto found = resolve_startable(who);
+  if (!found) {
+    return found.fail();
   }
+  node* n = *found;
   node& sup = *n->parent;
-  if (sup.phase != sup_phase::running && sup.phase != sup_phase::starting) {
-    message = fmt::format("its supervisor {} is not running", sup.path.empty() ? "/" : sup.path);
-    return core::errc::invalid_argument;
-  }
   n->held = false;
   n->dropped = false;
   sup.steps.push_back({step::kind::stop, n});
@@ -644,19 +660,18 @@ core::Result<void> tree::restart_child(const std::string& who, std::string& mess
 }
 
 core::Result<std::string> tree::start_dynamic(const std::string& who,
-                                              const std::vector<std::string>& args,
-                                              std::string& message) {
-  node* sup = who.empty() || who == "/" || who == "root" ? root_.get() : resolve(who, message);
-  if (sup == nullptr) {
-    return core::errc::not_found;
+                                              const std::vector<std::string>& args) {
+  auto found = resolve_supervisor(who);
+  if (!found) {
+    return found.fail();
   }
+  node* sup = *found;
   if (!sup->is_supervisor || sup->sup().strat != strategy::simple_one_for_one) {
-    message = fmt::format("{} is not a simple_one_for_one supervisor", who);
-    return core::errc::invalid_argument;
+    return {core::errc::invalid_argument,
+            fmt::format("{} is not a simple_one_for_one supervisor", who)};
   }
   if (sup->phase != sup_phase::running && sup->phase != sup_phase::starting) {
-    message = fmt::format("supervisor {} is not running", who);
-    return core::errc::invalid_argument;
+    return {core::errc::invalid_argument, fmt::format("supervisor {} is not running", who)};
   }
   auto tmpl = sup->sup().child_template;
   auto spec = std::make_shared<child_spec>(*tmpl);
@@ -669,12 +684,12 @@ core::Result<std::string> tree::start_dynamic(const std::string& who,
   return n->path;
 }
 
-core::Result<void> tree::terminate_dynamic(const std::string& who, const std::string& child,
-                                           std::string& message) {
-  node* sup = who.empty() || who == "/" || who == "root" ? root_.get() : resolve(who, message);
-  if (sup == nullptr) {
-    return core::errc::not_found;
+core::Result<void> tree::terminate_dynamic(const std::string& who, const std::string& child) {
+  auto found = resolve_supervisor(who);
+  if (!found) {
+    return found.fail();
   }
+  node* sup = *found;
   node* n = nullptr;
   for (auto& c : sup->children) {
     if (c->removed) {
@@ -685,8 +700,7 @@ core::Result<void> tree::terminate_dynamic(const std::string& who, const std::st
     }
   }
   if (n == nullptr || !n->dynamic) {
-    message = fmt::format("no such dynamic child of {}: {}", who, child);
-    return core::errc::not_found;
+    return {core::errc::not_found, fmt::format("no such dynamic child of {}: {}", who, child)};
   }
   n->removed = true;
   n->held = true;

@@ -21,6 +21,7 @@
 
 #include <otpd/core/log.hpp>
 #include <otpd/core/main.hpp>
+#include <otpd/core/ready.hpp>
 #include <otpd/core/unique_fd.hpp>
 #include <otpd/shm_table/table.hpp>
 
@@ -32,14 +33,8 @@ using otpd::core::unique_fd;
 namespace {
 
 void report_ready() {
-  const char* fd_s = std::getenv("OTPD_READY_FD");
-  if (fd_s == nullptr || *fd_s == '\0') {
-    return;
-  }
-  unique_fd fd(std::atoi(fd_s));
-  if (::write(fd.get(), "\n", 1) != 1) {
-    log_error("unable to report readiness on fd {}: {}; continuing", fd.get(),
-              std::strerror(errno));
+  if (auto r = otpd::core::notify_ready(); !r) {
+    log_error("unable to report readiness: {}; continuing", r.message());
   }
 }
 

@@ -19,12 +19,10 @@ otpd_node::otpd_node() = default;
 
 otpd_node::~otpd_node() {
   if (pid_ > 0) {
-    ::kill(pid_, SIGTERM);
-    if (wait_exit(20s) < 0) {
-      ::kill(pid_, SIGKILL);
-      core::reap(pidfd_.get());
-      pid_ = -1;
-    }
+    (void)core::kill_and_reap(pid_, SIGTERM, core::deadline::after(testing::scaled(20s)),
+                              pidfd_.get());
+    pidfd_.reset();
+    pid_ = -1;
   }
   // No orphans: every process otpd ever ran carries OTPD_RUNTIME_DIR=<our
   // dir> in its environment (pids could be reused by strangers; this cannot).

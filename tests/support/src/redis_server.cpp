@@ -125,11 +125,11 @@ void redis_server::stop() {
   if (paused_) {
     ::kill(pid_, SIGCONT);
   }
-  ::kill(pid_, SIGTERM);
-  if (!wait_readable(pidfd_.get(), scaled(std::chrono::milliseconds(5000)))) {
-    ::kill(pid_, SIGKILL);
-  }
-  reap_now();
+  (void)core::kill_and_reap(
+      pid_, SIGTERM, core::deadline::after(scaled(std::chrono::milliseconds(5000))), pidfd_.get());
+  pidfd_.reset();
+  pid_ = -1;
+  paused_ = false;
 }
 
 void redis_server::kill() {

@@ -27,6 +27,8 @@
 #include <cstring>
 #include <string>
 
+#include <otpd/core/ready.hpp>
+
 namespace {
 
 long long now_ns() {
@@ -91,11 +93,7 @@ int main(int argc, char** argv) {
     } else if (a == "pidfile") {
       write_pidfile(arg(), getpid());
     } else if (a == "ready") {
-      if (const char* fd = std::getenv("OTPD_READY_FD"); fd != nullptr) {
-        int n = std::atoi(fd);
-        write_all(n, "\n");
-        close(n);
-      }
+      (void)otpd::core::notify_ready();
     } else if (a == "wait") {
       long ms = std::atol(arg().c_str());
       timespec ts{ms / 1000, (ms % 1000) * 1000000};

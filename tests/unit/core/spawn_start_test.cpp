@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include <otpd/core/exit_reason.hpp>
+#include <otpd/core/pipe.hpp>
 #include <otpd/core/spawn.hpp>
 #include <otpd/testing/testing.hpp>
 
@@ -94,12 +95,11 @@ TEST(SpawnStart, ReturnsBeforeTheChildExecsAndKeepsTheChildSetUp) {
 
 TEST(SpawnStart, PendingWhileNothingHasBeenWritten) {
   // A pipe nobody writes to or closes reads as pending, not as EOF.
-  int p[2];
-  ASSERT_EQ(::pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
-  EXPECT_EQ(core::read_exec_outcome(p[0], nullptr), core::exec_outcome::pending);
-  ::close(p[1]);
-  EXPECT_EQ(core::read_exec_outcome(p[0], nullptr), core::exec_outcome::exec_ok);
-  ::close(p[0]);
+  auto p = core::make_pipe(O_NONBLOCK);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(core::read_exec_outcome(p->read.get(), nullptr), core::exec_outcome::pending);
+  p->write.reset();
+  EXPECT_EQ(core::read_exec_outcome(p->read.get(), nullptr), core::exec_outcome::exec_ok);
 }
 
 TEST(SpawnStart, RejectsAnEmptyArgv) {

@@ -3,14 +3,19 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
+
 #include <gtest/gtest.h>
 
 #include <otpd/core/exit_reason.hpp>
+#include <otpd/core/pipe.hpp>
+#include <otpd/core/ready.hpp>
 #include <otpd/core/spawn.hpp>
 #include <otpd/testing/testing.hpp>
 
 namespace core = otpd::core;
 namespace t = otpd::testing;
+using namespace std::chrono_literals;
 
 namespace {
 core::exit_reason wait_exit(const core::spawned& s) {
@@ -29,8 +34,11 @@ TEST(Spawn, ExecFailureIsAnErrorNotAChild) {
   int before = t::count_open_fds();
   auto s = core::spawn({.argv = {"/nonexistent/program"}});
   ASSERT_FALSE(s);
-  EXPECT_EQ(s.error(), core::errc::exec_failed);
-  EXPECT_EQ(core::last_spawn_errno(), ENOENT);
+  // The child's errno, as a value: in the exec category, comparable to errc.
+  EXPECT_EQ(s.error(), core::exec_error(ENOENT));
+  EXPECT_EQ(s.error().value(), ENOENT);
+  EXPECT_EQ(s.error(), std::errc::no_such_file_or_directory);
+  EXPECT_EQ(s.message(), "unable to exec /nonexistent/program: No such file or directory");
   EXPECT_TRUE(t::zombie_children().empty());
   EXPECT_EQ(t::count_open_fds(), before);
 }
@@ -58,18 +66,17 @@ TEST(Spawn, NoFdLeaksIntoTheChild) {
 }
 
 TEST(Spawn, PlacesFdsInTheChild) {
-  int p[2];
-  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  auto p = core::make_pipe();
+  ASSERT_TRUE(p);
   auto s = core::spawn({.argv = {t::bin_path("otpd_test_child"), "ready", "exit", "0"},
                         .env = {"OTPD_READY_FD=5"},
                         .inherit_env = false,
-                        .fds = {{p[1], 5}}});
+                        .fds = {{p->write.get(), 5}}});
   ASSERT_TRUE(s);
-  ::close(p[1]);
+  p->write.reset();
   char c = 0;
-  ASSERT_EQ(::read(p[0], &c, 1), 1);
+  ASSERT_EQ(::read(p->read.get(), &c, 1), 1);
   EXPECT_EQ(c, '\n');
-  ::close(p[0]);
   EXPECT_EQ(wait_exit(*s), core::exit_reason::normal());
 }
 
@@ -102,4 +109,35 @@ TEST(Spawn, FunctionExitCodeAndPidfdPoll) {
   auto e = core::try_reap(s->pidfd.get());
   ASSERT_TRUE(e.has_value());
   EXPECT_EQ(core::exit_reason::from_siginfo(e->code, e->status), core::exit_reason::code(7));
+}
+
+TEST(KillAndReap, EndsAChildThatHeedsTheSignal) {
+  auto s = core::spawn({.argv = {t::bin_path("otpd_test_child"), "sleep"}});
+  ASSERT_TRUE(s);
+  auto r = core::kill_and_reap(s->pid, SIGTERM, core::deadline::after(t::scaled(5000ms)),
+                               s->pidfd.get());
+  EXPECT_FALSE(r.killed);
+  EXPECT_EQ(r.exit.code, CLD_KILLED);
+  EXPECT_EQ(r.exit.status, SIGTERM);
+  EXPECT_TRUE(t::zombie_children().empty());
+}
+
+TEST(KillAndReap, KillsAChildThatIgnoresTheSignalAtTheDeadline) {
+  // Ready only once it ignores SIGTERM.
+  auto p = core::make_pipe();
+  ASSERT_TRUE(p);
+  auto s = core::spawn({.argv = {t::bin_path("otpd_test_child"), "ignore-term", "ready", "sleep"},
+                        .env = {"OTPD_READY_FD=3"},
+                        .inherit_env = false,
+                        .fds = {{p->write.get(), 3}}});
+  ASSERT_TRUE(s);
+  p->write.reset();
+  ASSERT_TRUE(core::wait_ready(p->read.get(), core::deadline::after(t::scaled(5000ms))));
+  // Without a pidfd of ours: kill_and_reap opens one.
+  s->pidfd.reset();
+  auto r = core::kill_and_reap(s->pid, SIGTERM, core::deadline::after(200ms));
+  EXPECT_TRUE(r.killed);
+  EXPECT_EQ(r.exit.code, CLD_KILLED);
+  EXPECT_EQ(r.exit.status, SIGKILL);
+  EXPECT_TRUE(t::zombie_children().empty());
 }

@@ -16,6 +16,8 @@
 #include <gtest/gtest.h>
 
 #include <otpd/core/clock.hpp>
+#include <otpd/core/pipe.hpp>
+#include <otpd/core/ready.hpp>
 #include <otpd/core/spawn.hpp>
 #include <otpd/core/unique_fd.hpp>
 #include <otpd/shm_table/cache.hpp>
@@ -33,10 +35,13 @@ using namespace std::chrono_literals;
 class Owner {
  public:
   Owner(const std::string& node, std::vector<std::string> extra = {}) {
-    int p[2];
-    EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
-    core::unique_fd rd(p[0]);
-    core::unique_fd wr(p[1]);
+    auto p = core::make_pipe();
+    EXPECT_TRUE(p);
+    if (!p) {
+      return;
+    }
+    core::unique_fd rd = std::move(p->read);
+    core::unique_fd wr = std::move(p->write);
     core::spawn_options o;
     o.argv = {otpd::testing::bin_path("shm_cache_owner"), "--node", node, "--sweep-ms", "20"};
     o.argv.insert(o.argv.end(), extra.begin(), extra.end());
@@ -52,11 +57,9 @@ class Owner {
     }
     proc_ = std::move(*c);
     wr.reset();
-    pollfd pfd{rd.get(), POLLIN, 0};
-    int timeout = static_cast<int>(otpd::testing::scaled(5000ms).count());
-    EXPECT_EQ(::poll(&pfd, 1, timeout), 1) << "owner not ready in time";
-    char ch = 0;
-    ready_ = ::read(rd.get(), &ch, 1) == 1 && ch == '\n';
+    auto r = core::wait_ready(rd.get(), core::deadline::after(otpd::testing::scaled(5000ms)));
+    EXPECT_TRUE(r) << "owner not ready: " << r.message();
+    ready_ = r.has_value();
   }
   Owner(const Owner&) = delete;
   Owner& operator=(const Owner&) = delete;
@@ -64,17 +67,15 @@ class Owner {
   Owner& operator=(Owner&&) = delete;
   ~Owner() {
     if (proc_.pidfd) {
-      ::kill(proc_.pid, SIGKILL);
-      (void)core::reap(proc_.pidfd.get());
+      (void)core::kill_and_reap(proc_.pid, SIGKILL, core::deadline::never(), proc_.pidfd.get());
     }
   }
   [[nodiscard]] bool ready() const { return ready_; }
   [[nodiscard]] pid_t pid() const { return proc_.pid; }
   core::child_exit stop(int sig) {
-    ::kill(proc_.pid, sig);
-    auto e = core::reap(proc_.pidfd.get());
+    auto e = core::kill_and_reap(proc_.pid, sig, core::deadline::never(), proc_.pidfd.get());
     proc_.pidfd.reset();
-    return e;
+    return e.exit;
   }
 
  private:

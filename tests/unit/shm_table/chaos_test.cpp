@@ -19,6 +19,7 @@
 
 #include <otpd/core/clock.hpp>
 #include <otpd/core/log.hpp>
+#include <otpd/core/pipe.hpp>
 #include <otpd/core/spawn.hpp>
 #include <otpd/core/unique_fd.hpp>
 #include <otpd/shm_table/codec.hpp>
@@ -165,10 +166,10 @@ TEST_F(Chaos, WritersKilledAtRandomLoseNothingAcknowledged) {
     std::vector<running_writer> ws(2);
     for (auto& w : ws) {
       w.gen = next_gen++;
-      int p[2];
-      ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
-      core::unique_fd rd(p[0]);
-      core::unique_fd wr(p[1]);
+      auto p = core::make_pipe();
+      ASSERT_TRUE(p);
+      core::unique_fd rd = std::move(p->read);
+      core::unique_fd wr = std::move(p->write);
       core::spawn_options so;
       std::uint32_t gen = w.gen;
       int wfd = wr.get();

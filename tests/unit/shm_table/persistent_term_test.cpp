@@ -72,8 +72,7 @@ TEST_F(PersistentTerm, WriterKilledMidWayLeavesThePreviousImage) {
     std::uint64_t g = pt->generation();
     ASSERT_TRUE(otpd::testing::wait_until(
         [&] { return pt->generation() >= g + 3 + static_cast<std::uint64_t>(round); }));
-    ::kill(c->pid, SIGKILL);
-    (void)core::reap(c->pidfd.get());
+    (void)core::kill_and_reap(c->pid, SIGKILL, core::deadline::never(), c->pidfd.get());
     EXPECT_EQ(pt->get("fact"), "stable");
     ASSERT_TRUE(pt->put("fact", "stable"));  // the lock is free again
   }

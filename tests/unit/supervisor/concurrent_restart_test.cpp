@@ -22,9 +22,8 @@ struct owner {
   explicit owner(const std::string& yaml)
       : t(
             [&] {
-              std::string msg;
-              auto r = parse_config(yaml, "t.yaml", msg);
-              EXPECT_TRUE(r.has_value()) << msg;
+              auto r = parse_config(yaml, "t.yaml");
+              EXPECT_TRUE(r.has_value()) << r.message();
               return *r;
             }(),
             [this] { return now; }) {}
@@ -50,10 +49,7 @@ struct owner {
     }
     run();
   }
-  std::uint64_t uid(const std::string& path) {
-    std::string m;
-    return t.resolve(path, m)->uid;
-  }
+  std::uint64_t uid(const std::string& path) { return (*t.resolve(path))->uid; }
 };
 
 const char* yaml_of(const char* strat, int max_restarts) {

@@ -11,16 +11,14 @@ namespace otpd::supervisor {
 namespace {
 
 std::string error_of(const std::string& yaml) {
-  std::string msg;
-  auto r = parse_config(yaml, "x.yaml", msg);
+  auto r = parse_config(yaml, "x.yaml");
   EXPECT_FALSE(r.has_value()) << "accepted:\n" << yaml;
-  return msg;
+  return r.message();
 }
 
 const std::string head = "supervisor:\n  strategy: one_for_one\n  children:\n";
 
 TEST(Config, ParsesAFullTree) {
-  std::string msg;
   auto r = parse_config(
       "node:\n  name: n1\n  env: {A: '1'}\n" + head +
           "    - id: w\n      name: stack\n      command: [/bin/sleep, '1']\n"
@@ -30,8 +28,8 @@ TEST(Config, ParsesAFullTree) {
           "      backoff: {initial: 10, max: 100}\n"
           "    - id: s\n      strategy: rest_for_one\n      max_restarts: 0\n      children:\n"
           "        - {id: x, command: 'sleep 1', shell: true, signal: INT, shutdown: 200}\n",
-      "/tmp/c.yaml", msg);
-  ASSERT_TRUE(r.has_value()) << msg;
+      "/tmp/c.yaml");
+  ASSERT_TRUE(r.has_value()) << r.message();
   const config& c = **r;
   EXPECT_EQ(c.node.name, "n1");
   ASSERT_EQ(c.root.sup.children.size(), 2u);
@@ -110,11 +108,10 @@ TEST(Config, ResolvesBareCommandsFromNodePathThenOwnDirectoryThenPath) {
   std::string tool = d.path() + "/tools/sleep";  // shadows PATH's sleep
   std::ofstream(tool) << "#!/bin/sh\n";
   std::filesystem::permissions(tool, std::filesystem::perms::owner_all);
-  std::string msg;
   auto r =
       parse_config("node:\n  path: [tools]\n" + head + "    - {id: a, command: [sleep, '1']}\n",
-                   d.path() + "/c.yaml", msg);
-  ASSERT_TRUE(r.has_value()) << msg;
+                   d.path() + "/c.yaml");
+  ASSERT_TRUE(r.has_value()) << r.message();
   const worker_spec& w = (*r)->root.sup.children[0].worker;
   EXPECT_EQ(w.program, tool);
   EXPECT_EQ(w.program_found_in, "node.path");
@@ -122,14 +119,14 @@ TEST(Config, ResolvesBareCommandsFromNodePathThenOwnDirectoryThenPath) {
 
   // The test binary sits beside otpd_test_child: found there with any PATH.
   std::string self = testing::bin_dir();
-  auto r2 = parse_config(head + "    - {id: a, command: [otpd_test_child]}\n", "c.yaml", msg);
-  ASSERT_TRUE(r2.has_value()) << msg;
+  auto r2 = parse_config(head + "    - {id: a, command: [otpd_test_child]}\n", "c.yaml");
+  ASSERT_TRUE(r2.has_value()) << r2.message();
   EXPECT_EQ((*r2)->root.sup.children[0].worker.program_found_in, "otpd's directory");
   EXPECT_EQ(std::filesystem::path((*r2)->root.sup.children[0].worker.program).parent_path(),
             std::filesystem::canonical(std::filesystem::path(self)));
 
-  auto r3 = parse_config(head + "    - {id: a, command: [sh]}\n", "c.yaml", msg);
-  ASSERT_TRUE(r3.has_value()) << msg;
+  auto r3 = parse_config(head + "    - {id: a, command: [sh]}\n", "c.yaml");
+  ASSERT_TRUE(r3.has_value()) << r3.message();
   EXPECT_EQ((*r3)->root.sup.children[0].worker.program_found_in, "PATH");
 
   EXPECT_EQ(error_of("node:\n  path: {a: b}\n" + head + "    - {id: a, command: [sh]}\n"),
@@ -179,9 +176,10 @@ TEST(Config, RejectsYamlSyntaxErrors) {
 }
 
 TEST(Config, RejectsMissingFile) {
-  std::string msg;
-  EXPECT_FALSE(load_config("/nonexistent/otpd.yaml", msg).has_value());
-  EXPECT_EQ(msg, "/nonexistent/otpd.yaml: unable to read the config: No such file or directory");
+  auto r = load_config("/nonexistent/otpd.yaml");
+  EXPECT_FALSE(r.has_value());
+  EXPECT_EQ(r.message(),
+            "/nonexistent/otpd.yaml: unable to read the config: No such file or directory");
 }
 
 }  // namespace

@@ -12,9 +12,8 @@ namespace otpd::supervisor {
 namespace {
 
 std::shared_ptr<const config> cfg_of(const std::string& yaml) {
-  std::string msg;
-  auto r = parse_config(yaml, "t.yaml", msg);
-  EXPECT_TRUE(r.has_value()) << msg;
+  auto r = parse_config(yaml, "t.yaml");
+  EXPECT_TRUE(r.has_value()) << r.message();
   return *r;
 }
 
@@ -67,10 +66,9 @@ struct harness {
     }
   }
   node& get(const std::string& who) {
-    std::string m;
-    node* n = t.resolve(who, m);
-    EXPECT_NE(n, nullptr) << m;
-    return *n;
+    auto n = t.resolve(who);
+    EXPECT_TRUE(n.has_value()) << n.message();
+    return **n;
   }
   pid_t pid(const std::string& who) { return get(who).pid; }
   void kill(const std::string& who, core::exit_reason r = {core::exit_kind::killed, 9}) {
@@ -156,8 +154,8 @@ TEST(Tree, TransientRestartsOnlyAfterAbnormalExit) {
   h.kill("b", core::exit_reason::normal());
   EXPECT_TRUE(h.log.empty());
   EXPECT_EQ(h.get("b").state, child_state::stopped);
-  std::string m;
-  ASSERT_TRUE(h.t.start_child("b", m).has_value()) << m;
+  auto started = h.t.start_child("b");
+  ASSERT_TRUE(started.has_value()) << started.message();
   h.run();
   h.kill("b", core::exit_reason::code(1));
   EXPECT_EQ(h.log, (std::vector<std::string>{"spawn b"}));
@@ -288,16 +286,16 @@ TEST(Tree, FailedInitialStartStopsStartedChildrenAndFailsTheNode) {
 TEST(Tree, OperatorStopHoldsTheChild) {
   harness h(three("one_for_one"));
   h.start();
-  std::string m;
-  ASSERT_TRUE(h.t.stop_child("b", m).has_value());
+  ASSERT_TRUE(h.t.stop_child("b").has_value());
   h.run();
   EXPECT_EQ(h.log, (std::vector<std::string>{"stop b"}));
   EXPECT_EQ(h.get("b").state, child_state::stopped);
-  ASSERT_TRUE(h.t.start_child("b", m).has_value());
+  ASSERT_TRUE(h.t.start_child("b").has_value());
   h.run();
   EXPECT_EQ(h.get("b").state, child_state::running);
-  EXPECT_FALSE(h.t.start_child("nope", m).has_value());
-  EXPECT_EQ(m, "no such child: nope");
+  auto nope = h.t.start_child("nope");
+  EXPECT_FALSE(nope.has_value());
+  EXPECT_EQ(nope.message(), "no such child: nope");
 }
 
 TEST(Tree, SimpleOneForOneStartsAndTerminatesDynamicChildren) {
@@ -305,16 +303,15 @@ TEST(Tree, SimpleOneForOneStartsAndTerminatesDynamicChildren) {
       "supervisor:\n  strategy: simple_one_for_one\n  template:\n"
       "    id: job\n    command: [/bin/echo]\n    restart: temporary\n");
   h.start();
-  std::string m;
-  auto p1 = h.t.start_dynamic("/", {"x"}, m);
-  auto p2 = h.t.start_dynamic("/", {"y"}, m);
+  auto p1 = h.t.start_dynamic("/", {"x"});
+  auto p2 = h.t.start_dynamic("/", {"y"});
   h.run();
-  ASSERT_TRUE(p1.has_value() && p2.has_value()) << m;
+  ASSERT_TRUE(p1.has_value() && p2.has_value()) << p1.message() << p2.message();
   EXPECT_EQ(*p1, "job-1");
   EXPECT_EQ(h.get("job-2").extra_args, std::vector<std::string>{"y"});
   h.kill("job-1", core::exit_reason::code(2));  // temporary: removed
   EXPECT_EQ(h.t.root().children.size(), 1u);
-  ASSERT_TRUE(h.t.terminate_dynamic("/", "job-2", m).has_value());
+  ASSERT_TRUE(h.t.terminate_dynamic("/", "job-2").has_value());
   h.run();
   EXPECT_TRUE(h.t.root().children.empty());
 }
@@ -348,8 +345,7 @@ TEST(Tree, ReloadAddsRemovesAndChanges) {
   EXPECT_EQ(r.changed, std::vector<std::string>{"b"});
   EXPECT_EQ(h.log, (std::vector<std::string>{"stop c", "stop b", "spawn b", "spawn d"}));
   EXPECT_EQ(h.pid("a"), a);
-  std::string m;
-  EXPECT_EQ(h.t.resolve("c", m), nullptr);
+  EXPECT_FALSE(h.t.resolve("c").has_value());
 }
 
 }  // namespace

@@ -44,15 +44,29 @@ enum class errc : int {
   return {e, std::system_category()};
 }
 
+// The error side of a Result: a code for programs, and an optional message
+// for the humans reading logs ("config.yaml:3:5: children[0].id: missing").
+struct failure {
+  std::error_code code;
+  std::string text;  // empty: the code's own message says it all
+
+  [[nodiscard]] std::string message() const { return text.empty() ? code.message() : text; }
+};
+
 // A value or an error, shaped like C++23 std::expected (g++ 12 in C++20 mode
-// has none). Holds an std::error_code as the error, plus an optional message
-// for the humans reading logs.
+// has none). The error is an std::error_code plus an optional message, so
+// that a module boundary needs no `std::string& message` out-parameter.
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}            // NOLINT(google-explicit-constructor)
-  Result(std::error_code ec) : v_(ec) { assert(ec); }  // NOLINT
-  Result(errc e) : v_(make_error_code(e)) {}           // NOLINT
+  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(std::error_code ec) : v_(failure{ec, {}}) { assert(ec); }  // NOLINT
+  Result(errc e) : v_(failure{make_error_code(e), {}}) {}           // NOLINT
+  Result(std::error_code ec, std::string message) : v_(failure{ec, std::move(message)}) {
+    assert(ec);
+  }
+  Result(errc e, std::string message) : v_(failure{make_error_code(e), std::move(message)}) {}
+  Result(failure f) : v_(std::move(f)) { assert(std::get<1>(v_).code); }  // NOLINT
 
   [[nodiscard]] bool has_value() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return has_value(); }
@@ -76,7 +90,17 @@ class [[nodiscard]] Result {
   const T* operator->() const { return &value(); }
 
   [[nodiscard]] std::error_code error() const noexcept {
-    return has_value() ? std::error_code{} : std::get<1>(v_);
+    return has_value() ? std::error_code{} : std::get<1>(v_).code;
+  }
+  // The message for humans: the one given with the error, else the code's
+  // own; empty for a value.
+  [[nodiscard]] std::string message() const {
+    return has_value() ? std::string() : std::get<1>(v_).message();
+  }
+  // The error with its message, to pass on as another Result's error.
+  [[nodiscard]] failure fail() const {
+    assert(!has_value());
+    return std::get<1>(v_);
   }
   template <class U>
   T value_or(U&& other) const& {
@@ -84,21 +108,29 @@ class [[nodiscard]] Result {
   }
 
  private:
-  std::variant<T, std::error_code> v_;
+  std::variant<T, failure> v_;
 };
 
 template <>
 class [[nodiscard]] Result<void> {
  public:
   Result() = default;
-  Result(std::error_code ec) : ec_(ec) {}      // NOLINT
-  Result(errc e) : ec_(make_error_code(e)) {}  // NOLINT
-  [[nodiscard]] bool has_value() const noexcept { return !ec_; }
+  Result(std::error_code ec) : f_{ec, {}} {}      // NOLINT
+  Result(errc e) : f_{make_error_code(e), {}} {}  // NOLINT
+  Result(std::error_code ec, std::string message) : f_{ec, std::move(message)} {}
+  Result(errc e, std::string message) : f_{make_error_code(e), std::move(message)} {}
+  Result(failure f) : f_(std::move(f)) {}  // NOLINT
+  [[nodiscard]] bool has_value() const noexcept { return !f_.code; }
   explicit operator bool() const noexcept { return has_value(); }
-  [[nodiscard]] std::error_code error() const noexcept { return ec_; }
+  [[nodiscard]] std::error_code error() const noexcept { return f_.code; }
+  [[nodiscard]] std::string message() const { return has_value() ? std::string() : f_.message(); }
+  [[nodiscard]] failure fail() const {
+    assert(!has_value());
+    return f_;
+  }
 
  private:
-  std::error_code ec_;
+  failure f_;
 };
 
 }  // namespace otpd::core

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include <otpd/core/clock.hpp>
 #include <otpd/core/result.hpp>
 #include <otpd/core/unique_fd.hpp>
 
@@ -44,8 +45,9 @@ struct spawned {
 
 // fork + execve with a CLOEXEC error pipe: returns only after execve succeeded
 // (or failed, in which case the child has been reaped and the error is
-// returned as errc::exec_failed with the child's errno in a log-ready message
-// via last_spawn_errno()). Async-signal-safe calls only between fork and exec.
+// exec_error(the child's errno), with a message naming the program).
+// Errors of our own (pipe, fork) are in the system category.
+// Async-signal-safe calls only between fork and exec.
 [[nodiscard]] Result<spawned> spawn(const spawn_options& options);
 
 // The non-blocking half of spawn(): fork and return at once, before the child
@@ -84,8 +86,13 @@ enum class exec_outcome : std::uint8_t {
 [[nodiscard]] Result<spawned> spawn_function(const spawn_options& options,
                                              const std::function<int()>& fn);
 
-// The errno the child of the last failed spawn() reported (for messages).
-[[nodiscard]] int last_spawn_errno() noexcept;
+// A failed exec as an error_code: the child's errno in exec_category(), so
+// that it tells "could not exec" from our own failures and still carries
+// the errno: ec.value() is it, and ec == std::errc::... compares it.
+[[nodiscard]] const std::error_category& exec_category() noexcept;
+[[nodiscard]] inline std::error_code exec_error(int child_errno) noexcept {
+  return {child_errno, exec_category()};
+}
 
 // waitid() on a pidfd without blocking. Returns the wait status shape
 // (code, status) when the child has ended and is now reaped, nullopt
@@ -97,6 +104,15 @@ struct child_exit {
 [[nodiscard]] std::optional<child_exit> try_reap(int pidfd) noexcept;
 // Blocking reap of a child by pidfd (waits until it exits).
 child_exit reap(int pidfd) noexcept;
+
+// Stops a child of ours: sends `sig`, waits for its exit until `until`,
+// sends SIGKILL at the deadline, and reaps it. `pidfd` is the child's pidfd
+// (-1: one is opened here; without one, SIGKILL at once and a blocking reap).
+struct stopped_child {
+  child_exit exit;
+  bool killed = false;  // it outlived the deadline and got SIGKILL
+};
+stopped_child kill_and_reap(pid_t pid, int sig, deadline until, int pidfd = -1) noexcept;
 
 // pidfd_open(2), with O_CLOEXEC semantics (pidfds are always CLOEXEC).
 [[nodiscard]] Result<unique_fd> pidfd_open(pid_t pid) noexcept;

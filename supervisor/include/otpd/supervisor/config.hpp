@@ -144,12 +144,10 @@ struct config {
 };
 
 // Reads and validates a config file. On error returns errc::invalid_argument
-// and sets message to "FILE:LINE:COL: KEY.PATH: what is wrong".
-[[nodiscard]] core::Result<std::shared_ptr<const config>> load_config(const std::string& path,
-                                                                      std::string& message);
+// whose message() is "FILE:LINE:COL: KEY.PATH: what is wrong".
+[[nodiscard]] core::Result<std::shared_ptr<const config>> load_config(const std::string& path);
 // The same from text (file is only used in messages and to resolve relative paths).
 [[nodiscard]] core::Result<std::shared_ptr<const config>> parse_config(const std::string& text,
-                                                                       const std::string& file,
-                                                                       std::string& message);
+                                                                       const std::string& file);
 
 }  // namespace otpd::supervisor

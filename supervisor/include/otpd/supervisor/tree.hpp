@@ -151,15 +151,14 @@ class tree {
   void on_timer(std::uint64_t uid);
 
   // Operator commands. `who` is a path or a unique id.
-  core::Result<void> stop_child(const std::string& who, std::string& message);
-  core::Result<void> start_child(const std::string& who, std::string& message);
-  core::Result<void> restart_child(const std::string& who, std::string& message);
+  // Errors carry a message for the operator (Result::message()).
+  core::Result<void> stop_child(const std::string& who);
+  core::Result<void> start_child(const std::string& who);
+  core::Result<void> restart_child(const std::string& who);
   // simple_one_for_one: a new child from the template with extra arguments.
   core::Result<std::string> start_dynamic(const std::string& sup,
-                                          const std::vector<std::string>& args,
-                                          std::string& message);
-  core::Result<void> terminate_dynamic(const std::string& sup, const std::string& who,
-                                       std::string& message);
+                                          const std::vector<std::string>& args);
+  core::Result<void> terminate_dynamic(const std::string& sup, const std::string& who);
   // Applies a new config like `supervisorctl update`.
   reload_summary reload(std::shared_ptr<const config> cfg);
 
@@ -167,8 +166,9 @@ class tree {
   [[nodiscard]] bool has_actions() const { return !actions_.empty(); }
 
   [[nodiscard]] node* find(std::uint64_t uid) const;
-  // A path ("a/b") or an id that names exactly one child.
-  [[nodiscard]] node* resolve(const std::string& who, std::string& message) const;
+  // A path ("a/b") or an id that names exactly one child; errc::not_found
+  // (no such child, or an ambiguous id) with a message otherwise.
+  [[nodiscard]] core::Result<node*> resolve(const std::string& who) const;
   [[nodiscard]] const node& root() const { return *root_; }
   [[nodiscard]] const config& cfg() const { return *cfg_; }
   [[nodiscard]] bool stopping() const { return shutting_down_; }
@@ -176,6 +176,8 @@ class tree {
   void for_each(const std::function<void(const node&)>& fn) const;
 
  private:
+  [[nodiscard]] core::Result<node*> resolve_supervisor(const std::string& who) const;
+  [[nodiscard]] core::Result<node*> resolve_startable(const std::string& who) const;
   node* add_node(node* parent, std::shared_ptr<const child_spec> spec, std::size_t pos);
   void erase_node(node* n);
   void build_children(node& sup);
