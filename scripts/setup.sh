@@ -16,7 +16,7 @@ demo_packages=(
 test_packages=(
   git libgtest-dev libgmock-dev redis-tools procps psmisc util-linux clang-format
   dpkg-dev lintian
-  scdoc python3-yaml zsh
+  scdoc python3-yaml zsh systemd
 )
 bench_packages=(supervisor s6 runit erlang-base)
 
