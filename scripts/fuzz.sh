@@ -38,7 +38,7 @@ for t in "${targets[@]}"; do
     failed+=("$t")
     tail -40 "build-fuzz/$t.log"
   fi
-  grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb)' \
+  grep -E '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::peak_rss_mb)' \
     "build-fuzz/$t.log" | tr '\n' ' '
   echo
 done
