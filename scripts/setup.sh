@@ -2,6 +2,7 @@
 # Installs the Debian packages otpd needs, and only those:
 #   scripts/setup.sh demo     build and run otpd (scripts/demo.sh)
 #   scripts/setup.sh test     the above, plus what the tests need (default)
+#   scripts/setup.sh fuzz     the above, plus clang and libFuzzer (scripts/fuzz.sh)
 # OTPD_SETUP_BENCH=1 adds the anchors that bench/ measures side by side.
 # Quick when everything is present. Runs as root, or as a user with sudo.
 set -euo pipefail
@@ -18,14 +19,17 @@ test_packages=(
   dpkg-dev lintian
   scdoc python3-yaml zsh systemd
 )
+# -fsanitize=fuzzer links libclang-rt; CI runs a short fuzz smoke after the
+# tests (.ci/run), so the test profile includes these.
+fuzz_packages=(clang libclang-rt-14-dev libfuzzer-14-dev)
 bench_packages=(supervisor s6 runit erlang-base)
 
 want=("${demo_packages[@]}")
 case "$profile" in
   demo) ;;
-  test) want+=("${test_packages[@]}") ;;
+  test | fuzz) want+=("${test_packages[@]}" "${fuzz_packages[@]}") ;;
   *)
-    echo "usage: scripts/setup.sh [demo|test]" >&2
+    echo "usage: scripts/setup.sh [demo|test|fuzz]" >&2
     exit 100
     ;;
 esac

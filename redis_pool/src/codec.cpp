@@ -1,6 +1,7 @@
 #include <msgpack.hpp>
 
 #include <otpd/redis_pool/codec.hpp>
+#include <otpd/runtime/term.hpp>
 
 namespace otpd::redis_pool {
 
@@ -152,9 +153,14 @@ std::string encode_request(const std::vector<std::string_view>& argv) {
 }
 
 core::Result<std::vector<std::string>> decode_request(std::string_view body) {
+  // decode_term bounds every count and size by the body's bytes, so argv's
+  // reservation below is never larger than the body.
+  auto oh = runtime::decode_term(body);
+  if (!oh) {
+    return oh.error();
+  }
   try {
-    msgpack::object_handle oh = msgpack::unpack(body.data(), body.size());
-    const msgpack::object& o = oh.get();
+    const msgpack::object& o = oh->get();
     if (o.type != msgpack::type::ARRAY || o.via.array.size == 0) {
       return errc::malformed;
     }
@@ -196,9 +202,12 @@ std::string encode_result(const redis_client::reply_result& r) {
 }
 
 redis_client::reply_result decode_reply(std::string_view body) {
+  auto oh = runtime::decode_term(body);
+  if (!oh) {
+    return oh.error();
+  }
   try {
-    msgpack::object_handle oh = msgpack::unpack(body.data(), body.size());
-    return unpack_reply(oh.get(), 0);
+    return unpack_reply(oh->get(), 0);
   } catch (...) {
     return errc::malformed;
   }

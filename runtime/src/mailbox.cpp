@@ -264,17 +264,17 @@ void context::accept_all() {
 // Parses whole frames from c.buf into the queue. False when the stream is
 // broken (the caller closes the connection).
 bool context::parse_frames(in_conn& c) {
-  while (c.end - c.start >= sizeof(wire::header)) {
-    wire::header h;
-    std::memcpy(&h, c.buf.data() + c.start, sizeof h);
-    if (const char* why = wire::check_header(h); why != nullptr) {
-      close_conn(c.fd.get(), why);
+  while (true) {
+    auto f = wire::next_frame({c.buf.data() + c.start, c.end - c.start});
+    if (f.status == wire::cut::broken) {
+      close_conn(c.fd.get(), f.why);
       return false;
     }
-    if (c.end - c.start < sizeof h + h.body_len) {
+    if (f.status == wire::cut::need_more) {
       break;
     }
-    std::string_view body(c.buf.data() + c.start + sizeof h, h.body_len);
+    const wire::header& h = f.h;
+    std::string_view body = f.body;
     c.start += sizeof h + h.body_len;
     // One connection carries one sender: an envelope claiming another pid is
     // a forgery or a bug; drop that message and keep the stream.

@@ -11,29 +11,11 @@
 namespace otpd::runtime {
 namespace {
 
-// A null visitor: parse() walks the bytes and checks their shape without
-// building anything.
-struct null_visitor : msgpack::null_visitor {};
-
 std::atomic<std::uint64_t> g_ref_counter{0};
 std::atomic<pid_t> g_ref_pid{0};
 std::atomic<std::uint64_t> g_ref_salt{0};
 
 }  // namespace
-
-bool is_valid_term(std::string_view bytes) noexcept {
-  if (bytes.empty()) {
-    return true;
-  }
-  try {
-    null_visitor v;
-    std::size_t off = 0;
-    bool ok = msgpack::parse(bytes.data(), bytes.size(), off, v);
-    return ok && off == bytes.size();
-  } catch (...) {
-    return false;
-  }
-}
 
 ref make_ref() noexcept {
   // hi = pid << 32 | random salt drawn once per process (after a fork the

@@ -67,4 +67,34 @@ inline const char* check_header(const header& h) {
   return nullptr;
 }
 
+// The first whole frame of a received stream, cut without copying.
+struct cut {
+  enum status { frame, need_more, broken } status = need_more;
+  header h{};
+  std::string_view body;      // valid while the buffer is
+  const char* why = nullptr;  // for broken: check_header's reason
+};
+
+// Cuts the first frame off buf (the received, unparsed bytes). need_more: the
+// header or body is not all there yet; broken: the header is unacceptable and
+// the stream cannot be resynchronised. A pure function: the mailbox and the
+// frame fuzzer both use it.
+inline cut next_frame(std::string_view buf) noexcept {
+  cut c;
+  if (buf.size() < sizeof(header)) {
+    return c;
+  }
+  std::memcpy(&c.h, buf.data(), sizeof c.h);
+  if (c.why = check_header(c.h); c.why != nullptr) {
+    c.status = cut::broken;
+    return c;
+  }
+  if (buf.size() - sizeof c.h < c.h.body_len) {
+    return c;
+  }
+  c.status = cut::frame;
+  c.body = buf.substr(sizeof c.h, c.h.body_len);
+  return c;
+}
+
 }  // namespace otpd::runtime::wire

@@ -20,8 +20,10 @@
 #include <otpd/core/clock.hpp>
 #include <otpd/core/log.hpp>
 #include <otpd/runtime/gen_server.hpp>
+#include <otpd/workers/cache_request.hpp>
 
 namespace rt = otpd::runtime;
+namespace w = otpd::workers;
 using steady = std::chrono::steady_clock;
 
 namespace {
@@ -30,12 +32,6 @@ struct entry {
   std::string value;  // the raw msgpack of the value term
   std::optional<steady::time_point> expires;
 };
-
-std::string packed(const msgpack::object& o) {
-  msgpack::sbuffer b;
-  msgpack::pack(b, o);
-  return {b.data(), b.size()};
-}
 
 class cache_server final : public rt::gen_server {
  public:
@@ -47,15 +43,16 @@ class cache_server final : public rt::gen_server {
   }
 
   std::optional<std::string> handle_call(const rt::message& req, const rt::from&) override {
+    auto call = w::decode_cache_call(req.body);
+    if (!call) {
+      return rt::pack(std::make_tuple(std::string("error"), std::string("bad_request")));
+    }
     msgpack::sbuffer out;
     msgpack::packer<msgpack::sbuffer> pk(out);
     pk.pack_array(2);
-    try {
-      auto oh = msgpack::unpack(req.body.data(), req.body.size());
-      const msgpack::object& o = oh.get();
-      std::string op = o.via.array.ptr[0].as<std::string>();
-      if (op == "get" && o.via.array.size == 2) {
-        auto it = map_.find(packed(o.via.array.ptr[1]));
+    switch (call->op) {
+      case w::cache_op::get: {
+        auto it = map_.find(call->key);
         if (it != map_.end() && !expired(it->second, steady::now())) {
           pk.pack(std::string("ok"));
           out.write(it->second.value.data(), it->second.value.size());
@@ -63,43 +60,31 @@ class cache_server final : public rt::gen_server {
           pk.pack(std::string("error"));
           pk.pack(std::string("not_found"));
         }
-      } else if (op == "delete" && o.via.array.size == 2) {
+        break;
+      }
+      case w::cache_op::erase:
         pk.pack(std::string("ok"));
-        pk.pack(map_.erase(packed(o.via.array.ptr[1])) > 0);
-      } else if (op == "size") {
+        pk.pack(map_.erase(call->key) > 0);
+        break;
+      case w::cache_op::size:
         pk.pack(std::string("ok"));
         pk.pack(map_.size());
-      } else {
-        pk.pack(std::string("error"));
-        pk.pack(std::string("bad_request"));
-      }
-    } catch (const std::exception&) {
-      msgpack::sbuffer err;
-      msgpack::pack(err, std::make_tuple(std::string("error"), std::string("bad_request")));
-      return std::string(err.data(), err.size());
+        break;
     }
     return std::string(out.data(), out.size());
   }
 
   void handle_cast(const rt::message& req) override {
-    try {
-      auto oh = msgpack::unpack(req.body.data(), req.body.size());
-      const msgpack::object& o = oh.get();
-      if (o.type == msgpack::type::ARRAY && (o.via.array.size == 3 || o.via.array.size == 4) &&
-          o.via.array.ptr[0].as<std::string>() == "put") {
-        entry e{packed(o.via.array.ptr[2]), std::nullopt};
-        if (o.via.array.size == 4) {
-          auto ttl = o.via.array.ptr[3].as<std::int64_t>();
-          if (ttl > 0) {
-            e.expires = steady::now() + std::chrono::milliseconds(ttl);
-          }
-        }
-        map_[packed(o.via.array.ptr[1])] = std::move(e);
-        return;
-      }
-    } catch (const std::exception&) {
+    auto put = w::decode_cache_cast(req.body);
+    if (!put) {
+      otpd::core::log_warn("cache_worker: ignored a malformed put");
+      return;
     }
-    otpd::core::log_warn("cache_worker: ignored a malformed put");
+    entry e{std::move(put->value), std::nullopt};
+    if (put->ttl) {
+      e.expires = steady::now() + *put->ttl;
+    }
+    map_[std::move(put->key)] = std::move(e);
   }
 
   void handle_info(const rt::message& msg) override {

@@ -9,19 +9,21 @@
 
 #include <otpd/core/log.hpp>
 #include <otpd/runtime/gen_server.hpp>
+#include <otpd/workers/stack_request.hpp>
 
 namespace rt = otpd::runtime;
+namespace w = otpd::workers;
 
 namespace {
 
 class stack_server final : public rt::gen_server {
  public:
   std::optional<std::string> handle_call(const rt::message& req, const rt::from&) override {
-    std::string op = op_of(req);
+    auto op = w::decode_stack_call(req.body);
     msgpack::sbuffer out;
     msgpack::packer<msgpack::sbuffer> pk(out);
     pk.pack_array(2);
-    if (op == "pop") {
+    if (op && *op == w::stack_op::pop) {
       if (items_.empty()) {
         pk.pack(std::string("error"));
         pk.pack(std::string("empty"));
@@ -31,7 +33,7 @@ class stack_server final : public rt::gen_server {
         out.write(items_.back().data(), items_.back().size());
         items_.pop_back();
       }
-    } else if (op == "size") {
+    } else if (op && *op == w::stack_op::size) {
       pk.pack(std::string("ok"));
       pk.pack(items_.size());
     } else {
@@ -42,37 +44,15 @@ class stack_server final : public rt::gen_server {
   }
 
   void handle_cast(const rt::message& req) override {
-    try {
-      auto oh = msgpack::unpack(req.body.data(), req.body.size());
-      const msgpack::object& o = oh.get();
-      if (o.type == msgpack::type::ARRAY && o.via.array.size == 2 &&
-          o.via.array.ptr[0].as<std::string>() == "push") {
-        msgpack::sbuffer elem;
-        msgpack::pack(elem, o.via.array.ptr[1]);
-        items_.emplace_back(elem.data(), elem.size());
-        return;
-      }
-    } catch (const std::exception&) {
+    auto term = w::decode_stack_cast(req.body);
+    if (!term) {
+      otpd::core::log_warn("stack_worker: ignored a cast that is not [\"push\", term]");
+      return;
     }
-    otpd::core::log_warn("stack_worker: ignored a cast that is not [\"push\", term]");
+    items_.push_back(std::move(*term));
   }
 
  private:
-  static std::string op_of(const rt::message& req) {
-    try {
-      auto oh = msgpack::unpack(req.body.data(), req.body.size());
-      const msgpack::object& o = oh.get();
-      if (o.type == msgpack::type::ARRAY && o.via.array.size >= 1) {
-        return o.via.array.ptr[0].as<std::string>();
-      }
-      if (o.type == msgpack::type::STR) {
-        return o.as<std::string>();
-      }
-    } catch (const std::exception&) {
-    }
-    return {};
-  }
-
   std::vector<std::string> items_;
 };
 

@@ -1,3 +1,8 @@
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 #include <otpd/redis_pool/codec.hpp>
@@ -72,6 +77,30 @@ TEST(Codec, MalformedBodiesAreErrors) {
     deep = reply::array({deep});
   }
   EXPECT_EQ(decode_reply(encode_reply(deep)).error(), errc::malformed);
+}
+
+TEST(Codec, HostileBodiesAreErrorsWithoutHugeAllocations) {
+  // Declared counts far beyond the bytes: refused before anything is reserved.
+  std::string huge_array("\xdd\x80\x00\x00\x00", 5);
+  std::string huge_map("\xdf\x80\x00\x00\x00", 5);
+  for (const auto& body : {huge_array, huge_map, std::string("\xdb\xff\xff\xff\xff", 5),
+                           std::string(100'000, '\x91') + '\xc0'}) {
+    EXPECT_EQ(decode_request(body).error(), errc::malformed);
+    EXPECT_EQ(decode_reply(body).error(), errc::malformed);
+  }
+  // A reply array whose elements declare more than the body holds.
+  std::string body = "\x92\x05" + huge_array;
+  EXPECT_EQ(decode_reply(body).error(), errc::malformed);
+  // Wrong shapes: nil, a map, a string, arguments that are not strings.
+  EXPECT_EQ(decode_request(runtime::pack(msgpack::type::nil_t())).error(), errc::malformed);
+  EXPECT_EQ(decode_request(runtime::pack(std::map<std::string, int>{{"GET", 1}})).error(),
+            errc::malformed);
+  EXPECT_EQ(decode_request(runtime::pack(std::string("GET"))).error(), errc::malformed);
+  EXPECT_EQ(decode_request(runtime::pack(std::make_tuple(std::string("GET"), 1))).error(),
+            errc::malformed);
+  EXPECT_EQ(decode_reply(runtime::pack(std::vector<int>{})).error(), errc::malformed);
+  EXPECT_EQ(decode_reply(runtime::pack(std::make_tuple(3, 1))).error(), errc::malformed);
+  EXPECT_EQ(decode_reply(runtime::pack(std::make_tuple(6, 999))).error(), errc::malformed);
 }
 
 }  // namespace

@@ -2,8 +2,10 @@
 #include <signal.h>
 
 #include <chrono>
+#include <map>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -68,4 +70,36 @@ TEST_F(CacheWorker, ValueWithTtlIsThereAtOnceAndGoneAfterExpiry) {
                                                     std::make_tuple(std::string("size")));
     return n && std::get<1>(*n) == 0;
   }));
+}
+
+TEST_F(CacheWorker, GarbageCallsAndCastsNeitherCrashItNorStopItServing) {
+  std::string deep(10'000, '\x91');
+  // Well-formed terms of the wrong shape: each call is answered with an error.
+  std::vector<std::string> wrong_shape = {
+      rt::pack(std::vector<int>{}),
+      rt::pack(std::string("get")),
+      rt::pack(msgpack::type::nil_t()),
+      rt::pack(std::map<std::string, int>{{"get", 1}}),
+      rt::pack(std::make_tuple(1, 2)),
+      rt::pack(std::make_tuple(std::string("get"))),
+      rt::pack(std::make_tuple(std::string("get"), 1, 2)),
+      rt::pack(std::make_tuple(std::string("put"), 1, 2, std::string("ttl"))),
+  };
+  for (const auto& body : wrong_shape) {
+    auto r = rt::call_message(std::string("cache"), body, t::scaled(5s));
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(r->as<reply>().value_or(reply()), reply("error", "bad_request"));
+    ASSERT_TRUE(rt::send_message(std::string("cache"), rt::kind::cast, {}, body));
+  }
+  // Bytes that are not a bounded msgpack term at all, as casts (a call would
+  // only time out: the mailbox drops them before the server sees them).
+  for (std::string body : {std::string("\xc1"), std::string("\xdd\x80\x00\x00\x00", 5),
+                           std::string("\xdb\xff\xff\xff\xff", 5), deep + '\xc0'}) {
+    ASSERT_TRUE(rt::send_message(std::string("cache"), rt::kind::cast, {}, body));
+  }
+  ASSERT_TRUE(rt::cast(std::string("cache"),
+                       std::make_tuple(std::string("put"), std::string("k"), std::string("v"))));
+  auto r = get("k");
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(*r, reply("ok", "v"));
 }

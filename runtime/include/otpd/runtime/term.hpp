@@ -19,20 +19,43 @@ template <class T>
   return {buf.data(), buf.size()};
 }
 
-// Decodes bytes into T. Malformed bytes or a term of another shape are an
-// error value (errc::malformed), never an exception to the caller.
+// The one set of bounds every decoder of untrusted bodies uses: container
+// element counts, string/bin/ext sizes and nesting depth. Generous enough for
+// every legal message (bodies up to 64 MiB, terms nested 256 deep), small
+// enough that no declared size makes the decoder reserve memory out of
+// proportion to the bytes it was given.
+[[nodiscard]] const msgpack::unpack_limit& decode_limits() noexcept;
+
+// Checks that bytes hold exactly one msgpack term within decode_limits(),
+// without building it. Also refuses a term whose declared array and map
+// counts add up to more elements than there are bytes left (each element
+// takes at least one byte): msgpack-cxx reserves a container's declared
+// count before reading it, so a 5-byte body declaring 2^31 elements would
+// otherwise ask for ~50 GiB. errc::malformed when not.
+[[nodiscard]] core::Result<void> check_term(std::string_view bytes) noexcept;
+
+// Decodes one term from untrusted bytes: check_term, then msgpack::unpack
+// under decode_limits(). Strings and bins are copied into the handle, so it
+// does not borrow bytes. errc::malformed on any failure, never an exception.
+[[nodiscard]] core::Result<msgpack::object_handle> decode_term(std::string_view bytes) noexcept;
+
+// Decodes bytes into T (through decode_term). Malformed bytes or a term of
+// another shape are an error value (errc::malformed), never an exception.
 template <class T>
 [[nodiscard]] core::Result<T> unpack(std::string_view bytes) noexcept {
+  auto oh = decode_term(bytes);
+  if (!oh) {
+    return oh.error();
+  }
   try {
-    msgpack::object_handle oh = msgpack::unpack(bytes.data(), bytes.size());
-    return oh.get().as<T>();
+    return oh->get().template as<T>();
   } catch (...) {
     return core::errc::malformed;
   }
 }
 
-// True when bytes hold exactly one well-formed msgpack term (or nothing).
-// Checks without building the term, so it is cheap enough for every message.
+// True when bytes hold nothing or pass check_term. Checks without building
+// the term, so it is cheap enough for every message.
 [[nodiscard]] bool is_valid_term(std::string_view bytes) noexcept;
 
 }  // namespace otpd::runtime

@@ -1,0 +1,96 @@
+// Bounded decoding of untrusted bodies: runtime::check_term / decode_term and
+// everything built on them (unpack, is_valid_term, the mailbox's check).
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <otpd/runtime/term.hpp>
+
+namespace rt = otpd::runtime;
+using otpd::core::errc;
+
+namespace {
+
+// A msgpack array32/map32 header declaring n elements, followed by tail.
+std::string declared(unsigned char tag, std::uint32_t n, std::string tail = {}) {
+  std::string s(1, static_cast<char>(tag));
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    s.push_back(static_cast<char>((n >> shift) & 0xff));
+  }
+  return s + tail;
+}
+
+std::string nested(int depth) {
+  std::string s(static_cast<std::size_t>(depth), '\x91');  // fixarray of 1
+  return s + '\xc0';
+}
+
+template <class F>
+std::chrono::milliseconds timed(F f) {
+  auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               t0);
+}
+
+}  // namespace
+
+TEST(DecodeLimits, HugeDeclaredArrayIsRefusedFastWithoutAllocating) {
+  // 2^31 elements declared in a 5-byte frame: msgpack-cxx alone would try to
+  // reserve 2^31 objects (48 GiB) before finding the bytes missing.
+  for (std::uint32_t n : {std::uint32_t{1} << 31, std::uint32_t{1} << 24, 1000u}) {
+    auto body = declared(0xdd, n, std::string(16, '\xc0'));
+    auto took = timed([&] {
+      EXPECT_EQ(rt::decode_term(body).error(), errc::malformed) << n;
+      EXPECT_FALSE(rt::check_term(body)) << n;
+      EXPECT_FALSE(rt::is_valid_term(body)) << n;
+      EXPECT_FALSE(rt::unpack<std::vector<int>>(body)) << n;
+    });
+    EXPECT_LT(took, std::chrono::milliseconds(500)) << n;
+  }
+}
+
+TEST(DecodeLimits, HugeDeclaredMapIsRefused) {
+  auto body = declared(0xdf, std::uint32_t{1} << 31, std::string(16, '\xc0'));
+  EXPECT_EQ(rt::decode_term(body).error(), errc::malformed);
+  // Nested: each container is small, but together they declare more than the bytes.
+  std::string inner = declared(0xdd, 100);
+  std::string body2 = "\x94" + inner + inner + inner + inner;
+  EXPECT_EQ(rt::decode_term(body2).error(), errc::malformed);
+}
+
+TEST(DecodeLimits, HugeDeclaredStringIsRefused) {
+  std::string body =
+      "\xdb\xff\xff\xff\xff"
+      "abc";  // str32 of 4 GiB, 3 bytes given
+  EXPECT_EQ(rt::decode_term(body).error(), errc::malformed);
+  body[0] = '\xc6';  // bin32
+  EXPECT_EQ(rt::decode_term(body).error(), errc::malformed);
+}
+
+TEST(DecodeLimits, DeepNestingIsRefusedButOrdinaryNestingPasses) {
+  EXPECT_TRUE(rt::decode_term(nested(200)));
+  EXPECT_EQ(rt::decode_term(nested(300)).error(), errc::malformed);
+  EXPECT_EQ(rt::decode_term(nested(1'000'000)).error(), errc::malformed);
+  EXPECT_FALSE(rt::is_valid_term(nested(300)));
+}
+
+TEST(DecodeLimits, LegalTermsStillDecode) {
+  // A 64 MiB body (the frame limit, less the array header) and a full array.
+  std::string big(rt::decode_limits().bin() - 16, 'x');
+  auto back = rt::unpack<std::vector<std::string>>(rt::pack(std::vector<std::string>{big}));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->at(0).size(), big.size());
+  std::vector<int> ints(100'000, 7);
+  EXPECT_EQ(rt::unpack<std::vector<int>>(rt::pack(ints)).value_or(std::vector<int>{}), ints);
+  EXPECT_TRUE(rt::is_valid_term(""));
+  EXPECT_EQ(rt::decode_term("").error(), errc::malformed);
+}
+
+TEST(DecodeLimits, TrailingBytesAndTruncationAreRefused) {
+  EXPECT_EQ(rt::decode_term(rt::pack(1) + "x").error(), errc::malformed);
+  auto s = rt::pack(std::string("hello"));
+  EXPECT_EQ(rt::decode_term(s.substr(0, s.size() - 1)).error(), errc::malformed);
+}
