@@ -8,7 +8,9 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string text(reinterpret_cast<const char*>(data), size);
-  std::string message;
-  std::ignore = otpd::supervisor::parse_config(text, "fuzz.yaml", message);
+  auto r = otpd::supervisor::parse_config(text, "fuzz.yaml");
+  if (!r) {
+    std::ignore = r.message();  // every error has a message to give
+  }
   return 0;
 }

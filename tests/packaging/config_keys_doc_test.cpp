@@ -86,19 +86,19 @@ TEST(ConfigManPage, DocumentsNoKeyTheLoaderRejects) {
 // The lists are what the loader checks, not a copy: a documented key is
 // accepted, and a key outside them is refused.
 TEST(ConfigManPage, KeyListsAreWhatTheLoaderChecks) {
-  std::string msg;
-  EXPECT_TRUE(otpd::supervisor::parse_config(
+  auto ok = otpd::supervisor::parse_config(
       "node: {name: n, path: [/bin]}\n"
       "supervisor: {strategy: one_for_one, children: [{id: a, command: [true], "
       "stdout: {file: /tmp/x, rotate: false}, backoff: {jitter: 0.2}, "
       "readiness: {command: [true], interval: 5}}]}\n",
-      "test.yaml", msg))
-      << msg;
+      "test.yaml");
+  EXPECT_TRUE(ok) << ok.message();
   for (std::string_view k : keys::node) {
     std::string text = std::string("node: {") + std::string(k) + ": x, bogus: 1}\n" +
                        "supervisor: {strategy: one_for_one}\n";
-    EXPECT_FALSE(otpd::supervisor::parse_config(text, "test.yaml", msg));
-    EXPECT_NE(msg.find("node.bogus: unknown key"), std::string::npos) << msg;
+    auto r = otpd::supervisor::parse_config(text, "test.yaml");
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.message().find("node.bogus: unknown key"), std::string::npos) << r.message();
   }
 }
 
