@@ -44,6 +44,8 @@ const char* to_string(errc e) noexcept {
       return "shutting down";
     case errc::busy:
       return "busy";
+    case errc::corrupt:
+      return "corrupt data";
   }
   return "unknown error";
 }

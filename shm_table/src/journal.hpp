@@ -31,11 +31,12 @@ namespace otpd::shm_table {
 namespace fault_injection {
 extern int crash_at;  // per process: set only in a test's forked child
 extern int crash_points;
+extern int crash_signal;
 
-// A crash point: dies here when a test asked for this one.
+// A crash point: dies (or stops) here when a test asked for this one.
 inline void point() noexcept {
   if (crash_at != 0 && ++crash_points == crash_at) {
-    ::raise(SIGKILL);
+    ::raise(crash_signal);
   }
 }
 }  // namespace fault_injection
@@ -67,13 +68,20 @@ class writer {
       return;
     }
     if (n_ != 0) {
-      t_.undo(s_);
+      (void)t_.undo(s_);
     }
     seq_write_end(t_.stripe(s_).seq);
     t_.unlock(s_);
   }
 
   [[nodiscard]] bool ok() const { return locked_; }
+  // Rolls back and answers errc::corrupt: the write met an index or a length
+  // that no writer leaves (random bytes in the segment), or the segment was
+  // shrunk under it.
+  [[nodiscard]] std::error_code corrupt() {
+    rollback();
+    return core::make_error_code(core::errc::corrupt);
+  }
   [[nodiscard]] std::error_code error() const { return ec_; }
 
   // Journals the current bytes of [p, p+len) before the caller changes them.
@@ -113,7 +121,7 @@ class writer {
     fault_injection::point();
   }
   void rollback() {
-    t_.undo(s_);
+    (void)t_.undo(s_);
     n_ = 0;
     reset_cursor();
   }

@@ -11,8 +11,9 @@
 //   header | stripe headers | bucket arrays | link arrays | slot arrays |
 //   undo journals
 // Every array holds one run per stripe, stripe 0 first; plan_layout() below
-// computes the offsets and the creator stores them in the header, so an
-// opener takes them from there.
+// computes the offsets and the creator stores them in the header; an opener
+// recomputes them from the header's options and refuses a header whose
+// offsets differ (table::impl::bind).
 
 #include <pthread.h>
 

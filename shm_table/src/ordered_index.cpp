@@ -71,9 +71,12 @@ std::uint32_t find_ordered(const table::impl& t, std::string_view key, std::uint
   return nil;
 }
 
-void skip_link(const table::impl& t, writer& w, std::uint32_t s, std::uint32_t idx,
+bool skip_link(const table::impl& t, writer& w, std::uint32_t s, std::uint32_t idx,
                std::string_view key) {
   stripe_hdr& sh = t.stripe(s);
+  if (std::uint32_t cur = ld(sh.level); cur == 0 || cur > max_level) {
+    return false;
+  }
   slot_hdr* sl = t.slot(s, idx);
   std::uint32_t update[max_level];
   find_ordered(t, key, update);
@@ -93,10 +96,15 @@ void skip_link(const table::impl& t, writer& w, std::uint32_t s, std::uint32_t i
     w.save_field(pf[l]);
     st(pf[l], idx);
   }
+  return true;
 }
 
-void skip_unlink(const table::impl& t, writer& w, std::uint32_t s, std::uint32_t idx) {
+bool skip_unlink(const table::impl& t, writer& w, std::uint32_t s, std::uint32_t idx) {
   stripe_hdr& sh = t.stripe(s);
+  std::uint32_t level = ld(sh.level);
+  if (level == 0 || level > max_level) {
+    return false;
+  }
   slot_hdr* sl = t.slot(s, idx);
   std::uint32_t update[max_level];
   find_ordered(t, t.key_of(sl), update);
@@ -108,21 +116,22 @@ void skip_unlink(const table::impl& t, writer& w, std::uint32_t s, std::uint32_t
       st(pf[l], xf[l]);
     }
   }
-  std::uint32_t level = sh.level;
-  while (level > 1 && sh.head_fwd[level - 1] == nil) {
-    --level;
+  std::uint32_t top = level;
+  while (top > 1 && ld(sh.head_fwd[top - 1]) == nil) {
+    --top;
   }
-  if (level != sh.level) {
+  if (top != level) {
     w.save_field(sh.level);
-    st(sh.level, level);
+    st(sh.level, top);
   }
+  return true;
 }
 
-std::optional<std::string> ordered_last(const table::impl& t) {
+core::Result<std::optional<std::string>> ordered_last(const table::impl& t) {
   // The last live key: walk level 0 keeping the last unexpired one (expired
   // tail entries are skipped).
   std::optional<std::string> out;
-  t.read_stripe(
+  core::errc e = t.read_stripe(
       0,
       [&] {
         out.reset();
@@ -137,12 +146,15 @@ std::optional<std::string> ordered_last(const table::impl& t) {
         }
       },
       4);
+  if (e != core::errc::ok) {
+    return e;
+  }
   return out;
 }
 
-std::optional<std::string> ordered_next(const table::impl& t, std::string_view key) {
+core::Result<std::optional<std::string>> ordered_next(const table::impl& t, std::string_view key) {
   std::optional<std::string> out;
-  t.read_stripe(
+  core::errc e = t.read_stripe(
       0,
       [&] {
         out.reset();
@@ -160,13 +172,16 @@ std::optional<std::string> ordered_next(const table::impl& t, std::string_view k
         }
       },
       4);
+  if (e != core::errc::ok) {
+    return e;
+  }
   return out;
 }
 
-std::vector<entry> ordered_range(const table::impl& t, std::string_view lo, std::string_view hi,
-                                 std::size_t limit) {
+core::Result<std::vector<entry>> ordered_range(const table::impl& t, std::string_view lo,
+                                               std::string_view hi, std::size_t limit) {
   std::vector<entry> out;
-  t.read_stripe(
+  core::errc e = t.read_stripe(
       0,
       [&] {
         out.clear();
@@ -187,6 +202,9 @@ std::vector<entry> ordered_range(const table::impl& t, std::string_view lo, std:
         }
       },
       4);
+  if (e != core::errc::ok) {
+    return e;
+  }
   return out;
 }
 

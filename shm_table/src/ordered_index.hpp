@@ -23,19 +23,25 @@ namespace otpd::shm_table::detail {
 // null), and the node holding key or nil.
 std::uint32_t find_ordered(const table::impl& t, std::string_view key, std::uint32_t* update);
 
-// Links the new slot idx, whose key is key, at a random level.
-void skip_link(const table::impl& t, writer& w, std::uint32_t s, std::uint32_t idx,
-               std::string_view key);
+// Links the new slot idx, whose key is key, at a random level. False (the
+// caller answers errc::corrupt) when the list's level is out of range.
+[[nodiscard]] bool skip_link(const table::impl& t, writer& w, std::uint32_t s, std::uint32_t idx,
+                             std::string_view key);
 // Unlinks slot idx, lowering the list's level when its top levels empty.
-void skip_unlink(const table::impl& t, writer& w, std::uint32_t s, std::uint32_t idx);
+// False when the list's level is out of range.
+[[nodiscard]] bool skip_unlink(const table::impl& t, writer& w, std::uint32_t s, std::uint32_t idx);
 
-// Lock-free walks (retried until they saw a stable list).
+// Lock-free walks (retried until they saw a stable list; errc::busy or
+// errc::corrupt as read_stripe says).
 // The last live key.
-[[nodiscard]] std::optional<std::string> ordered_last(const table::impl& t);
+[[nodiscard]] core::Result<std::optional<std::string>> ordered_last(const table::impl& t);
 // The first live key after key.
-[[nodiscard]] std::optional<std::string> ordered_next(const table::impl& t, std::string_view key);
+[[nodiscard]] core::Result<std::optional<std::string>> ordered_next(const table::impl& t,
+                                                                    std::string_view key);
 // Up to limit live entries from lo (inclusive) to hi (exclusive; "" = no end).
-[[nodiscard]] std::vector<entry> ordered_range(const table::impl& t, std::string_view lo,
-                                               std::string_view hi, std::size_t limit);
+[[nodiscard]] core::Result<std::vector<entry>> ordered_range(const table::impl& t,
+                                                             std::string_view lo,
+                                                             std::string_view hi,
+                                                             std::size_t limit);
 
 }  // namespace otpd::shm_table::detail

@@ -19,6 +19,8 @@
 // change means a write overlapped, and the reader retries.
 
 #include <pthread.h>
+#include <signal.h>
+#include <time.h>
 
 #include <atomic>
 #include <cerrno>
@@ -47,48 +49,103 @@ inline void cpu_relax() {
 // EOWNERDEAD instead of hanging.
 void init_robust_mutex(pthread_mutex_t* m);
 
+// Whether m's kind word is the one init_robust_mutex writes. A mutex whose
+// kind was overwritten (random bytes in the segment) may act as another type
+// entirely, so it is refused before glibc sees it.
+[[nodiscard]] bool robust_mutex_kind_ok(const pthread_mutex_t& m) noexcept;
+
+// After a lock attempt timed out: whether the lock word names a live thread
+// that glibc itself recorded as the owner (the word and the owner field
+// agree). If not, the word is garbage nobody will ever release: corrupt.
+[[nodiscard]] bool robust_mutex_holder_alive(const pthread_mutex_t& m) noexcept;
+
 // The repair policy of an area that needs none.
 struct no_repair {
-  void repair() const noexcept {}
+  [[nodiscard]] bool repair() const noexcept { return true; }
   [[nodiscard]] bool dirty() const noexcept { return false; }
 };
 
-// Locks m. Policy has repair(), run with m held when a previous holder died
-// (before the mutex is made consistent again), and dirty(), true when a
-// normally acquired area still shows a half-done write (then repair() runs
-// too). Returns 0 or the pthread error (then m is not held).
+// What robust_lock answers besides 0 (held).
+// ETIMEDOUT: a live thread held m for all of wait_ms (errc::busy).
+// ENOTRECOVERABLE: m cannot be used: its kind word is not ours, glibc
+// refuses it (ENOTRECOVERABLE, EINVAL, EDEADLK), its lock word names no live
+// owner, or the repair of a dead holder's half-done write failed
+// (errc::corrupt).
+constexpr int lock_busy = ETIMEDOUT;
+constexpr int lock_corrupt = ENOTRECOVERABLE;
+
+// Locks m, waiting at most wait_ms (CLOCK_MONOTONIC): random bytes in a lock
+// word could otherwise block pthread_mutex_lock forever. Policy has repair()
+// (false: the area cannot be repaired), run with m held when a previous
+// holder died (before the mutex is made consistent again), and dirty(), true
+// when a normally acquired area still shows a half-done write (then repair()
+// runs too). Returns 0 (m held), lock_busy or lock_corrupt (m not held). A
+// failed repair of a dead holder's write leaves m unrecoverable for good
+// (unlocked without pthread_mutex_consistent): every later locker gets
+// lock_corrupt, as it should, since nobody knows the area's state.
 template <class Policy>
-[[nodiscard]] int robust_lock(pthread_mutex_t& m, const Policy& policy) noexcept {
-  int rc = ::pthread_mutex_lock(&m);
+[[nodiscard]] int robust_lock(pthread_mutex_t& m, const Policy& policy, int wait_ms) noexcept {
+  if (!robust_mutex_kind_ok(m)) {
+    return lock_corrupt;
+  }
+  timespec until{};
+  ::clock_gettime(CLOCK_MONOTONIC, &until);
+  until.tv_sec += wait_ms / 1000;
+  until.tv_nsec += static_cast<long>(wait_ms % 1000) * 1'000'000L;
+  if (until.tv_nsec >= 1'000'000'000L) {
+    until.tv_sec += 1;
+    until.tv_nsec -= 1'000'000'000L;
+  }
+  int rc = ::pthread_mutex_clocklock(&m, CLOCK_MONOTONIC, &until);
   if (rc == EOWNERDEAD) {
-    policy.repair();
+    if (!policy.repair()) {
+      ::pthread_mutex_unlock(&m);
+      return lock_corrupt;
+    }
     ::pthread_mutex_consistent(&m);
     return 0;
   }
-  if (rc != 0) {
-    return rc;
+  if (rc == ETIMEDOUT) {
+    return robust_mutex_holder_alive(m) ? lock_busy : lock_corrupt;
   }
-  if (policy.dirty()) {
-    policy.repair();
+  if (rc != 0) {
+    return lock_corrupt;
+  }
+  if (policy.dirty() && !policy.repair()) {
+    ::pthread_mutex_unlock(&m);
+    return lock_corrupt;
   }
   return 0;
 }
 
 // For a reader that keeps seeing a write in flight: checks, without
-// blocking, whether the writer is dead, and repairs the area if so.
+// blocking, whether the writer is dead, and repairs the area if so. Returns
+// 0 (repaired, or nothing to do), lock_busy (held by a live thread) or
+// lock_corrupt.
 template <class Policy>
-void robust_try_repair(pthread_mutex_t& m, const Policy& policy) noexcept {
+[[nodiscard]] int robust_try_repair(pthread_mutex_t& m, const Policy& policy) noexcept {
+  if (!robust_mutex_kind_ok(m)) {
+    return lock_corrupt;
+  }
   int rc = ::pthread_mutex_trylock(&m);
   if (rc == EOWNERDEAD) {
-    policy.repair();
+    if (!policy.repair()) {
+      ::pthread_mutex_unlock(&m);
+      return lock_corrupt;
+    }
     ::pthread_mutex_consistent(&m);
     ::pthread_mutex_unlock(&m);
-  } else if (rc == 0) {
-    if (policy.dirty()) {
-      policy.repair();
-    }
-    ::pthread_mutex_unlock(&m);
+    return 0;
   }
+  if (rc == EBUSY) {
+    return robust_mutex_holder_alive(m) ? lock_busy : lock_corrupt;
+  }
+  if (rc != 0) {
+    return lock_corrupt;
+  }
+  bool ok = !policy.dirty() || policy.repair();
+  ::pthread_mutex_unlock(&m);
+  return ok ? 0 : lock_corrupt;
 }
 
 // --- the seqlock -------------------------------------------------------------

@@ -13,7 +13,11 @@
 // entry each beyond it (bounded by the number of concurrent writers).
 //
 // Every function runs inside a writer (the stripe locked, each store
-// journaled first). Header-only: they sit on the insert path.
+// journaled first). Header-only: they sit on the insert path. Every index
+// and length they read from the segment is checked before it is used (any
+// process of the node can write random bytes there): the ones returning
+// bool answer false on one out of range, and the caller rolls back with
+// errc::corrupt.
 
 #include <cstdint>
 #include <cstring>
@@ -25,17 +29,28 @@
 
 namespace otpd::shm_table::detail {
 
-// Unlinks slot idx from the stripe's index and returns it to the pool.
-inline void free_slot(const table::impl& t, writer& w, std::uint32_t s, std::uint32_t idx) {
+// A free-list or chain index read from the segment: a slot, or nil.
+[[nodiscard]] inline bool index_ok(const table::impl& t, std::uint32_t x) {
+  return x == nil || x < t.spp;
+}
+
+// Unlinks slot idx (< spp) from the stripe's index and returns it to the pool.
+[[nodiscard]] inline bool free_slot(const table::impl& t, writer& w, std::uint32_t s,
+                                    std::uint32_t idx) {
   stripe_hdr& sh = t.stripe(s);
   slot_hdr* sl = t.slot(s, idx);
   if (t.type == table_type::ordered_set) {
-    skip_unlink(t, w, s, idx);
+    if (!skip_unlink(t, w, s, idx)) {
+      return false;
+    }
   } else {
     hash_unlink(t, w, s, idx);
   }
   // Push on the free list (doubly linked: a free slot's hash field is its prev).
-  std::uint32_t old = sh.free_head;
+  std::uint32_t old = ld(sh.free_head);
+  if (!index_ok(t, old)) {
+    return false;
+  }
   slot_link& me = t.link(s, idx);
   w.save(sl, sizeof(slot_hdr));
   w.save(&me, sizeof me);
@@ -52,6 +67,7 @@ inline void free_slot(const table::impl& t, writer& w, std::uint32_t s, std::uin
   st(me.next, old);
   st(me.hash, nil);
   st(sh.free_head, idx);
+  return true;
 }
 
 // The entry to evict from stripe s (never exclude), or nil.
@@ -83,47 +99,59 @@ inline std::uint32_t pick_victim(const table::impl& t, std::uint32_t s, std::int
   return best;
 }
 
+enum class room { ok, full, corrupt };
+
 // Makes room for need_slot / extra bytes in stripe s, evicting by policy.
-inline bool make_room(const table::impl& t, writer& w, std::uint32_t s, bool need_slot,
-                      std::uint64_t extra_bytes, std::int64_t now, std::uint32_t exclude) {
+[[nodiscard]] inline room make_room(const table::impl& t, writer& w, std::uint32_t s,
+                                    bool need_slot, std::uint64_t extra_bytes, std::int64_t now,
+                                    std::uint32_t exclude) {
   stripe_hdr& sh = t.stripe(s);
   for (;;) {
     bool slot_ok = !need_slot || (sh.free_head != nil && t.total_count() < t.max_entries);
     bool bytes_ok = !t.bytes_bind || t.total_bytes() + extra_bytes <= t.max_bytes;
     if (slot_ok && bytes_ok) {
-      return true;
+      return room::ok;
     }
     std::uint32_t v = nil;
     // Expired entries go first, whatever the policy.
     v = pick_victim(t, s, now, exclude);
     if (v == nil) {
-      return false;
+      return room::full;
     }
     if (t.policy == eviction::none && !table::impl::expired(t.slot(s, v), now)) {
-      return false;
+      return room::full;
     }
     // Each eviction commits on its own: one insert may evict many small
     // entries, more than one journal holds. An eviction is a complete change,
     // so a crash after it leaves a consistent table (without the victim).
-    free_slot(t, w, s, v);
+    if (!free_slot(t, w, s, v)) {
+      return room::corrupt;
+    }
     w.commit();
   }
 }
 
 // Takes a slot from the pool and links a new entry. Caller made room.
-inline void link_new(const table::impl& t, writer& w, std::uint32_t s, std::uint64_t h,
-                     std::string_view key, std::string_view value, std::int64_t expire) {
+[[nodiscard]] inline bool link_new(const table::impl& t, writer& w, std::uint32_t s,
+                                   std::uint64_t h, std::string_view key, std::string_view value,
+                                   std::int64_t expire) {
   stripe_hdr& sh = t.stripe(s);
   bool ordered = t.type == table_type::ordered_set;
   // Slots are taken in free-list order, so entries inserted together sit
   // together: a reader walking them in that order stays on a few pages.
-  std::uint32_t idx = sh.free_head;
+  std::uint32_t idx = ld(sh.free_head);
+  if (idx >= t.spp) {
+    return false;
+  }
   slot_hdr* sl = t.slot(s, idx);
   slot_link& me = t.link(s, idx);
+  std::uint32_t prev = ld(me.hash);
+  std::uint32_t next = ld(me.next);
+  if (!index_ok(t, prev) || !index_ok(t, next)) {
+    return false;
+  }
   w.save(sl, t.payload_off);  // header (+ forward pointers)
   w.save(&me, sizeof me);
-  std::uint32_t prev = me.hash;
-  std::uint32_t next = me.next;
   if (prev == nil) {
     w.save_field(sh.free_head);
     st(sh.free_head, next);
@@ -146,7 +174,9 @@ inline void link_new(const table::impl& t, writer& w, std::uint32_t s, std::uint
     st(sl->atime, __atomic_add_fetch(&sh.lru_clock, 1, __ATOMIC_RELAXED));
   }
   if (ordered) {
-    skip_link(t, w, s, idx, key);
+    if (!skip_link(t, w, s, idx, key)) {
+      return false;
+    }
   } else {
     hash_link(t, w, s, h, idx);
   }
@@ -154,14 +184,21 @@ inline void link_new(const table::impl& t, writer& w, std::uint32_t s, std::uint
   w.save_field(sh.bytes);
   st(sh.count, sh.count + 1);
   st(sh.bytes, sh.bytes + key.size() + value.size());
+  return true;
 }
 
 // Replaces the value of slot idx in place (readers retry meanwhile).
-inline void overwrite(const table::impl& t, writer& w, std::uint32_t s, std::uint32_t idx,
-                      std::string_view value, std::int64_t expire) {
+[[nodiscard]] inline bool overwrite(const table::impl& t, writer& w, std::uint32_t s,
+                                    std::uint32_t idx, std::string_view value,
+                                    std::int64_t expire) {
   stripe_hdr& sh = t.stripe(s);
   slot_hdr* sl = t.slot(s, idx);
-  char* v = t.key_ptr(sl) + sl->klen;
+  // Read once: the value must end inside the slot, whatever klen says later.
+  std::uint32_t k = ld(sl->klen);
+  if (static_cast<std::uint64_t>(k) + value.size() > t.max_item) {
+    return false;
+  }
+  char* v = t.key_ptr(sl) + k;
   w.save(sl, sizeof(slot_hdr));
   w.save(v, value.size());
   w.save_field(sh.bytes);
@@ -172,6 +209,7 @@ inline void overwrite(const table::impl& t, writer& w, std::uint32_t s, std::uin
   if (t.policy == eviction::lru) {
     st(sl->atime, __atomic_add_fetch(&sh.lru_clock, 1, __ATOMIC_RELAXED));
   }
+  return true;
 }
 
 }  // namespace otpd::shm_table::detail

@@ -2,8 +2,7 @@
 // of any process using it, at any instruction.
 //
 // One segment per table, "/dev/shm/otpd.<node>.<name>", mode 0600, fixed
-// size. Boost.Interprocess maps it (segment.hpp); nothing of Boost lives
-// inside (its mutexes and its allocator are not robust). A set is split into
+// size, mapped by segment.hpp (shm_open, fstat, mmap). A set is split into
 // 2^k stripes by the key's hash, each a small self-contained table with its
 // own lock, seqlock, slot pool, index, counters and undo journal, so a write
 // touches one stripe, takes one lock and fills one journal. Where each part
@@ -37,6 +36,29 @@
 // calls (hash_key and find_set, both always_inline, and the seqlock) is
 // header-only: there is no LTO.
 //
+// Hostile bytes. Other users cannot reach a segment: it is created with
+// O_EXCL and mode 0600, and opened only when owned by our euid with no group
+// or other permission (segment.hpp). Any process of the node's own user can
+// still write anything into it, so nothing read from it is trusted:
+//   - open checks the header against the layout create() would plan for its
+//     options, every size and offset (table_open.cpp), and keeps a copy;
+//   - every index and length read from the segment is bounds-checked before
+//     use, by readers (which clamp, and retry within a step bound) and by
+//     writers (which roll back and answer errc::corrupt);
+//   - the undo journal is copied and every record checked to lie inside
+//     what a writer of its stripe saves before any is applied (journal.cpp);
+//   - locks are taken with a deadline and a lock word of garbage is
+//     errc::corrupt, a live holder past the deadline errc::busy
+//     (robust_lock.hpp); readers behind a write in flight wait as long, then
+//     answer the same (table_impl.hpp's read_stripe, lookup_checked);
+//   - a shrink (ftruncate by the same user cannot be refused) is survived
+//     through a SIGBUS handler that maps zero pages over the lost part of
+//     the mapping and marks the segment damaged: every operation checks the
+//     mark and answers errc::corrupt (segment.hpp says why this and not
+//     sigsetjmp around accesses: no C++ frame is ever skipped, and the fast
+//     path pays one load of the mark).
+// verify() reports what is left: any broken invariant is errc::corrupt.
+//
 // TTL. An entry stores its expiry in CLOCK_MONOTONIC nanoseconds (the same
 // clock in every process): an expired entry is invisible at once to every
 // read, and is reclaimed by sweep() (or overwritten by an insert of its key).
@@ -59,13 +81,15 @@ namespace otpd::shm_table {
 using core::errc;
 using namespace detail;
 
-// The general read: any table type, retried until it saw a stable stripe.
-bool table::impl::lookup_slow(std::uint64_t h, std::string_view key, std::string& out) const {
+// The general read: any table type, retried until it saw a stable stripe
+// (errc::busy / errc::corrupt past the wait bound, as read_stripe says).
+Result<bool> table::impl::lookup_slow(std::uint64_t h, std::string_view key,
+                                      std::string& out) const {
   std::uint32_t s = stripe_of(h);
   bool found = false;
   slot_hdr* hit = nullptr;
   std::int64_t now = 0;
-  read_stripe(s, [&] {
+  errc e = read_stripe(s, [&] {
     found = false;
     std::uint32_t idx = find(*this, s, h, key);
     if (idx == nil) {
@@ -85,49 +109,85 @@ bool table::impl::lookup_slow(std::uint64_t h, std::string_view key, std::string
     found = true;
     hit = sl;
   });
+  if (e != errc::ok) {
+    return e;
+  }
   if (found) {
     touch(s, hit);
   }
   return found;
 }
 
+namespace {
+
+enum class fast { miss, hit, slow };
+
 // The hot path: a set, one optimistic pass with no call besides the value's
 // copy, and few enough instructions that the CPU runs the next lookup's
 // loads while this one's slot is still on its way from memory. Anything
 // unusual (a write in flight, an overlapped write, a TTL, LRU bookkeeping,
-// an ordered_set) takes the general path above.
-bool table::lookup_into(std::string_view key, std::string& out) const {
-  const impl& t = *impl_;
-  if (key.empty() || key.size() > t.max_item) {
-    return false;
-  }
-  std::uint64_t h = t.hash(key);
+// an ordered_set, a damaged segment) takes the general path above.
+[[gnu::always_inline]] inline fast lookup_fast(const table::impl& t, std::uint64_t h,
+                                               std::string_view key, std::string& out) {
   if (t.type != table_type::set || t.policy == eviction::lru) [[unlikely]] {
-    return t.lookup_slow(h, key, out);
+    return fast::slow;
   }
   auto s = static_cast<std::uint32_t>(h & t.smask);
   const stripe_hdr& sh = t.stripe(s);
   std::uint64_t q1 = seq_read_begin(sh.seq);
   std::uint32_t idx = find_set(t, s, h, key);
   if (idx == nil) {
-    if ((q1 & 1) == 0 && seq_read_valid(sh.seq, q1)) {
-      return false;
+    if ((q1 & 1) == 0 && seq_read_valid(sh.seq, q1) && !t.damaged()) {
+      return fast::miss;
     }
-    return t.lookup_slow(h, key, out);
+    return fast::slow;
   }
   const slot_hdr* sl = t.slot(s, idx);
   if (ld(sl->expire_ns) != 0) {
-    return t.lookup_slow(h, key, out);
+    return fast::slow;
   }
   // Lengths clamped to the slot: a torn read copies garbage, never past it.
   std::uint32_t v =
       std::min<std::uint32_t>(ld(sl->vlen), t.max_item - static_cast<std::uint32_t>(key.size()));
   out.resize(v);
   std::memcpy(out.data(), reinterpret_cast<const char*>(sl) + t.payload_off + key.size(), v);
-  if ((q1 & 1) != 0 || !seq_read_valid(sh.seq, q1)) [[unlikely]] {
-    return t.lookup_slow(h, key, out);
+  if ((q1 & 1) != 0 || !seq_read_valid(sh.seq, q1) || t.damaged()) [[unlikely]] {
+    return fast::slow;
   }
-  return true;
+  return fast::hit;
+}
+
+}  // namespace
+
+bool table::lookup_into(std::string_view key, std::string& out) const {
+  const impl& t = *impl_;
+  if (key.empty() || key.size() > t.max_item) {
+    return false;
+  }
+  std::uint64_t h = t.hash(key);
+  fast f = lookup_fast(t, h, key, out);
+  if (f != fast::slow) [[likely]] {
+    return f == fast::hit;
+  }
+  auto r = t.lookup_slow(h, key, out);
+  return r && *r;
+}
+
+Result<bool> table::lookup_checked(std::string_view key, std::string& out) const {
+  const impl& t = *impl_;
+  if (key.empty() || key.size() > t.max_item) {
+    return t.damaged() ? Result<bool>(errc::corrupt) : Result<bool>(false);
+  }
+  std::uint64_t h = t.hash(key);
+  fast f = lookup_fast(t, h, key, out);
+  if (f != fast::slow) {
+    return f == fast::hit;
+  }
+  return t.lookup_slow(h, key, out);
+}
+
+void table::set_wait(std::chrono::milliseconds wait) noexcept {
+  impl_->wait_ms = static_cast<int>(std::clamp<std::int64_t>(wait.count(), 1, 3'600'000));
 }
 
 // Stages of a batch: every key's bucket is requested, then every chain's
@@ -206,18 +266,19 @@ bool table::member(std::string_view key) const {
   std::uint64_t h = t.hash(key);
   std::uint32_t s = t.stripe_of(h);
   bool found = false;
-  t.read_stripe(s, [&] {
+  errc e = t.read_stripe(s, [&] {
     std::uint32_t idx = find(t, s, h, key);
     found = idx != nil && !impl::expired(t.slot(s, idx), core::monotonic_ns());
   });
-  return found;
+  return e == errc::ok && found;
 }
 namespace {
 
-// A consistent copy of the live entries of stripe s (in table order).
+// A consistent copy of the live entries of stripe s (in table order); empty
+// when the stripe stayed busy past the wait bound or is damaged.
 std::vector<entry> snapshot(const table::impl& t, std::uint32_t s) {
   std::vector<entry> out;
-  t.read_stripe(
+  errc e = t.read_stripe(
       s,
       [&] {
         out.clear();
@@ -241,6 +302,9 @@ std::vector<entry> snapshot(const table::impl& t, std::uint32_t s) {
         }
       },
       4);
+  if (e != errc::ok) {
+    out.clear();
+  }
   return out;
 }
 

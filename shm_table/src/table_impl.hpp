@@ -31,7 +31,9 @@
 // returns them. A reader that keeps seeing an odd counter tries the mutex
 // (trylock, never blocking): an EOWNERDEAD there means the writer is dead,
 // and the reader repairs the stripe itself, so readers never wait on a dead
-// process.
+// process. Nor forever on a live one: past wait_ms (a writer stopped by
+// SIGSTOP, a counter left odd by random bytes) the read answers errc::busy
+// or errc::corrupt.
 
 #include <sched.h>
 #include <unistd.h>
@@ -47,7 +49,9 @@
 #include "layout.hpp"
 #include "robust_lock.hpp"
 #include "segment.hpp"
+#include <fmt/format.h>
 
+#include <otpd/core/clock.hpp>
 #include <otpd/core/log.hpp>
 #include <otpd/core/result.hpp>
 #include <otpd/shm_table/table.hpp>
@@ -84,34 +88,19 @@ struct table::impl {
   char* slots = nullptr;
   char* journals = nullptr;
   mutable std::uint64_t repairs = 0;
+  mutable bool journal_damage_logged = false;
 
-  // Points the view at the segment's arrays, as its header places them.
-  void bind() {
-    hdr = reinterpret_cast<detail::seg_header*>(base);
-    type = static_cast<table_type>(hdr->type);
-    access = static_cast<access_mode>(hdr->access);
-    policy = static_cast<eviction>(hdr->policy);
-    stripes = hdr->stripes;
-    smask = stripes - 1;
-    spp = hdr->slots_per_stripe;
-    bpp = hdr->buckets_per_stripe;
-    bmask = bpp == 0 ? 0 : bpp - 1;
-    slot_size = hdr->slot_size;
-    stripe_bytes = static_cast<std::uint64_t>(spp) * slot_size;
-    payload_off = hdr->payload_off;
-    max_item = hdr->max_item_bytes;
-    hash_seed = hdr->hash_seed;
-    max_entries = hdr->max_entries;
-    max_bytes = hdr->max_bytes;
-    bytes_bind = max_bytes < static_cast<std::uint64_t>(max_entries) * max_item;
-    journal_bytes = hdr->journal_bytes;
-    seg_size = hdr->segment_size;
-    stripe_p = reinterpret_cast<detail::stripe_hdr*>(base + hdr->stripes_off);
-    buckets = reinterpret_cast<std::uint32_t*>(base + hdr->buckets_off);
-    links = reinterpret_cast<detail::slot_link*>(base + hdr->links_off);
-    slots = base + hdr->slots_off;
-    journals = base + hdr->journals_off;
-  }
+  // How long a write waits for its stripe's lock, and a read for a write in
+  // flight to end, before errc::busy (table::set_wait).
+  int wait_ms = 2000;
+
+  // Checks the segment's header and points the view at the segment's
+  // arrays, as the header places them. The header is copied first and only
+  // the copy is used, here and after: another process rewriting the header
+  // later changes nothing we rely on. errc::corrupt (with what is wrong)
+  // unless the header is exactly one that create() writes for a segment of
+  // this size.
+  [[nodiscard]] core::Result<void> bind();
 
   [[nodiscard]] std::uint64_t hash(std::string_view key) const {
     return detail::hash_key(key, hash_seed);
@@ -157,6 +146,9 @@ struct table::impl {
     return {key_ptr(sl) + k, v};
   }
 
+  // Someone shrank the segment under us (segment.hpp): answer corrupt.
+  [[nodiscard]] bool damaged() const noexcept { return seg->damaged(); }
+
   [[nodiscard]] bool writable() const {
     return access == access_mode::public_table || detail::ld(hdr->owner_pid) == ::getpid();
   }
@@ -199,34 +191,56 @@ struct table::impl {
   // --- the stripe's lock ---------------------------------------------------
 
   // Rolls the stripe back to its last committed state (journal.cpp). Caller
-  // holds the lock.
-  void undo(std::uint32_t s) const;
+  // holds the lock. False when the journal itself is damaged (a record
+  // outside what a writer of this stripe saves): the stripe is corrupt.
+  [[nodiscard]] bool undo(std::uint32_t s) const;
 
   // Caller holds the stripe's lock; a previous holder died (or left a mark).
-  void repair(std::uint32_t s) const {
-    undo(s);
+  [[nodiscard]] bool repair(std::uint32_t s) const {
+    if (!undo(s)) {
+      // Once per table object: readers meet it on every retry.
+      if (!journal_damage_logged) {
+        journal_damage_logged = true;
+        core::log_error("shm_table {}: stripe {} has a damaged undo journal; not repaired", name,
+                        s);
+      }
+      return false;
+    }
     detail::seq_repair(stripe(s).seq);
     ++repairs;
     __atomic_add_fetch(&hdr->repairs, 1, __ATOMIC_RELAXED);
     core::log_warn("shm_table {}: repaired stripe {} after a writer died in it", name, s);
+    return true;
   }
 
   // The table's repair policy for robust_lock: replay the undo journal.
   struct stripe_repair {
     const impl& t;
     std::uint32_t s;
-    void repair() const { t.repair(s); }
+    [[nodiscard]] bool repair() const { return t.repair(s); }
     [[nodiscard]] bool dirty() const {
       return detail::ld(t.journal(s)->n) != 0 || (detail::ld(t.stripe(s).seq) & 1) != 0;
     }
   };
 
-  // Locks stripe s, repairing it when its previous holder died.
+  [[nodiscard]] static core::errc lock_errc(int rc) {
+    return rc == detail::lock_busy ? core::errc::busy : core::errc::corrupt;
+  }
+
+  // Locks stripe s, repairing it when its previous holder died: errc::busy
+  // when a live process held it for all of wait_ms, errc::corrupt when the
+  // lock or the journal is damaged.
   [[nodiscard]] core::Result<void> lock(std::uint32_t s) const {
-    int rc = detail::robust_lock(stripe(s).mutex, stripe_repair{*this, s});
+    if (damaged()) {
+      return core::errc::corrupt;
+    }
+    int rc = detail::robust_lock(stripe(s).mutex, stripe_repair{*this, s}, wait_ms);
     if (rc != 0) {
-      core::log_error("shm_table {}: unable to lock stripe {}: {}", name, s, std::strerror(rc));
-      return core::errno_code(rc);
+      core::errc e = lock_errc(rc);
+      return {e, fmt::format("shm_table {}: stripe {}: {}", name, s,
+                             e == core::errc::busy
+                                 ? fmt::format("lock held by a live process for {} ms", wait_ms)
+                                 : std::string("lock or undo journal damaged"))};
     }
     return {};
   }
@@ -234,44 +248,81 @@ struct table::impl {
 
   // A reader seeing a write in flight: spin a little, then yield, checking
   // now and then whether the writer died (and repairing the stripe if so).
-  void settle(std::uint32_t s, std::uint32_t attempt) const {
+  // Past wait_ms: errc::busy while a live process holds the lock (a writer
+  // stopped by SIGSTOP, or very slow), errc::corrupt when the lock is
+  // damaged or the stripe's counter stays odd with nobody holding it.
+  [[nodiscard]] core::errc settle(std::uint32_t s, std::uint32_t attempt,
+                                  std::int64_t& until) const {
     if (attempt < 64) {
       detail::cpu_relax();
-      return;
+      return core::errc::ok;
     }
     if (attempt % 16 == 0) {
-      detail::robust_try_repair(stripe(s).mutex, stripe_repair{*this, s});
+      int rc = detail::robust_try_repair(stripe(s).mutex, stripe_repair{*this, s});
+      if (rc == detail::lock_corrupt) {
+        return core::errc::corrupt;
+      }
+      std::int64_t now = core::monotonic_ns();
+      if (until == 0) {
+        until = now + static_cast<std::int64_t>(wait_ms) * 1'000'000;
+      } else if (now >= until) {
+        return rc == detail::lock_busy ? core::errc::busy : core::errc::corrupt;
+      }
     }
     ::sched_yield();
+    return core::errc::ok;
   }
 
   // Runs fn as a lock-free read of stripe s until it saw a stable stripe.
   // Scans (lock_after > 0) fall back to the lock after that many torn
-  // attempts, so a busy writer cannot starve a long scan.
+  // attempts, so a busy writer cannot starve a long scan. Bounded by
+  // wait_ms: errc::busy or errc::corrupt as settle() says (fn's output is
+  // then to be thrown away), errc::corrupt too when the segment was shrunk.
   template <class Fn>
-  void read_stripe(std::uint32_t s, Fn&& fn, std::uint32_t lock_after = 0) const {
+  [[nodiscard]] core::errc read_stripe(std::uint32_t s, Fn&& fn,
+                                       std::uint32_t lock_after = 0) const {
+    if (damaged()) {
+      return core::errc::corrupt;
+    }
     detail::stripe_hdr& sh = stripe(s);
     std::uint32_t torn = 0;
+    std::int64_t until = 0;
     for (std::uint32_t attempt = 0;; ++attempt) {
       std::uint64_t q1 = detail::seq_read_begin(sh.seq);
       if ((q1 & 1) != 0) {
-        settle(s, attempt);
+        if (core::errc e = settle(s, attempt, until); e != core::errc::ok) {
+          return e;
+        }
         continue;
       }
       fn();
       if (detail::seq_read_valid(sh.seq, q1)) {
-        return;
+        return damaged() ? core::errc::corrupt : core::errc::ok;
       }
-      if (lock_after != 0 && ++torn >= lock_after && lock(s)) {
+      if (lock_after != 0 && ++torn >= lock_after) {
+        auto l = lock(s);
+        if (!l) {
+          return static_cast<core::errc>(l.error().value());
+        }
         fn();
         unlock(s);
-        return;
+        return damaged() ? core::errc::corrupt : core::errc::ok;
+      }
+      // Writes overlapping every attempt: give up at the same bound.
+      if (attempt >= 64 && attempt % 16 == 0) {
+        std::int64_t now = core::monotonic_ns();
+        if (until == 0) {
+          until = now + static_cast<std::int64_t>(wait_ms) * 1'000'000;
+        } else if (now >= until) {
+          return core::errc::busy;
+        }
       }
     }
   }
 
   // The general lookup (any table type), in table.cpp.
-  bool lookup_slow(std::uint64_t h, std::string_view key, std::string& out) const;
+  [[nodiscard]] core::Result<bool> lookup_slow(std::uint64_t h, std::string_view key,
+                                               std::string& out) const;
 };
 
 }  // namespace otpd::shm_table

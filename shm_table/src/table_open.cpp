@@ -13,6 +13,7 @@
 #include "robust_lock.hpp"
 #include "segment.hpp"
 #include "table_impl.hpp"
+#include <fmt/format.h>
 
 #include <otpd/core/clock.hpp>
 #include <otpd/core/log.hpp>
@@ -77,6 +78,88 @@ std::optional<eviction> eviction_from(std::string_view s) noexcept {
   return std::nullopt;
 }
 
+std::uint64_t segment_bytes(const table_options& o) {
+  return plan_layout(o).segment_size;
+}
+
+Result<void> table::impl::bind() {
+  seg_header h;
+  if (seg->size() < sizeof h) {
+    return {errc::corrupt, fmt::format("segment {}: {} bytes, smaller than a header: refused",
+                                       seg->name(), seg->size())};
+  }
+  std::memcpy(&h, base, sizeof h);
+  auto bad = [&](std::string_view what) -> Result<void> {
+    return {errc::corrupt, fmt::format("segment {}: {}: refused", seg->name(), what)};
+  };
+  if (h.version != layout_version) {
+    return {errc::malformed,
+            fmt::format("segment {} has layout version {}; this build reads version {} (a segment "
+                        "of another otpd build: remove_stale() at node start removes it)",
+                        seg->name(), h.version, layout_version)};
+  }
+  if (h.type > 1 || h.access > 1 || h.policy > 2) {
+    return bad("table type, access or eviction out of range");
+  }
+  if (h.max_entries == 0 || h.max_item_bytes == 0 || h.max_item_bytes > (1u << 20)) {
+    return bad("max_entries or max_item_bytes out of range");
+  }
+  if (h.stripes == 0 || h.stripes > 1024 || (h.stripes & (h.stripes - 1)) != 0 ||
+      (h.type == 1 && h.stripes != 1)) {
+    return bad(fmt::format("{} stripes", h.stripes));
+  }
+  // The header must be exactly the one create() writes for these options:
+  // every size and offset is recomputed and compared, so each array lies
+  // inside the segment where the code expects it.
+  table_options o;
+  o.type = static_cast<table_type>(h.type);
+  o.max_entries = h.max_entries;
+  o.max_item_bytes = h.max_item_bytes;
+  o.stripes = h.stripes;
+  table_layout l = plan_layout(o);
+  if (l.stripes != h.stripes || l.slots_per_stripe * l.stripes >= head_node ||
+      l.slots_per_stripe != h.slots_per_stripe || l.buckets_per_stripe != h.buckets_per_stripe ||
+      l.payload_off != h.payload_off || l.slot_size != h.slot_size ||
+      l.journal_bytes != h.journal_bytes || l.stripes_off != h.stripes_off ||
+      l.buckets_off != h.buckets_off || l.links_off != h.links_off || l.slots_off != h.slots_off ||
+      l.journals_off != h.journals_off || l.segment_size != h.segment_size) {
+    return bad("sizes or offsets do not match the table's options");
+  }
+  std::uint64_t cap = static_cast<std::uint64_t>(h.max_entries) * h.max_item_bytes;
+  if (h.max_bytes == 0 || h.max_bytes > cap) {
+    return bad("max_bytes out of range");
+  }
+  if (h.segment_size != seg->size()) {
+    return bad(
+        fmt::format("the header says {} bytes, the segment has {}", h.segment_size, seg->size()));
+  }
+  hdr = reinterpret_cast<seg_header*>(base);
+  type = o.type;
+  access = static_cast<access_mode>(h.access);
+  policy = static_cast<eviction>(h.policy);
+  stripes = h.stripes;
+  smask = stripes - 1;
+  spp = h.slots_per_stripe;
+  bpp = h.buckets_per_stripe;
+  bmask = bpp == 0 ? 0 : bpp - 1;
+  slot_size = h.slot_size;
+  stripe_bytes = static_cast<std::uint64_t>(spp) * slot_size;
+  payload_off = h.payload_off;
+  max_item = h.max_item_bytes;
+  hash_seed = h.hash_seed;
+  max_entries = h.max_entries;
+  max_bytes = h.max_bytes;
+  bytes_bind = max_bytes < cap;
+  journal_bytes = h.journal_bytes;
+  seg_size = h.segment_size;
+  stripe_p = reinterpret_cast<stripe_hdr*>(base + h.stripes_off);
+  buckets = reinterpret_cast<std::uint32_t*>(base + h.buckets_off);
+  links = reinterpret_cast<slot_link*>(base + h.links_off);
+  slots = base + h.slots_off;
+  journals = base + h.journals_off;
+  return {};
+}
+
 table::table(std::unique_ptr<impl> p) noexcept : impl_(std::move(p)) {}
 table::table(table&&) noexcept = default;
 table& table::operator=(table&&) noexcept = default;
@@ -95,7 +178,7 @@ Result<table> table::create(std::string_view node, std::string_view name, const 
   std::string seg_name = segment_name(node, name);
   auto seg = create_segment(seg_name, l.segment_size);
   if (!seg) {
-    return seg.error();
+    return seg.fail();
   }
   auto p = std::make_unique<impl>();
   p->seg = std::move(*seg);
@@ -128,7 +211,10 @@ Result<table> table::create(std::string_view node, std::string_view name, const 
   h->hash_seed = random_seed();
   std::snprintf(h->node, sizeof h->node, "%.*s", static_cast<int>(node.size()), node.data());
   std::snprintf(h->name, sizeof h->name, "%.*s", static_cast<int>(name.size()), name.data());
-  p->bind();
+  if (auto b = p->bind(); !b) {
+    (void)remove_segment(seg_name);
+    return b.fail();
+  }
   for (std::uint32_t s = 0; s < l.stripes; ++s) {
     stripe_hdr& sh = p->stripe(s);
     init_robust_mutex(&sh.mutex);
@@ -163,28 +249,26 @@ Result<table> table::open(std::string_view node, std::string_view name) {
     seg = open_segment(segment_name(node, name));
   }
   if (!seg) {
-    return seg.error();
+    return seg.fail();
   }
   if ((*seg)->size() < sizeof(seg_header)) {
-    return errc::malformed;
+    return {errc::corrupt, fmt::format("segment {}: {} bytes, smaller than a header: refused",
+                                       (*seg)->name(), (*seg)->size())};
   }
   auto* h = reinterpret_cast<seg_header*>((*seg)->base());
   if (!wait_ready(&h->magic, table_magic, ready_timeout_ms)) {
-    return errc::busy;
-  }
-  if (h->version != layout_version || h->segment_size != (*seg)->size()) {
-    core::log_error(
-        "shm_table {}: segment {} has layout version {} and {} bytes; this build reads version {} "
-        "(a segment of another otpd build: remove_stale() at node start removes it)",
-        name, segment_name(node, name), h->version, (*seg)->size(), layout_version);
-    return errc::malformed;
+    return {errc::busy, fmt::format("segment {}: not published by its creator within {} ms",
+                                    (*seg)->name(), ready_timeout_ms)};
   }
   auto p = std::make_unique<impl>();
   p->seg = std::move(*seg);
   p->base = p->seg->base();
   p->node = node;
   p->name = name;
-  p->bind();
+  if (auto b = p->bind(); !b) {
+    core::log_error("shm_table {}: {}", name, b.message());
+    return b.fail();
+  }
   return table(std::move(p));
 }
 

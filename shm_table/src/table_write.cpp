@@ -59,18 +59,34 @@ core::Result<bool> put(const table::impl& t, std::string_view key, std::string_v
     if (only_new && !table::impl::expired(sl, now)) {
       return false;
     }
-    std::uint64_t grow = value.size() > sl->vlen ? value.size() - sl->vlen : 0;
-    if (grow != 0 && !make_room(t, w, s, false, grow, now, idx)) {
-      w.rollback();
-      return errc::table_full;
+    std::uint32_t old = ld(sl->vlen);
+    std::uint64_t grow = value.size() > old ? value.size() - old : 0;
+    if (grow != 0) {
+      if (room r = make_room(t, w, s, false, grow, now, idx); r != room::ok) {
+        if (r == room::full) {
+          w.rollback();
+          return errc::table_full;
+        }
+        return w.corrupt();
+      }
     }
-    overwrite(t, w, s, idx, value, expire);
+    if (!overwrite(t, w, s, idx, value, expire)) {
+      return w.corrupt();
+    }
   } else {
-    if (!make_room(t, w, s, true, key.size() + value.size(), now, nil)) {
-      w.rollback();
-      return errc::table_full;
+    if (room r = make_room(t, w, s, true, key.size() + value.size(), now, nil); r != room::ok) {
+      if (r == room::full) {
+        w.rollback();
+        return errc::table_full;
+      }
+      return w.corrupt();
     }
-    link_new(t, w, s, h, key, value, expire);
+    if (!link_new(t, w, s, h, key, value, expire)) {
+      return w.corrupt();
+    }
+  }
+  if (t.damaged()) {
+    return w.corrupt();
   }
   w.commit();
   return true;
@@ -112,7 +128,9 @@ Result<std::optional<std::string>> table::take(std::string_view key) {
   if (!impl::expired(sl, core::monotonic_ns())) {
     out = std::string(t.value_of(sl));
   }
-  free_slot(t, w, s, idx);
+  if (!free_slot(t, w, s, idx) || t.damaged()) {
+    return w.corrupt();
+  }
   w.commit();
   return out;
 }
@@ -160,21 +178,33 @@ Result<std::int64_t> table::update_counter(std::string_view key, std::int64_t in
     // Wraps like a machine integer rather than overflowing (UB).
     value = static_cast<std::int64_t>(u + static_cast<std::uint64_t>(incr));
     encode(value);
-    overwrite(t, w, s, idx, std::string_view(buf, 8), sl->expire_ns);
+    if (!overwrite(t, w, s, idx, std::string_view(buf, 8), ld(sl->expire_ns))) {
+      return w.corrupt();
+    }
   } else {
     value = static_cast<std::int64_t>(static_cast<std::uint64_t>(initial) +
                                       static_cast<std::uint64_t>(incr));
     encode(value);
     std::int64_t expire = expiry_for(ttl);
     if (idx != nil) {
-      overwrite(t, w, s, idx, std::string_view(buf, 8), expire);
-    } else {
-      if (!make_room(t, w, s, true, key.size() + 8, now, nil)) {
-        w.rollback();
-        return errc::table_full;
+      if (!overwrite(t, w, s, idx, std::string_view(buf, 8), expire)) {
+        return w.corrupt();
       }
-      link_new(t, w, s, h, key, std::string_view(buf, 8), expire);
+    } else {
+      if (room r = make_room(t, w, s, true, key.size() + 8, now, nil); r != room::ok) {
+        if (r == room::full) {
+          w.rollback();
+          return errc::table_full;
+        }
+        return w.corrupt();
+      }
+      if (!link_new(t, w, s, h, key, std::string_view(buf, 8), expire)) {
+        return w.corrupt();
+      }
     }
+  }
+  if (t.damaged()) {
+    return w.corrupt();
   }
   w.commit();
   return value;
@@ -186,10 +216,10 @@ namespace {
 std::vector<std::uint32_t> slots_in_order(const table::impl& t, std::uint32_t s) {
   std::vector<std::uint32_t> out;
   if (t.type == table_type::ordered_set) {
-    std::uint32_t x = t.stripe(s).head_fwd[0];
+    std::uint32_t x = ld(t.stripe(s).head_fwd[0]);
     while (x != nil && x < t.spp && out.size() <= t.spp) {
       out.push_back(x);
-      x = t.fwd(s, x)[0];
+      x = ld(t.fwd(s, x)[0]);
     }
   } else {
     for (std::uint32_t i = 0; i < t.spp; ++i) {
@@ -214,7 +244,9 @@ core::Result<std::size_t> delete_each(const table::impl& t,
     std::int64_t now = core::monotonic_ns();
     for (std::uint32_t idx : slots_in_order(t, s)) {
       if (match(t.slot(s, idx), now)) {
-        free_slot(t, w, s, idx);
+        if (!free_slot(t, w, s, idx) || t.damaged()) {
+          return w.corrupt();
+        }
         w.commit();
         ++n;
       }

@@ -45,6 +45,9 @@ std::string check_stripe(const table::impl& t, std::uint32_t s) {
     return {};
   };
   if (t.type == table_type::ordered_set) {
+    if (sh.level == 0 || sh.level > max_level) {
+      return fmt::format("stripe {}: skip list level {} out of range", s, sh.level);
+    }
     std::uint32_t x = sh.head_fwd[0];
     std::string prev;
     bool first = true;
@@ -154,21 +157,32 @@ std::string check_stripe(const table::impl& t, std::uint32_t s) {
 
 Result<void> table::verify(std::string* problem) const {
   const impl& t = *impl_;
-  auto fail = [&](std::string why) -> Result<void> {
+  auto fail = [&](const std::string& why) -> Result<void> {
     if (problem != nullptr) {
-      *problem = std::move(why);
+      *problem = why;
     }
-    return errc::malformed;
+    return {errc::corrupt, fmt::format("shm_table {}: {}", t.name, why)};
   };
+  if (t.damaged()) {
+    return fail(fmt::format("segment shrunk to {} bytes under this process (it maps {})",
+                            t.seg->file_size(), t.seg_size));
+  }
   if (__atomic_load_n(&t.hdr->magic, __ATOMIC_ACQUIRE) != table_magic) {
     return fail("bad magic");
   }
   for (std::uint32_t s = 0; s < t.stripes; ++s) {
     if (auto r = t.lock(s); !r) {
-      return fail(fmt::format("stripe {}: cannot lock: {}", s, r.error().message()));
+      if (problem != nullptr) {
+        *problem = r.message();
+      }
+      return r.fail();
     }
     std::string why = check_stripe(t, s);
     t.unlock(s);
+    if (t.damaged()) {
+      return fail(fmt::format("segment shrunk to {} bytes under this process (it maps {})",
+                              t.seg->file_size(), t.seg_size));
+    }
     if (!why.empty()) {
       return fail(why);
     }

@@ -8,8 +8,10 @@
 
 #include <poll.h>
 #include <sys/signalfd.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -48,7 +50,9 @@ int run(int argc, char** argv) {
   std::string type = "set";
   std::string access = "public";
   std::string policy = "none";
-  std::uint32_t max_entries = 100000;
+  // The defaults take about 44 MiB of /dev/shm: they fit docker's default
+  // 64 MiB with room for the node's other tables.
+  std::uint32_t max_entries = 65536;
   std::uint32_t max_item = 512;
   unsigned sweep_ms = 1000;
   bool fresh = false;
@@ -97,10 +101,27 @@ int run(int argc, char** argv) {
   if (fresh) {
     (void)st::table::remove(node, name);
   }
+  // A table's pages are reserved when it is created; say so plainly when
+  // /dev/shm cannot hold it (docker gives a container 64 MiB by default).
+  std::uint64_t need = st::segment_bytes(o);
+  auto existing = st::list_tables(node);
+  bool exists = std::find(existing.begin(), existing.end(), name) != existing.end();
+  if (struct statvfs v{}; !exists && ::statvfs("/dev/shm", &v) == 0) {
+    std::uint64_t avail = static_cast<std::uint64_t>(v.f_bavail) * v.f_frsize;
+    if (need > avail) {
+      log_error(
+          "table {} needs {} bytes ({:.1f} MiB) of /dev/shm, which has {} bytes ({:.1f} MiB) "
+          "free: lower --max-entries ({}) or --max-item-bytes ({}), or give /dev/shm more room "
+          "(docker run --shm-size); exiting",
+          name, need, static_cast<double>(need) / 1048576.0, avail,
+          static_cast<double>(avail) / 1048576.0, max_entries, max_item);
+      return 111;
+    }
+  }
   bool created = false;
   auto t = st::table::open_or_create(node, name, o, &created);
   if (!t) {
-    log_error("unable to open table {} of node {}: {}; exiting", name, node, t.error().message());
+    log_error("unable to open table {} of node {}: {}; exiting", name, node, t.message());
     return 111;
   }
   if (!created) {
@@ -115,7 +136,7 @@ int run(int argc, char** argv) {
       (void)st::table::remove(node, name);
       t = st::table::create(node, name, o);
       if (!t) {
-        log_error("unable to recreate table {}: {}; exiting", name, t.error().message());
+        log_error("unable to recreate table {}: {}; exiting", name, t.message());
         return 111;
       }
     }

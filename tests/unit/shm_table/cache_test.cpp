@@ -149,5 +149,28 @@ TEST_F(ShmCache, ProtectedCacheRefusesOtherWriters) {
   EXPECT_EQ(c->get("k"), std::nullopt);
 }
 
+TEST_F(ShmCache, DefaultSizeFitsDockersDefaultDevShm) {
+  Owner owner(node());
+  ASSERT_TRUE(owner.ready());
+  auto c = cache_client::attach(node());
+  ASSERT_TRUE(c);
+  // docker gives a container 64 MiB of /dev/shm; the cache leaves room in it
+  // for the node's other tables.
+  EXPECT_LT(c->raw().memory(), std::uint64_t{48} << 20);
+}
+
+TEST_F(ShmCache, OwnerRefusesATableLargerThanDevShmNamingTheSetting) {
+  int status = 0;
+  std::string out = otpd::testing::sh_output(
+      otpd::testing::shell_quote(otpd::testing::bin_path("shm_cache_owner")) + " --node " + node() +
+          " --max-entries 4000000000 --max-item-bytes 1048576 2>&1",
+      &status);
+  EXPECT_NE(status, 0);
+  EXPECT_NE(out.find("/dev/shm"), std::string::npos) << out;
+  EXPECT_NE(out.find("--max-entries (4000000000)"), std::string::npos) << out;
+  EXPECT_NE(out.find("bytes"), std::string::npos) << out;
+  EXPECT_TRUE(list_tables(node()).empty());
+}
+
 }  // namespace
 }  // namespace otpd::shm_table::test

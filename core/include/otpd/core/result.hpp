@@ -31,6 +31,7 @@ enum class errc : int {
   protocol = 16,          // the peer broke the protocol
   shutting_down = 17,     // the service is stopping
   busy = 18,              // a lock or a resource is held
+  corrupt = 19,           // shared data that breaks its own invariants (a damaged shm segment)
 };
 
 [[nodiscard]] const std::error_category& otpd_category() noexcept;

@@ -26,7 +26,9 @@ class persistent_term {
   static constexpr std::size_t max_key_bytes = 64;
   static constexpr std::size_t max_value_bytes = 1024;
 
-  // Attaches the area, creating it when missing.
+  // Attaches the area, creating it when missing. An existing segment must
+  // be owned by this process's effective uid with mode 0600 (else
+  // errc::access_denied) and have the area's exact size (else errc::corrupt).
   [[nodiscard]] static Result<persistent_term> open(std::string_view node,
                                                     std::string_view name = "terms");
   [[nodiscard]] static Result<void> remove(std::string_view node, std::string_view name = "terms");
@@ -37,12 +39,22 @@ class persistent_term {
   persistent_term& operator=(const persistent_term&) = delete;
   ~persistent_term();
 
-  // errc::too_large for a key or value over its bound, errc::table_full past max_terms.
+  // errc::too_large for a key or value over its bound, errc::table_full past
+  // max_terms, errc::corrupt when the current image is damaged (nothing is
+  // published), errc::busy when the writers' lock stayed held for 2 s.
   [[nodiscard]] Result<void> put(std::string_view key, std::string_view value);
   // Whether the key was there.
   [[nodiscard]] Result<bool> erase(std::string_view key);
   [[nodiscard]] std::optional<std::string> get(std::string_view key) const;
   [[nodiscard]] bool get_into(std::string_view key, std::string& out) const;
+  // get_into with its failures told apart: errc::corrupt when the area is
+  // damaged (a count or length out of bounds, or shrunk), errc::busy when the
+  // current image stayed in flux past the wait bound (2 s). get, get_into and
+  // all answer "absent" / nothing in those cases.
+  [[nodiscard]] Result<bool> get_checked(std::string_view key, std::string& out) const;
+  // Checks the current image's counts and lengths; errc::corrupt with
+  // *problem set when one is out of bounds.
+  [[nodiscard]] Result<void> verify(std::string* problem = nullptr) const;
   [[nodiscard]] std::vector<std::pair<std::string, std::string>> all() const;
   // Bumped by every put/erase: a reader may cache what it read until it changes.
   [[nodiscard]] std::uint64_t generation() const noexcept;
@@ -51,6 +63,7 @@ class persistent_term {
 
  private:
   explicit persistent_term(std::unique_ptr<impl> p) noexcept;
+  [[nodiscard]] static Result<void> bind(impl& p);
   std::unique_ptr<impl> impl_;
 };
 

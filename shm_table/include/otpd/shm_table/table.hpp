@@ -100,11 +100,19 @@ using predicate = std::function<bool(std::string_view key, std::string_view valu
 // time; other threads and processes open their own.
 class table {
  public:
-  // Creates a new table; errc::already_exists when the name is taken. The
-  // calling process becomes the owner.
+  // Creates a new table; errc::already_exists when the name is taken (by
+  // anyone: an existing segment is never adopted here). Its memory is
+  // reserved at once: on a /dev/shm too small the error (ENOSPC) says how
+  // many bytes it needs and how many are free. The calling process becomes
+  // the owner.
   [[nodiscard]] static Result<table> create(std::string_view node, std::string_view name,
                                             const table_options& options);
-  // Attaches an existing table (errc::not_found when there is none).
+  // Attaches an existing table (errc::not_found when there is none). The
+  // segment must be a regular file owned by this process's effective uid
+  // with no group or other permission (else errc::access_denied), and its
+  // header exactly one create() writes (else errc::corrupt; errc::malformed
+  // for a layout of another build); the message names the segment and what
+  // is wrong.
   [[nodiscard]] static Result<table> open(std::string_view node, std::string_view name);
   // Attaches the table, creating it with options when missing; *created
   // tells which. An existing table keeps its own options.
@@ -127,7 +135,10 @@ class table {
   [[nodiscard]] bool is_owner() const noexcept;
 
   // --- writes: errc::access_denied (protected, not the owner), errc::too_large
-  // (key + value over max_item_bytes, or an empty key), errc::table_full.
+  // (key + value over max_item_bytes, or an empty key), errc::table_full,
+  // errc::busy (the stripe stayed locked for all of the wait bound: see
+  // set_wait), errc::corrupt (the segment breaks its own invariants: random
+  // bytes written into it, or it was shrunk; nothing is changed).
   // A ttl of zero means no expiry. Success means the write is in the table
   // and survives any later crash of any process.
   [[nodiscard]] Result<void> insert(std::string_view key, std::string_view value,
@@ -156,6 +167,12 @@ class table {
   // The same into a caller's buffer (no allocation once it has grown); out
   // is unspecified when it returns false.
   [[nodiscard]] bool lookup_into(std::string_view key, std::string& out) const;
+  // lookup_into with its failures told apart: true / false (found or not),
+  // errc::busy when a write held the key's stripe for all of the wait bound
+  // (set_wait: a writer stopped by SIGSTOP, say), errc::corrupt when the
+  // segment is damaged. lookup, lookup_into, member, select and fold answer
+  // "absent" (or skip the stripe) in those cases; they never block longer.
+  [[nodiscard]] Result<bool> lookup_checked(std::string_view key, std::string& out) const;
   // Many lookups in one call (the table's MGET): out[i] receives keys[i]'s
   // value and found[i] whether it was there; returns how many were. The
   // batch's memory accesses are issued together, stage by stage, so a batch
@@ -186,11 +203,18 @@ class table {
   [[nodiscard]] std::uint64_t memory() const noexcept;
   [[nodiscard]] table_info info() const;
   // Locks each stripe in turn (repairing it when a writer died there) and
-  // checks every invariant; errc::malformed with *problem set when one fails.
+  // checks every invariant; errc::corrupt with *problem set when one fails
+  // (errc::busy when a stripe stayed locked for all of the wait bound).
   [[nodiscard]] Result<void> verify(std::string* problem = nullptr) const;
 
   // Repairs done by this process (half-done writes of dead processes).
   [[nodiscard]] std::uint64_t repairs() const noexcept;
+
+  // How long, at most, a write waits for its stripe's lock and a read for a
+  // write in flight to end (default 2 s; 1 ms to 1 h). Past it the call
+  // answers errc::busy while a live process holds the stripe, errc::corrupt
+  // when the lock word is garbage nobody will release.
+  void set_wait(std::chrono::milliseconds wait) noexcept;
 
   struct impl;
 
@@ -198,6 +222,9 @@ class table {
   explicit table(std::unique_ptr<impl> p) noexcept;
   std::unique_ptr<impl> impl_;
 };
+
+// Bytes of /dev/shm a table created with o takes (its segment's size).
+[[nodiscard]] std::uint64_t segment_bytes(const table_options& o);
 
 // --- the node's tables
 
