@@ -154,6 +154,7 @@ void exercise_terms() {
   if (!p) {
     return;
   }
+  p->set_wait(1ms);
   std::string out;
   (void)p->get_checked("size", out);
   (void)p->get("member");

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -349,6 +350,10 @@ std::vector<std::pair<std::string, std::string>> persistent_term::all() const {
     out.clear();
   }
   return out;
+}
+
+void persistent_term::set_wait(std::chrono::milliseconds wait) noexcept {
+  impl_->wait_ms = static_cast<int>(std::clamp<std::int64_t>(wait.count(), 1, 3'600'000));
 }
 
 std::uint64_t persistent_term::generation() const noexcept {

@@ -55,6 +55,9 @@ class segment {
   [[nodiscard]] bool damaged() const noexcept {
     return damaged_ != nullptr && damaged_->load(std::memory_order_acquire);
   }
+  // The flag damaged() reads, for views that check it on a hot path; never
+  // null once mapped.
+  [[nodiscard]] const std::atomic<bool>* damage_flag() const noexcept { return damaged_; }
   // The segment's size now (fstat of the open fd), 0 when unknown.
   [[nodiscard]] std::uint64_t file_size() const noexcept;
 

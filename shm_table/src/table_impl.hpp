@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -60,6 +61,7 @@ namespace otpd::shm_table {
 
 struct table::impl {
   std::unique_ptr<detail::segment> seg;
+  const std::atomic<bool>* damage = nullptr;  // seg's damage flag (bind)
   char* base = nullptr;
   detail::seg_header* hdr = nullptr;
   std::string node;
@@ -147,7 +149,7 @@ struct table::impl {
   }
 
   // Someone shrank the segment under us (segment.hpp): answer corrupt.
-  [[nodiscard]] bool damaged() const noexcept { return seg->damaged(); }
+  [[nodiscard]] bool damaged() const noexcept { return damage->load(std::memory_order_acquire); }
 
   [[nodiscard]] bool writable() const {
     return access == access_mode::public_table || detail::ld(hdr->owner_pid) == ::getpid();

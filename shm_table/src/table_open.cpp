@@ -83,6 +83,7 @@ std::uint64_t segment_bytes(const table_options& o) {
 }
 
 Result<void> table::impl::bind() {
+  damage = seg->damage_flag();
   seg_header h;
   if (seg->size() < sizeof h) {
     return {errc::corrupt, fmt::format("segment {}: {} bytes, smaller than a header: refused",

@@ -34,10 +34,12 @@ std::string printable(std::string_view s) {
   return out;
 }
 
-int fail(const std::string& what, std::error_code ec) {
-  std::fprintf(stderr, "otp-table: unable to %s: %s\n", what.c_str(), ec.message().c_str());
+int fail(const std::string& what, const otpd::core::failure& f) {
+  std::fprintf(stderr, "otp-table: unable to %s: %s\n", what.c_str(), f.message().c_str());
+  const std::error_code& ec = f.code;
   bool negative = ec == errc::not_found || ec == errc::access_denied || ec == errc::table_full ||
-                  ec == errc::too_large || ec == errc::busy || ec == errc::already_exists;
+                  ec == errc::too_large || ec == errc::busy || ec == errc::already_exists ||
+                  ec == errc::corrupt;
   return negative ? 1 : 111;
 }
 
@@ -109,7 +111,7 @@ int run(int argc, char** argv) {
     for (const auto& n : st::list_tables(node)) {
       auto t = st::table::open(node, n);
       if (!t) {
-        std::printf("%-24s (unreadable: %s)\n", n.c_str(), t.error().message().c_str());
+        std::printf("%-24s (unreadable: %s)\n", n.c_str(), t.message().c_str());
         continue;
       }
       auto i = t->info();
@@ -123,7 +125,7 @@ int run(int argc, char** argv) {
   if (*terms) {
     auto pt = st::persistent_term::open(node);
     if (!pt) {
-      return fail("open the persistent_term store", pt.error());
+      return fail("open the persistent_term store", pt.fail());
     }
     for (const auto& [k, v] : pt->all()) {
       std::printf("%s\t%s\n", printable(k).c_str(), printable(v).c_str());
@@ -149,16 +151,16 @@ int run(int argc, char** argv) {
     o.max_entries = max_entries;
     o.max_item_bytes = max_item;
     auto t = st::table::create(node, name, o);
-    return t ? 0 : fail("create table " + name, t.error());
+    return t ? 0 : fail("create table " + name, t.fail());
   }
   if (*remove) {
     auto r = st::table::remove(node, name);
-    return r ? 0 : fail("remove table " + name, r.error());
+    return r ? 0 : fail("remove table " + name, r.fail());
   }
 
   auto t = st::table::open(node, name);
   if (!t) {
-    return fail("open table " + name + " of node " + node, t.error());
+    return fail("open table " + name + " of node " + node, t.fail());
   }
   if (*info) {
     auto i = t->info();
@@ -189,12 +191,12 @@ int run(int argc, char** argv) {
   }
   if (*put) {
     auto r = t->insert(key, value, std::chrono::milliseconds(ttl_ms));
-    return r ? 0 : fail("put " + printable(key), r.error());
+    return r ? 0 : fail("put " + printable(key), r.fail());
   }
   if (*del) {
     auto r = t->erase(key);
     if (!r) {
-      return fail("delete " + printable(key), r.error());
+      return fail("delete " + printable(key), r.fail());
     }
     return *r ? 0 : 1;
   }

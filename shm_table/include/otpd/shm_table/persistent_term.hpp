@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -41,7 +42,7 @@ class persistent_term {
 
   // errc::too_large for a key or value over its bound, errc::table_full past
   // max_terms, errc::corrupt when the current image is damaged (nothing is
-  // published), errc::busy when the writers' lock stayed held for 2 s.
+  // published), errc::busy when the writers' lock stayed held past the wait bound.
   [[nodiscard]] Result<void> put(std::string_view key, std::string_view value);
   // Whether the key was there.
   [[nodiscard]] Result<bool> erase(std::string_view key);
@@ -49,13 +50,16 @@ class persistent_term {
   [[nodiscard]] bool get_into(std::string_view key, std::string& out) const;
   // get_into with its failures told apart: errc::corrupt when the area is
   // damaged (a count or length out of bounds, or shrunk), errc::busy when the
-  // current image stayed in flux past the wait bound (2 s). get, get_into and
+  // current image stayed in flux past the wait bound (set_wait). get, get_into and
   // all answer "absent" / nothing in those cases.
   [[nodiscard]] Result<bool> get_checked(std::string_view key, std::string& out) const;
   // Checks the current image's counts and lengths; errc::corrupt with
   // *problem set when one is out of bounds.
   [[nodiscard]] Result<void> verify(std::string* problem = nullptr) const;
   [[nodiscard]] std::vector<std::pair<std::string, std::string>> all() const;
+  // How long, at most, a write waits for the writers' lock and a read for a
+  // stable image (default 2 s; 1 ms to 1 h).
+  void set_wait(std::chrono::milliseconds wait) noexcept;
   // Bumped by every put/erase: a reader may cache what it read until it changes.
   [[nodiscard]] std::uint64_t generation() const noexcept;
 
