@@ -105,7 +105,8 @@ struct out_conn {
   // The ring, once the receiver handed one over (ring.hpp).
   enum class ring_state : std::uint8_t { off, asked, on } state = ring_state::off;
   ring::mapping ring;
-  std::uint64_t tail = 0;       // ours
+  std::uint64_t tail = 0;       // ours: bytes written
+  std::uint64_t published = 0;  // tail as last stored in the control page
   std::uint64_t head_seen = 0;  // the receiver's head as last loaded
   std::size_t unwoken = 0;      // bytes posted since the last wake-up check
   bool dirty = false;           // listed in context::dirty_ (pending bytes or a wake-up due)
@@ -261,6 +262,13 @@ class context {
     }
   }
   void check_offer(pid_t pid, out_conn& c);
+  // Makes what was written into c's ring visible to the receiver.
+  static void publish(out_conn& c) {
+    if (c.tail != c.published) {
+      c.ring.ctl()->tail.store(c.tail, std::memory_order_release);
+      c.published = c.tail;
+    }
+  }
   Result<void> ring_put(pid_t pid, out_conn*& cp, const wire::header& h, std::string_view body,
                         deadline until, bool post);
   Result<void> send_ring(pid_t pid, out_conn*& c, const wire::header& h, std::string_view body,
@@ -298,6 +306,7 @@ class context {
   std::vector<in_conn*> rings_;  // the connections reading a ring (stable: node-based map)
   std::vector<pid_t> dirty_;     // out_ entries with pending bytes or a wake-up due
   bool ring_enabled_ = true;
+  unsigned fast_polls_ = 0;  // receives served from the rings without epoll
   std::unordered_map<std::string, pid_t> name_cache_;
   std::unordered_set<ref, ref_hash> abandoned_;
   std::deque<message> queue_;

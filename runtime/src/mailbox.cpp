@@ -34,6 +34,15 @@ namespace {
 constexpr std::size_t read_chunk = std::size_t{256} * 1024;
 constexpr std::size_t post_flush_threshold = std::size_t{64} * 1024;
 constexpr std::size_t max_out_connections = 512;
+// Posts into a ring are published at least this often (and at every flush).
+constexpr std::uint64_t publish_batch = std::uint64_t{16} * 1024;
+// A sender facing a full ring polls it this long before it sleeps: the
+// receiver is the slower side then, and a spinning sender only takes CPU
+// from it when they share a core.
+constexpr std::chrono::microseconds full_ring_spin{5};
+// A receiver takes at most this much from one ring per look: the queue stays
+// small (cache-hot), and a sender as fast as us cannot keep us there.
+constexpr std::uint64_t consume_batch = std::uint64_t{64} * 1024;
 
 Result<void> set_nonblocking(int fd) {
   int flags = ::fcntl(fd, F_GETFL);
@@ -169,6 +178,7 @@ void context::check_offer(pid_t pid, out_conn& c) {
   }
   c.ring = std::move(*m);
   c.tail = 0;
+  c.published = 0;
   c.head_seen = 0;
   c.state = out_conn::ring_state::on;
   // What is pending on the socket comes first; then the receiver turns to the ring.
@@ -230,6 +240,7 @@ Result<void> context::write_out(pid_t pid, out_conn& c, deadline until) {
 // A sleeping receiver has announced it in the ring: wake it with a frame on
 // the socket. Called after publishing (send) or once per batch (post).
 Result<void> context::wake_reader(pid_t pid, out_conn& c) {
+  publish(c);
   c.unwoken = 0;
   std::atomic_thread_fence(std::memory_order_seq_cst);
   auto& sleeps = c.ring.ctl()->reader_sleeps;
@@ -301,7 +312,7 @@ Result<void> context::ring_put(pid_t pid, out_conn*& cp, const wire::header& h,
           return errc::noproc;
         }
       }
-      auto spin_end = core::clock::now() + max_spin_;
+      auto spin_end = core::clock::now() + std::min(max_spin_, full_ring_spin);
       while (st == 0 && core::clock::now() < spin_end) {
         st = load_room();
       }
@@ -352,8 +363,7 @@ Result<void> context::ring_put(pid_t pid, out_conn*& cp, const wire::header& h,
   if (!body.empty()) {
     std::memcpy(p + sizeof h, body.data(), body.size());
   }
-  c->tail += need;
-  c->ring.ctl()->tail.store(c->tail, std::memory_order_release);
+  c->tail += need;  // published by the caller
   return {};
 }
 
@@ -367,7 +377,12 @@ Result<void> context::send_ring(pid_t pid, out_conn*& c, const wire::header& h,
     }
     c->unwoken += sizeof h + body.size();
     if (!post || c->unwoken >= post_flush_threshold) {
-      return wake_reader(pid, *c);
+      return wake_reader(pid, *c);  // publishes
+    }
+    // Posts are published in batches: a receiver polling the ring then
+    // takes many at once, and the tail's cache line moves once per batch.
+    if (c->tail - c->published >= publish_batch) {
+      publish(*c);
     }
     mark_dirty(pid, *c);
     return {};
@@ -377,6 +392,7 @@ Result<void> context::send_ring(pid_t pid, out_conn*& c, const wire::header& h,
   if (auto w = ring_put(pid, c, marker, {}, until, post); !w) {
     return w;
   }
+  publish(*c);  // before the frame: the receiver must find the marker first
   // The frame on the socket wakes the receiver, which then reads the ring
   // up to the marker and takes this frame.
   wire::append_frame(c->pending, h, body);
@@ -598,6 +614,8 @@ void context::deliver(in_conn& c, const wire::header& h, std::string_view raw) {
 // is broken (the connection is closed, with the reason logged).
 bool context::consume(in_conn& c) {
   const int fd = c.fd.get();
+  // A bounded batch per call (consume_batch).
+  const std::uint64_t head_at_start = c.head;
   while (true) {
     if (!c.on_ring || c.socket_next) {
       auto f = wire::next_frame({c.buf.data() + c.start, c.end - c.start});
@@ -633,6 +651,9 @@ bool context::consume(in_conn& c) {
       continue;
     }
     // On the ring.
+    if (c.head - head_at_start >= consume_batch) {
+      break;
+    }
     std::uint64_t tail = c.ring.ctl()->tail.load(std::memory_order_acquire);
     if (tail == c.head) {
       // The sender publishes a marker before it writes a frame on the
@@ -839,7 +860,11 @@ Result<message> context::receive(const predicate* pred, deadline until) {
   if (auto m = take()) {
     return std::move(*m);
   }
-  pump(0);
+  // The rings first, without a syscall; the epoll set (sockets, pidfds,
+  // timers) when they had nothing, and every 16th time regardless.
+  if (rings_.empty() || poll_rings() == 0 || (++fast_polls_ & 15U) == 0) {
+    pump(0);
+  }
   if (auto m = take()) {
     return std::move(*m);
   }
@@ -946,7 +971,6 @@ transport transport_to(pid_t pid) {
   return ctx().transport_to(pid);
 }
 transport transport_from(pid_t pid) {
-  ctx().dispatch_pending();
   return ctx().transport_from(pid);
 }
 
