@@ -5,9 +5,11 @@
 // Prints one table: call round trip p50/p99 (GenServer call: monitor, send,
 // selective receive of the reply, demonitor) next to a bare ping-pong on
 // Unix sockets of each type, blocking and with a 50 µs poll before blocking;
-// one-way throughput of 64 B and 1 KiB messages (one per syscall, and
+// one-way throughput of 64 B and 1 KiB messages (send() per message, and
 // batched with post()) next to a raw STREAM writer batching 64 frames per
 // write; the cost of spawn + monitor + exit of a task next to a bare fork+exec.
+// The otpd rows run on each mailbox transport: [socket] (the Unix socket
+// alone) and [ring] (the shared-memory ring beside it).
 // When `erl` is installed, Erlang's local send and ping-pong run in the same go.
 #include <fcntl.h>
 #include <poll.h>
@@ -415,10 +417,17 @@ int main(int argc, char** argv) {
       row((std::string("raw ") + name + " ping-pong, 50 µs poll before blocking (floor)").c_str(),
           fmt_us(s.p50_us), fmt_us(s.p99_us));
     }
-    auto c0 = call_roundtrip(0, iters);
-    row("otpd GenServer call, no spin (blocking receive)", fmt_us(c0.p50_us), fmt_us(c0.p99_us));
-    auto c50 = call_roundtrip(50, iters);
-    row("otpd GenServer call, adaptive spin up to 50 µs", fmt_us(c50.p50_us), fmt_us(c50.p99_us));
+    for (auto t : {rt::transport::socket, rt::transport::ring}) {
+      rt::set_transport(t);
+      std::string on = std::string(" [") + rt::to_string(t) + "]";
+      auto c0 = call_roundtrip(0, iters);
+      row(("otpd GenServer call, no spin (blocking receive)" + on).c_str(), fmt_us(c0.p50_us),
+          fmt_us(c0.p99_us));
+      auto c50 = call_roundtrip(50, iters);
+      row(("otpd GenServer call, adaptive spin up to 50 µs" + on).c_str(), fmt_us(c50.p50_us),
+          fmt_us(c50.p99_us));
+    }
+    rt::set_transport(rt::transport::ring);
   }
   if (want("oneway")) {
     std::printf(
@@ -436,10 +445,15 @@ int main(int argc, char** argv) {
           fmt_rate(raw_per_syscall(type, 64, msgs / 8)),
           fmt_rate(raw_per_syscall(type, 1024, msgs / 8)));
     }
-    row("otpd send(): one message per syscall", fmt_rate(oneway(64, msgs / 8, false)),
-        fmt_rate(oneway(1024, msgs / 8, false)));
-    row("otpd post() + flush(): batched", fmt_rate(oneway(64, msgs, true)),
-        fmt_rate(oneway(1024, msgs / 4, true)));
+    for (auto t : {rt::transport::socket, rt::transport::ring}) {
+      rt::set_transport(t);
+      std::string on = std::string(" [") + rt::to_string(t) + "]";
+      row(("otpd send(): one message per call" + on).c_str(), fmt_rate(oneway(64, msgs / 8, false)),
+          fmt_rate(oneway(1024, msgs / 8, false)));
+      row(("otpd post() + flush(): batched" + on).c_str(), fmt_rate(oneway(64, msgs, true)),
+          fmt_rate(oneway(1024, msgs / 4, true)));
+    }
+    rt::set_transport(rt::transport::ring);
   }
   if (want("spawn")) {
     std::printf("\n## Processes (%d each)\n\n", iters / 10);

@@ -18,6 +18,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "ring.hpp"
+
 #include <otpd/core/clock.hpp>
 #include <otpd/core/exit_reason.hpp>
 #include <otpd/core/result.hpp>
@@ -87,12 +89,27 @@ struct in_conn {
   std::vector<char> buf;
   std::size_t start = 0;
   std::size_t end = 0;
+  // The shared-memory ring of this connection (ring.hpp), once the sender
+  // asked for one; on_ring once the sender said its messages go there.
+  ring::mapping ring;
+  std::uint64_t head = 0;       // ours; the control page's copy is only published
+  std::uint64_t published = 0;  // head as last stored in the control page
+  bool on_ring = false;
+  bool socket_next = false;  // the ring said: the next message is on the socket
 };
 
 // Our connection to another process's mailbox.
 struct out_conn {
   core::unique_fd fd;
   std::string pending;  // posted frames not yet written
+  // The ring, once the receiver handed one over (ring.hpp).
+  enum class ring_state : std::uint8_t { off, asked, on } state = ring_state::off;
+  ring::mapping ring;
+  std::uint64_t tail = 0;       // ours: bytes written
+  std::uint64_t published = 0;  // tail as last stored in the control page
+  std::uint64_t head_seen = 0;  // the receiver's head as last loaded
+  std::size_t unwoken = 0;      // bytes posted since the last wake-up check
+  bool dirty = false;           // listed in context::dirty_ (pending bytes or a wake-up due)
 };
 
 // A process we watch through its pidfd: our child, a link, monitors.
@@ -146,6 +163,26 @@ class context {
   Result<void> send(const address& to, kind k, const ref& r, std::string_view body, deadline until,
                     bool buffered);
   Result<void> flush_all(deadline until);
+  void set_transport(transport t) { ring_enabled_ = t != transport::socket; }
+  transport transport_to(pid_t pid) const {
+    auto it = out_.find(pid);
+    if (it == out_.end()) {
+      return transport::none;
+    }
+    return it->second.state == out_conn::ring_state::on ? transport::ring : transport::socket;
+  }
+  transport transport_from(pid_t pid) const {
+    transport t = transport::none;
+    for (const auto& [fd, c] : in_) {
+      if (c.peer == pid) {
+        if (c.on_ring) {
+          return transport::ring;
+        }
+        t = transport::socket;
+      }
+    }
+    return t;
+  }
 
   // --- receiving (mailbox.cpp) -------------------------------------------------
   Result<message> receive(const predicate* pred, deadline until);
@@ -218,10 +255,32 @@ class context {
   Result<out_conn*> connect_to(pid_t pid, deadline until);
   Result<void> write_out(pid_t pid, out_conn& c, deadline until);
   void drop_out(pid_t pid) { out_.erase(pid); }
+  void mark_dirty(pid_t pid, out_conn& c) {
+    if (!c.dirty) {
+      c.dirty = true;
+      dirty_.push_back(pid);
+    }
+  }
+  void check_offer(pid_t pid, out_conn& c);
+  // Makes what was written into c's ring visible to the receiver.
+  static void publish(out_conn& c) {
+    if (c.tail != c.published) {
+      c.ring.ctl()->tail.store(c.tail, std::memory_order_release);
+      c.published = c.tail;
+    }
+  }
+  Result<void> ring_put(pid_t pid, out_conn*& cp, const wire::header& h, std::string_view body,
+                        deadline until, bool post);
+  Result<void> send_ring(pid_t pid, out_conn*& c, const wire::header& h, std::string_view body,
+                         deadline until, bool post);
+  Result<void> wake_reader(pid_t pid, out_conn& c);
   int pump(int timeout_ms);
+  int poll_rings();
   void accept_all();
   void read_conn(int fd);
-  bool parse_frames(in_conn& c);
+  bool consume(in_conn& c);
+  void deliver(in_conn& c, const wire::header& h, std::string_view raw);
+  void offer_ring(in_conn& c);
   void close_conn(int fd, const char* why);
   void read_signals(int fd);
 
@@ -244,6 +303,10 @@ class context {
   // Mailbox I/O.
   std::unordered_map<int, in_conn> in_;
   std::unordered_map<pid_t, out_conn> out_;
+  std::vector<in_conn*> rings_;  // the connections reading a ring (stable: node-based map)
+  std::vector<pid_t> dirty_;     // out_ entries with pending bytes or a wake-up due
+  bool ring_enabled_ = true;
+  unsigned fast_polls_ = 0;  // receives served from the rings without epoll
   std::unordered_map<std::string, pid_t> name_cache_;
   std::unordered_set<ref, ref_hash> abandoned_;
   std::deque<message> queue_;

@@ -1,6 +1,7 @@
 // Mailbox I/O: the send path (connections to other mailboxes, framing,
 // backpressure) and the receive path (accepting senders, parsing frames,
-// checking each envelope's sender, the queue and the receive loop). The event
+// checking each envelope's sender, the queue and the receive loop), on the
+// socket and on the shared-memory ring beside it (ring.hpp has its protocol). The event
 // loop (pump) lives here too and hands the fds of the other units to them.
 #include <fcntl.h>
 #include <poll.h>
@@ -9,6 +10,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -31,6 +34,15 @@ namespace {
 constexpr std::size_t read_chunk = std::size_t{256} * 1024;
 constexpr std::size_t post_flush_threshold = std::size_t{64} * 1024;
 constexpr std::size_t max_out_connections = 512;
+// Posts into a ring are published at least this often (and at every flush).
+constexpr std::uint64_t publish_batch = std::uint64_t{16} * 1024;
+// A sender facing a full ring polls it this long before it sleeps: the
+// receiver is the slower side then, and a spinning sender only takes CPU
+// from it when they share a core.
+constexpr std::chrono::microseconds full_ring_spin{5};
+// A receiver takes at most this much from one ring per look: the queue stays
+// small (cache-hot), and a sender as fast as us cannot keep us there.
+constexpr std::uint64_t consume_batch = std::uint64_t{64} * 1024;
 
 Result<void> set_nonblocking(int fd) {
   int flags = ::fcntl(fd, F_GETFL);
@@ -65,7 +77,7 @@ Result<out_conn*> context::connect_to(pid_t pid, deadline until) {
   if (out_.size() >= max_out_connections) {
     // Bound our fds: drop an idle connection (flushed first).
     for (auto it = out_.begin(); it != out_.end(); ++it) {
-      if (it->second.pending.empty()) {
+      if (it->second.pending.empty() && !it->second.dirty) {
         out_.erase(it);
         break;
       }
@@ -106,14 +118,82 @@ Result<out_conn*> context::connect_to(pid_t pid, deadline until) {
   if (auto r = set_nonblocking(fd.get()); !r) {
     return r.error();
   }
-  auto [it, ok] = out_.emplace(pid, out_conn{std::move(fd), {}});
-  return &it->second;
+  auto [it, ok] = out_.emplace(pid, out_conn{});
+  out_conn& c = it->second;
+  c.fd = std::move(fd);
+  if (ring_enabled_ && pid != self_) {
+    // Ask for a ring; it goes out with the first write, and the answer is
+    // picked up by a later one (check_offer).
+    wire::header h = wire::make_header(kind::user, self_, {}, 0);
+    h.flags = ring::flag_ring_request;
+    wire::append_frame(c.pending, h, {});
+    c.state = out_conn::ring_state::asked;
+  }
+  return &c;
+}
+
+// The receiver's answer to our ring request, if it has come: a memfd to map
+// ('R'), or 'N'. Until then we stay on the socket.
+void context::check_offer(pid_t pid, out_conn& c) {
+  char byte = 0;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  ssize_t n;
+  do {
+    n = ::recvmsg(c.fd.get(), &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) {
+    return;  // not yet (or the receiver is gone: the write will say so)
+  }
+  // Keep the first fd passed, close any other a hostile receiver stuffed in.
+  unique_fd memfd;
+  for (cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm != nullptr; cm = CMSG_NXTHDR(&mh, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) {
+      continue;
+    }
+    std::size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+      if (!memfd) {
+        memfd.reset(fd);
+      } else {
+        ::close(fd);
+      }
+    }
+  }
+  c.state = out_conn::ring_state::off;
+  if (byte != ring::offer_ring || !memfd) {
+    return;  // refused: the socket it is
+  }
+  auto m = ring::mapping::attach(memfd.get());
+  if (!m) {
+    core::log_warn("mailbox: not using the ring offered by pid {}: {}", pid, m.error().message());
+    return;
+  }
+  c.ring = std::move(*m);
+  c.tail = 0;
+  c.published = 0;
+  c.head_seen = 0;
+  c.state = out_conn::ring_state::on;
+  // What is pending on the socket comes first; then the receiver turns to the ring.
+  wire::header h = wire::make_header(kind::user, self_, {}, 0);
+  h.flags = ring::flag_ring_start;
+  wire::append_frame(c.pending, h, {});
 }
 
 // Writes everything pending on c. A frame cut by a deadline would corrupt
 // the stream, so on timeout the connection is dropped: the receiver discards
 // the partial frame, and the caller learns that the message did not go.
 Result<void> context::write_out(pid_t pid, out_conn& c, deadline until) {
+  if (c.state == out_conn::ring_state::asked) {
+    check_offer(pid, c);
+  }
   std::size_t off = 0;
   while (off < c.pending.size()) {
     ssize_t n = ::send(c.fd.get(), c.pending.data() + off, c.pending.size() - off, MSG_NOSIGNAL);
@@ -142,6 +222,10 @@ Result<void> context::write_out(pid_t pid, out_conn& c, deadline until) {
       }
       if (nfds == 2 && (fds[1].revents & POLLIN) != 0) {
         pump(0);
+        // pump() may have seen pid end and dropped this connection.
+        if (auto it = out_.find(pid); it == out_.end() || &it->second != &c) {
+          return errc::noproc;
+        }
       }
       continue;
     }
@@ -151,6 +235,171 @@ Result<void> context::write_out(pid_t pid, out_conn& c, deadline until) {
   }
   c.pending.clear();
   return {};
+}
+
+// A sleeping receiver has announced it in the ring: wake it with a frame on
+// the socket. Called after publishing (send) or once per batch (post).
+Result<void> context::wake_reader(pid_t pid, out_conn& c) {
+  publish(c);
+  c.unwoken = 0;
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  auto& sleeps = c.ring.ctl()->reader_sleeps;
+  if (sleeps.load(std::memory_order_relaxed) == 0 ||
+      sleeps.exchange(0, std::memory_order_acq_rel) == 0) {
+    return {};
+  }
+  wire::header h = wire::make_header(kind::user, self_, {}, 0);
+  h.flags = ring::flag_wake;
+  wire::append_frame(c.pending, h, {});
+  // One try: if the socket is full, the receiver has bytes to read and its
+  // epoll fires anyway; the rest goes with the next flush.
+  ssize_t n = ::send(c.fd.get(), c.pending.data(), c.pending.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (n < 0 && errno != EAGAIN && errno != EINTR) {
+    drop_out(pid);
+    return errc::noproc;
+  }
+  if (n > 0) {
+    c.pending.erase(0, static_cast<std::size_t>(n));
+  }
+  if (!c.pending.empty()) {
+    mark_dirty(pid, c);
+  }
+  return {};
+}
+
+// Copies one frame into the ring and publishes it, first waiting for room
+// (until the deadline: then nothing was written and the connection stays).
+// cp is updated if waiting let pump() run; on error it may be gone.
+Result<void> context::ring_put(pid_t pid, out_conn*& cp, const wire::header& h,
+                               std::string_view body, deadline until, bool post) {
+  out_conn* c = cp;
+  const std::size_t need = sizeof h + body.size();
+  const std::size_t cap = c->ring.capacity();
+  if (cap - (c->tail - c->head_seen) < need) {
+    // 1: room; 0: none yet; -1: the receiver wrote an impossible head.
+    auto load_room = [&]() -> int {
+      std::uint64_t head = c->ring.ctl()->head.load(std::memory_order_acquire);
+      std::size_t free = 0;
+      if (!ring::room(c->tail, head, cap, free)) {
+        return -1;
+      }
+      c->head_seen = head;
+      return free >= need ? 1 : 0;
+    };
+    auto relookup = [&]() -> bool {
+      auto it = out_.find(pid);
+      if (it == out_.end() || &it->second != c) {
+        return false;
+      }
+      cp = c;
+      return true;
+    };
+    int st = load_room();
+    if (st == 0) {
+      if (post && until.is_never()) {
+        until = deadline::after(default_send_timeout);
+      }
+      // The receiver may be asleep on a full ring, or stuck on a frame we
+      // still hold: both must go before we wait.
+      if (auto w = wake_reader(pid, *c); !w) {
+        return w;
+      }
+      if (!c->pending.empty()) {
+        if (auto w = write_out(pid, *c, until); !w) {
+          return w;
+        }
+        if (!relookup()) {
+          return errc::noproc;
+        }
+      }
+      auto spin_end = core::clock::now() + std::min(max_spin_, full_ring_spin);
+      while (st == 0 && core::clock::now() < spin_end) {
+        st = load_room();
+      }
+      while (st == 0) {
+        c->ring.ctl()->writer_waits.store(1, std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (st = load_room(); st != 0) {
+          break;
+        }
+        int ms = until.poll_timeout_ms();
+        if (ms == 0) {
+          return errc::timeout;
+        }
+        pollfd fds[2] = {{c->fd.get(), POLLIN, 0}, {epoll_.get(), POLLIN, 0}};
+        int nfds = epoll_ ? 2 : 1;
+        if (::poll(fds, static_cast<nfds_t>(nfds), ms) < 0 && errno != EINTR) {
+          auto ec = errno_code();
+          drop_out(pid);
+          return ec;
+        }
+        if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+          // 'W' bytes, or the receiver's end.
+          char junk[64];
+          ssize_t n = ::recv(c->fd.get(), junk, sizeof junk, MSG_DONTWAIT);
+          if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            drop_out(pid);
+            return errc::noproc;
+          }
+        }
+        if (nfds == 2 && (fds[1].revents & POLLIN) != 0) {
+          pump(0);
+          if (!relookup()) {
+            return errc::noproc;
+          }
+        }
+        st = load_room();
+      }
+    }
+    if (st < 0) {
+      core::log_warn("mailbox: dropping the connection to pid {}: its ring's head is out of range",
+                     pid);
+      drop_out(pid);
+      return errc::noproc;
+    }
+  }
+  char* p = c->ring.data() + (c->tail & (cap - 1));
+  std::memcpy(p, &h, sizeof h);
+  if (!body.empty()) {
+    std::memcpy(p + sizeof h, body.data(), body.size());
+  }
+  c->tail += need;  // published by the caller
+  return {};
+}
+
+// One message on a connection that has its ring: small bodies into the ring,
+// large ones on the socket behind a marker in the ring that keeps the order.
+Result<void> context::send_ring(pid_t pid, out_conn*& c, const wire::header& h,
+                                std::string_view body, deadline until, bool post) {
+  if (body.size() <= ring::max_body) {
+    if (auto w = ring_put(pid, c, h, body, until, post); !w) {
+      return w;
+    }
+    c->unwoken += sizeof h + body.size();
+    if (!post || c->unwoken >= post_flush_threshold) {
+      return wake_reader(pid, *c);  // publishes
+    }
+    // Posts are published in batches: a receiver polling the ring then
+    // takes many at once, and the tail's cache line moves once per batch.
+    if (c->tail - c->published >= publish_batch) {
+      publish(*c);
+    }
+    mark_dirty(pid, *c);
+    return {};
+  }
+  wire::header marker = wire::make_header(kind::user, self_, {}, 0);
+  marker.flags = ring::flag_on_socket;
+  if (auto w = ring_put(pid, c, marker, {}, until, post); !w) {
+    return w;
+  }
+  publish(*c);  // before the frame: the receiver must find the marker first
+  // The frame on the socket wakes the receiver, which then reads the ring
+  // up to the marker and takes this frame.
+  wire::append_frame(c->pending, h, body);
+  if (post && until.is_never()) {
+    until = deadline::after(default_send_timeout);
+  }
+  return write_out(pid, *c, until);
 }
 
 Result<void> context::send(const address& to, kind k, const ref& r, std::string_view body,
@@ -170,9 +419,9 @@ Result<void> context::send(const address& to, kind k, const ref& r, std::string_
     if (!pid) {
       return pid.error();
     }
-    out_conn* conn = nullptr;
+    out_conn* c = nullptr;
     if (auto it = out_.find(*pid); it != out_.end()) {
-      conn = &it->second;
+      c = &it->second;
     } else {
       auto opened = connect_to(*pid, effective());
       if (!opened) {
@@ -182,14 +431,20 @@ Result<void> context::send(const address& to, kind k, const ref& r, std::string_
         }
         return opened.error();
       }
-      conn = *opened;
+      c = *opened;
     }
-    out_conn& c = *conn;
-    wire::append_frame(c.pending, wire::make_header(k, self_, r, body.size()), body);
-    if (buffered && c.pending.size() < post_flush_threshold) {
-      return {};
+    const wire::header h = wire::make_header(k, self_, r, body.size());
+    Result<void> w;
+    if (c->state == out_conn::ring_state::on) {
+      w = send_ring(*pid, c, h, body, until, lazy);
+    } else {
+      wire::append_frame(c->pending, h, body);
+      if (buffered && c->pending.size() < post_flush_threshold) {
+        mark_dirty(*pid, *c);
+        return {};
+      }
+      w = write_out(*pid, *c, effective());
     }
-    auto w = write_out(*pid, c, effective());
     if (!w && w.error() == errc::noproc && !to.is_pid() && attempt == 0) {
       name_cache_.erase(to.name());
       continue;
@@ -201,20 +456,39 @@ Result<void> context::send(const address& to, kind k, const ref& r, std::string_
 
 Result<void> context::flush_all(deadline until) {
   Result<void> result;
-  std::vector<pid_t> pids;
-  for (auto& [pid, c] : out_) {
-    if (!c.pending.empty()) {
-      pids.push_back(pid);
-    }
+  if (dirty_.empty()) {
+    return result;
   }
+  // Swapped out: what is flushed may mark connections dirty again.
+  std::vector<pid_t> pids;
+  pids.swap(dirty_);
   for (pid_t pid : pids) {
     auto it = out_.find(pid);
-    if (it == out_.end()) {
+    if (it == out_.end() || !it->second.dirty) {
       continue;
     }
-    if (auto w = write_out(pid, it->second, until); !w) {
-      result = w;
+    out_conn& c = it->second;
+    c.dirty = false;
+    if (c.state == out_conn::ring_state::on && c.unwoken > 0) {
+      if (auto w = wake_reader(pid, c); !w) {
+        result = w;
+        continue;
+      }
+      it = out_.find(pid);
+      if (it == out_.end()) {
+        continue;
+      }
+      it->second.dirty = false;
     }
+    if (!it->second.pending.empty()) {
+      if (auto w = write_out(pid, it->second, until); !w) {
+        result = w;
+      }
+    }
+  }
+  if (dirty_.empty()) {
+    pids.clear();
+    dirty_.swap(pids);  // keep the capacity
   }
   return result;
 }
@@ -229,8 +503,15 @@ void context::close_conn(int fd, const char* why) {
   if (why != nullptr) {
     core::log_warn("mailbox: dropping connection from pid {}: {}", it->second.peer, why);
   }
+  if (it->second.on_ring) {
+    auto r = std::find(rings_.begin(), rings_.end(), &it->second);
+    if (r != rings_.end()) {
+      *r = rings_.back();
+      rings_.pop_back();
+    }
+  }
   unwatch_fd(fd);
-  in_.erase(it);
+  in_.erase(it);  // unmaps the ring
 }
 
 void context::accept_all() {
@@ -261,42 +542,169 @@ void context::accept_all() {
   }
 }
 
-// Parses whole frames from c.buf into the queue. False when the stream is
-// broken (the caller closes the connection).
-bool context::parse_frames(in_conn& c) {
-  while (true) {
-    auto f = wire::next_frame({c.buf.data() + c.start, c.end - c.start});
-    if (f.status == wire::cut::broken) {
-      close_conn(c.fd.get(), f.why);
-      return false;
+// Answers a ring request: a new ring's memfd with 'R', or 'N' (transport
+// off here, or no memory for it).
+void context::offer_ring(in_conn& c) {
+  char byte = ring::offer_refused;
+  unique_fd memfd;
+  if (ring_enabled_ && c.peer != self_) {
+    auto m = ring::mapping::create(ring::default_capacity, memfd);
+    if (m) {
+      c.ring = std::move(*m);
+      byte = ring::offer_ring;
+    } else {
+      core::log_warn("mailbox: no ring for the connection from pid {}: {}; using the socket",
+                     c.peer, m.error().message());
     }
-    if (f.status == wire::cut::need_more) {
+  }
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  if (memfd) {
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
+    cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    int fd = memfd.get();
+    std::memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+  }
+  ssize_t n;
+  do {
+    n = ::sendmsg(c.fd.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1) {
+    c.ring = {};  // the sender never gets it, so never starts it
+  }
+}
+
+// One frame for the queue, from the socket or the ring. Control frames and
+// late replies are handled here.
+void context::deliver(in_conn& c, const wire::header& h, std::string_view raw) {
+  // One connection carries one sender: an envelope claiming another pid is
+  // a forgery or a bug; drop that message and keep the stream.
+  if (h.from != c.peer) {
+    core::log_warn("mailbox: dropped a message from pid {} claiming to be pid {}", c.peer, h.from);
+    return;
+  }
+  // Copied before it is checked: ring bytes are shared with the sender,
+  // which could change them between a check and a copy.
+  message m{static_cast<kind>(h.kind), h.from, ref{h.ref_hi, h.ref_lo}, std::string(raw)};
+  if (!is_valid_term(m.body)) {
+    core::log_warn("mailbox: dropped a malformed {} message from pid {} ({} bytes)",
+                   to_string(m.kind), c.peer, h.body_len);
+    return;
+  }
+  if (m.kind == kind::link || m.kind == kind::unlink) {
+    handle_control(m);
+    return;
+  }
+  if (m.kind == kind::reply && !abandoned_.empty() && abandoned_.erase(m.ref) > 0) {
+    return;  // a reply that came after its caller gave up
+  }
+  queue_.push_back(std::move(m));
+}
+
+// Takes in whatever c's received socket bytes and ring hold, in the sender's
+// order: socket frames until the ring starts, then the ring, except for the
+// one socket frame each on_socket marker announces. False when the stream
+// is broken (the connection is closed, with the reason logged).
+bool context::consume(in_conn& c) {
+  const int fd = c.fd.get();
+  // A bounded batch per call (consume_batch).
+  const std::uint64_t head_at_start = c.head;
+  while (true) {
+    if (!c.on_ring || c.socket_next) {
+      auto f = wire::next_frame({c.buf.data() + c.start, c.end - c.start});
+      if (f.status == wire::cut::broken) {
+        close_conn(fd, f.why);
+        return false;
+      }
+      if (f.status == wire::cut::need_more) {
+        break;
+      }
+      c.start += sizeof f.h + f.h.body_len;
+      const std::uint8_t flags = f.h.flags;
+      if ((flags & ring::flag_wake) != 0) {
+        continue;
+      }
+      if ((flags & ring::flag_ring_request) != 0) {
+        if (!c.ring && !c.on_ring) {
+          offer_ring(c);
+        }
+        continue;
+      }
+      if ((flags & ring::flag_ring_start) != 0) {
+        if (!c.ring || c.on_ring) {
+          close_conn(fd, "ring start without a ring");
+          return false;
+        }
+        c.on_ring = true;
+        rings_.push_back(&c);
+        continue;
+      }
+      c.socket_next = false;
+      deliver(c, f.h, f.body);
+      continue;
+    }
+    // On the ring.
+    if (c.head - head_at_start >= consume_batch) {
       break;
     }
-    const wire::header& h = f.h;
-    std::string_view body = f.body;
-    c.start += sizeof h + h.body_len;
-    // One connection carries one sender: an envelope claiming another pid is
-    // a forgery or a bug; drop that message and keep the stream.
-    if (h.from != c.peer) {
-      core::log_warn("mailbox: dropped a message from pid {} claiming to be pid {}", c.peer,
-                     h.from);
-      continue;
+    std::uint64_t tail = c.ring.ctl()->tail.load(std::memory_order_acquire);
+    if (tail == c.head) {
+      // The sender publishes a marker before it writes a frame on the
+      // socket, and we read the socket before loading tail: a whole frame
+      // there now that no marker claims breaks the protocol.
+      while (true) {
+        auto f = wire::next_frame({c.buf.data() + c.start, c.end - c.start});
+        if (f.status == wire::cut::broken) {
+          close_conn(fd, f.why);
+          return false;
+        }
+        if (f.status == wire::cut::need_more) {
+          break;
+        }
+        if ((f.h.flags & ring::flag_wake) == 0) {
+          close_conn(fd, "a frame on the socket that the ring did not announce");
+          return false;
+        }
+        c.start += sizeof f.h + f.h.body_len;
+      }
+      break;
     }
-    if (!is_valid_term(body)) {
-      core::log_warn("mailbox: dropped a malformed {} message from pid {} ({} bytes)",
-                     to_string(static_cast<kind>(h.kind)), c.peer, h.body_len);
-      continue;
+    while (c.head != tail) {
+      auto r = ring::next(c.ring.data(), c.ring.capacity(), c.head, tail);
+      if (r.status == ring::read::broken) {
+        close_conn(fd, r.why);
+        return false;
+      }
+      c.head += r.size;
+      if (r.f.h.flags == ring::flag_on_socket) {
+        c.socket_next = true;
+        break;
+      }
+      if (r.f.h.flags != 0) {
+        close_conn(fd, "a control frame in the ring");
+        return false;
+      }
+      deliver(c, r.f.h, r.f.body);
     }
-    message m{static_cast<kind>(h.kind), h.from, ref{h.ref_hi, h.ref_lo}, std::string(body)};
-    if (m.kind == kind::link || m.kind == kind::unlink) {
-      handle_control(m);
-      continue;
+  }
+  if (c.head != c.published) {
+    // Room for the sender; wake it if it waits for room.
+    auto* ctl = c.ring.ctl();
+    ctl->head.store(c.head, std::memory_order_release);
+    c.published = c.head;
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (ctl->writer_waits.load(std::memory_order_relaxed) != 0 &&
+        ctl->writer_waits.exchange(0, std::memory_order_acq_rel) != 0) {
+      char b = ring::room_byte;
+      (void)!::send(fd, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
-    if (m.kind == kind::reply && !abandoned_.empty() && abandoned_.erase(m.ref) > 0) {
-      continue;  // a reply that came after its caller gave up
-    }
-    queue_.push_back(std::move(m));
   }
   if (c.start == c.end) {
     c.start = 0;
@@ -322,7 +730,7 @@ void context::read_conn(int fd) {
     ssize_t n = ::read(fd, c.buf.data() + c.end, read_chunk);
     if (n > 0) {
       c.end += static_cast<std::size_t>(n);
-      if (!parse_frames(c)) {
+      if (!consume(c)) {
         return;  // closed
       }
       if (static_cast<std::size_t>(n) < read_chunk) {
@@ -336,22 +744,77 @@ void context::read_conn(int fd) {
     if (n < 0 && errno == EAGAIN) {
       return;
     }
-    // EOF or error: the sender closed (or died). A partial frame left over
-    // was cut off mid-write; it is dropped.
-    close_conn(fd, c.end > c.start ? "closed in the middle of a frame" : nullptr);
+    // EOF or error: the sender closed (or died). What its ring holds came
+    // before; a partial frame left over was cut off mid-write and is dropped.
+    if (!consume(c)) {
+      return;
+    }
+    const char* why = nullptr;
+    if (c.socket_next) {
+      why = "closed before the message its ring announced";
+    } else if (c.end > c.start) {
+      why = "closed in the middle of a frame";
+    }
+    close_conn(fd, why);
     return;
   }
+}
+
+// The rings with published messages, taken in; returns how many had some.
+// No syscall: this is what a spinning receive polls.
+int context::poll_rings() {
+  int got = 0;
+  for (std::size_t i = 0; i < rings_.size();) {
+    in_conn* c = rings_[i];
+    if (c->socket_next || c->ring.ctl()->tail.load(std::memory_order_relaxed) == c->head) {
+      ++i;
+      continue;
+    }
+    ++got;
+    if (consume(*c)) {
+      ++i;  // else closed: rings_[i] is now another connection
+    }
+  }
+  return got;
 }
 
 int context::pump(int timeout_ms) {
   if (!epoll_) {
     return 0;
   }
+  int got = 0;
+  bool announced = false;
+  if (!rings_.empty()) {
+    got = poll_rings();
+    if (got > 0) {
+      timeout_ms = 0;
+    } else if (timeout_ms != 0) {
+      // About to sleep: say so in every ring, then look once more (a sender
+      // that published before seeing the flag did not wake us).
+      for (in_conn* c : rings_) {
+        c->ring.ctl()->reader_sleeps.store(1, std::memory_order_relaxed);
+      }
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      announced = true;
+      for (in_conn* c : rings_) {
+        if (!c->socket_next && c->ring.ctl()->tail.load(std::memory_order_relaxed) != c->head) {
+          timeout_ms = 0;
+          break;
+        }
+      }
+    }
+  }
   epoll_event evs[64];
   int n;
   do {
     n = ::epoll_wait(epoll_.get(), evs, 64, timeout_ms);
   } while (n < 0 && errno == EINTR);
+  if (announced) {
+    for (in_conn* c : rings_) {
+      c->ring.ctl()->reader_sleeps.store(0, std::memory_order_relaxed);
+    }
+    got += poll_rings();
+  }
   for (int i = 0; i < n; ++i) {
     auto t = static_cast<tag>(evs[i].data.u64 >> 56);
     int fd = static_cast<int>(evs[i].data.u64 & 0xffffffffu);
@@ -375,7 +838,7 @@ int context::pump(int timeout_ms) {
         break;
     }
   }
-  return n < 0 ? 0 : n;
+  return (n < 0 ? 0 : n) + got;
 }
 
 Result<message> context::receive(const predicate* pred, deadline until) {
@@ -397,18 +860,29 @@ Result<message> context::receive(const predicate* pred, deadline until) {
   if (auto m = take()) {
     return std::move(*m);
   }
-  pump(0);
+  // The rings first, without a syscall; the epoll set (sockets, pidfds,
+  // timers) when they had nothing, and every 16th time regardless.
+  if (rings_.empty() || poll_rings() == 0 || (++fast_polls_ & 15U) == 0) {
+    pump(0);
+  }
   if (auto m = take()) {
     return std::move(*m);
   }
   // Spin briefly before sleeping: waking a halted vCPU costs tens of µs here.
+  // The rings are polled without a syscall; the epoll set (sockets, pidfds,
+  // timers) every 16th round.
   if (spin_.count() > 0 && !until.expired()) {
     auto spin_end = core::clock::now() + spin_;
     if (spin_end > until.at()) {
       spin_end = until.at();
     }
+    unsigned round = 0;
     while (core::clock::now() < spin_end) {
-      if (pump(0) > 0) {
+      int got = rings_.empty() ? 0 : poll_rings();
+      if (got == 0 && (rings_.empty() || (++round & 15U) == 0)) {
+        got = pump(0);
+      }
+      if (got > 0) {
         if (auto m = take()) {
           return std::move(*m);
         }
@@ -477,6 +951,27 @@ Result<void> post_message(const address& to, kind k, const ref& r, std::string_v
 }
 Result<void> flush(deadline until) {
   return ctx().flush_all(until);
+}
+
+const char* to_string(transport t) noexcept {
+  switch (t) {
+    case transport::none:
+      return "none";
+    case transport::socket:
+      return "socket";
+    case transport::ring:
+      return "ring";
+  }
+  return "unknown";
+}
+void set_transport(transport t) {
+  ctx().set_transport(t);
+}
+transport transport_to(pid_t pid) {
+  return ctx().transport_to(pid);
+}
+transport transport_from(pid_t pid) {
+  return ctx().transport_from(pid);
 }
 
 Result<message> receive(deadline until) {

@@ -6,7 +6,9 @@
 //   process.cpp            the context's lifecycle: creation, init, fork,
 //                          shutdown, exit_self; the public init/shutdown/self
 //   mailbox.cpp            mailbox I/O: connecting, framing (wire.hpp), the
-//                          sender check of each envelope, backpressure, the
+//                          shared-memory ring beside the socket (ring.hpp;
+//                          ring.cpp maps it), the sender check of each
+//                          envelope, backpressure, the
 //                          receive loop and its adaptive spin, signals as
 //                          messages, and the epoll loop that feeds the rest
 //   names.cpp              the name registry (register_name, whereis)
@@ -41,6 +43,7 @@
 
 #include "detail.hpp"
 
+#include <otpd/core/log.hpp>
 #include <otpd/core/runtime_dir.hpp>
 #include <otpd/core/spawn.hpp>
 #include <otpd/runtime/process.hpp>
@@ -65,6 +68,13 @@ context& make_context() {
   });
   if (const char* s = std::getenv("OTPD_SPIN_US"); s != nullptr) {
     g_ctx->set_max_spin(std::chrono::microseconds(std::atol(s)));
+  }
+  if (const char* s = std::getenv("OTPD_MAILBOX_TRANSPORT"); s != nullptr && *s != '\0') {
+    if (std::strcmp(s, "socket") == 0) {
+      g_ctx->set_transport(transport::socket);
+    } else if (std::strcmp(s, "ring") != 0 && std::strcmp(s, "auto") != 0) {
+      core::log_warn("OTPD_MAILBOX_TRANSPORT={}: unknown (socket, ring or auto); using auto", s);
+    }
   }
   return *g_ctx;
 }
@@ -155,6 +165,8 @@ void context::drop_inherited() {
   g_forked.store(false, std::memory_order_relaxed);
   // Everything here is a copy of the parent's: close our copies of its fds
   // (the parent's stay open) and forget its state. Do not unlink anything.
+  rings_.clear();
+  dirty_.clear();
   in_.clear();
   out_.clear();
   watches_.clear();
@@ -218,6 +230,8 @@ void context::shutdown() {
   watches_.clear();
   monitor_owner_.clear();
   pidfd_owner_.clear();
+  rings_.clear();
+  dirty_.clear();
   in_.clear();
   out_.clear();
   epoll_.reset();

@@ -22,9 +22,22 @@ namespace {
 auto long_wait() {
   return rt::deadline::after(t::scaled(20s));
 }
+
+// Every mailbox test runs on both transports: the socket alone, and the
+// shared-memory ring beside it. The setting is inherited by the children the
+// test spawns, so both ends of each pair use the transport under test.
+class Mailbox : public ::testing::TestWithParam<rt::transport> {
+ protected:
+  void SetUp() override { rt::set_transport(GetParam()); }
+  void TearDown() override { rt::set_transport(rt::transport::ring); }
+};
 }  // namespace
 
-TEST(Mailbox, OneSenderHundredThousandMessagesInOrder) {
+INSTANTIATE_TEST_SUITE_P(Transports, Mailbox,
+                         ::testing::Values(rt::transport::socket, rt::transport::ring),
+                         [](const auto& info) { return std::string(rt::to_string(info.param)); });
+
+TEST_P(Mailbox, OneSenderHundredThousandMessagesInOrder) {
   pid_t parent = rt::self();
   constexpr int n = 100000;
   auto child = rt::spawn([parent] {
@@ -44,7 +57,7 @@ TEST(Mailbox, OneSenderHundredThousandMessagesInOrder) {
   }
 }
 
-TEST(Mailbox, FourConcurrentSendersKeepPerSenderOrderAndLoseNothing) {
+TEST_P(Mailbox, FourConcurrentSendersKeepPerSenderOrderAndLoseNothing) {
   pid_t parent = rt::self();
   constexpr int per_sender = 25000;
   std::map<pid_t, int> next;
@@ -77,7 +90,7 @@ TEST(Mailbox, FourConcurrentSendersKeepPerSenderOrderAndLoseNothing) {
   }
 }
 
-TEST(Mailbox, OneMebibyteBodyBothWays) {
+TEST_P(Mailbox, OneMebibyteBodyBothWays) {
   std::string big(1 << 20, '\0');
   for (std::size_t i = 0; i < big.size(); ++i) {
     big[i] = static_cast<char>(i * 131 % 251);
@@ -98,7 +111,7 @@ TEST(Mailbox, OneMebibyteBodyBothWays) {
   EXPECT_EQ(*back->as<std::string>(), big);
 }
 
-TEST(Mailbox, SelectiveReceiveLeavesOthersQueuedInOrder) {
+TEST_P(Mailbox, SelectiveReceiveLeavesOthersQueuedInOrder) {
   for (const char* s : {"a", "b", "c", "d"}) {
     ASSERT_TRUE(rt::send(rt::self(), std::string(s)));
   }
@@ -116,7 +129,7 @@ TEST(Mailbox, SelectiveReceiveLeavesOthersQueuedInOrder) {
   }
 }
 
-TEST(Mailbox, ReceiveTimesOut) {
+TEST_P(Mailbox, ReceiveTimesOut) {
   auto start = std::chrono::steady_clock::now();
   auto m = rt::receive(50ms);
   ASSERT_FALSE(m);
@@ -130,14 +143,14 @@ TEST(Mailbox, ReceiveTimesOut) {
   ASSERT_TRUE(rt::receive(long_wait()));
 }
 
-TEST(Mailbox, SendToMissingProcessOrNameIsNoproc) {
+TEST_P(Mailbox, SendToMissingProcessOrNameIsNoproc) {
   EXPECT_EQ(rt::send(pid_t{0x7ffffff0}, 1).error(), errc::noproc);
   EXPECT_EQ(rt::send(std::string("nobody_here"), 1).error(), errc::noproc);
   EXPECT_EQ(rt::whereis("nobody_here").error(), errc::noproc);
   EXPECT_EQ(rt::register_name("bad/name").error(), errc::invalid_argument);
 }
 
-TEST(Mailbox, NameFollowsTheRestartedHolder) {
+TEST_P(Mailbox, NameFollowsTheRestartedHolder) {
   pid_t parent = rt::self();
   auto holder = [parent] {
     if (!rt::register_name("svc")) {
@@ -168,7 +181,7 @@ TEST(Mailbox, NameFollowsTheRestartedHolder) {
   EXPECT_EQ(pong->from, second->pid);
 }
 
-TEST(Mailbox, FullReceiverMakesSenderWaitThenFailNotDrop) {
+TEST_P(Mailbox, FullReceiverMakesSenderWaitThenFailNotDrop) {
   pid_t parent = rt::self();
   // The child never reads: its socket buffer fills up.
   auto sink = rt::spawn([parent] {
@@ -194,7 +207,7 @@ TEST(Mailbox, FullReceiverMakesSenderWaitThenFailNotDrop) {
   ::kill(sink->pid, SIGKILL);
 }
 
-TEST(Mailbox, RefsAreUniqueAcrossProcesses) {
+TEST_P(Mailbox, RefsAreUniqueAcrossProcesses) {
   pid_t parent = rt::self();
   auto child = rt::spawn([parent] {
     rt::ref r = rt::make_ref();
@@ -207,6 +220,43 @@ TEST(Mailbox, RefsAreUniqueAcrossProcesses) {
   auto [hi, lo] = *m->as<std::tuple<std::uint64_t, std::uint64_t>>();
   EXPECT_FALSE(mine == (rt::ref{hi, lo}));
   EXPECT_NE(hi, mine.hi);
+}
+
+// Both ends of a pair report the transport asked for, once the ring is set
+// up (during the first messages each way).
+TEST_P(Mailbox, ConnectionsUseTheTransportAskedFor) {
+  pid_t parent = rt::self();
+  auto child = rt::spawn([parent] {
+    // "one" carries the ring request; the answer is in by the time the ack
+    // comes, so "two" switches to the ring and "three" goes through it.
+    if (!rt::send(parent, std::string("one"))) {
+      return 1;
+    }
+    auto ack = rt::receive(rt::deadline::after(t::scaled(20s)));
+    if (!ack) {
+      return 2;
+    }
+    if (!rt::send(parent, std::string("two")) || !rt::send(parent, std::string("three"))) {
+      return 3;
+    }
+    auto bye = rt::receive(rt::deadline::after(t::scaled(20s)));
+    return bye ? 0 : 4;
+  });
+  ASSERT_TRUE(child);
+  auto one = rt::receive(long_wait());
+  ASSERT_TRUE(one);
+  EXPECT_EQ(*one->as<std::string>(), "one");
+  ASSERT_TRUE(rt::send(child->pid, std::string("ack")));
+  for (const char* want : {"two", "three"}) {
+    auto m = rt::receive(long_wait());
+    ASSERT_TRUE(m);
+    EXPECT_EQ(*m->as<std::string>(), want);
+  }
+  EXPECT_EQ(rt::transport_from(child->pid), GetParam());
+  // Our first send to the child asked; this one picks up the answer.
+  ASSERT_TRUE(rt::send(child->pid, std::string("bye")));
+  EXPECT_EQ(rt::transport_to(child->pid), GetParam());
+  EXPECT_EQ(rt::transport_to(pid_t{0x7ffffff0}), rt::transport::none);
 }
 
 TEST(Timer, SendAfterArrivesInOrderAndCancelStopsIt) {

@@ -3,6 +3,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -92,6 +93,27 @@ Result<void> post(const address& to, const T& term) {
   return post_message(to, kind::user, {}, pack(term));
 }
 Result<void> flush(deadline until = deadline::after(default_send_timeout));
+
+// --- transports ---------------------------------------------------------------
+// How a connection between two mailboxes carries its messages. Between local
+// processes a sender asks its receiver for a shared-memory ring (one per
+// direction of each pair, handed over the Unix socket, which stays for
+// credentials, wake-ups and bodies over 64 KiB); either side can keep to the
+// socket alone: $OTPD_MAILBOX_TRANSPORT=socket, or set_transport(). Order and
+// every other guarantee are the same on both.
+enum class transport : std::uint8_t {
+  none,    // no connection (yet)
+  socket,  // frames on the Unix socket only
+  ring,    // the shared-memory ring, the socket beside it
+};
+[[nodiscard]] const char* to_string(transport t) noexcept;
+// For connections opened from now on (existing ones keep theirs), in this
+// process and the children it forks after this call.
+void set_transport(transport t);
+// The transport of our connection to pid's mailbox, and of pid's to ours.
+// A ring is set up during the first messages: socket until then.
+[[nodiscard]] transport transport_to(pid_t pid);
+[[nodiscard]] transport transport_from(pid_t pid);
 
 // --- receiving --------------------------------------------------------------
 using predicate = std::function<bool(const message&)>;
