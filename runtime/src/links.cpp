@@ -2,9 +2,16 @@
 // pidfd in the epoll set (shared by all monitors of it, a link, and being our
 // child); when it fires, on_pid_exit turns the end into DOWN and EXIT
 // messages or, for a link without trap_exit, ends this process too.
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -20,6 +27,54 @@ namespace detail {
 
 namespace {
 constexpr std::size_t max_idle_watches = 64;
+
+// How a process that is not our child ended, from its zombie's
+// /proc/<pid>/stat (field 52, exit_code, in waitpid's form), readable until
+// its parent reaps it. The /proc directory is opened first, then the pidfd
+// tells that the process is not reaped yet, so the directory is that
+// process and not a later one with the same pid (reads through it fail once
+// it is reaped). The kernel shows exit_code only to a caller allowed to
+// ptrace-read the process (else 0, which would read as normal): so only for a
+// process of our euid, or any as root. nullopt when it cannot be known so.
+std::optional<exit_reason> zombie_exit_reason(pid_t pid, int pidfd) {
+  unique_fd dir(
+      ::open(("/proc/" + std::to_string(pid)).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir || ::syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) != 0) {
+    return std::nullopt;
+  }
+  struct stat st {};
+  if (::fstat(dir.get(), &st) != 0 || (st.st_uid != ::geteuid() && ::geteuid() != 0)) {
+    return std::nullopt;
+  }
+  unique_fd f(::openat(dir.get(), "stat", O_RDONLY | O_CLOEXEC));
+  if (!f) {
+    return std::nullopt;
+  }
+  char buf[4096];
+  ssize_t n = ::read(f.get(), buf, sizeof buf - 1);
+  if (n <= 0) {
+    return std::nullopt;
+  }
+  std::string text(buf, static_cast<std::size_t>(n));
+  auto close = text.rfind(')');  // the command name may hold anything but ends at the last ')'
+  if (close == std::string::npos) {
+    return std::nullopt;
+  }
+  std::istringstream fields(text.substr(close + 1));
+  std::vector<std::string> f3;  // fields from the 3rd (state) on
+  for (std::string x; fields >> x;) {
+    f3.push_back(x);
+  }
+  if (f3.size() < 50 || f3[0] != "Z") {
+    return std::nullopt;  // not a zombie (yet): no exit code to read
+  }
+  char* end = nullptr;
+  long status = std::strtol(f3[49].c_str(), &end, 10);
+  if (*end != '\0') {
+    return std::nullopt;
+  }
+  return exit_reason::from_wait_status(static_cast<int>(status));
+}
 }  // namespace
 
 // The watch of pid, opening its pidfd if it is new; nullptr when pid does not
@@ -186,6 +241,8 @@ void context::on_pid_exit(pid_t pid) {
     reason = e ? exit_reason::from_siginfo(e->code, e->status) : exit_reason{exit_kind::unknown, 0};
     // A SIGKILLed child could not remove its mailbox socket.
     ::unlink(mbox_path(pid).c_str());
+  } else if (auto z = zombie_exit_reason(pid, w.pidfd.get())) {
+    reason = *z;
   } else {
     reason = ask_otpd_exit_reason(dir_, pid);
   }
@@ -196,8 +253,15 @@ void context::on_pid_exit(pid_t pid) {
     enqueue({kind::down, pid, r, body});
   }
   if (w.linked) {
+    // The rule (process.hpp, link): only a known abnormal end propagates. An
+    // unknown one may well have been a normal exit, which must never kill.
     if (trap_exit_) {
       enqueue({kind::exit, pid, {}, body});
+    } else if (reason.kind == exit_kind::unknown) {
+      core::log_info(
+          "linked process {} ended, how is not known (not our child, already reaped, "
+          "no otpd to ask): not propagated",
+          pid);
     } else if (!reason.is_normal()) {
       core::log_info("exiting: linked process {} ended ({})", pid, reason.to_string());
       exit_self(reason);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -53,6 +54,30 @@ struct config_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+bool all_of_chars(const std::string& s, bool allow_dot) {
+  return std::all_of(s.begin(), s.end(), [allow_dot](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || (allow_dot && c == '.');
+  });
+}
+
+// A registered name as the runtime's register_name takes it
+// (runtime/src/names.cpp: letters, digits, '_', '-', '.', at most 64), and
+// not starting with '.': the names directory keeps its ".new.<pid>" files.
+// Child ids follow the same rule: they are path components (root/a/b) in
+// otpctl's arguments, events and logs.
+bool valid_name(const std::string& s) {
+  return !s.empty() && s.size() <= config_limits::name_chars && s[0] != '.' &&
+         all_of_chars(s, true);
+}
+
+// node.name becomes OTPD_NODE and the prefix of the node's shm segment
+// names: shm_table's valid_node_name (no '.'), else the tables silently fall
+// back to the node "default".
+bool valid_node_name(const std::string& s) {
+  return !s.empty() && s.size() <= config_limits::name_chars && all_of_chars(s, false);
+}
+
 class parser {
  public:
   parser(std::string file, std::string base_dir)
@@ -64,7 +89,13 @@ class parser {
     if (m.line >= 0) {
       where += fmt::format(":{}:{}", m.line + 1, m.column + 1);
     }
-    throw config_error(fmt::format("{}: {}: {}", where, key.empty() ? "(top)" : key, what));
+    // A key may hold a NUL byte ("\0" in a quoted key): shown escaped, as
+    // what() would end the message there.
+    std::string shown;
+    for (char c : key.empty() ? std::string("(top)") : key) {
+      shown += c == '\0' ? std::string("\\0") : std::string(1, c);
+    }
+    throw config_error(fmt::format("{}: {}: {}", where, shown, what));
   }
 
   void check_keys(const YAML::Node& map, const std::string& key,
@@ -72,8 +103,13 @@ class parser {
     if (!map.IsMap()) {
       fail(map, key, "expected a mapping");
     }
+    std::set<std::string> seen;
     for (auto it = map.begin(); it != map.end(); ++it) {
       std::string k = it->first.Scalar();
+      if (!seen.insert(k).second) {
+        // yaml-cpp keeps both and a lookup sees the first: say so instead.
+        fail(it->first, join(key, k), "duplicate key");
+      }
       if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
         std::string list;
         for (const auto& a : std::set<std::string_view>(allowed.begin(), allowed.end())) {
@@ -84,36 +120,78 @@ class parser {
     }
   }
 
+  // Walks the whole document before anything else looks at it. yaml-cpp keeps
+  // an alias as the anchored node itself, shared, so a walk expands it: a
+  // kilobyte of nested aliases (billion laughs) is 10^9 nodes to a walk.
+  // Counting every node visited, each use of an alias included, bounds this
+  // walk and so every later one (the parser looks at each node a bounded
+  // number of times). Aliases themselves stay allowed: sharing an env or a
+  // backoff mapping between children is what they are for.
+  void check_shape(const YAML::Node& n, int depth, std::size_t& budget) {
+    if (depth > config_limits::max_depth) {
+      fail(n, "(document)", fmt::format("nested deeper than {} levels", config_limits::max_depth));
+    }
+    if (budget == 0) {
+      fail(n, "(document)",
+           fmt::format("more than {} YAML nodes (each use of an alias counts its whole node)",
+                       config_limits::max_nodes));
+    }
+    --budget;
+    if (n.IsMap()) {
+      for (auto it = n.begin(); it != n.end(); ++it) {
+        check_shape(it->first, depth + 1, budget);
+        check_shape(it->second, depth + 1, budget);
+      }
+    } else if (n.IsSequence()) {
+      for (auto it = n.begin(); it != n.end(); ++it) {
+        check_shape(*it, depth + 1, budget);
+      }
+    }
+  }
+
   static std::string join(const std::string& base, const std::string& k) {
     return base.empty() ? k : base + "." + k;
   }
 
+  // Every string the config hands on (argv, env, paths, names) must survive
+  // the trip through C APIs: a "\0" escape would silently cut it short.
   std::string scalar(const YAML::Node& n, const std::string& key) {
     if (!n.IsScalar()) {
       fail(n, key, "expected a string");
     }
+    if (n.Scalar().find('\0') != std::string::npos) {
+      fail(n, key, "contains a NUL byte");
+    }
     return n.Scalar();
   }
 
+  // Decimal digits with an optional '-': strtol alone would also take
+  // leading blanks and a '+', and say nothing useful about overflow.
   long integer(const YAML::Node& n, const std::string& key, long min, long max) {
     std::string s = scalar(n, key);
-    char* end = nullptr;
-    errno = 0;
-    long v = std::strtol(s.c_str(), &end, 10);
-    if (s.empty() || *end != '\0' || errno != 0) {
+    std::size_t digits = (!s.empty() && s[0] == '-') ? 1 : 0;
+    bool well_formed =
+        s.size() > digits && std::all_of(s.begin() + static_cast<long>(digits), s.end(),
+                                         [](char c) { return c >= '0' && c <= '9'; });
+    if (!well_formed) {
       fail(n, key, "expected an integer, got '" + s + "'");
     }
-    if (v < min || v > max) {
-      fail(n, key, fmt::format("expected an integer in [{}, {}], got {}", min, max, v));
+    errno = 0;
+    long v = std::strtol(s.c_str(), nullptr, 10);
+    if (errno == ERANGE || v < min || v > max) {
+      fail(n, key, fmt::format("expected an integer in [{}, {}], got {}", min, max, s));
     }
     return v;
   }
 
+  // A finite number in [min, max]: "nan" compares false with everything, so
+  // a plain range check would let it (and so a NaN backoff) through.
   double real(const YAML::Node& n, const std::string& key, double min, double max) {
     std::string s = scalar(n, key);
     char* end = nullptr;
+    errno = 0;
     double v = std::strtod(s.c_str(), &end);
-    if (s.empty() || *end != '\0' || v < min || v > max) {
+    if (s.empty() || *end != '\0' || !std::isfinite(v) || errno == ERANGE || v < min || v > max) {
       fail(n, key, fmt::format("expected a number in [{}, {}], got '{}'", min, max, s));
     }
     return v;
@@ -130,8 +208,13 @@ class parser {
     fail(n, key, "expected true or false, got '" + s + "'");
   }
 
-  // "10M", "512K", "1G" or a plain number of bytes.
+  // "10M", "512K", "1G" or a plain number of bytes, at most config_limits::size_bytes:
+  // digits only (strtoull would take "-1" as 2^64-1), and the unit's
+  // multiplication checked for overflow.
   std::uint64_t size(const YAML::Node& n, const std::string& key) {
+    const std::string what =
+        fmt::format("expected a positive size such as 1048576, 512K or 10M (at most {}G)",
+                    config_limits::size_bytes >> 30);
     std::string s = scalar(n, key);
     std::uint64_t mult = 1;
     if (!s.empty()) {
@@ -147,10 +230,13 @@ class parser {
         s.pop_back();
       }
     }
-    char* end = nullptr;
-    unsigned long long v = std::strtoull(s.c_str(), &end, 10);
-    if (s.empty() || *end != '\0' || v == 0) {
-      fail(n, key, "expected a positive size such as 1048576, 512K or 10M");
+    if (s.empty() || s.size() > 19 ||
+        !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      fail(n, key, what);
+    }
+    std::uint64_t v = std::stoull(s);  // < 10^19: fits
+    if (v == 0 || v > config_limits::size_bytes / mult) {
+      fail(n, key, what);
     }
     return v * mult;
   }
@@ -183,7 +269,7 @@ class parser {
     env_list out;
     for (auto it = n.begin(); it != n.end(); ++it) {
       std::string k = it->first.Scalar();
-      if (k.empty() || k.find('=') != std::string::npos) {
+      if (k.empty() || k.find_first_of(std::string("=\0", 2)) != std::string::npos) {
         fail(it->first, join(key, k), "bad environment variable name");
       }
       out.emplace_back(k, scalar(it->second, join(key, k)));
@@ -371,9 +457,12 @@ class parser {
       r.kind = readiness_kind::tcp;
       std::string s = scalar(n["tcp"], join(key, "tcp"));
       auto colon = s.rfind(':');
-      char* end = nullptr;
-      long port = colon == std::string::npos ? 0 : std::strtol(s.c_str() + colon + 1, &end, 10);
-      if (colon == std::string::npos || port <= 0 || port > 65535 || *end != '\0') {
+      std::string digits = colon == std::string::npos ? std::string() : s.substr(colon + 1);
+      bool numeric =
+          !digits.empty() && digits.size() <= 5 &&
+          std::all_of(digits.begin(), digits.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+      long port = numeric ? std::stol(digits) : 0;
+      if (port <= 0 || port > 65535) {
         fail(n["tcp"], join(key, "tcp"), "expected HOST:PORT, e.g. 127.0.0.1:6379");
       }
       r.host = colon == 0 ? "127.0.0.1" : s.substr(0, colon);
@@ -516,8 +605,11 @@ class parser {
       c.id = "child";
     } else {
       c.id = scalar(n["id"], join(key, "id"));
-      if (c.id.empty() || c.id.find('/') != std::string::npos) {
-        fail(n["id"], join(key, "id"), "an id is a non-empty name without '/'");
+      if (!valid_name(c.id)) {
+        fail(n["id"], join(key, "id"),
+             fmt::format("'{}': an id is 1 to {} letters, digits, '_', '-' or '.', not starting "
+                         "with '.'",
+                         c.id, config_limits::name_chars));
       }
     }
     if (n["restart"]) {
@@ -538,9 +630,17 @@ class parser {
     worker_spec& w = c.worker;
     if (n["name"]) {
       c.name = scalar(n["name"], join(key, "name"));
-      if (c.name.empty() || c.name.find('/') != std::string::npos || c.name[0] == '.') {
+      if (!valid_name(c.name)) {
         fail(n["name"], join(key, "name"),
-             "a name is non-empty, without '/', not starting with '.'");
+             fmt::format("'{}': a name is 1 to {} letters, digits, '_', '-' or '.', not "
+                         "starting with '.'",
+                         c.name, config_limits::name_chars));
+      }
+      // The registry is one directory per node: a second holder would
+      // silently take the name over from the first.
+      if (!names_.insert(c.name).second) {
+        fail(n["name"], join(key, "name"),
+             "duplicate name '" + c.name + "': a registered name is unique in the node");
       }
     }
     bool shell = n["shell"] && boolean(n["shell"], join(key, "shell"));
@@ -621,6 +721,8 @@ class parser {
   std::shared_ptr<config> top(const YAML::Node& doc) {
     auto cfg = std::make_shared<config>();
     cfg->path = file_;
+    std::size_t budget = config_limits::max_nodes;
+    check_shape(doc, 1, budget);
     if (!doc.IsMap()) {
       fail(doc, "", "expected a mapping with 'node' and 'supervisor'");
     }
@@ -630,6 +732,11 @@ class parser {
       check_keys(n, "node", config_keys::node);
       if (n["name"]) {
         cfg->node.name = scalar(n["name"], "node.name");
+        if (!valid_node_name(cfg->node.name)) {
+          fail(n["name"], "node.name",
+               fmt::format("'{}': a node name is 1 to {} letters, digits, '_' or '-'",
+                           cfg->node.name, config_limits::name_chars));
+        }
       }
       if (n["runtime_dir"]) {
         cfg->node.runtime_dir = resolve(scalar(n["runtime_dir"], "node.runtime_dir"));
@@ -660,12 +767,17 @@ class parser {
   std::string file_;
   std::string base_dir_;
   std::vector<std::string> node_path_;
+  std::set<std::string> names_;  // registered names seen so far
 };
 
 }  // namespace
 
 core::Result<std::shared_ptr<const config>> parse_config(const std::string& text,
                                                          const std::string& file) {
+  if (text.size() > config_limits::document_bytes) {
+    return {core::errc::invalid_argument, fmt::format("{}: the config is larger than {} bytes",
+                                                      file, config_limits::document_bytes)};
+  }
   std::error_code ec;
   std::filesystem::path p = std::filesystem::absolute(file, ec);
   parser ps(file, p.parent_path().string());
@@ -677,6 +789,10 @@ core::Result<std::shared_ptr<const config>> parse_config(const std::string& text
   } catch (const YAML::Exception& e) {
     return {core::errc::invalid_argument,
             fmt::format("{}:{}:{}: {}", file, e.mark.line + 1, e.mark.column + 1, e.msg)};
+  } catch (const std::exception& e) {
+    // Out of memory or a library's own limit: still an answer, never terminate.
+    return {core::errc::invalid_argument,
+            fmt::format("{}: unable to load the config: {}", file, e.what())};
   }
 }
 
@@ -686,9 +802,12 @@ core::Result<std::shared_ptr<const config>> load_config(const std::string& path)
     return {core::errc::invalid_argument,
             fmt::format("{}: unable to read the config: {}", path, std::strerror(errno))};
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_config(ss.str(), path);
+  // Reads one byte past the limit, no more: a config path naming a huge
+  // file (or /dev/zero) is refused without reading it all.
+  std::string text(config_limits::document_bytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  return parse_config(text, path);
 }
 
 }  // namespace otpd::supervisor

@@ -22,9 +22,11 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <malloc.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
@@ -65,6 +67,27 @@ namespace detail {
 
 using core::exit_reason;
 
+namespace {
+// What stands at a runtime dir otpd refused, for its message: another user
+// may have made it first (/tmp/otpd-<uid> is a predictable name).
+std::string what_is_at(const std::string& dir) {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) {
+    return {};
+  }
+  if (S_ISLNK(st.st_mode)) {
+    return " (it is a symbolic link, not followed)";
+  }
+  if (st.st_uid != ::geteuid()) {
+    struct passwd* pw = ::getpwuid(st.st_uid);
+    return fmt::format(" (it is owned by uid {}{}, not by otpd's user, uid {})", st.st_uid,
+                       pw != nullptr ? fmt::format(" ({})", pw->pw_name) : std::string(),
+                       ::geteuid());
+  }
+  return {};
+}
+}  // namespace
+
 // ---- set-up and tear-down ----------------------------------------------------
 
 bool node_daemon::setup() {
@@ -73,14 +96,15 @@ bool node_daemon::setup() {
   ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
   dir_ = pick_runtime_dir(opts_.runtime_dir, cfg_->node.runtime_dir);
   if (auto r = core::ensure_private_dir(dir_); !r) {
-    core::log_error("otpd: unable to create runtime dir {}: {}; exiting", dir_,
-                    r.error().message());
+    core::log_error("otpd: unable to create runtime dir {}: {}{}; exiting", dir_,
+                    r.error().message(), what_is_at(dir_));
     return false;
   }
   for (const std::string& sub :
        {protocol::layout::mailbox_dir(dir_), protocol::layout::names_dir(dir_)}) {
     if (auto r = core::ensure_private_dir(sub); !r) {
-      core::log_error("otpd: unable to create {}: {}; exiting", sub, r.error().message());
+      core::log_error("otpd: unable to create {}: {}{}; exiting", sub, r.error().message(),
+                      what_is_at(sub));
       return false;
     }
   }

@@ -1,9 +1,12 @@
 #include "output_capture.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -16,35 +19,193 @@
 
 namespace otpd::supervisor {
 
-void log_sink::open() {
+namespace {
+
+constexpr std::chrono::milliseconds first_retry{1000};
+constexpr std::chrono::milliseconds max_retry{60000};
+constexpr int max_dir_levels = 256;
+
+std::string owner_of(uid_t uid) {
+  struct passwd* pw = ::getpwuid(uid);
+  return pw != nullptr ? fmt::format("uid {} ({})", uid, pw->pw_name) : fmt::format("uid {}", uid);
+}
+
+bool sticky(const struct stat& st) {
+  return (st.st_mode & S_ISVTX) != 0;
+}
+
+// Why otpd must not write below directory `name` (st), or "" when it may:
+// only otpd's euid or root may own it, and nobody else may add or replace
+// entries in it, except in a sticky directory (as /tmp), where nobody may
+// replace an entry they do not own.
+std::string unsafe_dir(const struct stat& st, const std::string& name) {
+  if (st.st_uid != ::geteuid() && st.st_uid != 0) {
+    return fmt::format("{} is owned by {}, not by otpd's user or root", name, owner_of(st.st_uid));
+  }
+  if (sticky(st)) {
+    return {};
+  }
+  if ((st.st_mode & S_IWOTH) != 0) {
+    return fmt::format("{} is writable by every user (mode {:04o})", name, st.st_mode & 07777);
+  }
+  if ((st.st_mode & S_IWGRP) != 0 && st.st_gid != ::getegid()) {
+    struct group* gr = ::getgrgid(st.st_gid);
+    return fmt::format("{} is writable by group {} (mode {:04o})", name,
+                       gr != nullptr ? gr->gr_name : std::to_string(st.st_gid), st.st_mode & 07777);
+  }
+  return {};
+}
+
+}  // namespace
+
+// Opens the log file's directory without following a symlink in its place,
+// then checks it and every directory above it (through "..", so what is
+// checked is what the fd reaches, whatever path led there).
+bool log_sink::open_dir() {
+  dir.reset();
+  std::filesystem::path p(spec.path);
+  std::string d = p.parent_path().empty() ? std::string("/") : p.parent_path().string();
   std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(spec.path).parent_path(), ec);
-  fd.reset(::open(spec.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+  std::filesystem::create_directories(d, ec);
+  core::unique_fd fd(::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) {
-    core::log_warn("otpd: unable to open log file {}: {}; dropping output", spec.path,
-                   std::strerror(errno));
-    return;
+    int err = errno;
+    struct stat lst {};
+    if (::lstat(d.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
+      failed(fmt::format("the log directory {} is a symbolic link: refused, not followed", d));
+    } else {
+      failed(fmt::format("unable to open the log directory {}: {}", d, std::strerror(err)));
+    }
+    return false;
+  }
+  core::unique_fd cur(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
+  std::string name = d;
+  struct stat prev {};
+  for (int level = 0; cur && level < max_dir_levels; ++level) {
+    struct stat st {};
+    if (::fstat(cur.get(), &st) != 0) {
+      break;
+    }
+    if (level > 0 && st.st_dev == prev.st_dev && st.st_ino == prev.st_ino) {
+      break;  // "/" is its own parent
+    }
+    std::string why = unsafe_dir(st, level == 0 ? "the log directory " + name
+                                                : "a directory above the log file (" + name + ")");
+    if (!why.empty()) {
+      failed(why);
+      return false;
+    }
+    if (level == 0) {
+      dir_shared = sticky(st);
+    }
+    prev = st;
+    cur.reset(::openat(cur.get(), "..", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    name = std::filesystem::path(name).parent_path().string();
+  }
+  dir = std::move(fd);
+  return true;
+}
+
+bool log_sink::open() {
+  fd.reset();
+  if (!dir && !open_dir()) {
+    return false;
+  }
+  std::string base = std::filesystem::path(spec.path).filename().string();
+  // O_NONBLOCK: a FIFO planted there must not block the open (it is refused
+  // below); it changes nothing for a regular file.
+  core::unique_fd f(::openat(
+      dir.get(), base.c_str(),
+      O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0640));
+  if (!f) {
+    // ELOOP from O_NOFOLLOW, or EACCES first where fs.protected_symlinks
+    // guards a sticky directory: either way say what is there.
+    int err = errno;
+    struct stat lst {};
+    if (err == ELOOP || (::fstatat(dir.get(), base.c_str(), &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+                         S_ISLNK(lst.st_mode))) {
+      failed(fmt::format("log file {} is a symbolic link: refused, not followed", spec.path));
+    } else {
+      failed(fmt::format("unable to open log file {}: {}", spec.path, std::strerror(err)));
+    }
+    return false;
   }
   struct stat st {};
-  size = ::fstat(fd.get(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+  if (::fstat(f.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    failed(fmt::format("log file {} is not a regular file: refused", spec.path));
+    return false;
+  }
+  // In a sticky shared directory another user may have created the file
+  // first, to read what we write into it.
+  if (dir_shared && st.st_uid != ::geteuid() && st.st_uid != 0) {
+    failed(fmt::format("log file {} is owned by {} in a directory every user can write: refused",
+                       spec.path, owner_of(st.st_uid)));
+    return false;
+  }
+  fd = std::move(f);
+  size = static_cast<std::uint64_t>(st.st_size);
+  if (!error.empty()) {
+    core::log_info("otpd: log file {} is written again; {} bytes of output were dropped", spec.path,
+                   dropped);
+  }
+  error.clear();
+  dropped = 0;
+  retry_delay = std::chrono::milliseconds(0);
+  return true;
+}
+
+bool log_sink::reopen() {
+  dir.reset();  // the directory is checked again too: it may have been fixed
+  retry_at = {};
+  return open();
+}
+
+void log_sink::failed(std::string why) {
+  fd.reset();
+  dir.reset();
+  retry_delay = retry_delay.count() == 0 ? first_retry : std::min(retry_delay * 2, max_retry);
+  retry_at = clock::now() + retry_delay;
+  if (error.empty()) {
+    // Once per failure burst: the retries that fail too stay quiet.
+    core::log_warn("otpd: {}; dropping this output (counted) and retrying with back-off", why);
+  }
+  error = std::move(why);
+}
+
+void log_sink::drop(std::size_t n) {
+  dropped += n;
+  dropped_total += n;
 }
 
 void log_sink::rotate() {
   fd.reset();
-  for (int i = spec.keep - 1; i >= 1; --i) {
-    ::rename(fmt::format("{}.{}", spec.path, i).c_str(),
-             fmt::format("{}.{}", spec.path, i + 1).c_str());
+  size = 0;
+  if (!dir) {
+    (void)open();
+    return;
   }
-  ::rename(spec.path.c_str(), (spec.path + ".1").c_str());
-  open();
+  // renameat moves a planted symlink itself, never what it points to; the
+  // new file is then opened with O_NOFOLLOW like the first.
+  std::string base = std::filesystem::path(spec.path).filename().string();
+  for (int i = spec.keep - 1; i >= 1; --i) {
+    ::renameat(dir.get(), fmt::format("{}.{}", base, i).c_str(), dir.get(),
+               fmt::format("{}.{}", base, i + 1).c_str());
+  }
+  ::renameat(dir.get(), base.c_str(), dir.get(), (base + ".1").c_str());
+  (void)open();
 }
 
 void log_sink::write(const char* data, std::size_t n) {
+  if (!fd && (clock::now() < retry_at || !open())) {
+    drop(n);
+    return;
+  }
   while (n > 0) {
     if (spec.rotate && size >= spec.max_bytes) {
       rotate();
     }
     if (!fd) {
+      drop(n);
       return;
     }
     std::size_t room = spec.rotate ? static_cast<std::size_t>(spec.max_bytes - size) : n;
@@ -54,6 +215,9 @@ void log_sink::write(const char* data, std::size_t n) {
       continue;
     }
     if (w <= 0) {
+      failed(fmt::format("unable to write log file {}: {}", spec.path,
+                         w < 0 ? std::strerror(errno) : "nothing written"));
+      drop(n);
       return;
     }
     size += static_cast<std::uint64_t>(w);
@@ -67,7 +231,7 @@ std::shared_ptr<log_sink> output_capture::sink_for(const output_spec& spec) {
   if (!s) {
     s = std::make_shared<log_sink>();
     s->spec = spec;
-    s->open();
+    (void)s->open();
   }
   s->spec = spec;
   return s;
@@ -112,8 +276,7 @@ void output_capture::on_readable(uv_poll_t* h, int status, int /*events*/) {
 
 std::size_t output_capture::reopen_all() {
   for (auto& [path, s] : sinks_) {
-    s->fd.reset();
-    s->open();
+    (void)s->reopen();
   }
   return sinks_.size();
 }

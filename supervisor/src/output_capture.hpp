@@ -5,6 +5,7 @@
 
 #include <uv.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -18,20 +19,50 @@
 
 namespace otpd::supervisor {
 
-// One log file with size rotation: path, path.1 .. path.keep. Errors are
-// logged and the output dropped: a full disk must not stop the node.
+// One log file with size rotation: path, path.1 .. path.keep.
+//
+// otpd may run as root and write where a config says, so the file is never
+// reached through a path an other user could redirect: the directory is
+// opened once (O_DIRECTORY | O_NOFOLLOW) and checked (it and every directory
+// above it owned by otpd's euid or root, and not writable by other users:
+// group write only for otpd's own group, other write only with the sticky
+// bit, as /tmp), then the file is created, reopened and rotated relative to
+// that fd with O_NOFOLLOW, so a symlink planted at the log path, before start
+// or in its place at a rotation, is refused and never followed. It must be a
+// regular file (a FIFO would block the loop).
+//
+// Errors never stop the node (a full disk, a refused path): the output is
+// dropped and counted, one warning is logged when a failure begins, and the
+// file is retried with a growing delay (1 s doubling to 60 s), not on every
+// write; when it works again one line says how many bytes were dropped.
 struct log_sink {
+  using clock = std::chrono::steady_clock;
+
   output_spec spec;
+  core::unique_fd dir;  // the checked directory of spec.path
   core::unique_fd fd;
   std::uint64_t size = 0;
+  std::uint64_t dropped = 0;  // bytes dropped in the current failure burst
+  std::uint64_t dropped_total = 0;
+  std::string error;             // why the file is not open; empty when it is
+  clock::time_point retry_at{};  // no new attempt before this
+  std::chrono::milliseconds retry_delay{0};
+  bool dir_shared = false;  // the directory is sticky and other users may write it
 
-  // (Re)opens spec.path for append, creating its directory.
-  void open();
+  // (Re)opens spec.path for append, creating its directory; true when open.
+  bool open();
   // path.i becomes path.i+1 for i < keep, path becomes path.1, then a new path.
   void rotate();
   // Splits a chunk at the size limit, so no file grows past max_bytes
   // however much the child writes at once.
   void write(const char* data, std::size_t n);
+  // Forgets the back-off: the next write (or this call) tries at once.
+  bool reopen();
+
+ private:
+  bool open_dir();
+  void failed(std::string why);
+  void drop(std::size_t n);
 };
 
 // The read ends of every capture pipe, each watched on the loop and copied

@@ -2,6 +2,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <otpd/supervisor/config.hpp>
@@ -180,6 +181,186 @@ TEST(Config, RejectsMissingFile) {
   EXPECT_FALSE(r.has_value());
   EXPECT_EQ(r.message(),
             "/nonexistent/otpd.yaml: unable to read the config: No such file or directory");
+}
+
+// ---- bounds: a config is read by a root daemon -------------------------------
+
+// Billion laughs: nine levels of ten aliases each is 10^9 nodes to a walk,
+// from a few hundred bytes. Refused by the node budget, quickly, with the file.
+std::string alias_bomb() {
+  std::string s = "x0: &x0 [a, a, a, a, a, a, a, a, a, a]\n";
+  for (int i = 1; i < 9; ++i) {
+    std::string prev = "*x" + std::to_string(i - 1);
+    s += fmt::format("x{0}: &x{0} [{1}, {1}, {1}, {1}, {1}, {1}, {1}, {1}, {1}, {1}]\n", i, prev);
+  }
+  return s + "supervisor: {strategy: one_for_one}\n";
+}
+
+TEST(ConfigBounds, RejectsAnAliasBomb) {
+  std::string e = error_of(alias_bomb());
+  EXPECT_EQ(e.rfind("x.yaml:", 0), 0u) << e;
+  EXPECT_NE(e.find("(document): more than 100000 YAML nodes (each use of an alias counts its "
+                   "whole node)"),
+            std::string::npos)
+      << e;
+  // The same through children: a supervisor whose children alias a list
+  // that aliases a list... is refused before any child is built.
+  std::string nested = head + "    - &s0 {id: s0, strategy: one_for_one, children: []}\n";
+  std::string prev = "*s0";
+  for (int i = 1; i < 8; ++i) {
+    nested += fmt::format(
+        "    - &s{0} {{id: s{0}, strategy: one_for_one, children: [{1}, {1}, {1}, {1}, {1}, {1}, "
+        "{1}, {1}, {1}, {1}]}}\n",
+        i, prev);
+    prev = "*s" + std::to_string(i);
+  }
+  e = error_of(nested);
+  EXPECT_NE(e.find("more than 100000 YAML nodes"), std::string::npos) << e;
+}
+
+TEST(ConfigBounds, AcceptsAliasesThatShareAMapping) {
+  auto r = parse_config(head +
+                            "    - {id: a, command: [/bin/true], env: &e {A: '1', B: '2'}}\n"
+                            "    - {id: b, command: [/bin/true], env: *e}\n",
+                        "x.yaml");
+  ASSERT_TRUE(r.has_value()) << r.message();
+  EXPECT_EQ((*r)->root.sup.children[1].worker.env.size(), 2u);
+}
+
+TEST(ConfigBounds, RejectsDeepNestingAndLargeDocuments) {
+  std::string deep = head + "    - " + std::string(100, '[') + std::string(100, ']') + "\n";
+  std::string e = error_of(deep);
+  EXPECT_NE(e.find("(document): nested deeper than 64 levels"), std::string::npos) << e;
+  EXPECT_EQ(e.rfind("x.yaml:4:", 0), 0u) << e;
+
+  // 1 MiB of YAML and a byte more: refused before parsing, by parse_config
+  // and by load_config (which reads no further than that).
+  std::string big = head + "# " + std::string(config_limits::document_bytes, 'x') + "\n";
+  EXPECT_EQ(error_of(big), "x.yaml: the config is larger than 1048576 bytes");
+  testing::temp_dir d;
+  std::string f = d.path() + "/big.yaml";
+  std::ofstream(f) << big;
+  auto r = load_config(f);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.message(), f + ": the config is larger than 1048576 bytes");
+}
+
+TEST(ConfigBounds, RejectsDuplicateKeysInAMapping) {
+  EXPECT_EQ(error_of("supervisor:\n  strategy: one_for_one\n  strategy: one_for_all\n"),
+            "x.yaml:3:3: supervisor.strategy: duplicate key");
+  EXPECT_EQ(error_of(head + "    - {id: a, id: b, command: [/bin/true]}\n"),
+            "x.yaml:4:15: supervisor.children[0].id: duplicate key");
+}
+
+// ---- values ------------------------------------------------------------------
+
+TEST(ConfigValues, RejectsNanInfinitiesAndOverflowingNumbers) {
+  auto backoff = [](const std::string& kv) {
+    return error_of(head + "    - {id: a, command: [/bin/true], backoff: {" + kv + "}}\n");
+  };
+  const std::string at = "x.yaml:4:";
+  EXPECT_EQ(backoff("factor: nan"),
+            at + "55: supervisor.children[0].backoff.factor: expected a number in [1, 100], got "
+                 "'nan'");
+  EXPECT_EQ(backoff("factor: inf"),
+            at + "55: supervisor.children[0].backoff.factor: expected a number in [1, 100], got "
+                 "'inf'");
+  EXPECT_EQ(backoff("jitter: -infinity"),
+            at + "55: supervisor.children[0].backoff.jitter: expected a number in [0, 1], got "
+                 "'-infinity'");
+  EXPECT_EQ(backoff("jitter: NAN"),
+            at + "55: supervisor.children[0].backoff.jitter: expected a number in [0, 1], got "
+                 "'NAN'");
+  EXPECT_EQ(backoff("factor: 1e999"),
+            at + "55: supervisor.children[0].backoff.factor: expected a number in [1, 100], got "
+                 "'1e999'");
+  EXPECT_EQ(backoff("initial: 99999999999999999999"),
+            at + "56: supervisor.children[0].backoff.initial: expected an integer in [0, "
+                 "3600000], got 99999999999999999999");
+  EXPECT_EQ(backoff("initial: '+5'"),
+            at + "56: supervisor.children[0].backoff.initial: expected an integer, got '+5'");
+  EXPECT_EQ(
+      error_of("supervisor:\n  strategy: one_for_one\n  max_restarts: -99999999999999999999\n"),
+      "x.yaml:3:17: supervisor.max_restarts: expected an integer in [0, 1000000], got "
+      "-99999999999999999999");
+  EXPECT_EQ(
+      error_of(head + "    - {id: a, command: [/bin/true], shutdown: 99999999999999999999}\n"),
+      "x.yaml:4:47: supervisor.children[0].shutdown: expected an integer in [0, 86400000], "
+      "got 99999999999999999999");
+}
+
+TEST(ConfigValues, RejectsOverflowingSizes) {
+  auto size = [](const std::string& v) {
+    return error_of(
+        head + "    - {id: a, command: [/bin/true], stdout: {file: /tmp/x.log, max_size: " + v +
+        "}}\n");
+  };
+  const std::string msg =
+      "x.yaml:4:74: supervisor.children[0].stdout.max_size: expected a positive size such as "
+      "1048576, 512K or 10M (at most 1048576G)";
+  for (const char* v : {"-1", "18446744073709551615", "99999999999999999999G", "1048577G",
+                        "17179869184M", "0", "0K", "'1 M'", "'+1M'", "K"}) {
+    EXPECT_EQ(size(v), msg) << v;
+  }
+  auto ok = parse_config(
+      head +
+          "    - {id: a, command: [/bin/true], stdout: {file: /tmp/x.log, max_size: 1048576G}}\n",
+      "x.yaml");
+  ASSERT_TRUE(ok.has_value()) << ok.message();
+  EXPECT_EQ((*ok)->root.sup.children[0].worker.stdout_spec.max_bytes, config_limits::size_bytes);
+}
+
+TEST(ConfigValues, RejectsBadPorts) {
+  for (const char* v : {"'h:0'", "'h:65536'", "'h:99999999999999999999'", "'h:+80'", "'h: 80'",
+                        "'h:'", "'h:80x'", "'h:-1'"}) {
+    EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], readiness: {tcp: " + v + "}}\n"),
+              "x.yaml:4:54: supervisor.children[0].readiness.tcp: expected HOST:PORT, e.g. "
+              "127.0.0.1:6379")
+        << v;
+  }
+}
+
+TEST(ConfigValues, RejectsNamesTheRuntimeWouldRefuse) {
+  auto name = [](const std::string& v) {
+    return error_of(head + "    - {id: a, command: [/bin/true], name: " + v + "}\n");
+  };
+  const std::string rule =
+      "': a name is 1 to 64 letters, digits, '_', '-' or '.', not starting "
+      "with '.'";
+  EXPECT_EQ(name("'a b'"), "x.yaml:4:43: supervisor.children[0].name: 'a b" + rule);
+  EXPECT_EQ(name("a/b"), "x.yaml:4:43: supervisor.children[0].name: 'a/b" + rule);
+  EXPECT_EQ(name(".hidden"), "x.yaml:4:43: supervisor.children[0].name: '.hidden" + rule);
+  EXPECT_EQ(name("''"), "x.yaml:4:43: supervisor.children[0].name: '" + rule);
+  std::string long_name(65, 'n');
+  EXPECT_EQ(name(long_name), "x.yaml:4:43: supervisor.children[0].name: '" + long_name + rule);
+  EXPECT_TRUE(parse_config(head + "    - {id: a, command: [/bin/true], name: " +
+                               std::string(64, 'n') + "}\n",
+                           "x.yaml")
+                  .has_value());
+
+  EXPECT_EQ(error_of(head + "    - {id: 'a b', command: [/bin/true]}\n"),
+            "x.yaml:4:12: supervisor.children[0].id: 'a b': an id is 1 to 64 letters, digits, "
+            "'_', '-' or '.', not starting with '.'");
+  EXPECT_EQ(error_of(head + "    - {id: ../x, command: [/bin/true]}\n"),
+            "x.yaml:4:12: supervisor.children[0].id: '../x': an id is 1 to 64 letters, digits, "
+            "'_', '-' or '.', not starting with '.'");
+  EXPECT_EQ(error_of("node: {name: my.node}\nsupervisor: {strategy: one_for_one}\n"),
+            "x.yaml:1:14: node.name: 'my.node': a node name is 1 to 64 letters, digits, '_' or "
+            "'-'");
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true, \"x\\0y\"]}\n"),
+            "x.yaml:4:36: supervisor.children[0].command[1]: contains a NUL byte");
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], env: {\"A\\0B\": x}}\n"),
+            "x.yaml:4:43: supervisor.children[0].env.A\\0B: bad environment variable name");
+}
+
+// The registry is one directory per node: two children may not register the
+// same name, wherever they are in the tree.
+TEST(ConfigValues, RejectsDuplicateRegisteredNames) {
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], name: stack}\n"
+                            "    - id: s\n      strategy: one_for_one\n      children:\n"
+                            "        - {id: b, command: [/bin/true], name: stack}\n"),
+            "x.yaml:8:47: supervisor.children[1].children[0].name: duplicate name 'stack': a "
+            "registered name is unique in the node");
 }
 
 }  // namespace

@@ -178,6 +178,16 @@ void demonitor(const ref& r, bool flush = true);
 // kind::exit message. A normal exit of a peer kills nobody. Exit signals are
 // acted on at the next mailbox operation of the linked process (send,
 // receive, dispatch_pending), like a BEAM process that checks its signals.
+//
+// Where the reason comes from: our own child's is exact (waitid). For a peer
+// that is not our child, only its parent can reap it, so it is read from
+// its zombie's /proc/<pid>/stat while the parent has not reaped it yet (same
+// euid, or we are root), else asked of the node's otpd (the parent of every
+// worker it runs). When none of these knows, the reason is
+// exit_kind::unknown, and the rule is: an unknown end never kills a
+// non-trapping partner (it is logged), because it may have been a normal
+// exit, and a normal exit never propagates; a trapping partner gets its
+// kind::exit with reason unknown and decides.
 Result<void> link(pid_t pid);
 void unlink(pid_t pid);
 void trap_exit(bool on);

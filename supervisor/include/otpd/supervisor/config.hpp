@@ -137,6 +137,17 @@ inline constexpr std::array<std::string_view, 5> backoff{"initial", "max", "fact
                                                          "reset_after"};
 }  // namespace config_keys
 
+// What the loader accepts at most (docs/SECURITY.md): a config is read by a
+// root daemon, so a bad one must end in an error, never in memory exhaustion.
+namespace config_limits {
+inline constexpr std::size_t document_bytes = 1u << 20;  // 1 MiB of YAML
+// YAML nodes walked, each use of an alias counting its whole node again.
+inline constexpr std::size_t max_nodes = 100000;
+inline constexpr int max_depth = 64;                     // nesting of mappings and lists
+inline constexpr std::uint64_t size_bytes = 1ull << 50;  // a size value (max_size ...)
+inline constexpr std::size_t name_chars = 64;            // an id, a name, node.name
+}  // namespace config_limits
+
 struct config {
   std::string path;  // the file it came from
   node_spec node;
