@@ -10,7 +10,8 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-  targets=(fuzz_frame fuzz_cache_request fuzz_stack_request fuzz_redis_codec fuzz_config)
+  targets=(fuzz_frame fuzz_cache_request fuzz_stack_request fuzz_redis_codec fuzz_config
+    fuzz_control_request)
 fi
 
 bash scripts/setup.sh fuzz || exit 1
