@@ -11,7 +11,7 @@ shift || true
 targets=("$@")
 if ((${#targets[@]} == 0)); then
   targets=(fuzz_frame fuzz_ring fuzz_cache_request fuzz_stack_request fuzz_redis_codec fuzz_config
-    fuzz_shm_segment)
+    fuzz_shm_segment fuzz_control_request)
 fi
 
 bash scripts/setup.sh fuzz || exit 1

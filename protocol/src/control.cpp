@@ -350,6 +350,15 @@ json lifecycle_event::to_json() const {
   if (detail) {
     j[field::detail] = *detail;
   }
+  if (cmd) {
+    j[field::cmd] = *cmd;
+  }
+  if (peer_uid) {
+    j[field::peer_uid] = *peer_uid;
+  }
+  if (peer_pid) {
+    j[field::peer_pid] = *peer_pid;
+  }
   return j;
 }
 
@@ -363,6 +372,9 @@ lifecycle_event lifecycle_event::from_json(const json& j) {
     e.reason = get_reason(j);
   }
   e.detail = optional_field<std::string>(j, field::detail);
+  e.cmd = optional_field<std::string>(j, field::cmd);
+  e.peer_uid = optional_field<uid_t>(j, field::peer_uid);
+  e.peer_pid = optional_field<pid_t>(j, field::peer_pid);
   return e;
 }
 

@@ -2,6 +2,8 @@
 // Exit codes: 0 ok, 1 negative answer, 100 usage error, 111 system error.
 // `call` and `cast` do not go through otpd: they are messages from this
 // process's own mailbox (the process runtime) to a registered worker.
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -266,6 +268,15 @@ int main(int argc, char** argv) {
   }
   control_client client;
   if (auto r = client.connect(dir); !r) {
+    if (r.error() == otpd::core::errc::access_denied) {
+      std::fprintf(stderr,
+                   "otpctl: refusing to talk to %s: it is served by uid %u (pid %d), neither root "
+                   "nor uid %u (us); another user's socket?\n",
+                   otpd::supervisor::control_socket_path(dir).c_str(),
+                   static_cast<unsigned>(client.peer_uid()), client.peer_pid(),
+                   static_cast<unsigned>(::geteuid()));
+      return exit_sys;
+    }
     std::fprintf(stderr,
                  "otpctl: unable to connect to otpd at %s: %s; is otpd running (check "
                  "--runtime-dir or OTPD_RUNTIME_DIR)?\n",

@@ -718,6 +718,18 @@ class parser {
     }
   }
 
+  void control(const YAML::Node& n, const std::string& key, control_spec& c) {
+    check_keys(n, key, config_keys::control);
+    if (n["max_connections"]) {
+      c.max_connections =
+          static_cast<int>(integer(n["max_connections"], join(key, "max_connections"), 1, 10000));
+    }
+    if (n["idle_timeout"]) {
+      c.idle_timeout_s =
+          static_cast<int>(integer(n["idle_timeout"], join(key, "idle_timeout"), 1, 86400));
+    }
+  }
+
   std::shared_ptr<config> top(const YAML::Node& doc) {
     auto cfg = std::make_shared<config>();
     cfg->path = file_;
@@ -747,6 +759,9 @@ class parser {
       if (n["path"]) {
         cfg->node.path = search_path(n["path"], "node.path");
         node_path_ = cfg->node.path;
+      }
+      if (n["control"]) {
+        control(n["control"], "node.control", cfg->node.control);
       }
     }
     if (!doc["supervisor"]) {

@@ -27,6 +27,23 @@ core::Result<void> control_client::connect(const std::string& runtime_dir) {
     fd_.reset();
     return ec;
   }
+  // Before a byte is sent: whoever listens there must be otpd as root or as
+  // us. A socket another user made (a runtime dir they pre-created, a
+  // --runtime-dir pointing at theirs) would otherwise get our commands and
+  // could answer anything.
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd_.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    auto ec = core::errno_code();
+    fd_.reset();
+    return ec;
+  }
+  peer_uid_ = cred.uid;
+  peer_pid_ = cred.pid;
+  if (cred.uid != 0 && cred.uid != ::geteuid()) {
+    fd_.reset();
+    return core::errc::access_denied;
+  }
   return {};
 }
 

@@ -1,7 +1,8 @@
-// The control socket's commands: a table from the request's "cmd" to one
-// handler each. A handler decodes its request and encodes its reply with
-// otpd::protocol (docs/PROTOCOL.md), and may throw on a field of the wrong
-// type: the control server turns that into an error reply.
+// What the control socket's commands do to the node: the daemon's
+// control_executor. The table from "cmd" to a decoded request, and the rules
+// every request obeys (an error reply for any failure, the audit call for
+// every change) are control_handler.cpp's; the replies are otpd::protocol's
+// (docs/PROTOCOL.md). A handler may throw: its client gets an error reply.
 #include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
@@ -10,7 +11,6 @@
 #include <cstring>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -35,45 +35,16 @@ json ok() {
 
 }  // namespace
 
-json node_daemon::handle_command(control_conn& c, const json& req) {
-  using handler = json (node_daemon::*)(control_conn&, const json&);
-  static const std::unordered_map<std::string_view, handler> commands = {
-      {proto::ping_request::cmd, &node_daemon::cmd_ping},
-      {proto::status_request::cmd, &node_daemon::cmd_status},
-      {proto::status_request::alias, &node_daemon::cmd_status},
-      {proto::child_request::cmd_of(proto::child_request::verb::start), &node_daemon::cmd_child},
-      {proto::child_request::cmd_of(proto::child_request::verb::stop), &node_daemon::cmd_child},
-      {proto::child_request::cmd_of(proto::child_request::verb::restart), &node_daemon::cmd_child},
-      {proto::kill_request::cmd, &node_daemon::cmd_kill},
-      {proto::start_child_request::cmd, &node_daemon::cmd_start_child},
-      {proto::terminate_child_request::cmd, &node_daemon::cmd_terminate_child},
-      {proto::reload_request::cmd, &node_daemon::cmd_reload},
-      {proto::shutdown_request::cmd, &node_daemon::cmd_shutdown},
-      {proto::reopen_logs_request::cmd, &node_daemon::cmd_reopen_logs},
-      {proto::events_request::cmd, &node_daemon::cmd_events},
-      {proto::whereis_request::cmd, &node_daemon::cmd_whereis},
-      {proto::monitor_request::cmd, &node_daemon::cmd_monitor},
-      {proto::exit_reason_request::cmd, &node_daemon::cmd_exit_reason},
-  };
-  const std::string cmd = proto::command_of(req);
-  auto it = commands.find(cmd);
-  if (it == commands.end()) {
-    return fail("unknown command: " + cmd);
-  }
-  return (this->*(it->second))(c, req);
-}
-
-json node_daemon::cmd_ping(control_conn& /*c*/, const json& /*req*/) {
+json node_daemon::ping() {
   return proto::pid_reply{::getpid()}.to_json();
 }
 
-json node_daemon::cmd_status(control_conn& /*c*/, const json& /*req*/) {
-  return status().to_json();
+json node_daemon::status(const proto::status_request& /*r*/) {
+  return current_status().to_json();
 }
 
-// start, stop or restart (the request's "cmd") one child.
-json node_daemon::cmd_child(control_conn& /*c*/, const json& req) {
-  auto r = proto::child_request::from_json(req);
+// start, stop or restart one child.
+json node_daemon::child(const proto::child_request& r) {
   core::Result<void> done = r.what == proto::child_request::verb::start ? tree_->start_child(r.id)
                             : r.what == proto::child_request::verb::stop
                                 ? tree_->stop_child(r.id)
@@ -81,8 +52,7 @@ json node_daemon::cmd_child(control_conn& /*c*/, const json& req) {
   return done ? ok() : fail(done.message());
 }
 
-json node_daemon::cmd_kill(control_conn& /*c*/, const json& req) {
-  auto r = proto::kill_request::from_json(req);
+json node_daemon::kill(const proto::kill_request& r) {
   auto found = tree_->resolve(r.id);
   if (!found) {
     return fail(found.message());
@@ -104,20 +74,19 @@ json node_daemon::cmd_kill(control_conn& /*c*/, const json& req) {
   return proto::pid_reply{n->pid}.to_json();
 }
 
-json node_daemon::cmd_start_child(control_conn& /*c*/, const json& req) {
-  auto r = proto::start_child_request::from_json(req);
+json node_daemon::start_child(const proto::start_child_request& r) {
   auto path = tree_->start_dynamic(r.supervisor, r.args);
   return path ? proto::start_child_reply{*path}.to_json() : fail(path.message());
 }
 
-json node_daemon::cmd_terminate_child(control_conn& /*c*/, const json& req) {
-  auto r = proto::terminate_child_request::from_json(req);
+json node_daemon::terminate_child(const proto::terminate_child_request& r) {
   auto done = tree_->terminate_dynamic(r.supervisor, r.id);
   return done ? ok() : fail(done.message());
 }
 
-// Rereads the config file; the tree applies the difference.
-json node_daemon::cmd_reload(control_conn& /*c*/, const json& /*req*/) {
+// Rereads the config file; the tree applies the difference. A config that
+// does not load changes nothing: the running tree and its config stay.
+json node_daemon::reload() {
   auto cfg = load_config(opts_.config_path);
   if (!cfg) {
     return fail(cfg.message());
@@ -125,59 +94,109 @@ json node_daemon::cmd_reload(control_conn& /*c*/, const json& /*req*/) {
   cfg_ = *cfg;
   ::malloc_trim(0);
   rebuild_base_env();
+  control_.set_limits(control_limits_of(*cfg_));
   auto s = tree_->reload(cfg_);
   drain();
   return proto::reload_reply{s.added, s.removed, s.changed}.to_json();
 }
 
-json node_daemon::cmd_shutdown(control_conn& /*c*/, const json& /*req*/) {
+json node_daemon::shutdown() {
   tree_->shutdown();
   return ok();
 }
 
-json node_daemon::cmd_reopen_logs(control_conn& /*c*/, const json& /*req*/) {
+json node_daemon::reopen_logs() {
   return proto::reopen_logs_reply{output_.reopen_all()}.to_json();
 }
 
 // The recent events now; with follow (the default) every later one too.
-json node_daemon::cmd_events(control_conn& c, const json& req) {
-  c.events = proto::events_request::from_json(req).follow;
-  proto::events_reply r;
-  r.recent.assign(recent_events_.begin(), recent_events_.end());
-  return r.to_json();
+json node_daemon::events(control_peer& p, const proto::events_request& r) {
+  p.subscribed = r.follow;
+  proto::events_reply reply;
+  reply.recent.assign(recent_events_.begin(), recent_events_.end());
+  return reply.to_json();
 }
 
-json node_daemon::cmd_whereis(control_conn& /*c*/, const json& req) {
-  pid_t pid = pid_of_name(proto::whereis_request::from_json(req).name);
+json node_daemon::whereis(const proto::whereis_request& r) {
+  pid_t pid = pid_of_name(r.name);
   return pid > 0 ? proto::pid_reply{pid}.to_json() : fail("no such name");
 }
 
 // A "down" event to this connection when the process (by pid or name)
-// exits: at once, as noproc, when it is not (or no longer) ours.
-json node_daemon::cmd_monitor(control_conn& c, const json& req) {
-  auto r = proto::monitor_request::from_json(req);
+// exits: at once, as noproc, when it is not (or no longer) ours. A
+// connection's monitors are bounded: each costs otpd memory until its
+// process exits.
+json node_daemon::monitor(control_peer& p, const proto::monitor_request& r) {
   pid_t pid = r.pid ? *r.pid : pid_of_name(r.name);
-  if (c.id == 0) {
+  if (p.id == 0) {
     return fail("no connection");
   }
   if (pid <= 0 || procs_.count(pid) == 0) {
     // OTP: monitoring a process that is gone gives DOWN noproc at once.
-    control_.send(c, proto::pid_reply{pid}.to_json());
+    control_.send_to(p.id, proto::pid_reply{pid}.to_json());
     return proto::down_event{pid, {core::exit_kind::noproc, 0}}.to_json();
   }
-  monitors_[pid].push_back(c.id);
+  if (p.monitors >= max_monitors_per_connection) {
+    return fail(
+        fmt::format("too many monitors on this connection ({})", max_monitors_per_connection));
+  }
+  monitors_[pid].push_back(p.id);
+  ++p.monitors;
   return proto::pid_reply{pid}.to_json();
 }
 
 // The exit reason of one of the last exit_ring_size workers to exit.
-json node_daemon::cmd_exit_reason(control_conn& /*c*/, const json& req) {
-  pid_t pid = proto::exit_reason_request::from_json(req).pid;
+json node_daemon::exit_reason_of(const proto::exit_reason_request& r) {
   for (auto it = exits_.rbegin(); it != exits_.rend(); ++it) {
-    if (it->first == pid) {
-      return proto::exit_reason_reply{pid, it->second}.to_json();
+    if (it->first == r.pid) {
+      return proto::exit_reason_reply{r.pid, it->second}.to_json();
     }
   }
-  return proto::exit_reason_reply{pid, std::nullopt}.to_json();
+  return proto::exit_reason_reply{r.pid, std::nullopt}.to_json();
+}
+
+// ---- the audit trail ---------------------------------------------------------
+
+// A command that changes something, with who sent it and what came of it:
+// an event ("command") in the log, the recent ring and the event stream.
+// Its path is the child the command names when there is one, else "/".
+void node_daemon::audit(const control_peer& p, const json& request, const json& reply) {
+  proto::lifecycle_event e;
+  e.event = "command";
+  e.ts_ms = now_ms();
+  e.cmd = request.value(proto::field::cmd, std::string());
+  std::string target;
+  auto text_field = [&](const char* f) {
+    auto it = request.find(f);
+    return it != request.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  target = text_field(proto::field::id);
+  std::string sup = text_field(proto::field::supervisor);
+  e.path = "/";
+  if (!target.empty() && sup.empty()) {
+    if (auto found = tree_->resolve(target)) {
+      e.path = (*found)->path;
+    }
+  } else if (!sup.empty()) {
+    e.path = sup;
+  }
+  if (p.id != 0) {
+    e.peer_uid = p.uid;
+    e.peer_pid = p.pid;
+  }
+  if (e.cmd == proto::kill_request::cmd && reply.is_object() && proto::is_ok(reply)) {
+    e.pid = reply.value(proto::field::pid, -1);
+  }
+  bool ok = reply.is_object() && proto::is_ok(reply);
+  std::string outcome = ok ? "ok"
+                        : reply.is_object()
+                            ? reply.value(proto::field::error, std::string("failed"))
+                            : std::string("no reply");
+  std::string args = target.empty() ? sup : sup.empty() ? target : sup + " " + target;
+  std::string who = p.id == 0 ? std::string("SIGHUP") : fmt::format("uid {} pid {}", p.uid, p.pid);
+  e.detail = fmt::format("{}{}{} by {}: {}", *e.cmd, args.empty() ? "" : " ", args, who, outcome);
+  std::string text = "otpd: control: " + *e.detail;
+  record_event(std::move(e), ok ? core::log_level::info : core::log_level::warn, text);
 }
 
 // ---- status ------------------------------------------------------------------------
@@ -213,7 +232,7 @@ proto::node_status node_daemon::status_of(const node& n) const {
   return s;
 }
 
-proto::status_reply node_daemon::status() const {
+proto::status_reply node_daemon::current_status() const {
   proto::status_reply r;
   r.root = status_of(tree_->root());
   r.root.path = "/";

@@ -12,10 +12,12 @@
 //                         spawn, bookkeeping, the exec outcome
 //   readiness.cpp         when a worker is ready: exec, notify fd, tcp, unix
 //                         and command probes, the start timeout
-//   control_commands.cpp  the control socket's command table, one handler each;
-//                         its messages are otpd::protocol's (docs/PROTOCOL.md)
+//   control_handler.cpp   the control socket's command table and the rules of
+//                         every request (error replies, audit), no daemon needed
+//   control_commands.cpp  what each command does (the daemon's executor); its
+//                         messages are otpd::protocol's (docs/PROTOCOL.md)
 //   control_server.cpp    the control socket's transport: accept, framing,
-//                         replies, the event stream
+//                         caps, backpressure, replies, the event stream
 //   output_capture.cpp    child stdout/stderr into rotated log files
 //   procfs.cpp            /proc helpers: descendants, parent pid, orphans
 //   (libuv handles are owned through otpd::uv, uv/include/otpd/uv/handle.hpp)
@@ -126,6 +128,7 @@ bool node_daemon::setup() {
   uv_loop_init(&loop_);
   loop_.data = this;
   install_signals();
+  control_.set_limits(control_limits_of(*cfg_));
   if (!control_.listen(control_socket_path(dir_))) {
     return false;
   }
@@ -148,14 +151,16 @@ void node_daemon::install_signals() {
   };
   sig(sig_term_, SIGTERM, stop_cb);
   sig(sig_int_, SIGINT, stop_cb);
-  // SIGHUP is the reload command without a connection.
+  // SIGHUP is the reload command without a connection, with the same
+  // guard: a reload that fails (a config that does not load, an exception,
+  // out of memory) leaves the running tree as it was and says why.
   sig(sig_hup_, SIGHUP, [](uv_signal_t* h, int) {
     auto& d = self(h);
-    json req = protocol::reload_request{}.to_json();
-    control_conn none;
-    json ans = d.handle_command(none, req);
-    if (!ans.value("ok", false)) {
-      core::log_error("otpd: reload refused: {}", ans.value("error", std::string()));
+    control_peer none;
+    json ans = answer_control_request(d, none, R"({"cmd":"reload"})");
+    if (!ans.is_object() || !protocol::is_ok(ans)) {
+      core::log_error("otpd: reload refused: {}; the running tree is unchanged",
+                      ans.is_object() ? ans.value("error", std::string()) : "out of memory");
     }
   });
   ::signal(SIGPIPE, SIG_IGN);
@@ -167,6 +172,7 @@ void node_daemon::teardown() {
   output_.clear();
   control_.close_all();
   backoff_timers_.clear();
+  spawn_retry_.clear();
   procs_.clear();
   sig_chld_.reset();
   sig_term_.reset();
@@ -277,11 +283,9 @@ void node_daemon::log_event(const event& ev) {
   if (!ev.detail.empty()) {
     e.detail = ev.detail;
   }
-  json j = e.to_json();
-  if (opts_.format == log_format::json) {
-    core::log_info("{}", j.dump());
-  } else {
-    std::string line = fmt::format("{} {}", ev.path, ev.type);
+  std::string line;
+  if (opts_.format != log_format::json) {
+    line = fmt::format("{} {}", ev.path, ev.type);
     if (ev.pid > 0) {
       line += fmt::format(" pid {}", ev.pid);
     }
@@ -291,10 +295,21 @@ void node_daemon::log_event(const event& ev) {
     if (!ev.detail.empty()) {
       line += " (" + ev.detail + ")";
     }
-    auto level = ev.type == "intensity_exceeded" || ev.type == "start_failed"
-                     ? core::log_level::error
-                     : core::log_level::info;
-    core::log(level, "{}", line);
+  }
+  auto level = ev.type == "intensity_exceeded" || ev.type == "start_failed" ? core::log_level::error
+                                                                            : core::log_level::info;
+  record_event(std::move(e), level, line);
+}
+
+// An event into the log (as a JSON line at info, or as text at level), the
+// recent ring and the event stream.
+void node_daemon::record_event(protocol::lifecycle_event e, core::log_level level,
+                               const std::string& text) {
+  json j = e.to_json();
+  if (opts_.format == log_format::json) {
+    core::log_info("{}", j.dump(-1, ' ', false, json::error_handler_t::replace));
+  } else {
+    core::log(level, "{}", text);
   }
   recent_events_.push_back(std::move(e));
   if (recent_events_.size() > recent_events_size) {
@@ -306,6 +321,11 @@ void node_daemon::log_event(const event& ev) {
 // ---- stopping ----------------------------------------------------------------
 
 void node_daemon::stop_worker(std::uint64_t uid) {
+  if (spawn_retry_.erase(uid) != 0) {
+    // Never spawned (out of fds): stopped before it started.
+    tree_->on_exit(uid, exit_reason{core::exit_kind::shutdown, 0});
+    return;
+  }
   auto w = worker_pid_.find(uid);
   if (w == worker_pid_.end()) {
     return;  // never spawned or already reaped: the tree has been told
@@ -440,6 +460,9 @@ void node_daemon::notify_monitors(pid_t pid, const exit_reason& observed) {
   }
   json down = protocol::down_event{pid, observed}.to_json();
   for (auto id : m->second) {
+    if (control_peer* p = control_.peer(id); p != nullptr && p->monitors > 0) {
+      --p->monitors;  // idle again once nothing is monitored (control_server's sweep)
+    }
     control_.send_to(id, down);
   }
   monitors_.erase(m);

@@ -21,10 +21,12 @@
 
 #include <otpd/core/clock.hpp>
 #include <otpd/core/exit_reason.hpp>
+#include <otpd/core/log.hpp>
 #include <otpd/core/spawn.hpp>
 #include <otpd/core/unique_fd.hpp>
 #include <otpd/protocol/control.hpp>
 #include <otpd/supervisor/config.hpp>
+#include <otpd/supervisor/control_handler.hpp>
 #include <otpd/supervisor/daemon.hpp>
 #include <otpd/supervisor/tree.hpp>
 #include <otpd/uv/handle.hpp>
@@ -35,6 +37,11 @@ using json = nlohmann::json;
 
 inline std::int64_t now_ms() {
   return core::monotonic_ns() / 1000000;
+}
+
+inline control_limits control_limits_of(const config& c) {
+  return {static_cast<std::size_t>(c.node.control.max_connections),
+          static_cast<std::int64_t>(c.node.control.idle_timeout_s) * 1000};
 }
 
 // A child process of otpd: a worker, or a readiness probe command run for one.
@@ -71,7 +78,7 @@ struct proc {
   }
 };
 
-class node_daemon {
+class node_daemon : private control_executor {
  public:
   node_daemon(daemon_options opts, std::shared_ptr<const config> cfg)
       : opts_(std::move(opts)), cfg_(std::move(cfg)) {}
@@ -79,7 +86,7 @@ class node_daemon {
   node_daemon& operator=(const node_daemon&) = delete;
   node_daemon(node_daemon&&) = delete;
   node_daemon& operator=(node_daemon&&) = delete;
-  ~node_daemon() = default;
+  ~node_daemon() override = default;
 
   // Sets up, runs the loop until the node stops, tears down: the exit code.
   int run();
@@ -113,6 +120,7 @@ class node_daemon {
   // spawn_worker.cpp: from a spawn action to a watched, starting worker.
   struct child_fds;
   void spawn_worker(std::uint64_t uid);
+  void retry_spawn(std::uint64_t uid, int err);
   core::spawn_options spawn_options_for(const node& n) const;
   void prepare_child_fds(const worker_spec& w, core::spawn_options& o, child_fds& fds);
   void place_output(const output_spec& s, int target, core::spawn_options& o, child_fds& fds);
@@ -152,26 +160,29 @@ class node_daemon {
         after, every);
   }
 
-  // control_commands.cpp: the control socket's command table.
-  json handle_command(control_conn& c, const json& req);
-  json cmd_ping(control_conn& c, const json& req);
-  json cmd_status(control_conn& c, const json& req);
-  json cmd_child(control_conn& c, const json& req);
-  json cmd_kill(control_conn& c, const json& req);
-  json cmd_start_child(control_conn& c, const json& req);
-  json cmd_terminate_child(control_conn& c, const json& req);
-  json cmd_reload(control_conn& c, const json& req);
-  json cmd_shutdown(control_conn& c, const json& req);
-  json cmd_reopen_logs(control_conn& c, const json& req);
-  json cmd_events(control_conn& c, const json& req);
-  json cmd_whereis(control_conn& c, const json& req);
-  json cmd_monitor(control_conn& c, const json& req);
-  json cmd_exit_reason(control_conn& c, const json& req);
-  protocol::status_reply status() const;
+  // control_commands.cpp: what the control socket's commands do (the
+  // table and the rules of every request are control_handler's).
+  json ping() override;
+  json status(const protocol::status_request& r) override;
+  json child(const protocol::child_request& r) override;
+  json kill(const protocol::kill_request& r) override;
+  json start_child(const protocol::start_child_request& r) override;
+  json terminate_child(const protocol::terminate_child_request& r) override;
+  json reload() override;
+  json shutdown() override;
+  json reopen_logs() override;
+  json events(control_peer& p, const protocol::events_request& r) override;
+  json whereis(const protocol::whereis_request& r) override;
+  json monitor(control_peer& p, const protocol::monitor_request& r) override;
+  json exit_reason_of(const protocol::exit_reason_request& r) override;
+  void audit(const control_peer& p, const json& request, const json& reply) override;
+  void record_event(protocol::lifecycle_event e, core::log_level level, const std::string& text);
+  protocol::status_reply current_status() const;
   protocol::node_status status_of(const node& n) const;
 
   static constexpr std::size_t exit_ring_size = 4096;
   static constexpr std::size_t recent_events_size = 256;
+  static constexpr std::size_t max_monitors_per_connection = 4096;
 
   daemon_options opts_;
   std::shared_ptr<const config> cfg_;
@@ -186,13 +197,19 @@ class node_daemon {
   // only those, so their environment is a copy plus three entries.
   std::vector<std::string> base_list_;
   uv::handle<uv_signal_t> sig_chld_, sig_term_, sig_int_, sig_hup_;
-  control_server control_{
-      &loop_, [this](control_conn& c, const json& req) { return handle_command(c, req); },
-      [this] { drain(); }};
+  control_server control_{&loop_,
+                          [this](control_peer& p, std::string_view line) {
+                            return answer_control_request(*this, p, line);
+                          },
+                          [this] { drain(); }};
   std::unordered_map<pid_t, std::vector<std::uint64_t>> monitors_;
   std::deque<std::pair<pid_t, core::exit_reason>> exits_;
   std::deque<protocol::lifecycle_event> recent_events_;
   std::unordered_map<std::uint64_t, uv::handle<uv_timer_t>> backoff_timers_;
+  // Spawns waiting for file descriptors (retry_spawn), by worker uid.
+  std::unordered_map<std::uint64_t, uv::handle<uv_timer_t>> spawn_retry_;
+  static constexpr int spawn_retry_ms = 1000;
+  std::int64_t fd_warn_ms_ = -1000000;
   core::unique_fd lock_fd_;
   bool draining_ = false;
   int exit_code_ = -1;

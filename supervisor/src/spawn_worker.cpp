@@ -32,7 +32,17 @@ struct node_daemon::child_fds {
   unique_fd ready_r, ready_w;  // the notify pipe, the child's end as fd 3
   std::vector<std::pair<unique_fd, std::shared_ptr<log_sink>>> reads;  // output pipes
   std::vector<unique_fd> writes;
+  int error = 0;  // errno of a pipe that could not be made
 };
+
+namespace {
+
+// otpd itself ran out of fds: nothing the child did, so not its failed start.
+bool out_of_fds(int err) {
+  return err == EMFILE || err == ENFILE;
+}
+
+}  // namespace
 
 void node_daemon::spawn_worker(std::uint64_t uid) {
   node* n = tree_->find(uid);
@@ -43,6 +53,10 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
   core::spawn_options o = spawn_options_for(*n);
   child_fds fds;
   prepare_child_fds(w, o, fds);
+  if (out_of_fds(fds.error)) {
+    retry_spawn(uid, fds.error);
+    return;
+  }
   // The exec outcome is read on the loop (watch_exec), never waited for
   // here. vfork: otpd's page tables are not copied, which is most of what a
   // fork of otpd costs over a fork of a small program (restart latency, and
@@ -52,6 +66,10 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
   fds.ready_w.reset();
   fds.writes.clear();
   if (!r) {
+    if (r.error().category() == std::system_category() && out_of_fds(r.error().value())) {
+      retry_spawn(uid, r.error().value());
+      return;
+    }
     core::log_error("otpd {}: unable to spawn {}: {}; counting it as a failed start", n->path,
                     o.argv[0], r.error().message());
     tree_->on_exit(uid, exit_reason{core::exit_kind::exec_failed, r.error().value()});
@@ -95,6 +113,8 @@ void node_daemon::prepare_child_fds(const worker_spec& w, core::spawn_options& o
       fds.ready_r = std::move(p->read);
       fds.ready_w = std::move(p->write);
       o.fds.emplace_back(fds.ready_w.get(), 3);
+    } else {
+      fds.error = p.error().value();
     }
   }
   place_output(w.stdout_spec, 1, o, fds);
@@ -115,6 +135,7 @@ void node_daemon::place_output(const output_spec& s, int target, core::spawn_opt
   } else if (s.kind == output_kind::file) {
     auto p = core::make_pipe(O_NONBLOCK);
     if (!p) {
+      fds.error = p.error().value();
       o.fds.emplace_back(-1, target);
       return;
     }
@@ -124,6 +145,36 @@ void node_daemon::place_output(const output_spec& s, int target, core::spawn_opt
     fds.reads.emplace_back(std::move(p->read), output_.sink_for(s));
     fds.writes.push_back(std::move(p->write));
   }
+}
+
+// otpd is out of file descriptors (EMFILE/ENFILE at a pipe of the spawn):
+// the tree is not told (it is no failure of the child, and must not count
+// toward its supervisor's intensity); the spawn is tried again after
+// spawn_retry_ms. Logged at most once a second for the whole node.
+void node_daemon::retry_spawn(std::uint64_t uid, int err) {
+  node* n = tree_->find(uid);
+  std::int64_t now = now_ms();
+  if (now - fd_warn_ms_ >= 1000) {
+    core::log_error(
+        "otpd {}: unable to spawn: out of file descriptors ({}); not a failure of "
+        "the child, trying again in {} ms",
+        n != nullptr ? n->path : std::string("?"), std::strerror(err), spawn_retry_ms);
+    fd_warn_ms_ = now;
+  }
+  auto t = uv::handle<uv_timer_t>::make();
+  uv_timer_init(&loop_, t.get());
+  t.get()->data = reinterpret_cast<void*>(static_cast<std::uintptr_t>(uid));
+  uv_timer_start(
+      t.get(),
+      [](uv_timer_t* h) {
+        auto& d = self(h);
+        auto id = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(h->data));
+        d.spawn_retry_.erase(id);  // closes this timer after the callback
+        d.spawn_worker(id);
+        d.drain();
+      },
+      static_cast<std::uint64_t>(spawn_retry_ms), 0);
+  spawn_retry_[uid] = std::move(t);
 }
 
 proc& node_daemon::register_worker(const node& n, pid_t pid) {

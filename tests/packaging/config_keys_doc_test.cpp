@@ -23,6 +23,7 @@ std::map<std::string, key_set> loader_sections() {
   return {
       {"TOP LEVEL", set(keys::top)},
       {"NODE", set(keys::node)},
+      {"CONTROL", set(keys::control)},
       {"ROOT SUPERVISOR", set(keys::root_supervisor)},
       {"NESTED SUPERVISOR", set(keys::supervisor_child)},
       {"WORKER", set(keys::worker)},

@@ -68,6 +68,8 @@ inline constexpr const char* children = "children";
 inline constexpr const char* node = "node";
 inline constexpr const char* otpd_pid = "otpd_pid";
 inline constexpr const char* runtime_dir = "runtime_dir";
+inline constexpr const char* peer_uid = "peer_uid";
+inline constexpr const char* peer_pid = "peer_pid";
 }  // namespace field
 
 // The "cmd" of a request; an object without one (a string) is malformed.
@@ -268,7 +270,10 @@ struct status_reply {
 // ---- events --------------------------------------------------------------------
 
 // A lifecycle event of the tree (logged, kept in the recent ring, streamed
-// to subscribers): started, ready, exited, start_failed, restarting, ...
+// to subscribers): started, ready, exited, start_failed, restarting, ...;
+// and "command", the audit trail: a control command that changes something,
+// with who sent it (the peer's uid and pid; absent for SIGHUP) and, in
+// detail, what came of it.
 struct lifecycle_event {
   std::string event;
   std::string path;
@@ -276,6 +281,9 @@ struct lifecycle_event {
   std::optional<pid_t> pid;
   std::optional<core::exit_reason> reason;
   std::optional<std::string> detail;
+  std::optional<std::string> cmd;  // "command" events only
+  std::optional<uid_t> peer_uid;
+  std::optional<pid_t> peer_pid;
   [[nodiscard]] json to_json() const;
   static lifecycle_event from_json(const json& j);
 };

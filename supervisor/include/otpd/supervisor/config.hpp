@@ -105,6 +105,12 @@ struct child_spec {
   std::string fingerprint;
 };
 
+// The control socket's limits (node.control; docs/SECURITY.md says why).
+struct control_spec {
+  int max_connections = 64;  // long-lived connections; a reserve for one-shot ones is kept above
+  int idle_timeout_s = 60;   // a connection with no request (and no subscription) is closed
+};
+
 struct node_spec {
   std::string name = "otpd";
   std::string runtime_dir;  // empty: default_runtime_dir()
@@ -113,13 +119,17 @@ struct node_spec {
   // binary itself, then PATH.
   std::vector<std::string> path;
   env_list env;
+  control_spec control;
 };
 
 // The keys the loader accepts in each mapping of a config file, one list per
 // section of otpd.yaml(5); a test holds the man page to exactly these.
 namespace config_keys {
 inline constexpr std::array<std::string_view, 2> top{"node", "supervisor"};
-inline constexpr std::array<std::string_view, 4> node{"name", "runtime_dir", "env", "path"};
+inline constexpr std::array<std::string_view, 5> node{"name", "runtime_dir", "env", "path",
+                                                      "control"};
+// node.control.
+inline constexpr std::array<std::string_view, 2> control{"max_connections", "idle_timeout"};
 // The root supervisor (the top-level `supervisor:` mapping).
 inline constexpr std::array<std::string_view, 5> root_supervisor{
     "strategy", "max_restarts", "max_seconds", "children", "template"};

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 
 #include <otpd/core/result.hpp>
@@ -12,9 +14,15 @@ namespace otpd::supervisor {
 // (docs/PROTOCOL.md; the messages are otpd::protocol's).
 class control_client {
  public:
-  // Connects to DIR/control.sock. Errors: the errno of socket/connect
-  // (ENOENT or ECONNREFUSED when no otpd runs there).
+  // Connects to DIR/control.sock and checks the listener's credentials
+  // (SO_PEERCRED) before anything is sent. Errors: the errno of
+  // socket/connect (ENOENT or ECONNREFUSED when no otpd runs there);
+  // errc::access_denied when the listener is neither root nor our euid
+  // (peer_uid() says who it is).
   [[nodiscard]] core::Result<void> connect(const std::string& runtime_dir);
+  // The listener's uid and pid, once connect has got that far.
+  [[nodiscard]] uid_t peer_uid() const noexcept { return peer_uid_; }
+  [[nodiscard]] pid_t peer_pid() const noexcept { return peer_pid_; }
   // Sends one request line (a JSON object, without the newline).
   [[nodiscard]] core::Result<void> send_line(const std::string& line);
   // Reads the next line (without its newline); errc::closed at EOF.
@@ -29,6 +37,8 @@ class control_client {
  private:
   core::unique_fd fd_;
   std::string buf_;
+  uid_t peer_uid_ = static_cast<uid_t>(-1);
+  pid_t peer_pid_ = -1;
 };
 
 }  // namespace otpd::supervisor
