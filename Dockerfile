@@ -28,10 +28,12 @@ RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 
 FROM debian:12-slim
 # The shared libraries of the programs (libstdc++ and libc are in the base
-# image), and redis-server, which the demo tree runs as a child.
+# image; otpd-web's cpp-httplib brings libssl3, zlib1g and libbrotli1), and
+# redis-server, which the demo tree runs as a child.
 RUN apt-get update \
     && apt-get install -y -q --no-install-recommends \
          libuv1 libhiredis0.14 libyaml-cpp0.7 libfmt9 redis-server \
+         libcpp-httplib0.11 libprometheus-cpp-core1.0 libssl3 zlib1g libbrotli1 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /staging/usr/bin/ /usr/bin/
 COPY --from=build /staging/etc/otpd/ /etc/otpd/

@@ -13,11 +13,13 @@ demo_packages=(
   libuv1-dev libhiredis-dev libboost-dev
   libmsgpack-cxx-dev libyaml-cpp-dev libcli11-dev libfmt-dev nlohmann-json3-dev
   redis-server
+  libcpp-httplib-dev prometheus-cpp-dev
 )
 test_packages=(
   git libgtest-dev libgmock-dev redis-tools procps psmisc util-linux clang-format
   dpkg-dev lintian
   scdoc python3-yaml zsh systemd
+  tmux python3-prometheus-client chromium
 )
 # -fsanitize=fuzzer links libclang-rt; CI runs a short fuzz smoke after the
 # tests (.ci/run), so the test profile includes these.
@@ -35,6 +37,12 @@ case "$profile" in
 esac
 if [[ "${OTPD_SETUP_BENCH:-0}" == 1 ]]; then
   want+=("${bench_packages[@]}")
+fi
+
+# The observer's browser test drives chromium with puppeteer-core from npm.
+# npm: Debian's package, unless a node.js that brings its own npm is there.
+if [[ "$profile" != demo ]] && ! command -v npm >/dev/null 2>&1; then
+  want+=(npm)
 fi
 
 missing=()

@@ -12,7 +12,7 @@ _otpctl() {
   local cur=${COMP_WORDS[COMP_CWORD]}
   local prev=${COMP_WORDS[COMP_CWORD - 1]}
   local commands="status tree paths start stop restart kill start-child terminate-child
-    reload events shutdown reopen-logs call cast exit-reason"
+    reload events shutdown reopen-logs call cast exit-reason top web"
   local -a ctl=("${COMP_WORDS[0]}")
   local cmd="" i
   local -a args=()  # the command's positional arguments before the current word
@@ -56,6 +56,7 @@ _otpctl() {
   case $cmd in
     kill) opts+=" -s --signal" ;;
     events) opts+=" -f --follow" ;;
+    top) opts+=" -f --follow --plain" ;;
     call) opts+=" --timeout" ;;
   esac
   if [[ $cmd == kill && ($prev == -s || $prev == --signal) ]]; then

@@ -15,6 +15,8 @@
 #include <nlohmann/json.hpp>
 
 #include <otpd/core/result.hpp>
+#include <otpd/observer/top.hpp>
+#include <otpd/observer/web_files.hpp>
 #include <otpd/protocol/control.hpp>
 #include <otpd/runtime/gen_server.hpp>
 #include <otpd/runtime/process.hpp>
@@ -253,6 +255,11 @@ int main(int argc, char** argv) {
   add("exit-reason", "how a recent child process ended")
       ->add_option("pid", pid, "process id")
       ->required();
+  otpd::observer::top_options top;
+  auto* t = add("top", "a live view of the tree (CPU, memory, exits); plain lines when not a tty");
+  t->add_flag("-f,--follow", top.follow, "not a tty: after the table, a line per event");
+  t->add_flag("--plain", top.force_plain, "plain lines even on a terminal");
+  add("web", "the URL of otpd-web, with its access token");
 
   try {
     app.parse(argc, argv);
@@ -265,6 +272,19 @@ int main(int argc, char** argv) {
   dir = otpd::supervisor::pick_runtime_dir(dir, "");
   if (cmd == "call" || cmd == "cast") {
     return message_command(cmd, dir, target, msg, timeout_ms);
+  }
+  if (cmd == "top") {
+    top.runtime_dir = dir;
+    return otpd::observer::run_top(top);
+  }
+  if (cmd == "web") {
+    auto url = otpd::observer::web_login_url(dir);
+    if (!url) {
+      std::fprintf(stderr, "otpctl: %s\n", url.message().c_str());
+      return exit_no;
+    }
+    std::printf("%s\n", url->c_str());
+    return exit_ok;
   }
   control_client client;
   if (auto r = client.connect(dir); !r) {

@@ -1,0 +1,261 @@
+// The observer's model, driven by hand: status replies and event lines as
+// otpd writes them (docs/PROTOCOL.md), /proc samples from a table, and a
+// clock the test moves.
+#include <map>
+
+#include <gtest/gtest.h>
+
+#include <otpd/observer/model.hpp>
+
+namespace otpd::observer {
+namespace {
+
+struct fixture {
+  std::int64_t now = 1000;
+  std::int64_t wall = 1700000000000;
+  model m{[this] { return now; }, [this] { return wall; }};
+  std::map<pid_t, proc_sample> procs;
+  proc_reader reader = [this](pid_t p) -> std::optional<proc_sample> {
+    auto it = procs.find(p);
+    if (it == procs.end()) {
+      return std::nullopt;
+    }
+    return it->second;
+  };
+  void sample() { m.sample(reader, 100, 4096); }
+  const child_view& row(const std::string& path) {
+    last_ = m.snap();
+    for (const auto& r : last_.rows) {
+      if (r.path == path) {
+        return r;
+      }
+    }
+    static child_view none;
+    ADD_FAILURE() << "no row " << path;
+    return none;
+  }
+  snapshot last_;
+};
+
+json demo_status() {
+  return json::parse(R"({"ok":true,"node":"demo","otpd_pid":4100,"runtime_dir":"/rt",
+    "id":"root","path":"/","pid":null,"state":"running","restarts":0,"type":"supervisor",
+    "restart":"permanent","strategy":"one_for_one","children":[
+      {"id":"web","path":"web","pid":null,"state":"running","restarts":0,"type":"supervisor",
+       "restart":"permanent","strategy":"one_for_all","children":[
+        {"id":"api","path":"web/api","pid":4123,"state":"running","restarts":2,
+         "type":"worker","restart":"permanent","uptime_ms":15000,"last_exit":"killed",
+         "name":"api"}]},
+      {"id":"db","path":"db","pid":4200,"state":"running","restarts":0,"type":"worker",
+       "restart":"permanent","uptime_ms":500}]})");
+}
+
+TEST(ObserverModel, BuildsTheTreeFromStatusInOrder) {
+  fixture f;
+  f.m.apply_status(demo_status());
+  auto s = f.m.snap();
+  ASSERT_EQ(s.rows.size(), 4u);
+  EXPECT_EQ(s.rows[0].path, "/");
+  EXPECT_EQ(s.rows[0].depth, -1);
+  EXPECT_EQ(s.rows[1].path, "web");
+  EXPECT_TRUE(s.rows[1].supervisor);
+  EXPECT_EQ(s.rows[1].strategy, "one_for_all");
+  EXPECT_EQ(s.rows[2].path, "web/api");
+  EXPECT_EQ(s.rows[2].depth, 1);
+  EXPECT_EQ(s.rows[2].pid, 4123);
+  EXPECT_EQ(s.rows[2].restarts, 2);
+  EXPECT_EQ(s.rows[2].name, "api");
+  EXPECT_EQ(s.rows[2].last_exit, "killed");
+  EXPECT_EQ(s.rows[3].path, "db");
+  EXPECT_EQ(s.facts.node, "demo");
+  EXPECT_EQ(s.facts.otpd_pid, 4100);
+}
+
+TEST(ObserverModel, UptimeRunsOnTheInjectedClock) {
+  fixture f;
+  f.m.apply_status(demo_status());
+  EXPECT_EQ(f.row("web/api").uptime_ms, 15000);
+  f.now += 2500;
+  EXPECT_EQ(f.row("web/api").uptime_ms, 17500);
+  EXPECT_FALSE(f.row("web").uptime_ms);
+}
+
+TEST(ObserverModel, AKillShowsFromTheEventsAlone) {
+  fixture f;
+  f.m.apply_status(demo_status());
+  json exited = {{"event", "exited"},  {"path", "web/api"}, {"pid", 4123},      {"ts_ms", 10},
+                 {"reason", "killed"}, {"reason_kind", 4},  {"reason_value", 9}};
+  EXPECT_FALSE(f.m.apply_event(exited));
+  EXPECT_FALSE(f.row("web/api").pid);
+  EXPECT_EQ(f.row("web/api").state, "stopped");
+  EXPECT_EQ(f.row("web/api").exits_by_kind.at("killed"), 1u);
+  ASSERT_EQ(f.row("web/api").recent_exits.size(), 1u);
+  EXPECT_EQ(f.row("web/api").recent_exits[0].reason, "killed");
+  EXPECT_EQ(f.row("web/api").recent_exits[0].wall_ms, f.wall);
+
+  json restarting = {{"event", "restarting"}, {"path", "web/api"}, {"ts_ms", 10},
+                     {"reason", "killed"},    {"reason_kind", 4},  {"reason_value", 9}};
+  EXPECT_TRUE(f.m.apply_event(restarting)) << "restart counts come from status";
+  EXPECT_EQ(f.row("web").restarts_seen, 1u);
+
+  f.now += 100;
+  EXPECT_FALSE(f.m.apply_event({{"event", "started"}, {"path", "web/api"}, {"pid", 5000}}));
+  EXPECT_EQ(f.row("web/api").pid, 5000);
+  EXPECT_EQ(f.row("web/api").state, "starting");
+  EXPECT_FALSE(f.row("web/api").uptime_ms);
+  f.now += 50;
+  EXPECT_FALSE(f.m.apply_event({{"event", "ready"}, {"path", "web/api"}, {"pid", 5000}}));
+  EXPECT_EQ(f.row("web/api").state, "running");
+  f.now += 1000;
+  EXPECT_EQ(f.row("web/api").uptime_ms, 1000);
+  EXPECT_EQ(f.m.facts().events_by_type.at("exited"), 1u);
+  EXPECT_EQ(f.m.facts().events_by_type.at("started"), 1u);
+  EXPECT_EQ(f.m.last_event_ts(), 10);
+}
+
+TEST(ObserverModel, ALateEventDoesNotUndoANewerStatus) {
+  fixture f;
+  json st = demo_status();
+  st["children"][1]["pid"] = 4300;  // db already restarted when status was taken
+  f.m.apply_status(st);
+  f.m.apply_event({{"event", "exited"},
+                   {"path", "db"},
+                   {"pid", 4200},
+                   {"reason", "exit 3"},
+                   {"reason_kind", 1},
+                   {"reason_value", 3}});
+  EXPECT_EQ(f.row("db").pid, 4300);
+  EXPECT_EQ(f.row("db").state, "running");
+  EXPECT_EQ(f.row("db").exits_by_kind.at("exit_code"), 1u) << "the exit still counts";
+}
+
+TEST(ObserverModel, UnknownPathsAndStructuralEventsAskForStatus) {
+  fixture f;
+  f.m.apply_status(demo_status());
+  EXPECT_TRUE(f.m.apply_event({{"event", "started"}, {"path", "web/new"}, {"pid", 9}}));
+  EXPECT_TRUE(f.m.apply_event({{"event", "reload_applied"}, {"path", "/"}}));
+  EXPECT_TRUE(f.m.apply_event({{"event", "intensity_exceeded"}, {"path", "web"}}));
+  // Wrong types: counted as malformed, nothing else.
+  EXPECT_FALSE(f.m.apply_event({{"event", 3}, {"path", "db"}}));
+  EXPECT_FALSE(f.m.apply_event(json::array()));
+  EXPECT_EQ(f.m.facts().events_by_type.at("malformed"), 1u);
+}
+
+TEST(ObserverModel, StatusKeepsWhatOnlyTheObserverKnows) {
+  fixture f;
+  f.m.apply_status(demo_status());
+  f.m.apply_event({{"event", "exited"},
+                   {"path", "db"},
+                   {"pid", 4200},
+                   {"reason", "killed"},
+                   {"reason_kind", 4},
+                   {"reason_value", 9}});
+  json st = demo_status();
+  st["children"][1]["pid"] = 4301;
+  f.m.apply_status(st);
+  EXPECT_EQ(f.row("db").exits_by_kind.at("killed"), 1u);
+  EXPECT_EQ(f.row("db").recent_exits.size(), 1u);
+  EXPECT_EQ(f.row("db").pid, 4301);
+  // A removed child goes with the next status.
+  st["children"].erase(1);
+  f.m.apply_status(st);
+  EXPECT_EQ(f.m.snap().rows.size(), 3u);
+}
+
+TEST(ObserverModel, CpuPercentIsTheDeltaOverTheInterval) {
+  fixture f;
+  f.m.apply_status(demo_status());
+  f.procs[4123] = {100, 777, 256};  // 1.00 s of CPU, 256 pages
+  f.sample();
+  EXPECT_FALSE(f.row("web/api").cpu_percent) << "one sample has no interval";
+  EXPECT_DOUBLE_EQ(*f.row("web/api").cpu_seconds, 1.0);
+  EXPECT_EQ(f.row("web/api").memory_bytes, 256u * 4096u);
+  f.now += 2000;
+  f.procs[4123].cpu_ticks = 150;  // 0.5 s more in 2 s: 25 %
+  f.sample();
+  EXPECT_NEAR(*f.row("web/api").cpu_percent, 25.0, 1e-9);
+  EXPECT_FALSE(f.row("db").cpu_percent) << "db has no /proc entry";
+  EXPECT_FALSE(f.row("web").memory_bytes) << "supervisors have no process";
+}
+
+TEST(ObserverModel, AReusedPidStartsANewBaseline) {
+  fixture f;
+  f.m.apply_status(demo_status());
+  f.procs[4123] = {500, 777, 10};
+  f.sample();
+  f.now += 1000;
+  f.procs[4123] = {3, 900, 10};  // same pid, another process (start time differs)
+  f.sample();
+  EXPECT_FALSE(f.row("web/api").cpu_percent);
+  f.now += 1000;
+  f.procs[4123].cpu_ticks = 13;  // 0.1 s in 1 s
+  f.sample();
+  EXPECT_NEAR(*f.row("web/api").cpu_percent, 10.0, 1e-9);
+}
+
+TEST(ObserverModel, FiguresFromStatusWinOverProc) {
+  fixture f;
+  json st = demo_status();
+  st["children"][1]["resources"] = {{"cpu_usec", 2000000}, {"memory_current", 1048576}};
+  f.m.apply_status(st);
+  f.procs[4200] = {1, 1, 1};
+  f.sample();
+  EXPECT_TRUE(f.row("db").figures_from_status);
+  EXPECT_EQ(f.row("db").memory_bytes, 1048576u);
+  EXPECT_DOUBLE_EQ(*f.row("db").cpu_seconds, 2.0);
+  f.now += 1000;
+  st["children"][1]["resources"]["cpu_usec"] = 2500000;  // 0.5 s in 1 s
+  f.m.apply_status(st);
+  EXPECT_NEAR(*f.row("db").cpu_percent, 50.0, 1e-9);
+  // Flat fields work too.
+  st["children"][1].erase("resources");
+  st["children"][1]["memory_bytes"] = 4096;
+  f.m.apply_status(st);
+  EXPECT_EQ(f.row("db").memory_bytes, 4096u);
+}
+
+TEST(ObserverModel, IntensityWhenStatusReportsIt) {
+  fixture f;
+  json st = demo_status();
+  EXPECT_FALSE(f.m.snap().rows.size());
+  f.m.apply_status(st);
+  EXPECT_FALSE(f.row("web").intens) << "today's otpd does not report it";
+  st["children"][0]["intensity"] = {{"used", 2}, {"max_restarts", 3}, {"max_seconds", 5}};
+  f.m.apply_status(st);
+  ASSERT_TRUE(f.row("web").intens);
+  EXPECT_EQ(f.row("web").intens->used, 2);
+  EXPECT_EQ(f.row("web").intens->max_restarts, 3);
+}
+
+TEST(ObserverModel, RecentEventsAndExitsAreBounded) {
+  fixture f;
+  f.m.apply_status(demo_status());
+  for (int i = 0; i < 600; ++i) {
+    f.m.apply_event({{"event", "exited"},
+                     {"path", "db"},
+                     {"pid", 1},
+                     {"reason", "exit 1"},
+                     {"reason_kind", 1},
+                     {"reason_value", 1}});
+  }
+  auto s = f.m.snap();
+  EXPECT_EQ(s.recent_events.size(), model::max_recent_events);
+  EXPECT_EQ(f.row("db").recent_exits.size(), model::max_recent_exits);
+  EXPECT_EQ(f.row("db").exits_by_kind.at("exit_code"), 600u);
+}
+
+TEST(ObserverFormat, UptimeAndBytes) {
+  EXPECT_EQ(format_uptime(std::nullopt), "-");
+  EXPECT_EQ(format_uptime(4200), "4.2s");
+  EXPECT_EQ(format_uptime(187000), "3m07s");
+  EXPECT_EQ(format_uptime(5 * 3600000 + 120000), "5h02m");
+  EXPECT_EQ(format_uptime(3 * 86400000LL + 4 * 3600000), "3d04h");
+  EXPECT_EQ(format_bytes(std::nullopt), "-");
+  EXPECT_EQ(format_bytes(812 * 1024), "812K");
+  EXPECT_EQ(format_bytes(14 * 1024 * 1024 + 200 * 1024), "14.2M");
+  EXPECT_EQ(exit_kind_name(4), "killed");
+  EXPECT_EQ(exit_kind_name(99), "other");
+}
+
+}  // namespace
+}  // namespace otpd::observer
