@@ -220,6 +220,7 @@ proto::status_reply node_daemon::status() const {
   r.node = cfg_->node.name;
   r.otpd_pid = ::getpid();
   r.runtime_dir = dir_;
+  r.containment = to_string(containment_);
   return r;
 }
 
