@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -232,7 +233,8 @@ std::string child_bin() {
 }
 
 std::unique_ptr<one_child> start_otpd(const std::string& tag, int n = 1,
-                                      const char* strat = "one_for_one") {
+                                      const char* strat = "one_for_one",
+                                      const std::string& containment = "auto") {
   fs::path d = fresh_dir("otpd-" + tag);
   std::string stamp = (d / "stamp").string();
   std::string yaml = fmt::format(
@@ -245,9 +247,9 @@ std::unique_ptr<one_child> start_otpd(const std::string& tag, int n = 1,
   }
   write(d / "otpd.yaml", yaml);
   auto c = std::make_unique<one_child>("otpd", stamp);
-  c->sup =
-      launch({g_bin + "/otpd", (d / "otpd.yaml").string(), "--runtime-dir", (d / "rt").string()},
-             (d / "otpd.log").string(), {"OTPD_LOG_LEVEL=warn"});
+  c->sup = launch({g_bin + "/otpd", (d / "otpd.yaml").string(), "--runtime-dir",
+                   (d / "rt").string(), "--containment", containment},
+                  (d / "otpd.log").string(), {"OTPD_LOG_LEVEL=warn"});
   pid_t sup = c->sup;
   c->shutdown = [sup] { stop(sup); };
   return c;
@@ -356,6 +358,57 @@ double core_spawn_once(const std::string& stamp_path, stamps& st) {
   return s && r ? static_cast<double>(s->second - t0) / 1e6 : -1;
 }
 
+// A fresh cgroup v2 directory under ours for core_spawn_cgroup_once; empty
+// when none can be made (then those rows say n/a).
+std::string bench_cgroup() {
+  std::string own, line;
+  std::ifstream cg("/proc/self/cgroup");
+  while (std::getline(cg, line)) {
+    if (line.rfind("0::", 0) == 0) {
+      own = line.substr(3) == "/" ? "" : line.substr(3);
+    }
+  }
+  std::ifstream mi("/proc/self/mountinfo");
+  while (std::getline(mi, line)) {
+    if (line.find(" - cgroup2 ") == std::string::npos) {
+      continue;
+    }
+    std::istringstream f(line);
+    std::string id, parent, dev, root, point;
+    f >> id >> parent >> dev >> root >> point;
+    std::string dir = point + own + fmt::format("/otpd-bench-{}", ::getpid());
+    if (root == "/" && (::mkdir(dir.c_str(), 0755) == 0 || errno == EEXIST)) {
+      return dir;
+    }
+  }
+  return {};
+}
+
+// otpd::core::spawn into a cgroup: by clone3 CLONE_INTO_CGROUP, or (via_procs)
+// by the child's write to cgroup.procs, the fallback where clone3 is refused.
+double core_spawn_cgroup_once(const std::string& stamp_path, stamps& st, const std::string& cg,
+                              bool via_procs) {
+  if (cg.empty()) {
+    return -1;
+  }
+  otpd::core::spawn_options opts;
+  opts.argv = {child_bin(), stamp_path, "exit"};
+  opts.fds = {{-1, 0}, {-1, 1}, {-1, 2}};
+  opts.cgroup_procs = cg + "/cgroup.procs";
+  opts.cgroup_via_procs = via_procs;
+  std::int64_t t0 = monotonic_ns();
+  // As otpd does: the directory is open only for the spawn.
+  int dir = ::open(cg.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  opts.cgroup_fd = dir;
+  auto r = otpd::core::spawn(opts);
+  ::close(dir);
+  auto s = st.next(-1);
+  if (r) {
+    otpd::core::reap(r->pidfd.get());
+  }
+  return s && r ? static_cast<double>(s->second - t0) / 1e6 : -1;
+}
+
 void restart_section(const options& o) {
   fmt::print("## Restart latency: SIGKILL -> replacement's first instruction (ms)\n\n");
   fmt::print(
@@ -365,9 +418,14 @@ void restart_section(const options& o) {
   std::string floor_stamp = (fd / "stamp").string();
   stamps floor_st(floor_stamp);
   std::vector<double> floor_idle, floor_loop, cs_idle, cs_loop;
+  std::vector<double> cg3_idle, cg3_loop, cgp_idle, cgp_loop;
+  std::string cg = bench_cgroup();
 
+  // otpd in both containment modes, then the anchors (fewer kills each).
   std::vector<std::unique_ptr<one_child>> fast;
-  fast.push_back(start_otpd("restart"));
+  fast.push_back(start_otpd("restart", 1, "one_for_one", "auto"));
+  fast.push_back(start_otpd("restart-pgroup", 1, "one_for_one", "pgroup"));
+  constexpr std::size_t otpd_entries = 2;
   fast.push_back(start_s6("restart"));
   fast.push_back(start_runsv("restart"));
   for (auto& c : fast) {
@@ -385,8 +443,14 @@ void restart_section(const options& o) {
     floor_idle.push_back(floor_once(floor_stamp, floor_st));
     sleep_ms(slot);
     cs_idle.push_back(core_spawn_once(floor_stamp, floor_st));
+    if (!cg.empty()) {
+      sleep_ms(slot);
+      cg3_idle.push_back(core_spawn_cgroup_once(floor_stamp, floor_st, cg, false));
+      sleep_ms(slot);
+      cgp_idle.push_back(core_spawn_cgroup_once(floor_stamp, floor_st, cg, true));
+    }
     for (std::size_t k = 0; k < fast.size(); ++k) {
-      if (k > 0 && i >= o.anchor_kills) {
+      if (k >= otpd_entries && i >= o.anchor_kills) {
         continue;
       }
       sleep_ms(slot);
@@ -400,10 +464,17 @@ void restart_section(const options& o) {
   for (int i = 0; i < o.kills; ++i) {
     floor_loop.push_back(floor_once(floor_stamp, floor_st));
     cs_loop.push_back(core_spawn_once(floor_stamp, floor_st));
+    if (!cg.empty()) {
+      cg3_loop.push_back(core_spawn_cgroup_once(floor_stamp, floor_st, cg, false));
+      cgp_loop.push_back(core_spawn_cgroup_once(floor_stamp, floor_st, cg, true));
+    }
+  }
+  if (!cg.empty()) {
+    ::rmdir(cg.c_str());
   }
   for (std::size_t k = 0; k < fast.size(); ++k) {
-    int n = k == 0 ? o.kills : o.slow_kills;
-    if (k > 0) {
+    int n = k < otpd_entries ? o.kills : o.slow_kills;
+    if (k >= otpd_entries) {
       sleep_ms(o.idle_ms);  // a fresh start: s6/runit pause 1 s after a short-lived run
     }
     for (int i = 0; i < n; ++i) {
@@ -443,14 +514,27 @@ void restart_section(const options& o) {
   percentiles ci = summarize(cs_idle), cl = summarize(cs_loop);
   fmt::print("| otpd::core::spawn from the bench, no supervisor | {} | {} | {:.2f}x / {:.2f}x |\n",
              fmt_p(ci), fmt_p(cl), ci.p50 / fi.p50, cl.p50 / fl.p50);
+  percentiles gi = summarize(cg3_idle), gl = summarize(cg3_loop);
+  fmt::print(
+      "| otpd::core::spawn into a cgroup, clone3 CLONE_INTO_CGROUP | {} | {} | {:.2f}x / {:.2f}x "
+      "|\n",
+      fmt_p(gi), fmt_p(gl), gi.n ? gi.p50 / fi.p50 : 0.0, gl.n ? gl.p50 / fl.p50 : 0.0);
+  percentiles pi = summarize(cgp_idle), pl = summarize(cgp_loop);
+  fmt::print(
+      "| otpd::core::spawn into a cgroup, the child writes cgroup.procs | {} | {} | {:.2f}x / "
+      "{:.2f}x |\n",
+      fmt_p(pi), fmt_p(pl), pi.n ? pi.p50 / fi.p50 : 0.0, pl.n ? pl.p50 / fl.p50 : 0.0);
   auto row = [&](const one_child& c, const std::string& label) {
     percentiles i = summarize(c.idle), l = summarize(c.loop);
     fmt::print("| {} | {} | {} | {:.2f}x / {:.2f}x |\n", label, fmt_p(i), fmt_p(l),
                i.n ? i.p50 / fi.p50 : 0.0, l.n ? l.p50 / fl.p50 : 0.0);
   };
-  row(*fast[0], "**otpd** (one_for_one, exec readiness)");
-  row(*fast[1], "s6-supervise (run = the child, no shell)");
-  row(*fast[2], "runit runsv (run = the child, no shell)");
+  row(*fast[0],
+      "**otpd** (one_for_one, exec readiness; --containment auto: a cgroup per worker "
+      "where it can)");
+  row(*fast[1], "**otpd --containment pgroup** (process groups)");
+  row(*fast[2], "s6-supervise (run = the child, no shell)");
+  row(*fast[3], "runit runsv (run = the child, no shell)");
   row(*sd, "supervisord (startsecs=0, autorestart)");
   fmt::print("\n");
 }

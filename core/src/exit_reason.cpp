@@ -42,6 +42,13 @@ exit_reason exit_reason::from_siginfo(int cld_code, int status) {
   }
 }
 
+exit_reason exit_reason::from_codes(int kind, int value) {
+  if (kind < 0 || kind > exit_kind_max) {
+    return {exit_kind::unknown, value};
+  }
+  return {static_cast<exit_kind>(kind), value};
+}
+
 std::string exit_reason::to_string() const {
   switch (kind) {
     case exit_kind::normal:

@@ -9,7 +9,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -65,16 +67,6 @@ int child_setup(const spawn_options& o, pid_t parent, bool exec_path) {
   if (o.new_process_group && ::setpgid(0, 0) != 0) {
     return errno;
   }
-  if (o.death_signal != 0) {
-    if (::prctl(PR_SET_PDEATHSIG, o.death_signal) != 0) {
-      return errno;
-    }
-    // The parent may have died between fork and prctl: then we would never
-    // get the signal.
-    if (::getppid() != parent) {
-      ::_exit(127);
-    }
-  }
   // Move every source fd out of the way first (F_DUPFD_CLOEXEC above the
   // highest target), so that dup2 onto a target never clobbers another source.
   int high = 3;
@@ -115,6 +107,19 @@ int child_setup(const spawn_options& o, pid_t parent, bool exec_path) {
       return errno;
     }
   }
+  // After the credential switch: the kernel clears the death signal when the
+  // euid or egid changes, so set before setuid it would be gone for every
+  // child with `user:`.
+  if (o.death_signal != 0) {
+    if (::prctl(PR_SET_PDEATHSIG, o.death_signal) != 0) {
+      return errno;
+    }
+    // The parent may have died between fork and prctl: then we would never
+    // get the signal. (Re-parented, getppid() names a subreaper or init.)
+    if (::getppid() != parent) {
+      ::_exit(127);
+    }
+  }
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -150,13 +155,32 @@ struct exec_child {
   const prepared* p;
   pid_t parent;
   int err_fd;
+  const char* join_procs;  // a cgroup.procs to write "0" to first; nullptr: none
 };
+
+// Moves the calling process into the cgroup of `procs` (its cgroup.procs).
+// Before the credential switch: the write needs otpd's rights.
+int join_cgroup(const char* procs) {
+  int fd = ::open(procs, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return errno;
+  }
+  ssize_t n = ::write(fd, "0", 1);
+  int err = n == 1 ? 0 : errno;
+  ::close(fd);
+  return err;
+}
 
 // The child of spawn_start: set up, then exec; never returns. Async-signal-
 // safe calls only, and no writes to memory but its own stack: with vfork
 // that memory is the parent's.
 int run_exec_child(void* arg) {
   const auto* c = static_cast<const exec_child*>(arg);
+  if (c->join_procs != nullptr) {
+    if (int err = join_cgroup(c->join_procs); err != 0) {
+      child_fail(c->err_fd, err);
+    }
+  }
   int err = child_setup(*c->o, c->parent, true);
   if (err != 0) {
     child_fail(c->err_fd, err);
@@ -171,6 +195,95 @@ int run_exec_child(void* arg) {
   }
   child_fail(c->err_fd, errno);
 }
+
+// clone3(2)'s argument (struct clone_args of <linux/sched.h>, the size with
+// `cgroup`, Linux 5.7+), spelled out: glibc 2.36 has no clone3 wrapper, and
+// <linux/sched.h> clashes with <sched.h>.
+struct clone3_args {
+  std::uint64_t flags;
+  std::uint64_t pidfd;
+  std::uint64_t child_tid;
+  std::uint64_t parent_tid;
+  std::uint64_t exit_signal;
+  std::uint64_t stack;
+  std::uint64_t stack_size;
+  std::uint64_t tls;
+  std::uint64_t set_tid;
+  std::uint64_t set_tid_size;
+  std::uint64_t cgroup;
+};
+constexpr std::uint64_t clone_into_cgroup = 0x200000000ULL;
+
+// One stack per thread for CLONE_VM children, reused: the parent is
+// suspended while the child uses it. execvpe puts a path buffer on it,
+// hence 64 KiB.
+constexpr std::size_t vm_stack_size = 64 * 1024;
+char* vm_stack() {
+  thread_local std::unique_ptr<char[]> stack(new char[vm_stack_size]);
+  return stack.get();
+}
+
+#if defined(__x86_64__)
+// clone3 with CLONE_VM: the child starts on the new stack right after the
+// syscall instruction, where no C function could return from; so the child's
+// side is written here: call fn(arg) on an aligned stack, exit with its
+// result (fn never returns: it execs or _exits). rcx and r11 are the
+// registers the syscall instruction clobbers. Returns the child's pid or
+// -errno, like the raw system call.
+long clone3_vm(clone3_args* args, int (*fn)(void*), void* arg) {
+  long ret;
+  register auto* r12 asm("r12") = fn;
+  register void* r13 asm("r13") = arg;
+  asm volatile(
+      "syscall\n\t"
+      "test %%rax, %%rax\n\t"
+      "jnz 1f\n\t"
+      "xor %%ebp, %%ebp\n\t"
+      "mov %%r13, %%rdi\n\t"
+      "and $-16, %%rsp\n\t"
+      "call *%%r12\n\t"
+      "mov %%eax, %%edi\n\t"
+      "mov %[exit_nr], %%eax\n\t"
+      "syscall\n\t"
+      "hlt\n\t"
+      "1:\n\t"
+      : "=a"(ret)
+      : "0"(static_cast<long>(SYS_clone3)), "D"(args), "S"(sizeof(clone3_args)), "r"(r12),
+        "r"(r13), [exit_nr] "i"(SYS_exit)
+      : "rcx", "r11", "memory");
+  return ret;
+}
+#endif
+
+// Starts the child of ec inside the cgroup of cgroup_fd with clone3. vfork:
+// CLONE_VM | CLONE_VFORK on vm_stack() (x86-64; elsewhere a fork-like
+// clone3). Returns the pid or -errno; -ENOSYS also where the caller must
+// fall back (no clone3, or no way to run the child on a stack of its own).
+long clone3_into_cgroup(int cgroup_fd, spawn_method method, exec_child* ec) {
+  clone3_args a{};
+  a.exit_signal = SIGCHLD;
+  a.cgroup = static_cast<std::uint64_t>(cgroup_fd);
+#if defined(__x86_64__)
+  if (method == spawn_method::vfork) {
+    a.flags = CLONE_VM | CLONE_VFORK | clone_into_cgroup;
+    a.stack = reinterpret_cast<std::uint64_t>(vm_stack());
+    a.stack_size = vm_stack_size;
+    return clone3_vm(&a, run_exec_child, ec);
+  }
+#else
+  (void)method;
+#endif
+  // Like fork: the child runs on its own copy of our memory and stack.
+  a.flags = clone_into_cgroup;
+  long pid = ::syscall(SYS_clone3, &a, sizeof a);
+  if (pid == 0) {
+    run_exec_child(ec);
+  }
+  return pid < 0 ? -errno : pid;
+}
+
+// clone3 refused once (ENOSYS or E2BIG): not tried again.
+std::atomic<bool> clone3_refused{false};
 
 // Blocking reap by pid, for a child that has no pidfd (yet).
 child_exit reap_pid(pid_t pid) noexcept {
@@ -266,19 +379,32 @@ Result<started_spawn> spawn_start(const spawn_options& o, spawn_method method) {
 #if defined(__SANITIZE_ADDRESS__)
   method = spawn_method::fork;
 #endif
-  exec_child ec{&o, &p, ::getpid(), err_write.get()};
-  pid_t pid;
+  bool into_cgroup = o.cgroup_fd >= 0 && !o.cgroup_via_procs && !clone3_refused.load();
+  const char* join = o.cgroup_procs.empty() ? nullptr : o.cgroup_procs.c_str();
+  exec_child ec{&o, &p, ::getpid(), err_write.get(), into_cgroup ? nullptr : join};
+  pid_t pid = -1;
   {
     // Also protects a CLONE_VM child: a parent's handler running in it
     // would run on our memory.
     signal_block block;
-    if (method == spawn_method::vfork) {
-      // One stack per thread, reused: the parent is suspended while the
-      // child uses it. execvpe puts a path buffer on it, hence 64 KiB.
-      constexpr std::size_t stack_size = 64 * 1024;
-      thread_local std::unique_ptr<char[]> stack(new char[stack_size]);
-      pid =
-          ::clone(run_exec_child, stack.get() + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &ec);
+    if (into_cgroup) {
+      long r = clone3_into_cgroup(o.cgroup_fd, method, &ec);
+      if (r == -ENOSYS || r == -E2BIG) {
+        // No clone3 (docker's seccomp profile answers ENOSYS), or one without
+        // CLONE_INTO_CGROUP (before 5.7): join by writing cgroup.procs.
+        clone3_refused = true;
+        ec.join_procs = join;
+      } else if (r < 0) {
+        return std::error_code(static_cast<int>(-r), std::system_category());
+      } else {
+        pid = static_cast<pid_t>(r);
+      }
+    }
+    if (pid > 0) {
+      // Started by clone3 above.
+    } else if (method == spawn_method::vfork) {
+      pid = ::clone(run_exec_child, vm_stack() + vm_stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD,
+                    &ec);
     } else {
       pid = ::fork();
       if (pid == 0) {

@@ -31,8 +31,10 @@ void put_reason(json& j, const core::exit_reason& r) {
 }
 
 core::exit_reason get_reason(const json& j) {
-  return {static_cast<core::exit_kind>(j.at(field::reason_kind).get<int>()),
-          j.at(field::reason_value).get<int>()};
+  // A kind from a newer peer that this build does not know reads as unknown:
+  // abnormal, so a transient child is restarted rather than left down.
+  return core::exit_reason::from_codes(j.at(field::reason_kind).get<int>(),
+                                       j.at(field::reason_value).get<int>());
 }
 
 // ---- requests ------------------------------------------------------------------
@@ -329,12 +331,16 @@ json status_reply::to_json() const {
   j[field::node] = node;
   j[field::otpd_pid] = otpd_pid;
   j[field::runtime_dir] = runtime_dir;
+  if (!containment.empty()) {
+    j[field::containment] = containment;
+  }
   return j;
 }
 
 status_reply status_reply::from_json(const json& j) {
   return {node_status::from_json(j), j.at(field::node).get<std::string>(),
-          j.at(field::otpd_pid).get<pid_t>(), j.at(field::runtime_dir).get<std::string>()};
+          j.at(field::otpd_pid).get<pid_t>(), j.at(field::runtime_dir).get<std::string>(),
+          j.value(field::containment, std::string())};
 }
 
 // ---- events --------------------------------------------------------------------

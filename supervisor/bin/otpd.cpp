@@ -41,6 +41,10 @@ int main(int argc, char** argv) {
   app.add_option("--runtime-dir", o.runtime_dir,
                  "runtime dir (default: $OTPD_RUNTIME_DIR, then node.runtime_dir)");
   app.add_option("--log-format", format, "text or json")->check(CLI::IsMember({"text", "json"}));
+  std::string containment = "auto";
+  app.add_option("--containment", containment,
+                 "auto (a cgroup per worker where possible), cgroup or pgroup (process groups)")
+      ->check(CLI::IsMember({"auto", "cgroup", "pgroup"}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -58,5 +62,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   o.format = format == "json" ? log_format::json : log_format::text;
+  o.containment = containment == "cgroup"   ? containment_choice::cgroup
+                  : containment == "pgroup" ? containment_choice::pgroup
+                                            : containment_choice::automatic;
   return run_daemon(o);
 }

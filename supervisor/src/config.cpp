@@ -716,6 +716,24 @@ class parser {
     if (n["backoff"]) {
       w.backoff = backoff(n["backoff"], join(key, "backoff"));
     }
+    if (n["success_exit_codes"]) {
+      w.success_exit_codes = exit_codes(n["success_exit_codes"], join(key, "success_exit_codes"));
+    }
+    if (n["stop_as_group"]) {
+      w.stop_as_group = boolean(n["stop_as_group"], join(key, "stop_as_group"));
+    }
+  }
+
+  // A list of exit codes 0-255, e.g. [0, 3].
+  std::vector<int> exit_codes(const YAML::Node& n, const std::string& key) {
+    if (!n.IsSequence()) {
+      fail(n, key, "expected a list of exit codes, e.g. [0, 3]");
+    }
+    std::vector<int> out;
+    for (std::size_t i = 0; i < n.size(); ++i) {
+      out.push_back(static_cast<int>(integer(n[i], fmt::format("{}[{}]", key, i), 0, 255)));
+    }
+    return out;
   }
 
   void control(const YAML::Node& n, const std::string& key, control_spec& c) {

@@ -239,6 +239,7 @@ proto::status_reply node_daemon::current_status() const {
   r.node = cfg_->node.name;
   r.otpd_pid = ::getpid();
   r.runtime_dir = dir_;
+  r.containment = to_string(containment_);
   return r;
 }
 

@@ -20,6 +20,8 @@
 //                         caps, backpressure, replies, the event stream
 //   output_capture.cpp    child stdout/stderr into rotated log files
 //   procfs.cpp            /proc helpers: descendants, parent pid, orphans
+//   cgroup.cpp            containment: a cgroup v2 directory per worker
+//                         (docs/CONTAINMENT.md), process groups without one
 //   (libuv handles are owned through otpd::uv, uv/include/otpd/uv/handle.hpp)
 #include <fcntl.h>
 #include <linux/close_range.h>
@@ -27,13 +29,16 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -127,12 +132,62 @@ bool node_daemon::setup() {
 
   uv_loop_init(&loop_);
   loop_.data = this;
+  if (!setup_containment()) {
+    return false;
+  }
   install_signals();
   control_.set_limits(control_limits_of(*cfg_));
   if (!control_.listen(control_socket_path(dir_))) {
     return false;
   }
   tree_ = std::make_unique<tree>(cfg_, now_ms, static_cast<std::uint64_t>(::getpid()));
+  return true;
+}
+
+// cgroup mode where a writable v2 hierarchy is found (or demanded), process
+// groups otherwise; one log line says which. Under the runtime dir's lock:
+// no other otpd uses these cgroups, so what is in them now a dead otpd left.
+bool node_daemon::setup_containment() {
+  if (opts_.containment == containment_choice::pgroup) {
+    containment_ = containment_mode::pgroup;
+    core::log_info("otpd: containment: pgroup (--containment pgroup)");
+    return true;
+  }
+  auto root = cgroup_root::open(dir_);
+  core::unique_fd in;
+  if (root) {
+    in.reset(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  }
+  if (!root || !in) {
+    std::string why = !root ? root.message() : fmt::format("inotify: {}", std::strerror(errno));
+    if (opts_.containment == containment_choice::cgroup) {
+      core::log_error("otpd: unable to use cgroups: {}; exiting (--containment cgroup)", why);
+      return false;
+    }
+    containment_ = containment_mode::pgroup;
+    core::log_info("otpd: containment: pgroup (no cgroup: {})", why);
+    return true;
+  }
+  cgroups_ = std::move(*root);
+  containment_ = containment_mode::cgroup;
+  core::log_info("otpd: containment: cgroup ({})", cgroups_->base());
+  for (const auto& left :
+       cgroups_->clean_leftovers(core::deadline::after(std::chrono::seconds(5)))) {
+    std::string pids;
+    for (pid_t p : left.pids) {
+      pids += (pids.empty() ? "" : " ") + std::to_string(p);
+    }
+    core::log_warn("otpd: killed what a previous otpd left in {}: pids {}", left.dir, pids);
+  }
+  cg_inotify_ = std::move(in);
+  cg_poll_ = uv::handle<uv_poll_t>::make();
+  if (uv_poll_init(&loop_, cg_poll_.get(), cg_inotify_.get()) != 0) {
+    cg_poll_.discard();
+    core::log_error("otpd: unable to watch cgroup events; exiting");
+    return false;
+  }
+  uv_poll_start(cg_poll_.get(), UV_READABLE,
+                [](uv_poll_t* h, int, int) { self(h).on_cgroup_events(); });
   return true;
 }
 
@@ -167,8 +222,19 @@ void node_daemon::install_signals() {
 }
 
 void node_daemon::teardown() {
-  // Anything re-parented to us and still alive dies with the node.
+  // Anything re-parented to us and still alive dies with the node; so does
+  // anything still in a worker's cgroup (then the cgroups go).
+  if (cgroups_) {
+    for (const auto& [wd, e] : emptying_) {
+      (void)cgroup_kill(e.cgroup);
+    }
+  }
   kill_own_children();
+  if (cgroups_) {
+    cgroups_->remove_all(core::deadline::after(std::chrono::seconds(5)));
+  }
+  emptying_.clear();
+  cg_poll_.reset();
   output_.clear();
   control_.close_all();
   backoff_timers_.clear();
@@ -337,15 +403,20 @@ void node_daemon::stop_worker(std::uint64_t uid) {
   }
   p.stopping = true;
   p.stop_readiness_watch();
-  // Remember the whole family now: descendants that left the process group
-  // are re-parented to us when the child dies, and swept then.
-  collect_descendants(p.pid, p.descendants);
+  if (containment_ == containment_mode::pgroup) {
+    // Remember the whole family now: descendants that left the process
+    // group are killed through these when the child is reaped.
+    collect_family(p);
+  }
   const shutdown_spec& s = n->worker().shutdown;
   if (s.kind == shutdown_kind::brutal_kill) {
-    ::kill(-p.pid, SIGKILL);
+    p.stop_killed = true;
+    kill_everything_of(p);
     return;
   }
-  ::kill(p.pid, s.signal);
+  // stop_as_group: the helpers in the child's group get the signal too, and
+  // a chance to stop cleanly before the SIGKILL at the end.
+  ::kill(n->worker().stop_as_group ? -p.pid : p.pid, s.signal);
   if (s.kind == shutdown_kind::infinity) {
     return;
   }
@@ -358,8 +429,20 @@ void node_daemon::on_shutdown_timeout(pid_t pid) {
   if (it != procs_.end()) {
     core::log_warn("otpd {}: pid {} still running after its shutdown timeout; SIGKILL",
                    it->second.path, pid);
-    ::kill(-pid, SIGKILL);
+    it->second.stop_killed = true;
+    kill_everything_of(it->second);
   }
+}
+
+// SIGKILL to all a worker runs: its cgroup at once (cgroup.kill), or its
+// process group. The group too in cgroup mode: should cgroup.kill fail, the
+// worker and its group still die.
+void node_daemon::kill_everything_of(const proc& p) {
+  if (!p.cgroup.empty()) {
+    (void)cgroup_kill(p.cgroup);
+    killed_cgroups_.insert(p.cgroup);
+  }
+  ::kill(-p.pid, SIGKILL);
 }
 
 // ---- reaping -----------------------------------------------------------------
@@ -416,16 +499,43 @@ void node_daemon::on_reaped(pid_t pid, const exit_reason& observed) {
     ::kill(p.probe_pid, SIGKILL);
   }
   sweep_descendants(p);
+  // One reason for the tree (events, status), the exit-reason ring and the
+  // monitors: they must agree.
+  exit_reason reason = reason_of(p, observed);
   // The replacement first (restart latency), the bookkeeping after: the
-  // clean-up only touches entries of the dead pid, never the new one's.
-  tree_->on_exit(p.uid, p.start_failed ? p.fail_reason : observed);
-  drain();
+  // clean-up only touches entries of the dead pid, never the new one's. In
+  // cgroup mode the worker has ended only once its cgroup is empty: the
+  // tree hears of it then (usually at once: nothing else was in it).
+  if (!wait_until_empty(p, pid, reason)) {
+    finish_exit(p.uid, p.cgroup, reason);
+  }
   cleanup_registry(pid, p.name);
-  exits_.emplace_back(pid, observed);
+  exits_.emplace_back(pid, reason);
   if (exits_.size() > exit_ring_size) {
     exits_.pop_front();
   }
-  notify_monitors(pid, observed);
+  notify_monitors(pid, reason);
+}
+
+// The reason a worker ended with, in OTP's terms. A failed start keeps why it
+// failed. A stop its supervisor or an operator ordered ends in `shutdown`
+// when the child went after the stop signal (whatever its status: most
+// programs die of the signal or exit 0 or 143 on it), in `killed` when otpd
+// had to SIGKILL it (brutal_kill, or the shutdown timeout ran out) or it
+// died of SIGKILL anyway (`signal: KILL`, an operator's kill -9), as an OTP
+// supervisor's exit(Pid, shutdown) / exit(Pid, kill). A core dump during the
+// stop is a crash and keeps its reason. Anything else keeps what waitid saw.
+exit_reason node_daemon::reason_of(const proc& p, const exit_reason& observed) {
+  if (p.start_failed) {
+    return p.fail_reason;
+  }
+  if (!p.stopping || observed.kind == core::exit_kind::core_dump) {
+    return observed;
+  }
+  if (p.stop_killed || observed.kind == core::exit_kind::killed) {
+    return exit_reason::from_signal(SIGKILL);
+  }
+  return {core::exit_kind::shutdown, 0};
 }
 
 // A readiness command that exited 0 makes its worker ready.
@@ -441,15 +551,93 @@ void node_daemon::on_probe_reaped(const proc& probe, const exit_reason& observed
   }
 }
 
-// Sweeps what left the group: re-parented to us now, so these pids are ours
-// (not reaped yet) and cannot have been reused.
-void node_daemon::sweep_descendants(const proc& p) {
-  pid_t me = ::getpid();
-  for (pid_t d : p.descendants) {
-    if (parent_of(d) == me) {
-      ::kill(d, SIGKILL);
+// The worker's process is gone: tell the tree (which may restart it into
+// the same cgroup), and remove the cgroup of a child the tree let go.
+void node_daemon::finish_exit(std::uint64_t uid, const std::string& cgroup,
+                              const exit_reason& reason) {
+  tree_->on_exit(uid, reason);
+  drain();
+  if (!cgroup.empty() && tree_->find(uid) == nullptr) {
+    ::rmdir(cgroup.c_str());  // a finished dynamic child: its cgroup goes with it
+  }
+}
+
+// cgroup mode: when the reaped worker left processes in its cgroup, kills
+// them (cgroup.kill) and defers the exit until cgroup.events says
+// "populated 0" (on_cgroup_events). Returns false when it is empty already.
+bool node_daemon::wait_until_empty(const proc& p, pid_t pid, const exit_reason& reason) {
+  if (p.cgroup.empty() || !cgroup_populated(p.cgroup)) {
+    return false;
+  }
+  (void)cgroup_kill(p.cgroup);
+  killed_cgroups_.insert(p.cgroup);
+  // The watch first, then the check: an emptying between them still wakes us.
+  int wd = ::inotify_add_watch(cg_inotify_.get(), (p.cgroup + "/cgroup.events").c_str(), IN_MODIFY);
+  if (wd < 0) {
+    core::log_warn("otpd {}: unable to watch {}: {}; not waiting for it to empty", p.path, p.cgroup,
+                   std::strerror(errno));
+    return false;
+  }
+  if (!cgroup_populated(p.cgroup)) {
+    ::inotify_rm_watch(cg_inotify_.get(), wd);
+    return false;
+  }
+  core::log_debug("otpd {}: pid {} gone; waiting for {} to empty", p.path, pid, p.cgroup);
+  emptying_[wd] = emptying{p.uid, p.cgroup, reason};
+  return true;
+}
+
+void node_daemon::on_cgroup_events() {
+  alignas(inotify_event) char buf[4096];
+  ssize_t n;
+  while ((n = ::read(cg_inotify_.get(), buf, sizeof buf)) > 0) {
+    for (ssize_t off = 0; off < n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+      off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+      auto it = emptying_.find(ev->wd);
+      if (it == emptying_.end() || cgroup_populated(it->second.cgroup)) {
+        continue;
+      }
+      emptying e = std::move(it->second);
+      emptying_.erase(it);
+      ::inotify_rm_watch(cg_inotify_.get(), ev->wd);
+      finish_exit(e.uid, e.cgroup, e.reason);
     }
   }
+}
+
+// pgroup mode: the descendants of the worker as pidfds. A pid read from
+// /proc may be reused before pidfd_open; so after it, the process must
+// still descend from the worker (the pidfd pins it: no reuse from then on).
+void node_daemon::collect_family(proc& p) {
+  constexpr std::size_t max_family = 1024;
+  std::vector<pid_t> found;
+  collect_descendants(p.pid, found);
+  for (pid_t d : found) {
+    if (p.family.size() >= max_family) {
+      break;
+    }
+    auto fd = core::pidfd_open(d);
+    if (!fd) {
+      continue;
+    }
+    pid_t up = d;
+    for (int depth = 0; depth < 64 && up > 1 && up != p.pid; ++depth) {
+      up = parent_of(up);
+    }
+    if (up == p.pid) {
+      p.family.push_back(std::move(*fd));
+    }
+  }
+}
+
+// pgroup mode: what the worker had when its stop began dies with it, also
+// what left its process group (setsid, double forks).
+void node_daemon::sweep_descendants(proc& p) {
+  for (const auto& fd : p.family) {
+    ::syscall(SYS_pidfd_send_signal, fd.get(), SIGKILL, nullptr, 0);
+  }
+  p.family.clear();
 }
 
 // A "down" event to every connection monitoring pid, once.

@@ -10,11 +10,14 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
+#include "cgroup.hpp"
 #include "control_server.hpp"
 #include "output_capture.hpp"
 #include <nlohmann/json.hpp>
@@ -53,7 +56,8 @@ struct proc {
   std::string path;
   std::string name;
   bool ready = false;
-  bool stopping = false;
+  bool stopping = false;     // a stop ordered by its supervisor or an operator
+  bool stop_killed = false;  // ... that had to end in SIGKILL (brutal_kill, timeout)
   bool start_failed = false;
   core::exit_reason fail_reason;
   // The error pipe of core::spawn_start until the exec outcome is known:
@@ -66,7 +70,10 @@ struct proc {
   uv::handle<uv_timer_t> probe_timer;  // readiness probes
   core::unique_fd probe_sock;
   pid_t probe_pid = -1;
-  std::vector<pid_t> descendants;
+  std::string cgroup;  // its cgroup directory (cgroup mode)
+  // pgroup mode: pidfds of the descendants found when the stop began, killed
+  // when the worker is reaped (a pidfd cannot hit a reused pid).
+  std::vector<core::unique_fd> family;
 
   // Stops every readiness watch (ready fd, probes, start timeout).
   void stop_readiness_watch() {
@@ -111,8 +118,17 @@ class node_daemon : private control_executor {
   void on_shutdown_timeout(pid_t pid);
   void reap();
   void on_reaped(pid_t pid, const core::exit_reason& reason);
+  static core::exit_reason reason_of(const proc& p, const core::exit_reason& observed);
   void on_probe_reaped(const proc& probe, const core::exit_reason& observed);
-  void sweep_descendants(const proc& p);
+  void sweep_descendants(proc& p);
+  void collect_family(proc& p);
+  void kill_everything_of(const proc& p);
+  // containment: cgroups (or process groups) and the wait for a cgroup to empty.
+  bool setup_containment();
+  std::string cgroup_for(const node& n, core::unique_fd& dir_fd, bool& via_procs);
+  bool wait_until_empty(const proc& p, pid_t pid, const core::exit_reason& reason);
+  void on_cgroup_events();
+  void finish_exit(std::uint64_t uid, const std::string& cgroup, const core::exit_reason& reason);
   void notify_monitors(pid_t pid, const core::exit_reason& observed);
   void cleanup_registry(pid_t pid, const std::string& name);
   pid_t pid_of_name(const std::string& name) const;
@@ -211,6 +227,21 @@ class node_daemon : private control_executor {
   static constexpr int spawn_retry_ms = 1000;
   std::int64_t fd_warn_ms_ = -1000000;
   core::unique_fd lock_fd_;
+  containment_mode containment_ = containment_mode::pgroup;
+  std::optional<cgroup_root> cgroups_;
+  // One inotify fd for every cgroup.events that a reaped worker's cgroup
+  // waits on (no fd per child); a watch lives only until its cgroup is empty.
+  core::unique_fd cg_inotify_;  // before cg_poll_: the poll closes first
+  uv::handle<uv_poll_t> cg_poll_;
+  struct emptying {
+    std::uint64_t uid = 0;
+    std::string cgroup;
+    core::exit_reason reason;
+  };
+  std::unordered_map<int, emptying> emptying_;  // by inotify watch descriptor
+  // Cgroups written to cgroup.kill: replaced before their next spawn (see
+  // cgroup_for), as clone3 CLONE_INTO_CGROUP into one kills the child.
+  std::unordered_set<std::string> killed_cgroups_;
   bool draining_ = false;
   int exit_code_ = -1;
 };

@@ -57,6 +57,17 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
     retry_spawn(uid, fds.error);
     return;
   }
+  // The worker's cgroup, kept across restarts: the child starts in it
+  // (clone3 CLONE_INTO_CGROUP, else it joins before exec). The dir fd is
+  // only open for the spawn: 10,000 children must not hold 10,000 fds.
+  unique_fd cg_fd;
+  bool via_procs = false;
+  std::string cgroup = cgroup_for(*n, cg_fd, via_procs);
+  if (cg_fd) {
+    o.cgroup_fd = cg_fd.get();
+    o.cgroup_procs = cgroup + "/cgroup.procs";
+    o.cgroup_via_procs = via_procs;
+  }
   // The exec outcome is read on the loop (watch_exec), never waited for
   // here. vfork: otpd's page tables are not copied, which is most of what a
   // fork of otpd costs over a fork of a small program (restart latency, and
@@ -65,6 +76,7 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
   auto r = core::spawn_start(o, core::spawn_method::vfork);
   fds.ready_w.reset();
   fds.writes.clear();
+  cg_fd.reset();
   if (!r) {
     if (r.error().category() == std::system_category() && out_of_fds(r.error().value())) {
       retry_spawn(uid, r.error().value());
@@ -82,8 +94,47 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
     output_.add(std::move(fd), sink);
   }
   proc& p = register_worker(*n, r->pid);
+  p.cgroup = std::move(cgroup);
   watch_exec(p, std::move(r->exec_fd));
   arm_readiness(p, w.readiness, std::move(fds.ready_r));
+}
+
+// cgroup mode: the directory of n's cgroup (made on its first start) and an
+// fd of it in dir_fd; "" (and no fd) in pgroup mode, or when it cannot be
+// had: the worker then starts in its process group only, and the log says so.
+std::string node_daemon::cgroup_for(const node& n, unique_fd& dir_fd, bool& via_procs) {
+  if (!cgroups_) {
+    return {};
+  }
+  std::string dir = cgroups_->dir_of(n.path);
+  // A cgroup once written to cgroup.kill kills every child that clone3
+  // CLONE_INTO_CGROUP puts in it afterwards (seen on Linux 6.18: the fork
+  // compares the cgroup's kill sequence with the parent's). It is empty by
+  // now (the exit was reported only then): replace it with a fresh one, or,
+  // should it still be busy, let the child join by writing cgroup.procs.
+  if (auto k = killed_cgroups_.find(dir); k != killed_cgroups_.end()) {
+    if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) {
+      killed_cgroups_.erase(k);
+    } else {
+      via_procs = true;
+    }
+  }
+  // O_RDONLY, not O_PATH: clone3 wants a real directory file of cgroupfs.
+  dir_fd.reset(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir_fd && errno == ENOENT) {
+    if (auto made = cgroup_make(dir); !made) {
+      core::log_error("otpd {}: unable to create cgroup {}: {}; starting it without one", n.path,
+                      dir, made.error().message());
+      return {};
+    }
+    dir_fd.reset(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  }
+  if (!dir_fd) {
+    core::log_error("otpd {}: unable to open cgroup {}: {}; starting it without one", n.path, dir,
+                    std::strerror(errno));
+    return {};
+  }
+  return dir;
 }
 
 // argv (the spec's plus a dynamic child's extra arguments), the whole
@@ -265,7 +316,7 @@ void node_daemon::worker_start_failed(proc& p, const exit_reason& why, const std
   p.start_failed = true;
   p.fail_reason = why;
   p.stop_readiness_watch();
-  ::kill(-p.pid, SIGKILL);
+  kill_everything_of(p);
 }
 
 // ---- the environment -----------------------------------------------------------

@@ -461,12 +461,21 @@ void tree::start_failed(node& sup, node& child, const core::exit_reason& reason)
 }
 
 bool tree::is_normal_for(const node& child, const core::exit_reason& reason) const {
+  if (child.is_supervisor) {
+    return reason.is_normal();
+  }
+  const worker_spec& w = child.worker();
+  // Exit codes count as the worker's success_exit_codes say (default: 0 only),
+  // like systemd's SuccessExitStatus=.
+  if (reason.kind == core::exit_kind::normal || reason.kind == core::exit_kind::exit_code) {
+    return std::find(w.success_exit_codes.begin(), w.success_exit_codes.end(), reason.value) !=
+           w.success_exit_codes.end();
+  }
   if (reason.is_normal()) {
     return true;
   }
   // The worker's own shutdown signal (sent by someone else) is a normal stop.
-  return !child.is_supervisor && reason.kind == core::exit_kind::signal &&
-         reason.value == child.worker().shutdown.signal;
+  return reason.kind == core::exit_kind::signal && reason.value == w.shutdown.signal;
 }
 
 void tree::child_exited(node& sup, node& child, const core::exit_reason& reason) {
@@ -480,7 +489,7 @@ void tree::child_exited(node& sup, node& child, const core::exit_reason& reason)
   bool restart = rt == restart_type::permanent ||
                  (rt == restart_type::transient && !is_normal_for(child, reason));
   if (!restart) {
-    if (!reason.is_normal() && child.state != child_state::failed) {
+    if (!is_normal_for(child, reason) && child.state != child_state::failed) {
       child.state = child_state::failed;
     }
     if (child.dynamic) {

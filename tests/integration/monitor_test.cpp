@@ -40,5 +40,32 @@ TEST(MonitorThroughOtpd, DownOfASupervisedWorkerCarriesTheReasonOtpdSaw) {
   }
 }
 
+// A worker stopped by the operator: the runtime's DOWN says shutdown, as the
+// daemon's own events do; one whose stop needed SIGKILL says killed.
+TEST(MonitorThroughOtpd, DownOfAStoppedWorkerSaysShutdownOrKilled) {
+  otpd_node n;
+  n.start(root_yaml("one_for_one",
+                    sleeper("w") + fmt::format("    - {{id: deaf, command: [{}, ignore-term, "
+                                               "sleep], shutdown: 200}}\n",
+                                               otpd_node::child())));
+  testing::runtime_session session(n.rt());
+  ASSERT_TRUE(session.ok()) << session.error().message();
+  struct stopping {
+    const char* path;
+    core::exit_reason reason;
+  };
+  for (const stopping& s : {stopping{"w", {core::exit_kind::shutdown, 0}},
+                            stopping{"deaf", core::exit_reason::from_signal(SIGKILL)}}) {
+    pid_t w = n.wait_running(s.path);
+    ASSERT_GT(w, 0) << n.log();
+    runtime::ref mon = runtime::monitor(w);
+    ASSERT_EQ(n.ctl(fmt::format("stop {}", s.path)), 0);
+    auto down = runtime::receive_ref(mon, runtime::deadline::after(testing::scaled(10s)));
+    ASSERT_TRUE(down.has_value());
+    EXPECT_EQ(down->from, w);
+    EXPECT_EQ(down->reason(), s.reason) << down->reason().to_string();
+  }
+}
+
 }  // namespace
 }  // namespace otpd::itest

@@ -76,11 +76,14 @@ TEST(Pid1, SupervisesReapsOrphansAndStopsInOrderAsInitOfANamespace) {
       << "unshare (util-linux) is needed to make a PID namespace";
   n.set_launcher(launcher);
   std::string gpath = n.dir() + "/orphan";
+  // Process groups: in cgroup mode the grandchild would die with its worker
+  // (containment_test.cpp); here it must outlive it and be reaped by PID 1.
   n.start(root_yaml("one_for_one",
                     sleeper("a") + fmt::format("    - {{id: o, restart: temporary, command: [{}, "
                                                "grandchild-setsid, {}, wait, '100', exit, '3']}}\n",
                                                otpd_node::child(), gpath),
-                    10));
+                    10),
+          true, {"--containment", "pgroup"});
   pid_t daemon = otpd_pid(n);
   ASSERT_GT(daemon, 0);
   auto ids = ns_pids(daemon);

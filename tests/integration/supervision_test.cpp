@@ -197,11 +197,14 @@ TEST(Supervision, StopSweepsDescendantsThatLeftTheGroup) {
 TEST(Supervision, OrphansAreReapedWithoutStealingAChildsStatus) {
   otpd_node n;
   std::string gpath = n.dir() + "/orphan";
+  // Process groups: in cgroup mode the grandchild would die with its worker
+  // (containment_test.cpp); here it must outlive it, as an orphan of otpd.
   n.start(tree_of("one_for_one",
                   fmt::format("    - {{id: a, restart: temporary, command: [{}, grandchild-setsid, "
                               "{}, wait, '100', exit, '3']}}\n",
                               otpd_node::child(), gpath) +
-                      sleeper("b")));
+                      sleeper("b")),
+          true, {"--containment", "pgroup"});
   // a's own exit status reaches a (otpd reaps everything, and dispatches).
   ASSERT_TRUE(testing::wait_until([&] {
     json c = otpd_node::find(n.status(), "a");

@@ -8,6 +8,7 @@
 //   ready               write "\n" to the fd named by $OTPD_READY_FD, if any
 //   wait MS             sleep MS milliseconds (the program's own pace)
 //   ignore-term         ignore SIGTERM from now on
+//   on-term PATH        on SIGTERM: write "term\n" to PATH, then exit 0
 //   grandchild PATH     fork a child in our process group that sleeps forever; its pid to PATH
 //   grandchild-setsid PATH  the same, but the grandchild leaves our process group (setsid)
 //   print TEXT / eprint TEXT  a line to stdout / stderr
@@ -59,6 +60,18 @@ void write_pidfile(const std::string& path, pid_t pid) {
   rename(tmp.c_str(), path.c_str());
 }
 
+const char* term_file = nullptr;
+
+void on_term(int) {
+  int fd = open(term_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd >= 0) {
+    ssize_t n = write(fd, "term\n", 5);
+    (void)n;
+    close(fd);
+  }
+  _exit(0);
+}
+
 [[noreturn]] void sleep_forever() {
   for (;;) {
     pause();
@@ -101,6 +114,11 @@ int main(int argc, char** argv) {
       }
     } else if (a == "ignore-term") {
       signal(SIGTERM, SIG_IGN);
+    } else if (a == "on-term") {
+      static std::string path;
+      path = arg();
+      term_file = path.c_str();
+      signal(SIGTERM, on_term);
     } else if (a == "grandchild" || a == "grandchild-setsid") {
       std::string path = arg();
       pid_t pid = fork();

@@ -33,3 +33,20 @@ TEST(ExitReason, NormalForTransient) {
   EXPECT_FALSE(exit_reason::code(1).is_normal());
   EXPECT_FALSE(exit_reason::from_signal(SIGKILL).is_normal());
 }
+
+TEST(ExitReason, CodesFromTheWireKeepTheirMeaningAndUnknownOnesAreAbnormal) {
+  for (int k = 0; k <= otpd::core::exit_kind_max; ++k) {
+    EXPECT_EQ(static_cast<int>(exit_reason::from_codes(k, 7).kind), k);
+  }
+  // Stable numbers: shutdown and killed travel as 5 and 4.
+  EXPECT_EQ(exit_reason::from_codes(5, 0), (exit_reason{exit_kind::shutdown, 0}));
+  EXPECT_EQ(exit_reason::from_codes(4, 9), exit_reason::from_signal(SIGKILL));
+  // A newer peer's reason this build does not know: unknown, abnormal.
+  for (int k : {otpd::core::exit_kind_max + 1, 200, -1}) {
+    exit_reason r = exit_reason::from_codes(k, 3);
+    EXPECT_EQ(r.kind, exit_kind::unknown);
+    EXPECT_EQ(r.value, 3);
+    EXPECT_FALSE(r.is_normal());
+    EXPECT_EQ(r.to_string(), "unknown");
+  }
+}

@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -145,4 +147,104 @@ TEST(SpawnStartVfork, PlacesFdsAndEnvironment) {
   ASSERT_TRUE(s) << s.error().message();
   EXPECT_EQ(wait_pid(s->pid), core::exit_reason::normal());
   EXPECT_EQ(t::read_file(out), "hello\n");
+}
+
+namespace {
+
+// A fresh cgroup v2 directory under our own cgroup, removed at the end;
+// empty path where none can be made (no v2 hierarchy, not root).
+class temp_cgroup {
+ public:
+  temp_cgroup() {
+    std::string own;
+    std::istringstream cg(t::read_file("/proc/self/cgroup"));
+    for (std::string line; std::getline(cg, line);) {
+      if (line.rfind("0::", 0) == 0) {
+        own = line.substr(3) == "/" ? "" : line.substr(3);
+      }
+    }
+    std::istringstream mi(t::read_file("/proc/self/mountinfo"));
+    for (std::string line; std::getline(mi, line);) {
+      auto dash = line.find(" - cgroup2 ");
+      if (dash == std::string::npos) {
+        continue;
+      }
+      std::istringstream f(line);
+      std::string id, parent, dev, root, point;
+      f >> id >> parent >> dev >> root >> point;
+      if (root != "/") {
+        continue;
+      }
+      std::string dir = point + own + "/otpd-spawn-test-" + std::to_string(::getpid());
+      if (::mkdir(dir.c_str(), 0755) == 0) {
+        path_ = dir;
+        rel_ = own + "/otpd-spawn-test-" + std::to_string(::getpid());
+        return;
+      }
+    }
+  }
+  ~temp_cgroup() {
+    if (!path_.empty()) {
+      ::rmdir(path_.c_str());
+    }
+  }
+  temp_cgroup(const temp_cgroup&) = delete;
+  temp_cgroup& operator=(const temp_cgroup&) = delete;
+  temp_cgroup(temp_cgroup&&) = delete;
+  temp_cgroup& operator=(temp_cgroup&&) = delete;
+  [[nodiscard]] const std::string& path() const { return path_; }
+  // As /proc/PID/cgroup names it.
+  [[nodiscard]] const std::string& relative() const { return rel_; }
+
+ private:
+  std::string path_, rel_;
+};
+
+std::string cgroup_of(pid_t pid) {
+  std::istringstream cg(t::read_file("/proc/" + std::to_string(pid) + "/cgroup"));
+  for (std::string line; std::getline(cg, line);) {
+    if (line.rfind("0::", 0) == 0) {
+      return line.substr(3);
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+// clone3 CLONE_INTO_CGROUP (vfork-like and fork-like), and the fallback that
+// writes cgroup.procs in the child: the child runs in the cgroup by exec.
+TEST(SpawnStart, IntoACgroupByClone3OrByTheProcsWrite) {
+  temp_cgroup cg;
+  if (cg.path().empty()) {
+    GTEST_SKIP() << "no cgroup v2 directory can be made here (needs root or a delegated subtree)";
+  }
+  core::unique_fd dir(::open(cg.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(dir);
+  for (auto method : {core::spawn_method::vfork, core::spawn_method::fork}) {
+    for (bool via_procs : {false, true}) {
+      SCOPED_TRACE(std::string(method == core::spawn_method::vfork ? "vfork" : "fork") +
+                   (via_procs ? ", cgroup.procs write" : ", clone3"));
+      core::spawn_options o{.argv = {t::bin_path("otpd_test_child"), "sleep"}};
+      o.cgroup_fd = dir.get();
+      o.cgroup_procs = cg.path() + "/cgroup.procs";
+      o.cgroup_via_procs = via_procs;
+      auto s = core::spawn_start(o, method);
+      ASSERT_TRUE(s) << s.error().message();
+      int err = 0;
+      EXPECT_EQ(await_outcome(s->exec_fd.get(), &err), core::exec_outcome::exec_ok) << err;
+      EXPECT_EQ(cgroup_of(s->pid), cg.relative());
+      ::kill(s->pid, SIGKILL);
+      EXPECT_EQ(wait_pid(s->pid), core::exit_reason::from_signal(SIGKILL));
+    }
+  }
+  // A cgroup that cannot be joined: the spawn fails, nothing runs.
+  core::spawn_options bad{.argv = {t::bin_path("otpd_test_child"), "sleep"}};
+  bad.cgroup_procs = cg.path() + "/no-such-dir/cgroup.procs";
+  auto s = core::spawn_start(bad, core::spawn_method::vfork);
+  ASSERT_TRUE(s) << s.error().message();
+  int err = 0;
+  EXPECT_EQ(await_outcome(s->exec_fd.get(), &err), core::exec_outcome::failed);
+  EXPECT_EQ(err, ENOENT);
+  EXPECT_EQ(wait_pid(s->pid), core::exit_reason::code(127));
 }

@@ -191,6 +191,15 @@ TEST(ControlProtocol, EventsRoundTrip) {
   EXPECT_EQ(dj["reason"], "exit 3");
   EXPECT_EQ(dj["reason_kind"], 1);
   EXPECT_EQ(dj["reason_value"], 3);
+  // A stopped child's reasons keep their stable numbers on the wire.
+  json sj = down_event{1, core::exit_reason{core::exit_kind::shutdown, 0}}.to_json();
+  EXPECT_EQ(sj["reason"], "shutdown");
+  EXPECT_EQ(sj["reason_kind"], 5);
+  // A reason kind from a newer otpd: read as unknown, which is abnormal.
+  dj["reason_kind"] = 99;
+  auto future = down_event::from_json(dj);
+  EXPECT_EQ(future.reason.kind, core::exit_kind::unknown);
+  EXPECT_FALSE(future.reason.is_normal());
 }
 
 }  // namespace

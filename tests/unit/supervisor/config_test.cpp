@@ -66,7 +66,28 @@ TEST(Config, RejectsUnknownKey) {
   EXPECT_EQ(error_of(head + "    - id: a\n      command: [/bin/true]\n      restrat: permanent\n"),
             "x.yaml:6:7: supervisor.children[0].restrat: unknown key (expected one of backoff, "
             "command, cwd, env, group, id, name, readiness, restart, shell, shutdown, signal, "
-            "start_timeout, stderr, stdout, user)");
+            "start_timeout, stderr, stdout, stop_as_group, success_exit_codes, user)");
+}
+
+TEST(Config, SuccessExitCodesAndStopAsGroup) {
+  auto r = parse_config(head +
+                            "    - {id: a, command: [/bin/true], restart: transient,\n"
+                            "       success_exit_codes: [0, 3], stop_as_group: true}\n"
+                            "    - {id: b, command: [/bin/true]}\n",
+                        "x.yaml");
+  ASSERT_TRUE(r.has_value()) << r.message();
+  const auto& a = (*r)->root.sup.children[0].worker;
+  EXPECT_EQ(a.success_exit_codes, (std::vector<int>{0, 3}));
+  EXPECT_TRUE(a.stop_as_group);
+  const auto& b = (*r)->root.sup.children[1].worker;
+  EXPECT_EQ(b.success_exit_codes, (std::vector<int>{0}));
+  EXPECT_FALSE(b.stop_as_group);
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], success_exit_codes: [0, 256]}\n"),
+            "x.yaml:4:61: supervisor.children[0].success_exit_codes[1]: expected an integer in "
+            "[0, 255], got 256");
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], success_exit_codes: 3}\n"),
+            "x.yaml:4:57: supervisor.children[0].success_exit_codes: expected a list of exit "
+            "codes, e.g. [0, 3]");
 }
 
 TEST(Config, RejectsDuplicateIds) {

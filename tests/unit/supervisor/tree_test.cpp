@@ -164,6 +164,40 @@ TEST(Tree, TransientRestartsOnlyAfterAbnormalExit) {
   EXPECT_TRUE(h.log.empty());
 }
 
+TEST(Tree, TransientSuccessExitCodesAreNormalExits) {
+  harness h(three("one_for_one", ", restart: transient, success_exit_codes: [0, 3]"));
+  h.start();
+  h.kill("b", core::exit_reason::code(3));
+  EXPECT_TRUE(h.log.empty());
+  EXPECT_EQ(h.get("b").state, child_state::stopped);
+  // The reason itself stays the real one.
+  EXPECT_EQ(h.get("b").last_exit, core::exit_reason::code(3));
+  ASSERT_TRUE(h.t.start_child("b").has_value());
+  h.run();
+  h.kill("b", core::exit_reason::code(4));
+  EXPECT_EQ(h.log, (std::vector<std::string>{"spawn b"}));
+  h.kill("b", core::exit_reason::normal());
+  EXPECT_TRUE(h.log.empty());
+  // shutdown and killed: a stop is normal, a SIGKILL is not.
+  ASSERT_TRUE(h.t.start_child("b").has_value());
+  h.run();
+  h.kill("b", {core::exit_kind::shutdown, 0});
+  EXPECT_TRUE(h.log.empty());
+  ASSERT_TRUE(h.t.start_child("b").has_value());
+  h.run();
+  h.kill("b", core::exit_reason::from_signal(SIGKILL));
+  EXPECT_EQ(h.log, (std::vector<std::string>{"spawn b"}));
+}
+
+TEST(Tree, TransientSuccessExitCodesReplaceTheDefault) {
+  harness h(three("one_for_one", ", restart: transient, success_exit_codes: [2]"));
+  h.start();
+  h.kill("b", core::exit_reason::normal());
+  EXPECT_EQ(h.log, (std::vector<std::string>{"spawn b"}));
+  h.kill("b", core::exit_reason::code(2));
+  EXPECT_TRUE(h.log.empty());
+}
+
 TEST(Tree, TemporaryIsNeverRestartedAndRestartsNobody) {
   harness h(three("one_for_all", ", restart: temporary"));
   h.start();

@@ -20,6 +20,9 @@ enum class exit_kind : std::uint8_t {
   unknown = 7,      // it ended, but only its parent knows how
   exec_failed = 8,  // the program could not be executed (value = errno)
 };
+// The highest code this build knows; a reader meeting a higher one (a newer
+// peer) must treat it as abnormal: exit_reason::from_codes does.
+inline constexpr int exit_kind_max = 8;
 
 struct exit_reason {
   exit_kind kind = exit_kind::normal;
@@ -34,6 +37,9 @@ struct exit_reason {
   static exit_reason from_wait_status(int status);
   // From waitid()'s siginfo_t fields (si_code, si_status).
   static exit_reason from_siginfo(int code, int status);
+  // From the stable numbers of the wire (kind, value). A kind this build does
+  // not know becomes `unknown` (abnormal), keeping the value.
+  static exit_reason from_codes(int kind, int value);
 
   // OTP: a transient child is restarted only after an abnormal exit, i.e.
   // anything except normal and shutdown.

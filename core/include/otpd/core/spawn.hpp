@@ -31,7 +31,17 @@ struct spawn_options {
   std::optional<uid_t> uid;  // switch user (root only)
   std::optional<gid_t> gid;
   bool new_process_group = true;  // the child leads its own process group
-  int death_signal = SIGKILL;     // sent to the child when its parent dies; 0: none
+  // Sent to the child when its parent dies; 0: none. Set after the switch
+  // to uid/gid (a credential change clears it), then the parent pid checked.
+  int death_signal = SIGKILL;
+  // A cgroup (v2) for the child to start in, before it runs any code of its
+  // own: an O_DIRECTORY fd of it, used with clone3's CLONE_INTO_CGROUP (no
+  // migration, no global lock). Where clone3 is refused (ENOSYS: an old
+  // kernel, docker's default seccomp profile) the child writes "0" to
+  // cgroup_procs instead, first thing after the fork. -1: stay in ours.
+  int cgroup_fd = -1;
+  std::string cgroup_procs;       // that cgroup's cgroup.procs file
+  bool cgroup_via_procs = false;  // skip clone3: always the write (to measure it)
   // fds to place in the child: {fd in the parent, fd number in the child}.
   // -1 as the parent fd opens /dev/null there. Unlisted 0/1/2 are inherited;
   // every other fd is closed by CLOEXEC.

@@ -70,6 +70,7 @@ inline constexpr const char* otpd_pid = "otpd_pid";
 inline constexpr const char* runtime_dir = "runtime_dir";
 inline constexpr const char* peer_uid = "peer_uid";
 inline constexpr const char* peer_pid = "peer_pid";
+inline constexpr const char* containment = "containment";
 }  // namespace field
 
 // The "cmd" of a request; an object without one (a string) is malformed.
@@ -263,6 +264,7 @@ struct status_reply {
   std::string node;
   pid_t otpd_pid = -1;
   std::string runtime_dir;
+  std::string containment;  // "cgroup" or "pgroup" (docs/CONTAINMENT.md); empty: not said
   [[nodiscard]] json to_json() const;
   static status_reply from_json(const json& j);
 };

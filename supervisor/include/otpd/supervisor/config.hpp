@@ -80,6 +80,11 @@ struct worker_spec {
   output_spec stdout_spec;
   output_spec stderr_spec;
   backoff_spec backoff;
+  // transient: the exit codes that count as a normal exit (not restarted).
+  std::vector<int> success_exit_codes{0};
+  // Send the stop signal to the child's whole process group, not only to it
+  // (supervisord's stopasgroup): helpers it started get a chance to stop too.
+  bool stop_as_group = false;
 };
 
 struct child_spec;
@@ -136,9 +141,24 @@ inline constexpr std::array<std::string_view, 5> root_supervisor{
 // A child with `strategy` or `children`: a nested supervisor.
 inline constexpr std::array<std::string_view, 7> supervisor_child{
     "id", "strategy", "max_restarts", "max_seconds", "restart", "children", "template"};
-inline constexpr std::array<std::string_view, 16> worker{
-    "id",      "name",     "command", "shell",     "env",           "cwd",    "user",   "group",
-    "restart", "shutdown", "signal",  "readiness", "start_timeout", "stdout", "stderr", "backoff"};
+inline constexpr std::array<std::string_view, 18> worker{"id",
+                                                         "name",
+                                                         "command",
+                                                         "shell",
+                                                         "env",
+                                                         "cwd",
+                                                         "user",
+                                                         "group",
+                                                         "restart",
+                                                         "shutdown",
+                                                         "signal",
+                                                         "readiness",
+                                                         "start_timeout",
+                                                         "stdout",
+                                                         "stderr",
+                                                         "backoff",
+                                                         "success_exit_codes",
+                                                         "stop_as_group"};
 // stdout / stderr given as a mapping.
 inline constexpr std::array<std::string_view, 4> output{"file", "max_size", "keep", "rotate"};
 // readiness given as a mapping.

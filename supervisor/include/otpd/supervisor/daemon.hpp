@@ -6,10 +6,17 @@ namespace otpd::supervisor {
 
 enum class log_format { text, json };
 
+// How otpd keeps what a worker starts (docs/CONTAINMENT.md): automatic is a
+// cgroup per worker where a writable cgroup v2 hierarchy is found, process
+// groups otherwise; cgroup makes the start fail without one; pgroup forces
+// the fallback.
+enum class containment_choice { automatic, cgroup, pgroup };
+
 struct daemon_options {
   std::string config_path;
   std::string runtime_dir;  // empty: $OTPD_RUNTIME_DIR, then the config's, then the default
   log_format format = log_format::text;
+  containment_choice containment = containment_choice::automatic;
 };
 
 // Runs the node in the foreground until it is shut down (exit code 0) or its

@@ -1,0 +1,225 @@
+// Exit reasons as OTP has them: a child its supervisor or an operator stopped
+// ends with `shutdown` (or `killed` when it needed SIGKILL); a child that
+// died on its own keeps its real reason. Events, status, exit-reason and
+// monitor DOWN messages all say the same.
+#include <signal.h>
+
+#include <string>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <otpd/supervisor/control_client.hpp>
+#include <otpd/testing/otpd_node.hpp>
+
+namespace otpd::itest {
+namespace {
+
+using namespace std::chrono_literals;
+
+// What each observer says of pid: "status last_exit|exit-reason|event|down".
+// The monitor connection `mon` must have been set up before the exit.
+class observers {
+ public:
+  explicit observers(otpd_node& n) : n_(n) {
+    EXPECT_TRUE(events_.connect(n.rt()).has_value());
+    // The events request subscribes this connection to the stream.
+    EXPECT_TRUE(events_.request(R"({"cmd":"events"})").has_value());
+  }
+
+  // Monitors pid on a connection of its own (one DOWN per monitor).
+  void monitor(pid_t pid) {
+    auto& c = monitors_.emplace_back(std::make_unique<supervisor::control_client>());
+    ASSERT_TRUE(c->connect(n_.rt()).has_value());
+    auto r = c->request(fmt::format(R"({{"cmd":"monitor","pid":{}}})", pid));
+    ASSERT_TRUE(r.has_value());
+    ASSERT_EQ(json::parse(*r)["ok"], true) << *r;
+    monitored_.push_back(pid);
+  }
+
+  // The reason of pid's "exited" event, from the stream.
+  std::string event_reason(pid_t pid) {
+    while (true) {
+      auto line = events_.read_line();
+      if (!line) {
+        return "(stream ended)";
+      }
+      json j = json::parse(*line, nullptr, false);
+      if (j.is_object() && j.value("event", "") == "exited" && j.value("pid", -1) == pid) {
+        return j.value("reason", "(none)") + " " + std::to_string(j.value("reason_kind", -1));
+      }
+    }
+  }
+
+  std::string down_reason(pid_t pid) {
+    for (std::size_t i = 0; i < monitored_.size(); ++i) {
+      if (monitored_[i] == pid) {
+        auto line = monitors_[i]->read_line();
+        if (!line) {
+          return "(no down)";
+        }
+        json j = json::parse(*line);
+        return j.value("reason", "(none)") + " " + std::to_string(j.value("reason_kind", -1));
+      }
+    }
+    return "(not monitored)";
+  }
+
+  std::string exit_reason_query(pid_t pid) {
+    supervisor::control_client q;
+    if (!q.connect(n_.rt())) {
+      return "(no otpd)";
+    }
+    auto r = q.request(fmt::format(R"({{"cmd":"exit-reason","pid":{}}})", pid));
+    if (!r) {
+      return "(no answer)";
+    }
+    json j = json::parse(*r);
+    return j.value("reason", "(none)") + " " + std::to_string(j.value("reason_kind", -1));
+  }
+
+  // Every observer of pid agrees on `expected` ("shutdown 5"); the status of
+  // path shows it as its last exit while nothing newer happened.
+  void expect_all(pid_t pid, const std::string& expected, const std::string& path = "") {
+    EXPECT_EQ(event_reason(pid), expected) << "event of pid " << pid << "\n" << n_.log();
+    EXPECT_EQ(down_reason(pid), expected) << "DOWN of pid " << pid;
+    EXPECT_EQ(exit_reason_query(pid), expected) << "exit-reason of pid " << pid;
+    if (!path.empty()) {
+      std::string text = expected.substr(0, expected.rfind(' '));
+      EXPECT_EQ(otpd_node::find(n_.status(), path)["last_exit"], text) << path;
+    }
+  }
+
+ private:
+  otpd_node& n_;
+  supervisor::control_client events_;
+  std::vector<std::unique_ptr<supervisor::control_client>> monitors_;
+  std::vector<pid_t> monitored_;
+};
+
+TEST(ExitReasons, StopAndRestartByTheOperatorEndWithShutdown) {
+  otpd_node n;
+  n.start(root_yaml("one_for_one", sleeper("a") + sleeper("b")));
+  pid_t a = n.wait_running("a"), b = n.wait_running("b");
+  ASSERT_GT(b, 0) << n.log();
+  observers o(n);
+  o.monitor(a);
+  o.monitor(b);
+  ASSERT_EQ(n.ctl("stop a"), 0);
+  ASSERT_TRUE(n.wait_state("a", "stopped"));
+  o.expect_all(a, "shutdown 5", "a");
+  ASSERT_EQ(n.ctl("restart b"), 0);
+  ASSERT_GT(n.wait_running("b", b), 0);
+  o.expect_all(b, "shutdown 5");
+}
+
+TEST(ExitReasons, OneForAllSiblingsEndWithShutdownAndTheKilledOneKeepsKilled) {
+  otpd_node n;
+  n.start(root_yaml("one_for_all", sleeper("a") + sleeper("b") + sleeper("c"), 10));
+  pid_t a = n.wait_running("a"), b = n.wait_running("b"), c = n.wait_running("c");
+  ASSERT_GT(c, 0) << n.log();
+  observers o(n);
+  for (pid_t p : {a, b, c}) {
+    o.monitor(p);
+  }
+  shell_kill(b);
+  ASSERT_GT(n.wait_running("c", c), 0) << n.log();
+  o.expect_all(b, "killed 4");
+  o.expect_all(c, "shutdown 5");
+  o.expect_all(a, "shutdown 5");
+}
+
+TEST(ExitReasons, AChildIgnoringTheStopSignalIsKilledAtTheTimeout) {
+  otpd_node n;
+  n.start(
+      root_yaml("one_for_one", fmt::format("    - {{id: deaf, command: [{}, ignore-term, sleep], "
+                                           "shutdown: 300}}\n",
+                                           otpd_node::child()) +
+                                   sleeper("brutal", ", shutdown: brutal_kill")));
+  pid_t deaf = n.wait_running("deaf"), brutal = n.wait_running("brutal");
+  ASSERT_GT(brutal, 0) << n.log();
+  observers o(n);
+  o.monitor(deaf);
+  o.monitor(brutal);
+  ASSERT_EQ(n.ctl("stop deaf"), 0);
+  ASSERT_TRUE(n.wait_state("deaf", "stopped")) << n.log();
+  o.expect_all(deaf, "killed 4", "deaf");
+  ASSERT_EQ(n.ctl("stop brutal"), 0);
+  ASSERT_TRUE(n.wait_state("brutal", "stopped")) << n.log();
+  o.expect_all(brutal, "killed 4", "brutal");
+}
+
+TEST(ExitReasons, ACrashKeepsItsRealReason) {
+  otpd_node n;
+  std::string child = otpd_node::child();
+  n.start(root_yaml("one_for_one",
+                    fmt::format("    - {{id: seg, restart: temporary, command: [{0}, ready, wait, "
+                                "300, crash]}}\n"
+                                "    - {{id: three, restart: temporary, command: [{0}, wait, 300, "
+                                "exit, 3]}}\n",
+                                child)));
+  ASSERT_TRUE(testing::wait_until([&] {
+    json st = n.status();
+    return otpd_node::find(st, "seg")["last_exit"] == "signal SIGSEGV" &&
+           otpd_node::find(st, "three")["last_exit"] == "exit 3";
+  })) << n.status().dump()
+      << "\n"
+      << n.log();
+  // A SIGTERM from outside (not a stop otpd ordered) stays a signal too.
+  otpd_node m;
+  m.start(root_yaml("one_for_one", sleeper("t", ", restart: temporary")));
+  pid_t t = m.wait_running("t");
+  ASSERT_GT(t, 0);
+  observers o(m);
+  o.monitor(t);
+  shell_kill(t, "TERM");
+  o.expect_all(t, "signal SIGTERM 2", "t");
+}
+
+TEST(ExitReasons, ShutdownOfTheNodeEndsEveryChildWithShutdown) {
+  otpd_node n;
+  n.start(root_yaml("one_for_one", sleeper("a") + sleeper("b")));
+  pid_t a = n.wait_running("a"), b = n.wait_running("b");
+  ASSERT_GT(b, 0) << n.log();
+  observers o(n);
+  o.monitor(a);
+  o.monitor(b);
+  n.signal(SIGTERM);
+  EXPECT_EQ(o.event_reason(b), "shutdown 5");
+  EXPECT_EQ(o.event_reason(a), "shutdown 5");
+  EXPECT_EQ(o.down_reason(b), "shutdown 5");
+  EXPECT_EQ(o.down_reason(a), "shutdown 5");
+  EXPECT_EQ(n.wait_exit(), 0);
+}
+
+TEST(ExitReasons, StopAsGroupSignalsTheHelpersTooAndWithoutItTheyAreKilled) {
+  for (bool as_group : {true, false}) {
+    SCOPED_TRACE(as_group ? "stop_as_group: true" : "stop_as_group: false");
+    otpd_node n;
+    std::string child = otpd_node::child();
+    std::string helper_term = n.dir() + "/helper.term", main_term = n.dir() + "/main.term";
+    std::string helper_pid = n.dir() + "/helper.pid";
+    n.start(root_yaml(
+        "one_for_one",
+        fmt::format(
+            "    - id: w\n      shell: true\n      shutdown: 20000\n"
+            "      stop_as_group: {}\n"
+            "      command: \"{} pidfile {} on-term {} sleep & exec {} on-term {} sleep\"\n",
+            as_group, child, helper_pid, helper_term, child, main_term)));
+    pid_t w = n.wait_running("w");
+    ASSERT_GT(w, 0) << n.log();
+    ASSERT_TRUE(testing::wait_until([&] { return !testing::read_file(helper_pid).empty(); }));
+    pid_t helper = std::stoi(testing::read_file(helper_pid));
+    observers o(n);
+    o.monitor(w);
+    ASSERT_EQ(n.ctl("stop w"), 0);
+    ASSERT_TRUE(n.wait_state("w", "stopped")) << n.log();
+    o.expect_all(w, "shutdown 5", "w");
+    EXPECT_EQ(testing::read_file(main_term), "term\n");
+    EXPECT_EQ(testing::read_file(helper_term), as_group ? "term\n" : "");
+    EXPECT_TRUE(testing::wait_until([&] { return !testing::process_alive(helper); }));
+  }
+}
+
+}  // namespace
+}  // namespace otpd::itest
