@@ -139,6 +139,22 @@ struct server::impl {
   std::mutex snap_mu;  // the latest snapshot, for every reader
   std::shared_ptr<const snapshot> current = std::make_shared<snapshot>();
   std::string otpd_state = "connecting";
+  // /metrics of a big tree costs prometheus-cpp tens of µs a child: while
+  // someone scrapes (in the last 5 minutes), the pump renders it once a
+  // tick, off the request path, and a scrape answers with the latest text
+  // (at most one tick old); only the first scrape renders on its own.
+  std::mutex metrics_mu;
+  std::shared_ptr<const std::string> metrics_text;
+  std::int64_t metrics_at = 0;  // steady_ms of metrics_text
+  std::atomic<std::int64_t> last_scrape{0};
+
+  std::shared_ptr<const std::string> render_and_cache() {
+    auto text = std::make_shared<const std::string>(render_metrics(*snap()));
+    std::lock_guard lk(metrics_mu);
+    metrics_text = text;
+    metrics_at = steady_ms();
+    return text;
+  }
 
   explicit impl(options o) : opts(std::move(o)), sess(opts.runtime_dir) {}
 
@@ -164,6 +180,7 @@ struct server::impl {
     std::int64_t next_open = 0;
     std::int64_t last_tree = 0;
     bool tree_due = false;
+    bool ticked = false;
     while (!stopping) {
       std::int64_t now = steady_ms();
       int ev_fd = -1;
@@ -186,6 +203,7 @@ struct server::impl {
           }
           next_tick = now + opts.tick.count();
           tree_due = true;
+          ticked = true;
         }
         if (tree_due && now - last_tree >= 100) {
           publish_tree();
@@ -195,6 +213,11 @@ struct server::impl {
         ev_fd = sess.event_fd();
         open = sess.is_open();
       }
+      // Prometheus scrapes every 15 s to 1 min: keep the text warm for 5 min.
+      if (ticked && now - last_scrape.load() < 300000) {
+        (void)render_and_cache();  // outside session_mu: actions go on meanwhile
+      }
+      ticked = false;
       std::int64_t wake =
           std::min(open ? next_tick : next_open, tree_due ? last_tree + 100 : INT64_MAX);
       pollfd fds[2] = {{wake_r.get(), POLLIN, 0}, {ev_fd, POLLIN, 0}};
@@ -312,7 +335,20 @@ struct server::impl {
       json_reply(res, {{"error", "no such child"}}, 404);
     });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(render_metrics(*snap()), "text/plain; version=0.0.4; charset=utf-8");
+      std::int64_t now = steady_ms();
+      last_scrape = now;
+      std::shared_ptr<const std::string> text;
+      {
+        std::lock_guard lk(metrics_mu);
+        // A late pump (a loaded machine) still beats rendering here.
+        if (metrics_text && now - metrics_at <= 10 * opts.tick.count()) {
+          text = metrics_text;
+        }
+      }
+      if (!text) {
+        text = render_and_cache();  // the first scrape in a while
+      }
+      res.set_content(*text, "text/plain; version=0.0.4; charset=utf-8");
     });
     http.Post("/api/action", [this](const httplib::Request& req, httplib::Response& res) {
       if (!csrf_ok(req)) {
@@ -448,6 +484,9 @@ int server::run() {
   std::size_t threads = static_cast<std::size_t>(p.opts.max_streams + p.opts.spare_threads);
   // httplib owns the queue it gets from this factory.
   p.http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };  // NOLINT
+  // Headers and body go out in separate writes: without TCP_NODELAY, Nagle
+  // and the client's delayed ACK add 40 ms to every answer.
+  p.http.set_tcp_nodelay(true);
   p.http.set_keep_alive_timeout(5);
   p.http.set_read_timeout(5, 0);
   p.http.set_write_timeout(5, 0);
