@@ -8,9 +8,13 @@
 //   3  patches over a valid persistent_term area;
 // a patch is [u32 offset][u8 length][length bytes], the offset taken modulo
 // the image's size, so that the fuzzer reaches past the header's checks.
-// Waits are set to 1 ms: a garbage lock word costs that much, not 2 s.
+// Waits are set to 1 ms: a garbage lock word costs that much, not 2 s. An
+// image whose magic word is 0 is skipped: open waits (2 s) for the creator
+// of such a segment to publish it, which is no finding and only slows the
+// fuzzer down.
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -49,6 +53,13 @@ std::vector<char> read_segment(const std::string& name) {
 }
 
 bool write_segment(const std::string& name, const char* p, std::size_t n) {
+  std::uint64_t magic = 0;
+  if (n >= sizeof magic) {
+    std::memcpy(&magic, p, sizeof magic);
+    if (magic == 0) {
+      return false;
+    }
+  }
   std::string slash = "/" + name;
   ::shm_unlink(slash.c_str());
   int fd = ::shm_open(slash.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);

@@ -147,6 +147,9 @@ Result<void> persistent_term::bind(impl& p) {
   }
   p.a = reinterpret_cast<pt_area*>(p.seg->base());
   if (!detail::wait_ready(&p.a->magic, detail::pt_magic, 2000)) {
+    if (__atomic_load_n(&p.a->magic, __ATOMIC_ACQUIRE) != 0) {
+      return {errc::corrupt, fmt::format("segment {}: bad magic: refused", p.seg->name())};
+    }
     return {errc::busy,
             fmt::format("segment {}: not published by its creator within 2000 ms", p.seg->name())};
   }

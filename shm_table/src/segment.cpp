@@ -287,13 +287,18 @@ Result<void> remove_segment(const std::string& name) {
 
 bool wait_ready(const std::uint64_t* magic_word, std::uint64_t magic, int timeout_ms) {
   auto d = core::deadline::after(core::milliseconds(timeout_ms));
-  while (__atomic_load_n(magic_word, __ATOMIC_ACQUIRE) != magic) {
-    if (d.expired()) {
+  for (;;) {
+    std::uint64_t m = __atomic_load_n(magic_word, __ATOMIC_ACQUIRE);
+    if (m == magic) {
+      return true;
+    }
+    // A creator publishes the magic over zeros: any other value will never
+    // become ours.
+    if (m != 0 || d.expired()) {
       return false;
     }
     ::sched_yield();
   }
-  return true;
 }
 
 bool pid_alive(pid_t pid) noexcept {

@@ -88,8 +88,10 @@ class segment {
 // when statvfs fails.
 [[nodiscard]] std::uint64_t shm_free_bytes() noexcept;
 
-// Waits until a freshly created segment's magic is published by its creator,
-// or the deadline passes (then errc::busy: a creator still working or dead).
+// Waits until a freshly created segment's magic is published by its creator
+// (false when the deadline passes first: a creator still working or dead,
+// the caller's errc::busy; false at once for a word that is neither 0 nor
+// the magic: not such a segment, the caller's errc::corrupt).
 bool wait_ready(const std::uint64_t* magic_word, std::uint64_t magic, int timeout_ms);
 
 [[nodiscard]] bool pid_alive(pid_t pid) noexcept;

@@ -252,24 +252,32 @@ struct table::impl {
   // now and then whether the writer died (and repairing the stripe if so).
   // Past wait_ms: errc::busy while a live process holds the lock (a writer
   // stopped by SIGSTOP, or very slow), errc::corrupt when the lock is
-  // damaged or the stripe's counter stays odd with nobody holding it.
+  // damaged or the stripe cannot be repaired (a damaged undo journal).
   [[nodiscard]] core::errc settle(std::uint32_t s, std::uint32_t attempt,
                                   std::int64_t& until) const {
     if (attempt < 64) {
       detail::cpu_relax();
       return core::errc::ok;
     }
+    // The clock is read at every yield (a yield may give the CPU away for a
+    // whole time slice on a loaded machine), the lock tried every 16th.
+    int rc = 0;
     if (attempt % 16 == 0) {
-      int rc = detail::robust_try_repair(stripe(s).mutex, stripe_repair{*this, s});
+      rc = detail::robust_try_repair(stripe(s).mutex, stripe_repair{*this, s});
       if (rc == detail::lock_corrupt) {
         return core::errc::corrupt;
       }
-      std::int64_t now = core::monotonic_ns();
-      if (until == 0) {
-        until = now + static_cast<std::int64_t>(wait_ms) * 1'000'000;
-      } else if (now >= until) {
-        return rc == detail::lock_busy ? core::errc::busy : core::errc::corrupt;
+    }
+    std::int64_t now = core::monotonic_ns();
+    if (until == 0) {
+      until = now + static_cast<std::int64_t>(wait_ms) * 1'000'000;
+    } else if (now >= until) {
+      if (attempt % 16 != 0) {
+        rc = detail::robust_try_repair(stripe(s).mutex, stripe_repair{*this, s});
       }
+      // Held by a live writer, or free and repaired only now (writers keep
+      // coming): busy. A lock nobody can release: corrupt.
+      return rc == detail::lock_corrupt ? core::errc::corrupt : core::errc::busy;
     }
     ::sched_yield();
     return core::errc::ok;
@@ -311,7 +319,7 @@ struct table::impl {
         return damaged() ? core::errc::corrupt : core::errc::ok;
       }
       // Writes overlapping every attempt: give up at the same bound.
-      if (attempt >= 64 && attempt % 16 == 0) {
+      if (attempt >= 64) {
         std::int64_t now = core::monotonic_ns();
         if (until == 0) {
           until = now + static_cast<std::int64_t>(wait_ms) * 1'000'000;

@@ -258,6 +258,9 @@ Result<table> table::open(std::string_view node, std::string_view name) {
   }
   auto* h = reinterpret_cast<seg_header*>((*seg)->base());
   if (!wait_ready(&h->magic, table_magic, ready_timeout_ms)) {
+    if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != 0) {
+      return {errc::corrupt, fmt::format("segment {}: bad magic: refused", (*seg)->name())};
+    }
     return {errc::busy, fmt::format("segment {}: not published by its creator within {} ms",
                                     (*seg)->name(), ready_timeout_ms)};
   }
