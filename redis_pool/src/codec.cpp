@@ -122,7 +122,7 @@ core::Result<reply> unpack_reply(const msgpack::object& o, int depth) {
     }
     case t_failure: {
       if (a.size < 2 || a.ptr[1].type != msgpack::type::POSITIVE_INTEGER || a.ptr[1].via.u64 == 0 ||
-          a.ptr[1].via.u64 > static_cast<std::uint64_t>(errc::busy)) {
+          a.ptr[1].via.u64 > static_cast<std::uint64_t>(core::errc_last)) {
         return errc::malformed;
       }
       return core::make_error_code(static_cast<errc>(a.ptr[1].via.u64));
@@ -185,7 +185,7 @@ std::string encode_reply(const reply& r) {
 
 std::string encode_failure(std::error_code ec) {
   int code = ec.category() == core::otpd_category() && ec.value() > 0 &&
-                     ec.value() <= static_cast<int>(errc::busy)
+                     ec.value() <= static_cast<int>(core::errc_last)
                  ? ec.value()
                  : static_cast<int>(errc::disconnected);
   msgpack::sbuffer buf;

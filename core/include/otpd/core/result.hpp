@@ -33,6 +33,8 @@ enum class errc : int {
   busy = 18,              // a lock or a resource is held
   corrupt = 19,           // shared data that breaks its own invariants (a damaged shm segment)
 };
+// The highest errc: codecs that carry an errc across processes accept 1..last.
+inline constexpr errc errc_last = errc::corrupt;
 
 [[nodiscard]] const std::error_category& otpd_category() noexcept;
 [[nodiscard]] inline std::error_code make_error_code(errc e) noexcept {
