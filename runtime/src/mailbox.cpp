@@ -40,8 +40,9 @@ constexpr std::uint64_t publish_batch = std::uint64_t{16} * 1024;
 // receiver is the slower side then, and a spinning sender only takes CPU
 // from it when they share a core.
 constexpr std::chrono::microseconds full_ring_spin{5};
-// A receiver takes at most this much from one ring per look: the queue stays
-// small (cache-hot), and a sender as fast as us cannot keep us there.
+// A receiver stops looking at one ring again (after a marker, or for a tail
+// published meanwhile) once it took this much in one call: a sender as fast
+// as us cannot keep us there.
 constexpr std::uint64_t consume_batch = std::uint64_t{64} * 1024;
 
 Result<void> set_nonblocking(int fd) {
@@ -745,10 +746,15 @@ void context::read_conn(int fd) {
       return;
     }
     // EOF or error: the sender closed (or died). What its ring holds came
-    // before; a partial frame left over was cut off mid-write and is dropped.
-    if (!consume(c)) {
-      return;
-    }
+    // before, all of it (consume takes a bounded batch per call); a partial
+    // frame left over was cut off mid-write and is dropped.
+    std::uint64_t head;
+    do {
+      head = c.head;
+      if (!consume(c)) {
+        return;
+      }
+    } while (c.head != head);
     const char* why = nullptr;
     if (c.socket_next) {
       why = "closed before the message its ring announced";

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <string>
 #include <tuple>
@@ -68,6 +69,9 @@ TEST_P(Mailbox, FourConcurrentSendersKeepPerSenderOrderAndLoseNothing) {
         auto r = (i % 3 == 0) ? rt::send(parent, std::make_tuple(s, i))
                               : rt::post(parent, std::make_tuple(s, i));
         if (!r) {
+          // Says why when the receive below then times out (a send that
+          // waited past its 5 s deadline on an overloaded machine).
+          std::fprintf(stderr, "sender %d: message %d: %s\n", s, i, r.error().message().c_str());
           return 1;
         }
       }

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -205,6 +206,62 @@ TEST_P(MailboxFailure, FullReceiverMakesSmallSendsWaitUntilTheirDeadlineLosingNo
   auto count = rt::receive(long_wait());
   ASSERT_TRUE(count);
   EXPECT_EQ(*count->as<int>(), sent);
+}
+
+TEST_P(MailboxFailure, EverythingASenderWroteBeforeItExitedArrivesThoughWeReadAfter) {
+  // More than a receiver takes from a ring in one look, all written and the
+  // sender gone before we read any: the end of the connection must not cut
+  // off what its ring still holds.
+  int done[2];
+  ASSERT_EQ(::pipe2(done, O_CLOEXEC), 0);
+  pid_t parent = rt::self();
+  // ~78 B a message: on the ring ~390 KB, several looks' worth (64 KiB
+  // each); on the socket ~117 KB, what its buffer holds.
+  const int n = GetParam() == rt::transport::ring ? 5000 : 1500;
+  auto child = rt::spawn([parent, n, wr = done[1]] {
+    // One exchange first, so the ring is set up (the parent answers the
+    // request "hello" carried before "go"), and one send to switch to it.
+    if (!rt::send(parent, std::string("hello")) ||
+        !rt::receive(rt::deadline::after(t::scaled(20s))) ||
+        !rt::send(parent, std::string("switch"))) {
+      return 1;
+    }
+    std::string pad(40, 'p');
+    for (int i = 0; i < n; ++i) {
+      if (!rt::post(parent, std::make_tuple(i, pad))) {
+        return 2;
+      }
+    }
+    if (!rt::flush()) {
+      return 3;
+    }
+    return ::write(wr, "d", 1) == 1 ? 0 : 4;
+  });
+  ASSERT_TRUE(child);
+  ::close(done[1]);
+  auto hello = rt::receive(long_wait());
+  ASSERT_TRUE(hello);
+  ASSERT_TRUE(rt::send(child->pid, std::string("go")));
+  char b;
+  ASSERT_EQ(::read(done[0], &b, 1), 1);
+  ::close(done[0]);
+  // Until it has exited (not reaped: the runtime reaps its children).
+  siginfo_t si{};
+  ASSERT_EQ(::waitid(P_PID, static_cast<id_t>(child->pid), &si, WEXITED | WNOWAIT), 0);
+  // Both the end of the connection and the child's exit are there to be
+  // seen in the first looks, before most of the ring is taken in.
+  rt::dispatch_pending();
+  rt::dispatch_pending();
+  auto sw = rt::receive(long_wait());
+  ASSERT_TRUE(sw);
+  EXPECT_EQ(*sw->as<std::string>(), "switch");
+  for (int i = 0; i < n; ++i) {
+    auto m = rt::receive(long_wait());
+    ASSERT_TRUE(m) << "message " << i;
+    auto v = m->as<std::tuple<int, std::string>>();
+    ASSERT_TRUE(v);
+    ASSERT_EQ(std::get<0>(*v), i);
+  }
 }
 
 namespace {
