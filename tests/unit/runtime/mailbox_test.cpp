@@ -65,17 +65,29 @@ TEST_P(Mailbox, FourConcurrentSendersKeepPerSenderOrderAndLoseNothing) {
   for (int s = 0; s < 4; ++s) {
     auto child = rt::spawn([parent, s] {
       for (int i = 0; i < per_sender; ++i) {
-        // Alternate single sends and batched posts: both keep order.
-        auto r = (i % 3 == 0) ? rt::send(parent, std::make_tuple(s, i))
-                              : rt::post(parent, std::make_tuple(s, i));
+        // Alternate single sends and batched posts: both keep order. Four
+        // senders outrun one receiver, so a send may wait for room: each
+        // wait gets the test's long deadline, not the default 5 s (under
+        // sanitizers on a loaded machine the receiver can lag that much).
+        // Posts are flushed every 64 (well before the 64 KiB auto-flush,
+        // which uses the default deadline).
+        auto body = rt::pack(std::make_tuple(s, i));
+        otpd::core::Result<void> r;
+        if (i % 64 == 1) {
+          r = rt::flush(long_wait());
+        }
+        if (r) {
+          r = (i % 3 == 0) ? rt::send_message(parent, rt::kind::user, {}, body, long_wait())
+                           : rt::post_message(parent, rt::kind::user, {}, body);
+        }
         if (!r) {
           // Says why when the receive below then times out (a send that
-          // waited past its 5 s deadline on an overloaded machine).
+          // waited past its deadline on an overloaded machine).
           std::fprintf(stderr, "sender %d: message %d: %s\n", s, i, r.error().message().c_str());
           return 1;
         }
       }
-      return rt::flush() ? 0 : 2;
+      return rt::flush(long_wait()) ? 0 : 2;
     });
     ASSERT_TRUE(child);
     next[child->pid] = 0;
