@@ -14,7 +14,7 @@
 //   print TEXT / eprint TEXT  a line to stdout / stderr
 //   spam N              N lines of 100 bytes to stdout
 //   exit N              exit with code N
-//   crash               SIGSEGV (no core file)
+//   crash               SIGSEGV (no core file, whatever handler a sanitizer set)
 //   abort               abort() (no core file)
 //   sleep               sleep until killed
 #include <fcntl.h>
@@ -144,6 +144,9 @@ int main(int argc, char** argv) {
       std::exit(std::atoi(arg().c_str()));
     } else if (a == "crash") {
       no_core();
+      // The default action: a sanitizer build's SIGSEGV handler would
+      // report and exit 1 instead of dying of the signal.
+      signal(SIGSEGV, SIG_DFL);
       raise(SIGSEGV);
     } else if (a == "abort") {
       no_core();
