@@ -77,7 +77,9 @@ core::exit_reason message::reason() const {
   if (!t) {
     return {core::exit_kind::unknown, 0};
   }
-  return {static_cast<core::exit_kind>(std::get<0>(*t)), std::get<1>(*t)};
+  // A kind this build does not know (a newer peer) reads as unknown, which
+  // counts as abnormal.
+  return core::exit_reason::from_codes(std::get<0>(*t), std::get<1>(*t));
 }
 
 }  // namespace otpd::runtime
