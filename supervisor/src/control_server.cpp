@@ -1,6 +1,7 @@
 #include "control_server.hpp"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -615,6 +616,9 @@ void control_server::sweep() {
   }
   if (conns_.empty()) {
     uv_timer_stop(sweep_timer_.get());
+    // The last connection of a burst is gone: give its buffers back to the
+    // system (queued replies of a crowd can be megabytes, freed piecemeal).
+    ::malloc_trim(0);
   }
 }
 
