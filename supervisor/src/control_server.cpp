@@ -600,8 +600,13 @@ void control_server::sweep() {
       }
     } else if (!c->peer.subscribed && c->peer.monitors == 0 &&
                now - c->active_ms >= limits_.idle_timeout_ms) {
-      refusals.emplace_back(id, fmt::format("idle for {} s (no request, no subscription)",
-                                            (now - c->active_ms) / 1000));
+      // Paused (backpressure) that long: the client sent requests and
+      // does not read their replies.
+      refusals.emplace_back(
+          id, c->reading
+                  ? fmt::format("idle for {} s (no request, no subscription)",
+                                (now - c->active_ms) / 1000)
+                  : fmt::format("not reading its replies for {} s", (now - c->active_ms) / 1000));
     }
   }
   for (auto id : stale) {
