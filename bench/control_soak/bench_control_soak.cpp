@@ -7,7 +7,10 @@
 // the point: no figure here is asserted on). A program, never a test.
 //
 //   bench_control_soak [--seconds 60] [--one-shot 130] [--kept 40] [--slow 20]
-//                      [--callers 10] [--loopers 4]
+//                      [--callers 10] [--loopers 4] [--max-connections 256]
+// With --max-connections under the number of clients, the ones over the cap
+// and its one-shot reserve are refused ("too many control connections"),
+// counted apart from failures.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -40,15 +43,17 @@ namespace {
 
 struct options {
   int seconds = 60;
-  int one_shot = 130;  // threads: connect, status, close, again
-  int kept = 40;       // threads: one connection, status after status
-  int slow = 20;       // threads: events -f, one line every 200 ms
-  int callers = 10;    // processes: call stack_worker in a loop
-  int loopers = 4;     // children that exit 50 ms after they start
+  int one_shot = 130;         // threads: connect, status, close, again
+  int kept = 40;              // threads: one connection, status after status
+  int slow = 20;              // threads: events -f, one line every 200 ms
+  int callers = 10;           // processes: call stack_worker in a loop
+  int loopers = 4;            // children that exit 50 ms after they start
+  int max_connections = 256;  // node.control.max_connections: room for every client
 };
 
 struct counters {
   std::atomic<long> answered{0};
+  std::atomic<long> refused{0};     // "too many control connections" (the cap said no)
   std::atomic<long> failed{0};      // a well-behaved request without its reply
   std::atomic<long> reconnects{0};  // subscribers closed by otpd (expected: they lag)
 };
@@ -74,9 +79,22 @@ long fd_count(pid_t pid) {
   return n;
 }
 
-bool status_ok(control_client& c) {
+enum class outcome { answered, refused, failed };
+
+outcome status_of(control_client& c) {
   auto r = c.call(json{{"cmd", "status"}});
-  return r && r->value("ok", false);
+  if (r && r->value("ok", false)) {
+    return outcome::answered;
+  }
+  if (r &&
+      r->value("error", std::string()).find("too many control connections") != std::string::npos) {
+    return outcome::refused;
+  }
+  return outcome::failed;
+}
+
+void count(counters& k, outcome o) {
+  (o == outcome::answered ? k.answered : o == outcome::refused ? k.refused : k.failed)++;
 }
 
 // A caller process: calls the stack until the deadline; prints "ok failed".
@@ -123,6 +141,8 @@ int main(int argc, char** argv) {
       o.callers = v;
     } else if (a == "--loopers") {
       o.loopers = v;
+    } else if (a == "--max-connections") {
+      o.max_connections = v;
     } else {
       fmt::print(stderr, "bench_control_soak: unknown option {}\n", a);
       return 100;
@@ -132,9 +152,10 @@ int main(int argc, char** argv) {
   const std::string bin = otpd::bench::program_dir();
   otpd::bench::temp_dir dir("otpd-soak");
   const std::string rt = dir.path() + "/rt";
-  std::string yaml =
-      "supervisor:\n  strategy: one_for_one\n  max_restarts: 1000000\n"
-      "  max_seconds: 1\n  children:\n";
+  std::string yaml = fmt::format(
+      "node:\n  control: {{max_connections: {}}}\nsupervisor:\n  strategy: one_for_one\n"
+      "  max_restarts: 1000000\n  max_seconds: 1\n  children:\n",
+      o.max_connections);
   yaml += fmt::format(
       "    - {{id: stack, name: stack, command: [{}/stack_worker], readiness: notify}}\n", bin);
   for (int i = 0; i < o.loopers; ++i) {
@@ -198,8 +219,7 @@ int main(int argc, char** argv) {
     threads.emplace_back([&] {
       while (!stop) {
         control_client c;
-        bool ok = c.connect(rt) && status_ok(c);
-        (ok ? one.answered : one.failed)++;
+        count(one, c.connect(rt) ? status_of(c) : outcome::failed);
       }
     });
   }
@@ -213,12 +233,9 @@ int main(int argc, char** argv) {
           connected = static_cast<bool>(c.connect(rt));
           continue;
         }
-        if (status_ok(c)) {
-          kept.answered++;
-        } else {
-          kept.failed++;
-          connected = false;
-        }
+        outcome o = status_of(c);
+        count(kept, o);
+        connected = o == outcome::answered;
       }
     });
   }
@@ -294,18 +311,19 @@ int main(int argc, char** argv) {
   fmt::print(
       "bench_control_soak: {} s, {} clients ({} one-shot status, {} kept-connection "
       "status, {} slow events -f readers, {} calling processes), {} crash-looping "
-      "children ({} restarts)\n\n",
+      "children ({} restarts), max_connections {}\n\n",
       o.seconds, o.one_shot + o.kept + o.slow + o.callers, o.one_shot, o.kept, o.slow, o.callers,
-      o.loopers, restarts);
-  fmt::print("| clients | answered | failed | note |\n|---|---|---|---|\n");
-  fmt::print("| status, one per connection | {} | {} | |\n", one.answered.load(),
-             one.failed.load());
-  fmt::print("| status, kept connection | {} | {} | {} reconnects |\n", kept.answered.load(),
-             kept.failed.load(), kept.reconnects.load());
+      o.loopers, restarts, o.max_connections);
   fmt::print(
-      "| events -f, slow readers | {} subscriptions | {} | {} closed by otpd for lagging |\n",
+      "| clients | answered | refused by the cap | failed | note |\n|---|---|---|---|---|\n");
+  fmt::print("| status, one per connection | {} | {} | {} | |\n", one.answered.load(),
+             one.refused.load(), one.failed.load());
+  fmt::print("| status, kept connection | {} | {} | {} | {} reconnects |\n", kept.answered.load(),
+             kept.refused.load(), kept.failed.load(), kept.reconnects.load());
+  fmt::print(
+      "| events -f, slow readers | {} subscriptions | - | {} | {} closed by otpd for lagging |\n",
       slow.answered.load(), slow.failed.load(), slow.reconnects.load());
-  fmt::print("| calls to stack_worker | {} | {} | |\n\n", calls_ok, calls_failed);
+  fmt::print("| calls to stack_worker | {} | - | {} | |\n\n", calls_ok, calls_failed);
   fmt::print("| otpd | start | peak | end |\n|---|---|---|---|\n");
   fmt::print("| RSS (KiB) | {} | {} | {} |\n", rss0, rss_peak, rss1);
   fmt::print("| open fds | {} | {} | {} |\n", fds0, fds_peak, fds1);

@@ -193,6 +193,9 @@ void node_daemon::audit(const control_peer& p, const json& request, const json& 
                             ? reply.value(proto::field::error, std::string("failed"))
                             : std::string("no reply");
   std::string args = target.empty() ? sup : sup.empty() ? target : sup + " " + target;
+  if (args.size() > max_audit_args) {
+    args = args.substr(0, max_audit_args) + "...";  // a request line may be 64 KiB of id
+  }
   std::string who = p.id == 0 ? std::string("SIGHUP") : fmt::format("uid {} pid {}", p.uid, p.pid);
   e.detail = fmt::format("{}{}{} by {}: {}", *e.cmd, args.empty() ? "" : " ", args, who, outcome);
   std::string text = "otpd: control: " + *e.detail;

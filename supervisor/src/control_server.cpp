@@ -1,6 +1,8 @@
 #include "control_server.hpp"
 
 #include <fcntl.h>
+#include <malloc.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -115,7 +117,9 @@ void control_server::pause_listener() {
 // client learns why.
 void control_server::on_acceptable() {
   closed_.clear();
-  for (;;) {
+  // A bounded burst: the connections already open get their turn (their
+  // requests, their EOFs) before the next one, and the poll calls again.
+  for (int burst = 0; burst < accept_burst; ++burst) {
     int fd = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd >= 0) {
       on_connection(core::unique_fd(fd));
@@ -158,6 +162,35 @@ void control_server::on_acceptable() {
     pause_listener();
     return;
   }
+}
+
+// Closes the connections whose client is gone (POLLHUP: closed, not just
+// shut down for writing, so nothing it asked can be delivered) before otpd
+// has read their EOF: a client that reconnects at once must not find its
+// old connection still holding a slot.
+std::size_t control_server::close_hung_up() {
+  std::vector<pollfd> fds;
+  std::vector<std::uint64_t> ids;
+  fds.reserve(conns_.size());
+  ids.reserve(conns_.size());
+  for (auto& [id, c] : conns_) {
+    uv_os_fd_t fd;
+    if (uv_fileno(reinterpret_cast<uv_handle_t*>(c->pipe.get()), &fd) == 0) {
+      fds.push_back({fd, 0, 0});
+      ids.push_back(id);
+    }
+  }
+  if (fds.empty() || ::poll(fds.data(), fds.size(), 0) <= 0) {
+    return 0;
+  }
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < fds.size(); ++i) {
+    if ((fds[i].revents & (POLLHUP | POLLERR)) != 0) {
+      close(ids[i]);
+      ++n;
+    }
+  }
+  return n;
 }
 
 std::int64_t control_server::now_ms() const {
@@ -218,6 +251,13 @@ void control_server::on_connection(core::unique_fd fd) {
 // connection is busy with its request.
 void control_server::admit(std::unique_ptr<control_conn> conn) {
   std::size_t regular = 0;
+  for (auto& [id, other] : conns_) {
+    regular += other->peer.one_shot ? 0 : 1;
+  }
+  if (regular >= limits_.max_connections) {
+    (void)close_hung_up();
+  }
+  regular = 0;
   std::size_t reserve = 0;
   control_conn* oldest_waiting = nullptr;
   for (auto& [id, other] : conns_) {
@@ -560,8 +600,13 @@ void control_server::sweep() {
       }
     } else if (!c->peer.subscribed && c->peer.monitors == 0 &&
                now - c->active_ms >= limits_.idle_timeout_ms) {
-      refusals.emplace_back(id, fmt::format("idle for {} s (no request, no subscription)",
-                                            (now - c->active_ms) / 1000));
+      // Paused (backpressure) that long: the client sent requests and
+      // does not read their replies.
+      refusals.emplace_back(
+          id, c->reading
+                  ? fmt::format("idle for {} s (no request, no subscription)",
+                                (now - c->active_ms) / 1000)
+                  : fmt::format("not reading its replies for {} s", (now - c->active_ms) / 1000));
     }
   }
   for (auto id : stale) {
@@ -576,6 +621,9 @@ void control_server::sweep() {
   }
   if (conns_.empty()) {
     uv_timer_stop(sweep_timer_.get());
+    // The last connection of a burst is gone: give its buffers back to the
+    // system (queued replies of a crowd can be megabytes, freed piecemeal).
+    ::malloc_trim(0);
   }
 }
 

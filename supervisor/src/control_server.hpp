@@ -104,12 +104,14 @@ class control_server {
   static constexpr std::size_t max_request_bytes = 64 << 10;
   static constexpr std::size_t max_queue_bytes = 256 << 10;
   static constexpr std::int64_t accept_pause_ms = 100;
+  static constexpr int accept_burst = 64;
 
  private:
   void watch_listener();
   void pause_listener();
   void on_acceptable();
   void on_connection(core::unique_fd fd);
+  std::size_t close_hung_up();
   void admit(std::unique_ptr<control_conn> c);
   void start_reading(control_conn& c);
   void on_read(control_conn& c, ssize_t n, const uv_buf_t* buf);

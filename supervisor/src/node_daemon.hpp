@@ -199,6 +199,7 @@ class node_daemon : private control_executor {
   static constexpr std::size_t exit_ring_size = 4096;
   static constexpr std::size_t recent_events_size = 256;
   static constexpr std::size_t max_monitors_per_connection = 4096;
+  static constexpr std::size_t max_audit_args = 256;
 
   daemon_options opts_;
   std::shared_ptr<const config> cfg_;

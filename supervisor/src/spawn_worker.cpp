@@ -78,7 +78,9 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
   fds.writes.clear();
   cg_fd.reset();
   if (!r) {
-    if (r.error().category() == std::system_category() && out_of_fds(r.error().value())) {
+    // The categories by address (what operator== does): a virtual call here
+    // needs UBSan's vptr check, which itself wants an fd we have not got.
+    if (&r.error().category() == &std::system_category() && out_of_fds(r.error().value())) {
       retry_spawn(uid, r.error().value());
       return;
     }
