@@ -117,6 +117,7 @@ struct watch {
   core::unique_fd pidfd;
   bool child = false;
   bool linked = false;
+  bool parent = false;  // our parent when we linked to it: its unknown end propagates
   std::vector<ref> monitors;
 };
 

@@ -158,6 +158,7 @@ Result<void> context::link(pid_t pid, bool notify_peer) {
     return errc::noproc;
   }
   w->linked = true;
+  w->parent = w->parent || pid == ::getppid();
   if (notify_peer) {
     return send(address(pid), kind::link, {}, {}, deadline::after(default_send_timeout), false);
   }
@@ -253,11 +254,12 @@ void context::on_pid_exit(pid_t pid) {
     enqueue({kind::down, pid, r, body});
   }
   if (w.linked) {
-    // The rule (process.hpp, link): only a known abnormal end propagates. An
-    // unknown one may well have been a normal exit, which must never kill.
+    // The rule (process.hpp, link): an unknown end may well have been a
+    // normal exit, which must never kill, so it propagates only from our
+    // parent, whose every end takes its linked children along (shutdown).
     if (trap_exit_) {
       enqueue({kind::exit, pid, {}, body});
-    } else if (reason.kind == exit_kind::unknown) {
+    } else if (reason.kind == exit_kind::unknown && !w.parent) {
       core::log_info(
           "linked process {} ended, how is not known (not our child, already reaped, "
           "no otpd to ask): not propagated",

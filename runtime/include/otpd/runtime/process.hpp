@@ -184,10 +184,13 @@ void demonitor(const ref& r, bool flush = true);
 // its zombie's /proc/<pid>/stat while the parent has not reaped it yet (same
 // euid, or we are root), else asked of the node's otpd (the parent of every
 // worker it runs). When none of these knows, the reason is
-// exit_kind::unknown, and the rule is: an unknown end never kills a
+// exit_kind::unknown, and the rule is: an unknown end does not kill a
 // non-trapping partner (it is logged), because it may have been a normal
 // exit, and a normal exit never propagates; a trapping partner gets its
-// kind::exit with reason unknown and decides.
+// kind::exit with reason unknown and decides. One exception: an unknown
+// end of the process that was our parent when we linked to it does
+// propagate, as its every end does anyway (shutdown() kills the children
+// linked to it, even at a normal exit).
 Result<void> link(pid_t pid);
 void unlink(pid_t pid);
 void trap_exit(bool on);
