@@ -39,6 +39,14 @@ exit_reason ask_otpd_exit_reason(const std::string& runtime_dir, pid_t pid) {
     if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
       return {exit_kind::unknown, 0};
     }
+    // The answer decides whether a link kills its partner: take it only
+    // from an otpd running as root or as us (as otpctl does).
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+        (cred.uid != 0 && cred.uid != ::geteuid())) {
+      return {exit_kind::unknown, 0};
+    }
     if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) !=
         static_cast<ssize_t>(request.size())) {
       return {exit_kind::unknown, 0};
