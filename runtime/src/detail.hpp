@@ -191,7 +191,16 @@ class context {
     pump(0);
     return queue_.size();
   }
-  int event_fd() const { return epoll_.get(); }
+  // An outside event loop sleeps on this fd without telling the runtime, so
+  // from now on every ring says its reader sleeps: senders always wake us
+  // with a frame on the socket (a ring message alone would go unnoticed).
+  int event_fd() {
+    external_loop_ = true;
+    for (in_conn* c : rings_) {
+      c->ring.ctl()->reader_sleeps.store(1, std::memory_order_seq_cst);
+    }
+    return epoll_.get();
+  }
   void dispatch_pending() { pump(0); }
   void drain_all() {
     for (int rounds = 0; rounds < 1000 && pump(0) > 0; ++rounds) {
@@ -312,6 +321,7 @@ class context {
   std::unordered_set<ref, ref_hash> abandoned_;
   std::deque<message> queue_;
   std::chrono::microseconds max_spin_{50};
+  bool external_loop_ = false;  // event_fd() was asked for (see there)
   std::chrono::microseconds spin_{50};
 
   // Names we registered.

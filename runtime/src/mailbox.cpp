@@ -645,6 +645,9 @@ bool context::consume(in_conn& c) {
         }
         c.on_ring = true;
         rings_.push_back(&c);
+        if (external_loop_) {
+          c.ring.ctl()->reader_sleeps.store(1, std::memory_order_seq_cst);
+        }
         continue;
       }
       c.socket_next = false;
@@ -790,6 +793,15 @@ int context::pump(int timeout_ms) {
   }
   int got = 0;
   bool announced = false;
+  if (external_loop_) {
+    // A sender that woke us took the flag (wake_reader): raise it again
+    // before looking, so that what is published after this look wakes the
+    // outside loop, and what was published before it is seen by it.
+    for (in_conn* c : rings_) {
+      c->ring.ctl()->reader_sleeps.store(1, std::memory_order_relaxed);
+    }
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
   if (!rings_.empty()) {
     got = poll_rings();
     if (got > 0) {
@@ -816,8 +828,10 @@ int context::pump(int timeout_ms) {
     n = ::epoll_wait(epoll_.get(), evs, 64, timeout_ms);
   } while (n < 0 && errno == EINTR);
   if (announced) {
-    for (in_conn* c : rings_) {
-      c->ring.ctl()->reader_sleeps.store(0, std::memory_order_relaxed);
+    if (!external_loop_) {
+      for (in_conn* c : rings_) {
+        c->ring.ctl()->reader_sleeps.store(0, std::memory_order_relaxed);
+      }
     }
     got += poll_rings();
   }
