@@ -56,7 +56,6 @@ supervisor:
       children:
         - {id: db, command: [$child, sleep]}
         - {id: api, command: [$child, sleep]}
-    - {id: "<img src=x onerror=alert(1)>", command: [$child, sleep]}
     - {id: web, command: [$bin/otpd-web, --port, "0"], readiness: notify}
 YAML
 "$bin/otpd" --runtime-dir "$tmp/rt" "$tmp/otpd.yaml" >"$tmp/otpd.log" 2>&1 &
