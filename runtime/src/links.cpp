@@ -244,6 +244,14 @@ void context::on_pid_exit(pid_t pid) {
     ::unlink(mbox_path(pid).c_str());
   } else if (auto z = zombie_exit_reason(pid, w.pidfd.get())) {
     reason = *z;
+    // A signal may be a stop its supervisor ordered: otpd, its parent,
+    // knows whether that ends in `shutdown` or `killed` (OTP's reasons), and
+    // its answer wins. Exit codes are taken as they are (no round trip).
+    if (reason.kind == exit_kind::signal || reason.kind == exit_kind::killed) {
+      if (exit_reason o = ask_otpd_exit_reason(dir_, pid); o.kind != exit_kind::unknown) {
+        reason = o;
+      }
+    }
   } else {
     reason = ask_otpd_exit_reason(dir_, pid);
   }

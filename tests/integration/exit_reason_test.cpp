@@ -198,17 +198,20 @@ TEST(ExitReasons, StopAsGroupSignalsTheHelpersTooAndWithoutItTheyAreKilled) {
     otpd_node n;
     std::string child = otpd_node::child();
     std::string helper_term = n.dir() + "/helper.term", main_term = n.dir() + "/main.term";
-    std::string helper_pid = n.dir() + "/helper.pid";
+    std::string helper_pid = n.dir() + "/helper.pid", main_pid = n.dir() + "/main.pid";
     n.start(root_yaml(
         "one_for_one",
-        fmt::format(
-            "    - id: w\n      shell: true\n      shutdown: 20000\n"
-            "      stop_as_group: {}\n"
-            "      command: \"{} pidfile {} on-term {} sleep & exec {} on-term {} sleep\"\n",
-            as_group, child, helper_pid, helper_term, child, main_term)));
+        fmt::format("    - id: w\n      shell: true\n      shutdown: 20000\n"
+                    "      stop_as_group: {}\n"
+                    // Each writes its pidfile once its SIGTERM handler is in place,
+                    // so the stop below cannot come before it.
+                    "      command: \"{} on-term {} pidfile {} sleep & exec {} on-term {} pidfile "
+                    "{} sleep\"\n",
+                    as_group, child, helper_term, helper_pid, child, main_term, main_pid)));
     pid_t w = n.wait_running("w");
     ASSERT_GT(w, 0) << n.log();
     ASSERT_TRUE(testing::wait_until([&] { return !testing::read_file(helper_pid).empty(); }));
+    ASSERT_TRUE(testing::wait_until([&] { return !testing::read_file(main_pid).empty(); }));
     pid_t helper = std::stoi(testing::read_file(helper_pid));
     observers o(n);
     o.monitor(w);
