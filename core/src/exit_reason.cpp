@@ -69,6 +69,10 @@ std::string exit_reason::to_string() const {
       return "unknown";
     case exit_kind::exec_failed:
       return std::string("exec failed (") + std::strerror(value) + ")";
+    case exit_kind::oom_killed:
+      return "oom_killed";
+    case exit_kind::liveness_failed:
+      return "liveness_failed";
   }
   return "unknown";
 }

@@ -54,8 +54,9 @@ std::int64_t wall_ms() noexcept {
 }
 
 std::string exit_kind_name(int reason_kind) {
-  static const char* const names[] = {"normal",   "exit_code", "signal",  "core_dump",  "killed",
-                                      "shutdown", "noproc",    "unknown", "exec_failed"};
+  static const char* const names[] = {"normal",      "exit_code",  "signal",         "core_dump",
+                                      "killed",      "shutdown",   "noproc",         "unknown",
+                                      "exec_failed", "oom_killed", "liveness_failed"};
   if (reason_kind < 0 || reason_kind >= static_cast<int>(std::size(names))) {
     return "other";
   }

@@ -19,10 +19,14 @@ enum class exit_kind : std::uint8_t {
   noproc = 6,       // there was no such process
   unknown = 7,      // it ended, but only its parent knows how
   exec_failed = 8,  // the program could not be executed (value = errno)
+  // Ended by otpd for a failure, never an ordered stop: both are abnormal, so
+  // a transient child is restarted and intensity counts them.
+  oom_killed = 9,       // killed by the kernel's OOM killer in its memory limit
+  liveness_failed = 10  // killed by otpd after its liveness probe failed
 };
 // The highest code this build knows; a reader meeting a higher one (a newer
 // peer) must treat it as abnormal: exit_reason::from_codes does.
-inline constexpr int exit_kind_max = 8;
+inline constexpr int exit_kind_max = 10;
 
 struct exit_reason {
   exit_kind kind = exit_kind::normal;

@@ -50,7 +50,7 @@ struct exit_record {
 
 // The stable name of a reason_kind (docs/PROTOCOL.md), for metric labels:
 // normal, exit_code, signal, core_dump, killed, shutdown, noproc, unknown,
-// exec_failed; "other" for a number this build does not know.
+// exec_failed, oom_killed, liveness_failed; "other" for a number this build does not know.
 [[nodiscard]] std::string exit_kind_name(int reason_kind);
 
 // Supervisor intensity, when status reports it (today's otpd does not).
