@@ -48,7 +48,7 @@ class fake_executor final : public otpd::supervisor::control_executor {
   json terminate_child(const proto::terminate_child_request& r) override {
     return proto::error_reply{r.supervisor + " " + r.id}.to_json();
   }
-  json reload() override { return proto::reload_reply{{"a"}, {}, {"b"}}.to_json(); }
+  json reload(bool /*dry_run*/) override { return proto::reload_reply{{"a"}, {}, {"b"}}.to_json(); }
   json shutdown() override { return proto::ok_reply{}.to_json(); }
   json reopen_logs() override { return proto::reopen_logs_reply{3}.to_json(); }
   json events(control_peer& p, const proto::events_request& r) override {

@@ -56,6 +56,7 @@ _otpctl() {
   case $cmd in
     kill) opts+=" -s --signal" ;;
     events) opts+=" -f --follow" ;;
+    reload) opts+=" -n --dry-run" ;;
     top) opts+=" -f --follow --plain" ;;
     call) opts+=" --timeout" ;;
   esac

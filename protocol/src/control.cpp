@@ -217,18 +217,46 @@ start_child_reply start_child_reply::from_json(const json& j) {
   return {j.at(field::path).get<std::string>()};
 }
 
+json reload_request::to_json() const {
+  json j = request(cmd);
+  if (dry_run) {
+    j[field::dry_run] = true;
+  }
+  return j;
+}
+
+reload_request reload_request::from_json(const json& j) {
+  return {j.value(field::dry_run, false)};
+}
+
 json reload_reply::to_json() const {
   json j = ok_object();
   j[field::added] = added;
   j[field::removed] = removed;
   j[field::changed] = changed;
+  j[field::untouched] = untouched;
+  json keys = json::object();
+  for (const auto& [path, ks] : changed_keys) {
+    keys[path] = ks;
+  }
+  j[field::changed_keys] = std::move(keys);
+  j[field::dry_run] = dry_run;
   return j;
 }
 
 reload_reply reload_reply::from_json(const json& j) {
-  return {j.at(field::added).get<std::vector<std::string>>(),
-          j.at(field::removed).get<std::vector<std::string>>(),
-          j.at(field::changed).get<std::vector<std::string>>()};
+  reload_reply r{j.at(field::added).get<std::vector<std::string>>(),
+                 j.at(field::removed).get<std::vector<std::string>>(),
+                 j.at(field::changed).get<std::vector<std::string>>()};
+  // Absent from an older otpd's answer.
+  r.untouched = j.value(field::untouched, std::vector<std::string>{});
+  if (auto it = j.find(field::changed_keys); it != j.end() && it->is_object()) {
+    for (auto k = it->begin(); k != it->end(); ++k) {
+      r.changed_keys.emplace_back(k.key(), k->get<std::vector<std::string>>());
+    }
+  }
+  r.dry_run = j.value(field::dry_run, false);
+  return r;
 }
 
 json reopen_logs_reply::to_json() const {
@@ -280,6 +308,12 @@ json node_status::to_json() const {
   if (strategy) {
     j[field::strategy] = *strategy;
   }
+  if (instance_of) {
+    j[field::instance_of] = *instance_of;
+  }
+  if (instance) {
+    j[field::instance] = *instance;
+  }
   if (is_supervisor) {
     json kids = json::array();
     for (const auto& c : children) {
@@ -317,6 +351,8 @@ node_status node_status::from_json(const json& j) {
   n.last_exit = optional_field<std::string>(j, field::last_exit);
   n.name = optional_field<std::string>(j, field::name);
   n.strategy = optional_field<std::string>(j, field::strategy);
+  n.instance_of = optional_field<std::string>(j, field::instance_of);
+  n.instance = optional_field<int>(j, field::instance);
   if (j.contains(field::children)) {
     for (const auto& c : j[field::children]) {
       n.children.push_back(from_json(c));

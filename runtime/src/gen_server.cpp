@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <exception>
+#include <vector>
 
 #include "detail.hpp"
 
+#include <otpd/core/clock.hpp>
 #include <otpd/core/log.hpp>
 #include <otpd/core/pipe.hpp>
 #include <otpd/core/ready.hpp>
@@ -28,8 +30,52 @@ void gen_server::handle_info(const message& msg) {
                  to_string(msg.kind), msg.from, msg.body.size());
 }
 
+namespace {
+
+// Callers whose last reply found their mailbox full until reply_timeout, and
+// when that was. Bounded: a server talks to few callers at once, and losing
+// an entry only costs one more bounded wait.
+struct slow_caller {
+  pid_t pid;
+  core::clock::time_point since;
+};
+std::vector<slow_caller>& slow_callers() {
+  static std::vector<slow_caller> v;
+  return v;
+}
+constexpr std::size_t max_slow_callers = 64;
+
+bool recently_slow(pid_t pid, core::clock::time_point now) {
+  auto& v = slow_callers();
+  std::erase_if(v, [now](const slow_caller& s) { return now - s.since > slow_caller_memory; });
+  return std::any_of(v.begin(), v.end(), [pid](const slow_caller& s) { return s.pid == pid; });
+}
+
+void remember_slow(pid_t pid, core::clock::time_point now) {
+  auto& v = slow_callers();
+  if (v.size() >= max_slow_callers) {
+    v.erase(v.begin());
+  }
+  v.push_back({pid, now});
+}
+
+}  // namespace
+
 core::Result<void> reply(const from& caller, std::string_view body) {
-  return send_message(caller.pid, kind::reply, caller.ref, body);
+  // One caller that does not read its mailbox must not stall the server for
+  // every other caller (an Erlang send never blocks): wait at most
+  // reply_timeout for room, and not at all for a caller that was that slow
+  // within slow_caller_memory. A reply not delivered is logged by the caller
+  // of reply(); the call then times out on its side.
+  auto now = core::clock::now();
+  bool slow = recently_slow(caller.pid, now);
+  auto until =
+      slow ? deadline::after(std::chrono::milliseconds(0)) : deadline::after(reply_timeout);
+  auto sent = send_message(caller.pid, kind::reply, caller.ref, body, until);
+  if (!sent && sent.error() == errc::timeout && !slow) {
+    remember_slow(caller.pid, now);
+  }
+  return sent;
 }
 
 namespace {
@@ -97,9 +143,20 @@ int serve(gen_server& server, std::optional<exit_reason>& stop_flag, const ready
         case kind::call: {
           auto answer = server.handle_call(*m, from{m->from, m->ref});
           if (answer) {
-            if (auto sent = reply(from{m->from, m->ref}, *answer); !sent) {
-              core::log_warn("gen_server: unable to reply to pid {}: {}", m->from,
-                             sent.error().message());
+            // One line per slow caller and window, not per dropped reply:
+            // a caller that never reads must not flood the log either.
+            bool was_slow = recently_slow(m->from, core::clock::now());
+            if (auto sent = reply(from{m->from, m->ref}, *answer); !sent && !was_slow) {
+              if (sent.error() == errc::timeout) {
+                core::log_warn(
+                    "gen_server: pid {} does not read its mailbox: reply dropped after {} ms; "
+                    "replies to it are dropped without waiting for the next {} s",
+                    m->from, reply_timeout.count(),
+                    std::chrono::duration_cast<std::chrono::seconds>(slow_caller_memory).count());
+              } else {
+                core::log_warn("gen_server: unable to reply to pid {}: {}", m->from,
+                               sent.error().message());
+              }
             }
           }
           break;

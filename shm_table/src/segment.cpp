@@ -273,6 +273,24 @@ Result<std::unique_ptr<segment>> open_segment(const std::string& name) {
 }
 
 Result<void> remove_segment(const std::string& name) {
+  // Only our own segments: a root otpd could unlink any user's file in
+  // /dev/shm, and a name with our prefix may have been planted by someone
+  // else. /dev/shm is sticky, so a file we own cannot be swapped for
+  // another between this check and the unlink.
+  struct stat st {};
+  if (::lstat(shm_path(name).c_str(), &st) != 0) {
+    int e = errno;
+    if (e == ENOENT) {
+      return errc::not_found;
+    }
+    return {core::errno_code(e),
+            fmt::format("unable to stat segment {}: {}", shm_path(name), std::strerror(e))};
+  }
+  if (st.st_uid != ::geteuid()) {
+    return {errc::access_denied,
+            fmt::format("segment {} is owned by uid {}, not by this process's euid {}: left alone",
+                        shm_path(name), st.st_uid, ::geteuid())};
+  }
   std::string slash = "/" + name;
   if (::shm_unlink(slash.c_str()) != 0) {
     int e = errno;

@@ -75,6 +75,7 @@ struct cli_request {
   std::string cmd, id, sup, sig;
   std::vector<std::string> args;
   bool follow = false;
+  bool dry_run = false;
   pid_t pid = -1;
 
   [[nodiscard]] json encode() const {
@@ -108,7 +109,7 @@ struct cli_request {
       return proto::exit_reason_request{pid}.to_json();
     }
     if (cmd == proto::reload_request::cmd) {
-      return proto::reload_request{}.to_json();
+      return proto::reload_request{dry_run}.to_json();
     }
     if (cmd == proto::shutdown_request::cmd) {
       return proto::shutdown_request{}.to_json();
@@ -236,7 +237,9 @@ int main(int argc, char** argv) {
   auto* tc = add("terminate-child", "stop and remove a simple_one_for_one child");
   tc->add_option("supervisor", sup, "supervisor path ('/' for the root)")->required();
   tc->add_option("id", id, "child id, path or pid")->required();
-  add("reload", "re-read the config: start added, stop removed, restart changed children");
+  add("reload", "re-read the config: start added, stop removed, restart changed children")
+      ->add_flag("-n,--dry-run", req.dry_run,
+                 "only print what a reload would do (the config is checked too)");
   add("events", "recent events; with -f, follow the stream")
       ->add_flag("-f,--follow", follow, "keep printing events as they happen");
   add("shutdown", "stop every child in order and end otpd");
@@ -359,8 +362,13 @@ int main(int argc, char** argv) {
       }
       return s.empty() ? std::string("-") : s;
     };
-    std::printf("added: %s\nremoved: %s\nchanged: %s\n", list(r.added).c_str(),
-                list(r.removed).c_str(), list(r.changed).c_str());
+    const char* would = r.dry_run ? "would be " : "";
+    std::printf("%sadded: %s\n%sremoved: %s\n%schanged: %s\n", would, list(r.added).c_str(), would,
+                list(r.removed).c_str(), would, list(r.changed).c_str());
+    for (const auto& [path, keys] : r.changed_keys) {
+      std::printf("  %s: %s\n", path.c_str(), list(keys).c_str());
+    }
+    std::printf("untouched: %s\n", list(r.untouched).c_str());
   } else if (cmd == proto::start_child_request::cmd) {
     std::printf("%s\n", proto::start_child_reply::from_json(ans).path.c_str());
   } else if (cmd == proto::exit_reason_request::cmd) {

@@ -84,7 +84,9 @@ class parser {
       : file_(std::move(file)), base_dir_(std::move(base_dir)) {}
 
   [[noreturn]] void fail(const YAML::Node& at, const std::string& key, const std::string& what) {
-    const YAML::Mark m = at.Mark();
+    // A copy made for an instance has no marks of its own: the line is its
+    // original's mapping.
+    const YAML::Mark m = instance_mark_.is_null() ? at.Mark() : instance_mark_;
     std::string where = file_;
     if (m.line >= 0) {
       where += fmt::format(":{}:{}", m.line + 1, m.column + 1);
@@ -580,12 +582,74 @@ class parser {
     std::set<std::string> ids;
     for (std::size_t i = 0; i < list.size(); ++i) {
       std::string ck = fmt::format("{}[{}]", join(key, "children"), i);
+      const YAML::Node& item = list[i];
+      if (item.IsMap() && item["instances"] && !item["strategy"] && !item["children"]) {
+        instances(item, ck, ids, s);
+        continue;
+      }
       child_spec cs;
-      child(list[i], ck, cs, false);
+      child(item, ck, cs, false);
       if (!ids.insert(cs.id).second) {
-        fail(list[i]["id"], ck + ".id", "duplicate id '" + cs.id + "'");
+        fail(item["id"], ck + ".id", "duplicate id '" + cs.id + "'");
       }
       s.children.push_back(std::move(cs));
+    }
+  }
+
+  // `instances: N` on a worker: N children id-0 ... id-(N-1), each from a
+  // copy of the mapping with "{instance}" replaced by its number in every
+  // value (command, env, probe addresses, file names...), like
+  // supervisord's numprocs and PM2's instances.
+  void instances(const YAML::Node& item, const std::string& ck, std::set<std::string>& ids,
+                 supervisor_spec& s) {
+    auto count = static_cast<int>(
+        integer(item["instances"], ck + ".instances", 1, config_limits::max_instances));
+    if (!item["id"]) {
+      fail(item, ck + ".id", "missing");
+    }
+    std::string base = scalar(item["id"], ck + ".id");
+    instance_mark_ = item.Mark();
+    for (int k = 0; k < count; ++k) {
+      YAML::Node copy = YAML::Clone(item);
+      copy.remove("instances");
+      substitute_instance(copy, std::to_string(k));
+      copy["id"] = fmt::format("{}-{}", base, k);
+      child_spec cs;
+      child(copy, fmt::format("{}(instance {})", ck, k), cs, false);
+      cs.instance_of = base;
+      cs.instance = k;
+      if (!ids.insert(cs.id).second) {
+        fail(item["id"], ck + ".id", "duplicate id '" + cs.id + "' (from instances)");
+      }
+      s.children.push_back(std::move(cs));
+    }
+    instance_mark_ = YAML::Mark::null_mark();
+  }
+
+  static void substitute_instance(YAML::Node n, const std::string& k) {
+    if (n.IsScalar()) {
+      std::string v = n.Scalar();
+      bool changed = false;
+      for (auto at = v.find("{instance}"); at != std::string::npos;
+           at = v.find("{instance}", at + k.size())) {
+        v.replace(at, std::string_view("{instance}").size(), k);
+        changed = true;
+      }
+      if (changed) {
+        n = v;
+      }
+      return;
+    }
+    if (n.IsSequence()) {
+      for (std::size_t i = 0; i < n.size(); ++i) {
+        substitute_instance(n[i], k);
+      }
+      return;
+    }
+    if (n.IsMap()) {
+      for (auto it = n.begin(); it != n.end(); ++it) {
+        substitute_instance(it->second, k);
+      }
     }
   }
 
@@ -801,6 +865,7 @@ class parser {
   std::string base_dir_;
   std::vector<std::string> node_path_;
   std::set<std::string> names_;  // registered names seen so far
+  YAML::Mark instance_mark_ = YAML::Mark::null_mark();
 };
 
 }  // namespace
@@ -841,6 +906,41 @@ core::Result<std::shared_ptr<const config>> load_config(const std::string& path)
   in.read(text.data(), static_cast<std::streamsize>(text.size()));
   text.resize(static_cast<std::size_t>(in.gcount()));
   return parse_config(text, path);
+}
+
+std::vector<std::string> changed_keys(const child_spec& a, const child_spec& b) {
+  // Fingerprints are what the loader emitted itself (a flow map), so they
+  // parse; a failure would only mean "the whole child changed".
+  YAML::Node x;
+  YAML::Node y;
+  try {
+    x = YAML::Load(a.fingerprint);
+    y = YAML::Load(b.fingerprint);
+  } catch (const YAML::Exception&) {
+    return {"*"};
+  }
+  // Lookups through const nodes: a non-const operator[] may add the key.
+  const YAML::Node& cx = x;
+  const YAML::Node& cy = y;
+  auto dump = [](const YAML::Node& n) {
+    YAML::Emitter e;
+    e << YAML::Flow << n;
+    return std::string(e.c_str());
+  };
+  std::vector<std::string> out;
+  for (auto it = x.begin(); it != x.end(); ++it) {
+    std::string k = it->first.Scalar();
+    if (!cy[k] || dump(it->second) != dump(cy[k])) {
+      out.push_back(k);
+    }
+  }
+  for (auto it = y.begin(); it != y.end(); ++it) {
+    std::string k = it->first.Scalar();
+    if (!cx[k]) {
+      out.push_back(k);
+    }
+  }
+  return out;
 }
 
 }  // namespace otpd::supervisor

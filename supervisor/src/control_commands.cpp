@@ -49,6 +49,7 @@ json node_daemon::child(const proto::child_request& r) {
                             : r.what == proto::child_request::verb::stop
                                 ? tree_->stop_child(r.id)
                                 : tree_->restart_child(r.id);
+  holds_dirty_ = true;
   return done ? ok() : fail(done.message());
 }
 
@@ -86,18 +87,41 @@ json node_daemon::terminate_child(const proto::terminate_child_request& r) {
 
 // Rereads the config file; the tree applies the difference. A config that
 // does not load changes nothing: the running tree and its config stay.
-json node_daemon::reload() {
+json node_daemon::reload(bool dry_run) {
+  if (dry_run) {
+    auto cfg = load_config(opts_.config_path);
+    if (!cfg) {
+      return fail(cfg.message());
+    }
+    auto plan = tree_->plan_reload(**cfg);
+    proto::reload_reply r{plan.added,     plan.removed,      plan.changed,
+                          plan.untouched, plan.changed_keys, true};
+    return r.to_json();
+  }
+  // systemd wants RELOADING=1 ... READY=1 around a reload, failed or not.
+  sm_.reloading();
+  auto ready_again = [this] {
+    if (tree_->root().phase == sup_phase::running) {
+      sm_.ready(status_line());
+    }  // else the root's supervisor_started event sends it
+  };
   auto cfg = load_config(opts_.config_path);
   if (!cfg) {
+    ready_again();
     return fail(cfg.message());
   }
   cfg_ = *cfg;
   ::malloc_trim(0);
   rebuild_base_env();
   control_.set_limits(control_limits_of(*cfg_));
+  auto plan = tree_->plan_reload(*cfg_);
   auto s = tree_->reload(cfg_);
+  holds_dirty_ = true;  // a removed child's hold goes with it
   drain();
-  return proto::reload_reply{s.added, s.removed, s.changed}.to_json();
+  ready_again();
+  return proto::reload_reply{s.added,        s.removed,         s.changed,
+                             plan.untouched, plan.changed_keys, false}
+      .to_json();
 }
 
 json node_daemon::shutdown() {
@@ -223,6 +247,10 @@ proto::node_status node_daemon::status_of(const node& n) const {
   }
   if (!n.spec->name.empty()) {
     s.name = n.spec->name;
+  }
+  if (n.spec->instance >= 0) {
+    s.instance_of = n.spec->instance_of;
+    s.instance = n.spec->instance;
   }
   if (n.is_supervisor) {
     s.strategy = to_string(n.sup().strat);

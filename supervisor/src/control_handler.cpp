@@ -51,8 +51,8 @@ const std::unordered_map<std::string_view, call>& commands() {
                                                 const json& j) {
       return ex.terminate_child(proto::terminate_child_request::from_json(j));
     };
-    t[proto::reload_request::cmd] = [](control_executor& ex, control_peer&, const json&) {
-      return ex.reload();
+    t[proto::reload_request::cmd] = [](control_executor& ex, control_peer&, const json& j) {
+      return ex.reload(proto::reload_request::from_json(j).dry_run);
     };
     t[proto::shutdown_request::cmd] = [](control_executor& ex, control_peer&, const json&) {
       return ex.shutdown();

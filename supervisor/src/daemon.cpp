@@ -37,6 +37,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -101,6 +102,9 @@ bool node_daemon::setup() {
   // Whatever fds otpd inherited (beyond 0, 1, 2) are not for its children:
   // mark them close-on-exec, as everything otpd opens itself already is.
   ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+  // Before the children's environment is taken from ours: NOTIFY_SOCKET is
+  // otpd's own (service_manager.hpp).
+  sm_ = service_manager::from_environment();
   dir_ = pick_runtime_dir(opts_.runtime_dir, cfg_->node.runtime_dir);
   if (auto r = core::ensure_private_dir(dir_); !r) {
     core::log_error("otpd: unable to create runtime dir {}: {}{}; exiting", dir_,
@@ -141,7 +145,52 @@ bool node_daemon::setup() {
     return false;
   }
   tree_ = std::make_unique<tree>(cfg_, now_ms, static_cast<std::uint64_t>(::getpid()));
+  start_service_manager();
   return true;
+}
+
+// ---- the service manager (sd_notify) -----------------------------------------
+
+void node_daemon::start_service_manager() {
+  if (!sm_.active()) {
+    return;
+  }
+  // WATCHDOG=1 at half systemd's interval, as sd_watchdog_enabled(3) advises;
+  // STATUS= at most once a second, not on every event of a crash loop.
+  auto every = std::chrono::milliseconds(1000);
+  if (auto w = sm_.watchdog()) {
+    every =
+        std::min(every, std::max(std::chrono::milliseconds(1),
+                                 std::chrono::duration_cast<std::chrono::milliseconds>(*w / 2)));
+  }
+  core::log_info("otpd: notifying the service manager at {}{}", sm_.socket_path(),
+                 sm_.watchdog() ? fmt::format(" (watchdog every {} ms)", every.count()) : "");
+  sm_timer_ = uv::handle<uv_timer_t>::make();
+  uv_timer_init(&loop_, sm_timer_.get());
+  auto ms = static_cast<std::uint64_t>(every.count());
+  uv_timer_start(
+      sm_timer_.get(),
+      [](uv_timer_t* t) {
+        auto& d = self(t);
+        if (d.sm_.watchdog()) {
+          d.sm_.watchdog_ping();
+        }
+        d.sm_.status(d.status_line());
+      },
+      ms, ms);
+}
+
+// "3 of 4 children running" for `systemctl status`.
+std::string node_daemon::status_line() const {
+  std::size_t workers = 0;
+  std::size_t running = 0;
+  tree_->for_each([&](const node& n) {
+    if (!n.is_supervisor) {
+      ++workers;
+      running += n.state == child_state::running ? 1 : 0;
+    }
+  });
+  return fmt::format("{} of {} children running", running, workers);
 }
 
 // cgroup mode where a writable v2 hierarchy is found (or demanded), process
@@ -244,6 +293,7 @@ void node_daemon::teardown() {
   sig_term_.reset();
   sig_int_.reset();
   sig_hup_.reset();
+  sm_timer_.reset();
   uv_run(&loop_, UV_RUN_NOWAIT);
   uv_loop_close(&loop_);
   ::unlink(control_socket_path(dir_).c_str());
@@ -254,6 +304,7 @@ int node_daemon::run() {
     return 1;
   }
   core::log_info("otpd: node {} running in {} (pid {})", cfg_->node.name, dir_, ::getpid());
+  load_holds();
   tree_->start();
   drain();
   while (exit_code_ < 0 && uv_run(&loop_, UV_RUN_ONCE) != 0) {
@@ -289,6 +340,12 @@ void node_daemon::drain() {
     }
   }
   draining_ = false;
+  if (tree_->stopping()) {
+    sm_.stopping();
+  }
+  if (holds_dirty_) {
+    save_holds();
+  }
 }
 
 void node_daemon::execute(action& a) {
@@ -360,6 +417,12 @@ void node_daemon::log_event(const event& ev) {
     }
     if (!ev.detail.empty()) {
       line += " (" + ev.detail + ")";
+    }
+  }
+  if (ev.type == "supervisor_started") {
+    holds_dirty_ = true;  // a restarted supervisor starts its held children again
+    if (ev.path == "/") {
+      sm_.ready(status_line());
     }
   }
   auto level = ev.type == "intensity_exceeded" || ev.type == "start_failed" ? core::log_level::error

@@ -20,6 +20,7 @@
 #include "cgroup.hpp"
 #include "control_server.hpp"
 #include "output_capture.hpp"
+#include "service_manager.hpp"
 #include <nlohmann/json.hpp>
 
 #include <otpd/core/clock.hpp>
@@ -184,7 +185,7 @@ class node_daemon : private control_executor {
   json kill(const protocol::kill_request& r) override;
   json start_child(const protocol::start_child_request& r) override;
   json terminate_child(const protocol::terminate_child_request& r) override;
-  json reload() override;
+  json reload(bool dry_run) override;
   json shutdown() override;
   json reopen_logs() override;
   json events(control_peer& p, const protocol::events_request& r) override;
@@ -245,6 +246,16 @@ class node_daemon : private control_executor {
   std::unordered_set<std::string> killed_cgroups_;
   bool draining_ = false;
   int exit_code_ = -1;
+  // systemd's Type=notify (service_manager.hpp); inactive without NOTIFY_SOCKET.
+  service_manager sm_;
+  uv::handle<uv_timer_t> sm_timer_;  // WATCHDOG=1 and STATUS= updates
+  void start_service_manager();
+  // held.cpp: the operator's stops, kept in the runtime dir across restarts.
+  void load_holds();
+  void save_holds();
+  bool holds_dirty_ = false;
+  std::vector<std::string> saved_holds_;
+  [[nodiscard]] std::string status_line() const;
 };
 
 }  // namespace otpd::supervisor::detail

@@ -156,6 +156,20 @@ core::Result<node*> tree::resolve(const std::string& who) const {
 
 // ---- starting and stopping ----------------------------------------------------
 
+void tree::hold_at_start(const std::vector<std::string>& paths) {
+  initial_holds_.insert(paths.begin(), paths.end());
+}
+
+std::vector<std::string> tree::held_paths() const {
+  std::vector<std::string> out;
+  for_each([&out](const node& n) {
+    if (n.held && !n.removed && !n.dynamic) {
+      out.push_back(n.path);
+    }
+  });
+  return out;
+}
+
 void tree::start() {
   if (!is_down(*root_)) {
     return;
@@ -193,7 +207,8 @@ void tree::reset_subtree(node& sup) {
   }
   for (auto& c : sup.children) {
     c->dropped = false;
-    c->held = false;
+    // Held by an operator before otpd restarted: once, at the first start.
+    c->held = !initial_holds_.empty() && initial_holds_.erase(c->path) > 0;
     c->backoff_pending = false;
     c->backoff_attempt = 0;
   }
@@ -732,6 +747,57 @@ reload_summary tree::reload(std::shared_ptr<const config> cfg) {
         {},
         fmt::format("added [{}] removed [{}] changed [{}]", fmt::join(out.added, ", "),
                     fmt::join(out.removed, ", "), fmt::join(out.changed, ", "))});
+  return out;
+}
+
+namespace {
+
+// reload_sup's walk without its effects: the same matching (by id, a worker
+// that became a supervisor is removed and added), nothing changed.
+void plan_sup(const node& sup, const child_spec& spec, reload_summary& out) {
+  if (spec.sup.strat == strategy::simple_one_for_one) {
+    return;  // its children come from start-child, not from the file
+  }
+  auto path_of = [&sup](const std::string& id) {
+    return sup.path.empty() ? id : sup.path + "/" + id;
+  };
+  std::vector<const node*> old;
+  for (const auto& c : sup.children) {
+    if (!c->removed && !c->dynamic) {
+      old.push_back(c.get());
+    }
+  }
+  for (const auto& cs : spec.sup.children) {
+    auto it = std::find_if(old.begin(), old.end(),
+                           [&cs](const node* n) { return n != nullptr && n->id == cs.id; });
+    const node* existing = it == old.end() ? nullptr : *it;
+    if (existing != nullptr && existing->is_supervisor == cs.is_supervisor) {
+      *it = nullptr;
+      if (existing->spec->fingerprint != cs.fingerprint) {
+        out.changed.push_back(existing->path);
+        out.changed_keys.emplace_back(existing->path, changed_keys(*existing->spec, cs));
+      } else if (!cs.is_supervisor) {
+        out.untouched.push_back(existing->path);
+      }
+      if (cs.is_supervisor) {
+        plan_sup(*existing, cs, out);
+      }
+      continue;
+    }
+    out.added.push_back(path_of(cs.id));
+  }
+  for (const node* n : old) {
+    if (n != nullptr) {
+      out.removed.push_back(n->path);
+    }
+  }
+}
+
+}  // namespace
+
+reload_summary tree::plan_reload(const config& cfg) const {
+  reload_summary out;
+  plan_sup(*root_, cfg.root, out);
   return out;
 }
 

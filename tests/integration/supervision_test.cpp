@@ -36,6 +36,40 @@ TEST(Supervision, OneForOneRestartsOnlyTheKilledChild) {
   EXPECT_EQ(otpd_node::find(st, "a")["restarts"], 0);
 }
 
+// The operator's stop is state: it survives otpd (an orderly shutdown or a
+// kill -9), until `otpctl start`.
+TEST(Supervision, AChildStoppedByAnOperatorStaysStoppedAcrossOtpdRestarts) {
+  otpd_node n;
+  const std::string yaml = tree_of("one_for_one", sleeper("a") + sleeper("b"));
+  n.start(yaml);
+  ASSERT_GT(n.wait_running("a"), 0);
+  ASSERT_GT(n.wait_running("b"), 0);
+  ASSERT_EQ(n.ctl("stop a"), 0);
+  ASSERT_TRUE(n.wait_state("a", "stopped"));
+  ASSERT_EQ(n.ctl("shutdown"), 0);
+  ASSERT_EQ(n.wait_exit(), 0) << n.log();
+
+  n.start(yaml);
+  ASSERT_GT(n.wait_running("b"), 0) << n.log();
+  EXPECT_EQ(n.state_of("a"), "stopped");
+  EXPECT_NE(n.log().find("a stays stopped: an operator stopped it"), std::string::npos) << n.log();
+  // Still so after a kill -9 of otpd.
+  n.signal(SIGKILL);
+  ASSERT_EQ(n.wait_exit(), 128 + SIGKILL);
+  n.start(yaml);
+  ASSERT_GT(n.wait_running("b"), 0) << n.log();
+  EXPECT_EQ(n.state_of("a"), "stopped");
+
+  // Started again, it is no longer held: the next otpd starts it.
+  ASSERT_EQ(n.ctl("start a"), 0);
+  ASSERT_GT(n.wait_running("a"), 0);
+  ASSERT_EQ(n.ctl("shutdown"), 0);
+  ASSERT_EQ(n.wait_exit(), 0) << n.log();
+  n.start(yaml);
+  EXPECT_GT(n.wait_running("a"), 0) << n.log();
+  EXPECT_GT(n.wait_running("b"), 0);
+}
+
 TEST(Supervision, OneForAllGivesEverySiblingANewPid) {
   otpd_node n;
   n.start(tree_of("one_for_all", sleeper("a") + sleeper("b") + sleeper("c")));
@@ -289,8 +323,16 @@ TEST(Supervision, ReloadAddsRemovesAndRestartsChangedChildren) {
   n.write_config(
       tree_of("one_for_one", sleeper("a") + sleeper("b", ", env: {X: '1'}") + sleeper("d")));
   std::string out;
+  // A dry run first: the same answer, and nothing happens.
+  EXPECT_EQ(n.ctl("reload --dry-run", &out), 0) << out;
+  EXPECT_EQ(out,
+            "would be added: d\nwould be removed: c\nwould be changed: b\n  b: env\n"
+            "untouched: a\n");
+  EXPECT_EQ(n.pid_of("b"), b);
+  EXPECT_EQ(n.pid_of("c"), c);
+  EXPECT_EQ(n.state_of("d"), "absent");
   EXPECT_EQ(n.ctl("reload", &out), 0) << out;
-  EXPECT_EQ(out, "added: d\nremoved: c\nchanged: b\n");
+  EXPECT_EQ(out, "added: d\nremoved: c\nchanged: b\n  b: env\nuntouched: a\n");
   EXPECT_GT(n.wait_running("b", b), 0);
   EXPECT_GT(n.wait_running("d"), 0);
   ASSERT_TRUE(n.wait_state("c", "absent"));

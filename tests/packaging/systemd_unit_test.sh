@@ -23,7 +23,7 @@ if [[ -n $out ]]; then
   exit 1
 fi
 # shellcheck disable=SC2016  # $MAINPID is for systemd, not for this shell
-for want in Type=exec Delegate=yes KillMode=mixed 'ExecReload=/bin/kill -HUP $MAINPID' \
+for want in Type=notify NotifyAccess=main Delegate=yes KillMode=mixed 'ExecReload=/bin/kill -HUP $MAINPID' \
   RuntimeDirectory=otpd Environment=OTPD_RUNTIME_DIR=/run/otpd Restart=on-failure \
   'ExecStart=/usr/bin/otpd /etc/otpd/otpd.yaml'; do
   grep -qxF "$want" "$src/packaging/otpd.service" || {

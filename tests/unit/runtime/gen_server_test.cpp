@@ -46,6 +46,9 @@ class counter final : public rt::gen_server {
     if (what == "die") {
       std::_Exit(9);  // mid-call, without replying
     }
+    if (what == "blob") {
+      return rt::pack(std::string(1u << 20, 'x'));
+    }
     if (what == "parked") {
       return rt::pack(deferred_.has_value());
     }
@@ -147,6 +150,40 @@ TEST(GenServer, ServerDyingMidCallErrorsWithoutWaitingForTheTimeout) {
   EXPECT_EQ(r.error(), errc::crashed);
   EXPECT_EQ(why, exit_reason::code(9));
   EXPECT_LT(took, timeout / 2);
+}
+
+// A caller that sends calls and never reads its mailbox fills it with
+// replies; the server must go on serving everyone else. Each 1 MiB reply
+// that finds no room would once cost the server a whole send timeout (5 s);
+// now the first waits reply_timeout and the rest are dropped at once, so the
+// cast queued behind 40 of them is handled long before the deadline.
+TEST(GenServer, ACallerThatNeverReadsDoesNotStallTheServer) {
+  pid_t s = start_counter();
+  pid_t me = rt::self();
+  auto hostile = rt::spawn([s, me] {
+    for (int i = 0; i < 40; ++i) {
+      if (!rt::send_request(s, rt::pack(std::string("blob")))) {
+        return 1;
+      }
+    }
+    // Queued behind the 40 calls on the same connection.
+    if (!rt::cast(s, std::string("inc")) || !rt::send(me, std::string("sent"))) {
+      return 1;
+    }
+    ::pause();  // never reads its mailbox again
+    return 0;
+  });
+  ASSERT_TRUE(hostile);
+  auto m = rt::receive([](const rt::message& x) { return x.kind == rt::kind::user; }, long_wait());
+  ASSERT_TRUE(m);
+  ASSERT_EQ(*m->as<std::string>(), "sent");
+  ASSERT_TRUE(t::wait_until(
+      [s] { return rt::call<int>(s, std::string("get"), t::scaled(5s)).value_or(0) == 1; },
+      t::scaled(30s)))
+      << "the server is still stuck on replies nobody reads";
+  EXPECT_EQ(::kill(hostile->pid, 0), 0);  // nobody was killed for it
+  ::kill(hostile->pid, SIGKILL);
+  ASSERT_TRUE(rt::stop_server(s, t::scaled(5s)));
 }
 
 TEST(GenServer, UnknownMessagesAreLoggedNotFatal) {

@@ -153,6 +153,19 @@ TEST_F(ShmHostile, SegmentNamePreCreatedByAnotherUserIsRefused) {
   EXPECT_EQ(either.error(), errc::access_denied) << either.message();
   auto terms = persistent_term::open(node());
   EXPECT_EQ(terms.error(), errc::access_denied) << terms.message();
+  // Nor does a cleanup remove them: they are not ours to delete, even for root.
+  EXPECT_TRUE(remove_stale(node()).empty());
+  EXPECT_EQ(remove_all(node()), 0u);
+  EXPECT_EQ(list_tables(node()), std::vector<std::string>{"cache"});
+  EXPECT_EQ(as_nobody([&] {
+              int bad = 0;
+              for (const auto& n : {seg, pt}) {
+                bad += ::shm_unlink(("/" + n).c_str()) != 0 ? 1 : 0;
+              }
+              return bad;
+            }),
+            0)
+      << "a planted segment was removed by otpd's cleanup";
 }
 
 TEST_F(ShmHostile, NobodyCannotOpenReplaceOrShrinkALiveSegment) {

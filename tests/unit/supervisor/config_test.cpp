@@ -63,10 +63,11 @@ TEST(Config, RejectsBadRestartWithLineColumnAndKey) {
 }
 
 TEST(Config, RejectsUnknownKey) {
-  EXPECT_EQ(error_of(head + "    - id: a\n      command: [/bin/true]\n      restrat: permanent\n"),
-            "x.yaml:6:7: supervisor.children[0].restrat: unknown key (expected one of backoff, "
-            "command, cwd, env, group, id, name, readiness, restart, shell, shutdown, signal, "
-            "start_timeout, stderr, stdout, stop_as_group, success_exit_codes, user)");
+  EXPECT_EQ(
+      error_of(head + "    - id: a\n      command: [/bin/true]\n      restrat: permanent\n"),
+      "x.yaml:6:7: supervisor.children[0].restrat: unknown key (expected one of backoff, "
+      "command, cwd, env, group, id, instances, name, readiness, restart, shell, shutdown, signal, "
+      "start_timeout, stderr, stdout, stop_as_group, success_exit_codes, user)");
 }
 
 TEST(Config, SuccessExitCodesAndStopAsGroup) {
@@ -382,6 +383,58 @@ TEST(ConfigValues, RejectsDuplicateRegisteredNames) {
                             "        - {id: b, command: [/bin/true], name: stack}\n"),
             "x.yaml:8:47: supervisor.children[1].children[0].name: duplicate name 'stack': a "
             "registered name is unique in the node");
+}
+
+TEST(ConfigInstances, ExpandsIntoNumberedChildrenWithTheirNumberSubstituted) {
+  auto r = parse_config(head +
+                            "    - {id: first, command: [/bin/true]}\n"
+                            "    - id: web\n      instances: 3\n      name: 'web{instance}'\n"
+                            "      command: [/bin/echo, --port, '80{instance}']\n"
+                            "      env: {SLOT: 'slot-{instance}', KEEP: '{other}'}\n"
+                            "      readiness: {tcp: '127.0.0.1:90{instance}'}\n"
+                            "    - {id: last, command: [/bin/true]}\n",
+                        "x.yaml");
+  ASSERT_TRUE(r.has_value()) << r.message();
+  const auto& kids = (*r)->root.sup.children;
+  ASSERT_EQ(kids.size(), 5u);
+  EXPECT_EQ(kids[0].id, "first");
+  EXPECT_EQ(kids[4].id, "last");
+  for (int k = 0; k < 3; ++k) {
+    const child_spec& c = kids[static_cast<std::size_t>(k) + 1];
+    EXPECT_EQ(c.id, fmt::format("web-{}", k));
+    EXPECT_EQ(c.name, fmt::format("web{}", k));
+    EXPECT_EQ(c.instance_of, "web");
+    EXPECT_EQ(c.instance, k);
+    EXPECT_EQ(c.worker.argv,
+              (std::vector<std::string>{"/bin/echo", "--port", fmt::format("80{}", k)}));
+    EXPECT_EQ(c.worker.readiness.port, 900 + k);
+    env_list want{{"SLOT", fmt::format("slot-{}", k)}, {"KEEP", "{other}"}};
+    EXPECT_EQ(c.worker.env, want);
+  }
+  EXPECT_EQ(kids[0].instance, -1);
+  // Each instance has its own fingerprint: a reload that changes the count
+  // adds or removes instances and leaves the others alone.
+  EXPECT_NE(kids[1].fingerprint, kids[2].fingerprint);
+}
+
+TEST(ConfigInstances, RejectsBadCountsCollisionsAndSupervisors) {
+  EXPECT_EQ(
+      error_of(head + "    - {id: w, command: [/bin/true], instances: 0}\n"),
+      "x.yaml:4:48: supervisor.children[0].instances: expected an integer in [1, 1000], got 0");
+  EXPECT_EQ(error_of(head + "    - {id: w, command: [/bin/true], instances: 2, name: api}\n"),
+            "x.yaml:4:7: supervisor.children[0](instance 1).name: duplicate name 'api': a "
+            "registered name is unique in the node");
+  EXPECT_EQ(error_of(head + "    - {id: w-1, command: [/bin/true]}\n"
+                            "    - {id: w, command: [/bin/true], instances: 2}\n"),
+            "x.yaml:5:7: supervisor.children[1].id: duplicate id 'w-1' (from instances)");
+  EXPECT_NE(error_of(head + "    - {id: s, strategy: one_for_one, instances: 2, children: []}\n")
+                .find("supervisor.children[0].instances: unknown key"),
+            std::string::npos);
+  // A value that is wrong only once substituted still names the child's line.
+  EXPECT_EQ(error_of(head + "    - {id: w, command: [/bin/true], instances: 2,\n"
+                            "       readiness: {tcp: '127.0.0.1:7{instance}0000'}}\n"),
+            "x.yaml:4:7: supervisor.children[0](instance 0).readiness.tcp: expected HOST:PORT, "
+            "e.g. 127.0.0.1:6379");
 }
 
 }  // namespace

@@ -29,7 +29,7 @@ class recording_executor final : public control_executor {
   json kill(const proto::kill_request& /*r*/) override { throw std::bad_alloc(); }
   json start_child(const proto::start_child_request& /*r*/) override { return nullptr; }
   json terminate_child(const proto::terminate_child_request& /*r*/) override { return nullptr; }
-  json reload() override { return proto::error_reply{"bad config"}.to_json(); }
+  json reload(bool /*dry_run*/) override { return proto::error_reply{"bad config"}.to_json(); }
   json shutdown() override { return proto::ok_reply{}.to_json(); }
   json reopen_logs() override { return proto::reopen_logs_reply{0}.to_json(); }
   json events(control_peer& p, const proto::events_request& r) override {

@@ -382,5 +382,38 @@ TEST(Tree, ReloadAddsRemovesAndChanges) {
   EXPECT_FALSE(h.t.resolve("c").has_value());
 }
 
+// The plan names what reload() will do, and changes nothing itself.
+TEST(Tree, PlanReloadSaysWhatReloadWouldDoAndDoesNothing) {
+  harness h(three("one_for_one"));
+  h.start();
+  pid_t a = h.pid("a");
+  pid_t b = h.pid("b");
+  auto next = cfg_of(
+      "supervisor:\n  strategy: one_for_one\n  children:\n"
+      "    - {id: a, command: [/bin/true]}\n"
+      "    - {id: b, command: [/bin/echo], env: {X: '1'}}\n"
+      "    - {id: d, command: [/bin/true]}\n"
+      "    - {id: s, strategy: one_for_all, children: [{id: w, command: [/bin/true]}]}\n");
+  h.log.clear();
+  auto plan = h.t.plan_reload(*next);
+  h.run();
+  EXPECT_TRUE(h.log.empty());  // no action at all
+  EXPECT_EQ(h.pid("a"), a);
+  EXPECT_EQ(h.pid("b"), b);
+  EXPECT_TRUE(h.t.resolve("c").has_value());
+  EXPECT_EQ(plan.added, (std::vector<std::string>{"d", "s"}));
+  EXPECT_EQ(plan.removed, std::vector<std::string>{"c"});
+  EXPECT_EQ(plan.changed, std::vector<std::string>{"b"});
+  EXPECT_EQ(plan.untouched, std::vector<std::string>{"a"});
+  ASSERT_EQ(plan.changed_keys.size(), 1u);
+  EXPECT_EQ(plan.changed_keys[0].first, "b");
+  EXPECT_EQ(plan.changed_keys[0].second, (std::vector<std::string>{"command", "env"}));
+  // And reload() agrees with it.
+  auto r = h.t.reload(next);
+  EXPECT_EQ(r.added, plan.added);
+  EXPECT_EQ(r.removed, plan.removed);
+  EXPECT_EQ(r.changed, plan.changed);
+}
+
 }  // namespace
 }  // namespace otpd::supervisor

@@ -52,6 +52,11 @@ inline constexpr const char* files = "files";
 inline constexpr const char* added = "added";
 inline constexpr const char* removed = "removed";
 inline constexpr const char* changed = "changed";
+inline constexpr const char* untouched = "untouched";
+inline constexpr const char* changed_keys = "changed_keys";
+inline constexpr const char* dry_run = "dry_run";
+inline constexpr const char* instance_of = "instance_of";
+inline constexpr const char* instance = "instance";
 inline constexpr const char* reason = "reason";
 inline constexpr const char* reason_kind = "reason_kind";
 inline constexpr const char* reason_value = "reason_value";
@@ -105,8 +110,14 @@ struct bare_request {
 };
 
 using ping_request = bare_request<"ping">;
-// Rereads the config file (as SIGHUP does).
-using reload_request = bare_request<"reload">;
+// Rereads the config file (as SIGHUP does); with dry_run, only says what a
+// reload would do (otpctl reload --dry-run).
+struct reload_request {
+  static constexpr std::string_view cmd = "reload";
+  bool dry_run = false;
+  [[nodiscard]] json to_json() const;
+  static reload_request from_json(const json& j);
+};
 // Stops every child in order, then otpd.
 using shutdown_request = bare_request<"shutdown">;
 // Reopens every captured-output log file.
@@ -220,9 +231,13 @@ struct start_child_reply {
   static start_child_reply from_json(const json& j);
 };
 
-// The paths of the children the reload added, removed and changed.
+// The paths of the children the reload added, removed and changed (or,
+// with dry_run, would), the ones it leaves alone, and what changed in each.
 struct reload_reply {
   std::vector<std::string> added, removed, changed;
+  std::vector<std::string> untouched;
+  std::vector<std::pair<std::string, std::vector<std::string>>> changed_keys;
+  bool dry_run = false;
   [[nodiscard]] json to_json() const;
   static reload_reply from_json(const json& j);
 };
@@ -254,6 +269,9 @@ struct node_status {
   std::optional<std::string> name;      // registered name
   std::optional<std::string> strategy;  // supervisors only
   std::vector<node_status> children;    // supervisors only
+  // A child made by `instances: N`: the id written in the config, its number.
+  std::optional<std::string> instance_of;
+  std::optional<int> instance;
   [[nodiscard]] json to_json() const;
   static node_status from_json(const json& j);
 };

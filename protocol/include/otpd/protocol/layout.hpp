@@ -20,6 +20,11 @@ namespace otpd::protocol::layout {
 [[nodiscard]] inline std::string lock_file(std::string_view dir) {
   return std::string(dir) + "/otpd.lock";
 }
+// Children an operator stopped (otpctl stop), one path a line: they stay
+// stopped when otpd starts again on this runtime dir.
+[[nodiscard]] inline std::string held_file(std::string_view dir) {
+  return std::string(dir) + "/held";
+}
 [[nodiscard]] inline std::string mailbox_dir(std::string_view dir) {
   return std::string(dir) + "/mbox";
 }

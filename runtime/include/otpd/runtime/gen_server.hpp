@@ -58,7 +58,17 @@ class gen_server {
   std::optional<core::exit_reason> stop_;
 };
 
-// Answers a call whose reply was deferred.
+// A reply waits at most this long for room in a caller's mailbox, and not at
+// all for a caller that made a reply wait that long within
+// slow_caller_memory: a caller that never reads costs the server one
+// reply_timeout per slow_caller_memory, not one send timeout per reply.
+// A reply not delivered is an errc::timeout (logged by the server loop).
+inline constexpr std::chrono::milliseconds reply_timeout{1000};
+inline constexpr std::chrono::milliseconds slow_caller_memory{10000};
+
+// Answers a call whose reply was deferred (and the server loop's own
+// replies): errc::timeout when the caller's mailbox stayed full (see
+// reply_timeout), errc::noproc when it is gone.
 core::Result<void> reply(const from& caller, std::string_view body);
 template <class T>
 core::Result<void> reply_with(const from& caller, const T& value) {

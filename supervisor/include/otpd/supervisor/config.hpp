@@ -108,6 +108,10 @@ struct child_spec {
   // The YAML of this child (without nested children): reload compares these
   // to tell a changed child from an untouched one.
   std::string fingerprint;
+  // One of the children that `instances: N` made: the id it was written
+  // with, and its number (0 .. N-1); -1 otherwise.
+  std::string instance_of;
+  int instance = -1;
 };
 
 // The control socket's limits (node.control; docs/SECURITY.md says why).
@@ -141,7 +145,7 @@ inline constexpr std::array<std::string_view, 5> root_supervisor{
 // A child with `strategy` or `children`: a nested supervisor.
 inline constexpr std::array<std::string_view, 7> supervisor_child{
     "id", "strategy", "max_restarts", "max_seconds", "restart", "children", "template"};
-inline constexpr std::array<std::string_view, 18> worker{"id",
+inline constexpr std::array<std::string_view, 19> worker{"id",
                                                          "name",
                                                          "command",
                                                          "shell",
@@ -158,7 +162,8 @@ inline constexpr std::array<std::string_view, 18> worker{"id",
                                                          "stderr",
                                                          "backoff",
                                                          "success_exit_codes",
-                                                         "stop_as_group"};
+                                                         "stop_as_group",
+                                                         "instances"};
 // stdout / stderr given as a mapping.
 inline constexpr std::array<std::string_view, 4> output{"file", "max_size", "keep", "rotate"};
 // readiness given as a mapping.
@@ -176,6 +181,7 @@ inline constexpr std::size_t max_nodes = 100000;
 inline constexpr int max_depth = 64;                     // nesting of mappings and lists
 inline constexpr std::uint64_t size_bytes = 1ull << 50;  // a size value (max_size ...)
 inline constexpr std::size_t name_chars = 64;            // an id, a name, node.name
+inline constexpr int max_instances = 1000;               // instances: on one worker
 }  // namespace config_limits
 
 struct config {
@@ -183,6 +189,10 @@ struct config {
   node_spec node;
   child_spec root;  // is_supervisor, id "root"
 };
+
+// The keys of a child's own config (not its children) whose values differ
+// between a and b, or that only one of them has, in file order.
+[[nodiscard]] std::vector<std::string> changed_keys(const child_spec& a, const child_spec& b);
 
 // Reads and validates a config file. On error returns errc::invalid_argument
 // whose message() is "FILE:LINE:COL: KEY.PATH: what is wrong".

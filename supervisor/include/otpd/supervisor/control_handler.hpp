@@ -43,7 +43,7 @@ class control_executor {
   virtual protocol::json kill(const protocol::kill_request& r) = 0;
   virtual protocol::json start_child(const protocol::start_child_request& r) = 0;
   virtual protocol::json terminate_child(const protocol::terminate_child_request& r) = 0;
-  virtual protocol::json reload() = 0;
+  virtual protocol::json reload(bool dry_run) = 0;
   virtual protocol::json shutdown() = 0;
   virtual protocol::json reopen_logs() = 0;
   virtual protocol::json events(control_peer& p, const protocol::events_request& r) = 0;

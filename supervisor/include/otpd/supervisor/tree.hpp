@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <otpd/core/exit_reason.hpp>
@@ -122,6 +123,10 @@ struct node {
 
 struct reload_summary {
   std::vector<std::string> added, removed, changed;
+  // Filled by plan_reload: children kept as they are, and for each changed
+  // path the keys of its config that differ ("command", "env"...).
+  std::vector<std::string> untouched;
+  std::vector<std::pair<std::string, std::vector<std::string>>> changed_keys;
 };
 
 // The supervision tree of one node as a state machine with no I/O: every
@@ -138,6 +143,12 @@ class tree {
   tree& operator=(tree&&) = delete;
   ~tree();
 
+  // Children an operator stopped before otpd last ended (kept in the
+  // runtime dir): they stay stopped at their first start, until started
+  // again. Call before start(); unknown paths are ignored.
+  void hold_at_start(const std::vector<std::string>& paths);
+  // Children held by an operator now (stop_child), in start order.
+  [[nodiscard]] std::vector<std::string> held_paths() const;
   // Starts the root supervisor (its children in order).
   void start();
   // Orderly stop of everything, in reverse order; ends with exit_node(0).
@@ -161,6 +172,9 @@ class tree {
   core::Result<void> terminate_dynamic(const std::string& sup, const std::string& who);
   // Applies a new config like `supervisorctl update`.
   reload_summary reload(std::shared_ptr<const config> cfg);
+  // What reload(cfg) would add, remove and change, without touching
+  // anything (`otpctl reload --dry-run`, like `supervisorctl reread`).
+  [[nodiscard]] reload_summary plan_reload(const config& cfg) const;
 
   [[nodiscard]] std::vector<action> take_actions();
   [[nodiscard]] bool has_actions() const { return !actions_.empty(); }
@@ -206,6 +220,7 @@ class tree {
   std::uint64_t next_uid_ = 1;
   std::vector<action> actions_;
   bool shutting_down_ = false;
+  std::unordered_set<std::string> initial_holds_;  // hold_at_start, until used
 };
 
 }  // namespace otpd::supervisor

@@ -1,0 +1,148 @@
+#include "service_manager.hpp"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include <otpd/core/log.hpp>
+
+namespace otpd::supervisor {
+
+namespace {
+
+std::string take_env(const char* name) {
+  const char* v = std::getenv(name);
+  std::string out = v != nullptr ? v : "";
+  ::unsetenv(name);
+  return out;
+}
+
+std::optional<std::uint64_t> parse_u64(const std::string& s) {
+  if (s.empty() || s.size() > 19) {
+    return std::nullopt;
+  }
+  std::uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') {
+      return std::nullopt;
+    }
+    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return v;
+}
+
+}  // namespace
+
+service_manager service_manager::from_environment() {
+  service_manager m;
+  std::string path = take_env("NOTIFY_SOCKET");
+  std::string usec = take_env("WATCHDOG_USEC");
+  std::string wpid = take_env("WATCHDOG_PID");
+  if (path.empty()) {
+    return m;
+  }
+  sockaddr_un sa{};
+  // '/' a path, '@' the abstract namespace; anything else (vsock:...) is a
+  // transport otpd does not speak.
+  if ((path[0] != '/' && path[0] != '@') || path.size() >= sizeof sa.sun_path) {
+    core::log_warn("otpd: NOTIFY_SOCKET={}: not a Unix socket path otpd can use; not notifying",
+                   path);
+    return m;
+  }
+  m.fd_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!m.fd_) {
+    core::log_warn("otpd: NOTIFY_SOCKET: socket: {}; not notifying", std::strerror(errno));
+    return m;
+  }
+  m.path_ = path;
+  auto us = parse_u64(usec);
+  auto for_pid = parse_u64(wpid);
+  if (us && *us > 0 && (!for_pid || static_cast<pid_t>(*for_pid) == ::getpid())) {
+    m.watchdog_ = std::chrono::microseconds(*us);
+  }
+  return m;
+}
+
+core::Result<void> service_manager::notify(std::string_view state) const {
+  if (!active()) {
+    return {};
+  }
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::memcpy(sa.sun_path, path_.data(), path_.size());
+  if (path_[0] == '@') {
+    sa.sun_path[0] = '\0';
+  }
+  auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path_.size());
+  ssize_t n;
+  do {
+    n = ::sendto(fd_.get(), state.data(), state.size(), MSG_NOSIGNAL,
+                 reinterpret_cast<const sockaddr*>(&sa), len);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    int e = errno;
+    return {core::errno_code(e), fmt::format("notify socket {}: {}", path_, std::strerror(e))};
+  }
+  return {};
+}
+
+namespace {
+void log_failure(const core::Result<void>& r, bool& logged) {
+  // Once: a service manager that is gone would otherwise fill the log.
+  if (!r && !logged) {
+    logged = true;
+    core::log_warn("otpd: unable to notify the service manager: {}", r.message());
+  }
+}
+}  // namespace
+
+void service_manager::ready(std::string_view status) {
+  if (ready_sent_ || stopping_) {
+    return;
+  }
+  ready_sent_ = true;
+  last_status_ = status;
+  log_failure(notify(fmt::format("READY=1\nSTATUS={}", status)), error_logged_);
+}
+
+void service_manager::reloading() {
+  if (stopping_) {
+    return;
+  }
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  auto usec = static_cast<std::uint64_t>(ts.tv_sec) * 1000000u +
+              static_cast<std::uint64_t>(ts.tv_nsec) / 1000u;
+  ready_sent_ = false;
+  log_failure(notify(fmt::format("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading", usec)),
+              error_logged_);
+}
+
+void service_manager::stopping() {
+  if (stopping_) {
+    return;
+  }
+  stopping_ = true;
+  log_failure(notify("STOPPING=1\nSTATUS=stopping the tree"), error_logged_);
+}
+
+void service_manager::status(std::string_view status) {
+  if (!ready_sent_ || stopping_ || status == last_status_) {
+    return;
+  }
+  last_status_ = status;
+  log_failure(notify(fmt::format("STATUS={}", status)), error_logged_);
+}
+
+void service_manager::watchdog_ping() const {
+  log_failure(notify("WATCHDOG=1"), error_logged_);
+}
+
+}  // namespace otpd::supervisor
