@@ -1,17 +1,20 @@
 #include <fcntl.h>
-#include <grp.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -30,10 +33,40 @@ namespace {
 struct prepared {
   std::vector<char*> argv;
   std::vector<char*> envp;
+  char oom_score_adj[16] = {};  // as text; "" when not set
+  std::size_t oom_score_adj_len = 0;
+  // RLIMIT_NOFILE to hand back (raise_fd_limit raised ours), when the
+  // options do not set it themselves.
+  bool restore_nofile = false;
+  struct rlimit nofile {};
+  bool set_groups = false;  // we may (are root): setgroups with the gid
 };
+
+// RLIMIT_NOFILE before raise_fd_limit(): written once, before the flag.
+struct rlimit fd_limit_original {};
+std::atomic<bool> fd_limit_saved{false};
 
 prepared prepare(const spawn_options& o) {
   prepared p;
+  if (o.oom_score_adj) {
+    int n = std::snprintf(p.oom_score_adj, sizeof p.oom_score_adj, "%d", *o.oom_score_adj);
+    p.oom_score_adj_len = n > 0 ? static_cast<std::size_t>(n) : 0;
+  }
+  bool nofile_set = false;
+  for (const auto& r : o.rlimits) {
+    nofile_set = nofile_set || r.resource == RLIMIT_NOFILE;
+  }
+  if (!nofile_set && fd_limit_saved.load(std::memory_order_acquire)) {
+    // The soft limit we started with; the hard one as it is now (raising
+    // the soft limit left it alone, and raising it back could need rights).
+    struct rlimit now {};
+    if (::getrlimit(RLIMIT_NOFILE, &now) == 0 && now.rlim_cur != fd_limit_original.rlim_cur) {
+      p.restore_nofile = true;
+      p.nofile.rlim_max = now.rlim_max;
+      p.nofile.rlim_cur = std::min(fd_limit_original.rlim_cur, now.rlim_max);
+    }
+  }
+  p.set_groups = ::geteuid() == 0;
   for (const auto& a : o.argv) {
     p.argv.push_back(const_cast<char*>(a.c_str()));
   }
@@ -54,8 +87,103 @@ prepared prepare(const spawn_options& o) {
   ::_exit(127);
 }
 
-// Child-side set-up shared by spawn() and spawn_function(). Returns 0 or errno.
-int child_setup(const spawn_options& o, pid_t parent, bool exec_path) {
+// Ambient capabilities for the program about to be exec'd: in the
+// inheritable set (and, after a switch to another user, the permitted and
+// effective sets: only these), then raised. Raw capget/capset: no libcap in
+// the child. Returns 0 or errno.
+int set_ambient_caps(std::uint64_t caps, bool switched) {
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (::syscall(SYS_capget, &hdr, data) != 0) {
+    return errno;
+  }
+  for (int i = 0; i < _LINUX_CAPABILITY_U32S_3; ++i) {
+    auto part = static_cast<std::uint32_t>(caps >> (32 * i));
+    data[i].inheritable = part;
+    if (switched) {
+      data[i].permitted = part;
+      data[i].effective = part;
+    }
+  }
+  if (::syscall(SYS_capset, &hdr, data) != 0) {
+    return errno;
+  }
+  for (unsigned long cap = 0; cap < 64; ++cap) {
+    if (((caps >> cap) & 1) != 0 && ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0) {
+      return errno;
+    }
+  }
+  return 0;
+}
+
+// rlimits, nice, oom_score_adj, umask: before the credential switch, which
+// may take the right to set them away. Returns 0 or errno.
+int set_limits(const spawn_options& o, const prepared& p) {
+  for (const auto& r : o.rlimits) {
+    struct rlimit rl {};
+    rl.rlim_cur = r.soft;
+    rl.rlim_max = r.hard;
+    if (::setrlimit(r.resource, &rl) != 0) {
+      return errno;
+    }
+  }
+  if (p.restore_nofile && ::setrlimit(RLIMIT_NOFILE, &p.nofile) != 0) {
+    return errno;
+  }
+  if (o.nice && ::setpriority(PRIO_PROCESS, 0, *o.nice) != 0) {
+    return errno;
+  }
+  if (p.oom_score_adj_len > 0) {
+    int fd = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+      return errno;
+    }
+    ssize_t n = ::write(fd, p.oom_score_adj, p.oom_score_adj_len);
+    int err = n == static_cast<ssize_t>(p.oom_score_adj_len) ? 0 : errno;
+    ::close(fd);
+    if (err != 0) {
+      return err;
+    }
+  }
+  if (o.umask) {
+    ::umask(*o.umask);
+  }
+  return 0;
+}
+
+// groups, gid, uid, then what must come after them. Raw system calls, as
+// posix_spawn makes them: glibc's setuid() and friends broadcast the change
+// to every thread of the process (its setxid signal), which a vfork child
+// sharing our memory must not attempt. Returns 0 or errno.
+int switch_credentials(const spawn_options& o, const prepared& p) {
+  if (o.ambient_caps != 0 && o.uid && ::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) {
+    return errno;
+  }
+  if (o.gid) {
+    if (p.set_groups && ::syscall(SYS_setgroups, o.groups.size(), o.groups.data()) != 0) {
+      return errno;
+    }
+    if (::syscall(SYS_setgid, *o.gid) != 0) {
+      return errno;
+    }
+  }
+  if (o.uid && ::syscall(SYS_setuid, *o.uid) != 0) {
+    return errno;
+  }
+  if (o.ambient_caps != 0) {
+    if (int err = set_ambient_caps(o.ambient_caps, o.uid.has_value()); err != 0) {
+      return err;
+    }
+  }
+  if (o.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    return errno;
+  }
+  return 0;
+}
+
+// Child-side set-up shared by spawn() and spawn_function(); p is null for
+// spawn_function (no exec: no identity to set up). Returns 0 or errno.
+int child_setup(const spawn_options& o, const prepared* p, pid_t parent) {
   // Signal dispositions: handlers of the parent make no sense here.
   struct sigaction sa {};
   sa.sa_handler = SIG_DFL;
@@ -96,15 +224,16 @@ int child_setup(const spawn_options& o, pid_t parent, bool exec_path) {
       return errno;
     }
   }
-  if (exec_path) {
+  if (p != nullptr) {
+    // After the fds: a low RLIMIT_NOFILE would refuse the F_DUPFD above.
+    if (int err = set_limits(o, *p); err != 0) {
+      return err;
+    }
     if (!o.cwd.empty() && ::chdir(o.cwd.c_str()) != 0) {
       return errno;
     }
-    if (o.gid && (::setgroups(0, nullptr) != 0 || ::setgid(*o.gid) != 0)) {
-      return errno;
-    }
-    if (o.uid && ::setuid(*o.uid) != 0) {
-      return errno;
+    if (int err = switch_credentials(o, *p); err != 0) {
+      return err;
     }
   }
   // After the credential switch: the kernel clears the death signal when the
@@ -181,7 +310,7 @@ int run_exec_child(void* arg) {
       child_fail(c->err_fd, err);
     }
   }
-  int err = child_setup(*c->o, c->parent, true);
+  int err = child_setup(*c->o, c->p, c->parent);
   if (err != 0) {
     child_fail(c->err_fd, err);
   }
@@ -449,7 +578,7 @@ Result<spawned> spawn_function(const spawn_options& o, const std::function<int()
     signal_block block;
     pid = ::fork();
     if (pid == 0) {
-      if (child_setup(o, parent, false) != 0) {
+      if (child_setup(o, nullptr, parent) != 0) {
         ::_exit(127);
       }
       int code = fn();
@@ -527,11 +656,22 @@ long raise_fd_limit() noexcept {
   if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) {
     return -1;
   }
+  if (!fd_limit_saved.load(std::memory_order_acquire)) {
+    fd_limit_original = rl;
+    fd_limit_saved.store(true, std::memory_order_release);
+  }
   if (rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &rl);
   }
   return static_cast<long>(rl.rlim_cur);
+}
+
+std::optional<struct rlimit> fd_limit_at_start() noexcept {
+  if (!fd_limit_saved.load(std::memory_order_acquire)) {
+    return std::nullopt;
+  }
+  return fd_limit_original;
 }
 
 }  // namespace otpd::core
