@@ -364,7 +364,8 @@ bool node_daemon::on_exec_outcome(proc& p) {
     return false;
   }
   int err = 0;
-  auto outcome = core::read_exec_outcome(p.exec_fd.get(), &err);
+  core::spawn_step step = core::spawn_step::exec;
+  auto outcome = core::read_exec_outcome(p.exec_fd.get(), &err, &step);
   if (outcome == core::exec_outcome::pending) {
     return false;
   }
@@ -373,8 +374,13 @@ bool node_daemon::on_exec_outcome(proc& p) {
   if (outcome == core::exec_outcome::failed) {
     if (!p.start_failed && !p.ready && !p.stopping) {
       node* n = tree_->find(p.uid);
-      core::log_error("otpd {}: unable to spawn {}: {}; counting it as a failed start", p.path,
-                      n != nullptr ? n->worker().argv[0] : std::string("?"), std::strerror(err));
+      // The step only when it was not the exec: "unable to spawn prog:
+      // setpriority (nice): Permission denied".
+      std::string at = step == core::spawn_step::exec ? std::string()
+                                                      : std::string(core::to_string(step)) + ": ";
+      core::log_error("otpd {}: unable to spawn {}: {}{}; counting it as a failed start", p.path,
+                      n != nullptr ? n->worker().argv[0] : std::string("?"), at,
+                      std::strerror(err));
       p.start_failed = true;
       p.fail_reason = {core::exit_kind::exec_failed, err};
       p.stop_readiness_watch();

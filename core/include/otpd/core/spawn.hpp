@@ -117,7 +117,28 @@ enum class exec_outcome : std::uint8_t {
   exec_ok,  // EOF: execve succeeded (the CLOEXEC write end closed with it)
   failed    // the child wrote its errno (in *child_errno) and exits 127
 };
-[[nodiscard]] exec_outcome read_exec_outcome(int exec_fd, int* child_errno) noexcept;
+// Which part of the child's set-up failed (an operator's "Permission
+// denied" alone does not say whether it was the exec, nice or setuid).
+enum class spawn_step : std::uint8_t {
+  exec,  // execve itself
+  cgroup,
+  setpgid,
+  fds,
+  rlimits,
+  nice,
+  oom_score_adj,
+  chdir,
+  groups,
+  gid,
+  uid,
+  capabilities,
+  no_new_privileges,
+  death_signal
+};
+// "setpriority (nice)", "setuid (user)", ...
+[[nodiscard]] const char* to_string(spawn_step step) noexcept;
+[[nodiscard]] exec_outcome read_exec_outcome(int exec_fd, int* child_errno,
+                                             spawn_step* step = nullptr) noexcept;
 
 // fork and run fn in the child, which then _exit()s with fn's return value.
 // Uses the same child set-up as spawn() (process group, death signal, fds;
