@@ -1,10 +1,11 @@
 #include <fcntl.h>
-#include <grp.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -25,15 +27,49 @@ extern char** environ;
 namespace otpd::core {
 namespace {
 
+// What a child's set-up reports through the error pipe: the errno in the
+// low 16 bits, the step that failed above them (one 4-byte write).
+int failed_at(spawn_step step, int err) {
+  return err | (static_cast<int>(step) << 16);
+}
+
 // Everything the child needs, built before fork so that the child only makes
 // async-signal-safe calls.
 struct prepared {
   std::vector<char*> argv;
   std::vector<char*> envp;
+  char oom_score_adj[16] = {};  // as text; "" when not set
+  std::size_t oom_score_adj_len = 0;
+  // RLIMIT_NOFILE to hand back (raise_fd_limit raised ours), when the
+  // options do not set it themselves.
+  bool restore_nofile = false;
+  struct rlimit nofile {};
+  bool set_groups = false;  // we may (are root): setgroups with the gid
 };
+
+// RLIMIT_NOFILE before raise_fd_limit(): written once, before the flags;
+// fd_limit_raised once the raise changed it (children then get it back).
+struct rlimit fd_limit_original {};
+std::atomic<bool> fd_limit_saved{false};
+std::atomic<bool> fd_limit_raised{false};
 
 prepared prepare(const spawn_options& o) {
   prepared p;
+  if (o.oom_score_adj) {
+    int n = std::snprintf(p.oom_score_adj, sizeof p.oom_score_adj, "%d", *o.oom_score_adj);
+    p.oom_score_adj_len = n > 0 ? static_cast<std::size_t>(n) : 0;
+  }
+  bool nofile_set = false;
+  for (const auto& r : o.rlimits) {
+    nofile_set = nofile_set || r.resource == RLIMIT_NOFILE;
+  }
+  if (!nofile_set && fd_limit_raised.load(std::memory_order_acquire)) {
+    // The limits we started with (the raise left the hard one alone): no
+    // system call here, on every restart.
+    p.restore_nofile = true;
+    p.nofile = fd_limit_original;
+  }
+  p.set_groups = ::geteuid() == 0;
   for (const auto& a : o.argv) {
     p.argv.push_back(const_cast<char*>(a.c_str()));
   }
@@ -54,8 +90,103 @@ prepared prepare(const spawn_options& o) {
   ::_exit(127);
 }
 
-// Child-side set-up shared by spawn() and spawn_function(). Returns 0 or errno.
-int child_setup(const spawn_options& o, pid_t parent, bool exec_path) {
+// Ambient capabilities for the program about to be exec'd: in the
+// inheritable set (and, after a switch to another user, the permitted and
+// effective sets: only these), then raised. Raw capget/capset: no libcap in
+// the child. Returns 0 or errno.
+int set_ambient_caps(std::uint64_t caps, bool switched) {
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (::syscall(SYS_capget, &hdr, data) != 0) {
+    return failed_at(spawn_step::capabilities, errno);
+  }
+  for (int i = 0; i < _LINUX_CAPABILITY_U32S_3; ++i) {
+    auto part = static_cast<std::uint32_t>(caps >> (32 * i));
+    data[i].inheritable = part;
+    if (switched) {
+      data[i].permitted = part;
+      data[i].effective = part;
+    }
+  }
+  if (::syscall(SYS_capset, &hdr, data) != 0) {
+    return failed_at(spawn_step::capabilities, errno);
+  }
+  for (unsigned long cap = 0; cap < 64; ++cap) {
+    if (((caps >> cap) & 1) != 0 && ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0) {
+      return failed_at(spawn_step::capabilities, errno);
+    }
+  }
+  return 0;
+}
+
+// rlimits, nice, oom_score_adj, umask: before the credential switch, which
+// may take the right to set them away. Returns 0 or errno.
+int set_limits(const spawn_options& o, const prepared& p) {
+  for (const auto& r : o.rlimits) {
+    struct rlimit rl {};
+    rl.rlim_cur = r.soft;
+    rl.rlim_max = r.hard;
+    if (::setrlimit(r.resource, &rl) != 0) {
+      return failed_at(spawn_step::rlimits, errno);
+    }
+  }
+  if (p.restore_nofile && ::setrlimit(RLIMIT_NOFILE, &p.nofile) != 0) {
+    return failed_at(spawn_step::rlimits, errno);
+  }
+  if (o.nice && ::setpriority(PRIO_PROCESS, 0, *o.nice) != 0) {
+    return failed_at(spawn_step::nice, errno);
+  }
+  if (p.oom_score_adj_len > 0) {
+    int fd = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+      return failed_at(spawn_step::oom_score_adj, errno);
+    }
+    ssize_t n = ::write(fd, p.oom_score_adj, p.oom_score_adj_len);
+    int err = n == static_cast<ssize_t>(p.oom_score_adj_len) ? 0 : errno;
+    ::close(fd);
+    if (err != 0) {
+      return failed_at(spawn_step::oom_score_adj, err);
+    }
+  }
+  if (o.umask) {
+    ::umask(*o.umask);
+  }
+  return 0;
+}
+
+// groups, gid, uid, then what must come after them. Raw system calls, as
+// posix_spawn makes them: glibc's setuid() and friends broadcast the change
+// to every thread of the process (its setxid signal), which a vfork child
+// sharing our memory must not attempt. Returns 0 or errno.
+int switch_credentials(const spawn_options& o, const prepared& p) {
+  if (o.ambient_caps != 0 && o.uid && ::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) {
+    return failed_at(spawn_step::capabilities, errno);
+  }
+  if (o.gid) {
+    if (p.set_groups && ::syscall(SYS_setgroups, o.groups.size(), o.groups.data()) != 0) {
+      return failed_at(spawn_step::groups, errno);
+    }
+    if (::syscall(SYS_setgid, *o.gid) != 0) {
+      return failed_at(spawn_step::gid, errno);
+    }
+  }
+  if (o.uid && ::syscall(SYS_setuid, *o.uid) != 0) {
+    return failed_at(spawn_step::uid, errno);
+  }
+  if (o.ambient_caps != 0) {
+    if (int err = set_ambient_caps(o.ambient_caps, o.uid.has_value()); err != 0) {
+      return err;
+    }
+  }
+  if (o.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    return failed_at(spawn_step::no_new_privileges, errno);
+  }
+  return 0;
+}
+
+// Child-side set-up shared by spawn() and spawn_function(); p is null for
+// spawn_function (no exec: no identity to set up). Returns 0 or errno.
+int child_setup(const spawn_options& o, const prepared* p, pid_t parent) {
   // Signal dispositions: handlers of the parent make no sense here.
   struct sigaction sa {};
   sa.sa_handler = SIG_DFL;
@@ -65,7 +196,7 @@ int child_setup(const spawn_options& o, pid_t parent, bool exec_path) {
     }
   }
   if (o.new_process_group && ::setpgid(0, 0) != 0) {
-    return errno;
+    return failed_at(spawn_step::setpgid, errno);
   }
   // Move every source fd out of the way first (F_DUPFD_CLOEXEC above the
   // highest target), so that dup2 onto a target never clobbers another source.
@@ -82,29 +213,30 @@ int child_setup(const spawn_options& o, pid_t parent, bool exec_path) {
     if (from < 0) {
       from = ::open("/dev/null", O_RDWR | O_CLOEXEC);
       if (from < 0) {
-        return errno;
+        return failed_at(spawn_step::fds, errno);
       }
     }
     tmp[i] = ::fcntl(from, F_DUPFD_CLOEXEC, high);
     if (tmp[i] < 0) {
-      return errno;
+      return failed_at(spawn_step::fds, errno);
     }
   }
   for (std::size_t i = 0; i < n; ++i) {
     // dup2 clears CLOEXEC on the target: exactly the fds we listed survive exec.
     if (::dup2(tmp[i], o.fds[i].second) < 0) {
-      return errno;
+      return failed_at(spawn_step::fds, errno);
     }
   }
-  if (exec_path) {
+  if (p != nullptr) {
+    // After the fds: a low RLIMIT_NOFILE would refuse the F_DUPFD above.
+    if (int err = set_limits(o, *p); err != 0) {
+      return err;
+    }
     if (!o.cwd.empty() && ::chdir(o.cwd.c_str()) != 0) {
-      return errno;
+      return failed_at(spawn_step::chdir, errno);
     }
-    if (o.gid && (::setgroups(0, nullptr) != 0 || ::setgid(*o.gid) != 0)) {
-      return errno;
-    }
-    if (o.uid && ::setuid(*o.uid) != 0) {
-      return errno;
+    if (int err = switch_credentials(o, *p); err != 0) {
+      return err;
     }
   }
   // After the credential switch: the kernel clears the death signal when the
@@ -112,7 +244,7 @@ int child_setup(const spawn_options& o, pid_t parent, bool exec_path) {
   // child with `user:`.
   if (o.death_signal != 0) {
     if (::prctl(PR_SET_PDEATHSIG, o.death_signal) != 0) {
-      return errno;
+      return failed_at(spawn_step::death_signal, errno);
     }
     // The parent may have died between fork and prctl: then we would never
     // get the signal. (Re-parented, getppid() names a subreaper or init.)
@@ -178,10 +310,10 @@ int run_exec_child(void* arg) {
   const auto* c = static_cast<const exec_child*>(arg);
   if (c->join_procs != nullptr) {
     if (int err = join_cgroup(c->join_procs); err != 0) {
-      child_fail(c->err_fd, err);
+      child_fail(c->err_fd, failed_at(spawn_step::cgroup, err));
     }
   }
-  int err = child_setup(*c->o, c->parent, true);
+  int err = child_setup(*c->o, c->p, c->parent);
   if (err != 0) {
     child_fail(c->err_fd, err);
   }
@@ -336,8 +468,9 @@ Result<spawned> spawn(const spawn_options& o) {
   // reused before we wait: pidfd_open here is race-free.
   auto pidfd = pidfd_open(pid);
   int child_errno = 0;
+  spawn_step step = spawn_step::exec;
   exec_outcome outcome;
-  while ((outcome = read_exec_outcome(started->exec_fd.get(), &child_errno)) ==
+  while ((outcome = read_exec_outcome(started->exec_fd.get(), &child_errno, &step)) ==
          exec_outcome::pending) {
     pollfd pfd{started->exec_fd.get(), POLLIN, 0};
     while (::poll(&pfd, 1, -1) < 0 && errno == EINTR) {
@@ -346,6 +479,10 @@ Result<spawned> spawn(const spawn_options& o) {
   if (outcome == exec_outcome::failed) {
     (void)reap_pid(pid);
     const std::string& file = o.program.empty() ? o.argv[0] : o.program;
+    if (step != spawn_step::exec) {
+      return {exec_error(child_errno), "unable to start " + file + ": " + to_string(step) + ": " +
+                                           std::system_category().message(child_errno)};
+    }
     return {exec_error(child_errno),
             "unable to exec " + file + ": " + std::system_category().message(child_errno)};
   }
@@ -420,7 +557,41 @@ Result<started_spawn> spawn_start(const spawn_options& o, spawn_method method) {
   return started_spawn{pid, std::move(err_read)};
 }
 
-exec_outcome read_exec_outcome(int exec_fd, int* child_errno) noexcept {
+const char* to_string(spawn_step step) noexcept {
+  switch (step) {
+    case spawn_step::exec:
+      return "exec";
+    case spawn_step::cgroup:
+      return "joining its cgroup";
+    case spawn_step::setpgid:
+      return "setpgid";
+    case spawn_step::fds:
+      return "placing its fds";
+    case spawn_step::rlimits:
+      return "setrlimit (rlimits)";
+    case spawn_step::nice:
+      return "setpriority (nice)";
+    case spawn_step::oom_score_adj:
+      return "writing oom_score_adj";
+    case spawn_step::chdir:
+      return "chdir (cwd)";
+    case spawn_step::groups:
+      return "setgroups";
+    case spawn_step::gid:
+      return "setgid (group)";
+    case spawn_step::uid:
+      return "setuid (user)";
+    case spawn_step::capabilities:
+      return "raising its ambient capabilities";
+    case spawn_step::no_new_privileges:
+      return "PR_SET_NO_NEW_PRIVS";
+    case spawn_step::death_signal:
+      return "PR_SET_PDEATHSIG";
+  }
+  return "set-up";
+}
+
+exec_outcome read_exec_outcome(int exec_fd, int* child_errno, spawn_step* step) noexcept {
   int err = 0;
   ssize_t n;
   do {
@@ -436,8 +607,16 @@ exec_outcome read_exec_outcome(int exec_fd, int* child_errno) noexcept {
   }
   // A pipe write of 4 bytes is atomic, so a short read cannot happen; treat
   // one as a failure without an errno rather than guess.
+  if (n != static_cast<ssize_t>(sizeof err)) {
+    err = 0;
+  }
   if (child_errno != nullptr) {
-    *child_errno = n == static_cast<ssize_t>(sizeof err) ? err : 0;
+    *child_errno = err & 0xffff;
+  }
+  if (step != nullptr) {
+    int s = err >> 16;
+    *step = s >= 0 && s <= static_cast<int>(spawn_step::death_signal) ? static_cast<spawn_step>(s)
+                                                                      : spawn_step::exec;
   }
   return exec_outcome::failed;
 }
@@ -449,7 +628,7 @@ Result<spawned> spawn_function(const spawn_options& o, const std::function<int()
     signal_block block;
     pid = ::fork();
     if (pid == 0) {
-      if (child_setup(o, parent, false) != 0) {
+      if (child_setup(o, nullptr, parent) != 0) {
         ::_exit(127);
       }
       int code = fn();
@@ -527,11 +706,24 @@ long raise_fd_limit() noexcept {
   if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) {
     return -1;
   }
+  if (!fd_limit_saved.load(std::memory_order_acquire)) {
+    fd_limit_original = rl;
+    fd_limit_saved.store(true, std::memory_order_release);
+  }
   if (rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &rl);
+    if (::setrlimit(RLIMIT_NOFILE, &rl) == 0) {
+      fd_limit_raised.store(true, std::memory_order_release);
+    }
   }
   return static_cast<long>(rl.rlim_cur);
+}
+
+std::optional<struct rlimit> fd_limit_at_start() noexcept {
+  if (!fd_limit_saved.load(std::memory_order_acquire)) {
+    return std::nullopt;
+  }
+  return fd_limit_original;
 }
 
 }  // namespace otpd::core

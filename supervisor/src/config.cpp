@@ -1,6 +1,9 @@
 #include <grp.h>
+#include <linux/capability.h>
 #include <pwd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -77,6 +80,46 @@ bool valid_name(const std::string& s) {
 bool valid_node_name(const std::string& s) {
   return !s.empty() && s.size() <= config_limits::name_chars && all_of_chars(s, false);
 }
+
+// Whether this process holds cap in its effective (or permitted) set.
+bool holds_capability(int cap, bool permitted) {
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (::syscall(SYS_capget, &hdr, data) != 0) {
+    return false;
+  }
+  const auto& d = data[cap / 32];
+  return ((permitted ? d.permitted : d.effective) >> (cap % 32) & 1u) != 0;
+}
+
+// The resources of `rlimits:`: their names, whether values are bytes (K, M,
+// G, T suffixes allowed), the largest value, and whether "unlimited" is one.
+struct rlimit_resource {
+  std::string_view name;
+  int resource;
+  bool bytes;
+  rlim_t max;
+  bool unlimited_ok;
+};
+constexpr rlim_t rlim_any = RLIM_INFINITY - 1;
+// The kernel's own cap on fs.nr_open (include/linux/fs.h sysctl_nr_open_max).
+constexpr rlim_t nofile_max = 1073741816;
+constexpr std::array<rlimit_resource, 14> rlimit_resources{{
+    {"nofile", RLIMIT_NOFILE, false, nofile_max, false},
+    {"core", RLIMIT_CORE, true, rlim_any, true},
+    {"nproc", RLIMIT_NPROC, false, rlim_any, true},
+    {"as", RLIMIT_AS, true, rlim_any, true},
+    {"memlock", RLIMIT_MEMLOCK, true, rlim_any, true},
+    {"stack", RLIMIT_STACK, true, rlim_any, true},
+    {"cpu", RLIMIT_CPU, false, rlim_any, true},  // seconds
+    {"fsize", RLIMIT_FSIZE, true, rlim_any, true},
+    {"data", RLIMIT_DATA, true, rlim_any, true},
+    {"msgqueue", RLIMIT_MSGQUEUE, true, rlim_any, true},
+    {"nice", RLIMIT_NICE, false, 40, true},  // ceiling 20 - value
+    {"rtprio", RLIMIT_RTPRIO, false, 99, true},
+    {"sigpending", RLIMIT_SIGPENDING, false, rlim_any, true},
+    {"locks", RLIMIT_LOCKS, false, rlim_any, true},
+}};
 
 class parser {
  public:
@@ -738,6 +781,7 @@ class parser {
         fail(n["user"], join(key, "user"), "switching user needs otpd to run as root");
       }
       w.uid = pw->pw_uid;
+      w.user = u;
       if (!n["group"]) {
         w.gid = pw->pw_gid;
       }
@@ -786,6 +830,188 @@ class parser {
     if (n["stop_as_group"]) {
       w.stop_as_group = boolean(n["stop_as_group"], join(key, "stop_as_group"));
     }
+    identity(n, key, w);
+  }
+
+  // rlimits, umask, nice, oom_score_adj, env_file, no_new_privileges,
+  // capabilities: what the child is set up with before exec.
+  void identity(const YAML::Node& n, const std::string& key, worker_spec& w) {
+    if (n["rlimits"]) {
+      w.rlimits = rlimits(n["rlimits"], join(key, "rlimits"));
+    }
+    if (n["umask"]) {
+      // Octal as written ("0027"): YAML 1.2 reads 0027 as the decimal 27
+      // and 027 as octal, so the scalar's text is taken, never its number.
+      std::string k = join(key, "umask");
+      std::string v = scalar(n["umask"], k);
+      bool octal = !v.empty() && v.size() <= 4 &&
+                   std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '7'; });
+      unsigned long m = octal ? std::stoul(v, nullptr, 8) : 01000;
+      if (m > 0777) {
+        fail(n["umask"], k,
+             "expected an octal mode such as \"0027\" (at most 0777), got '" + v + "'");
+      }
+      w.umask = static_cast<mode_t>(m);
+    }
+    if (n["nice"]) {
+      w.nice = static_cast<int>(integer(n["nice"], join(key, "nice"), -20, 19));
+    }
+    if (n["oom_score_adj"]) {
+      w.oom_score_adj =
+          static_cast<int>(integer(n["oom_score_adj"], join(key, "oom_score_adj"), -1000, 1000));
+    }
+    if (n["env_file"]) {
+      // Parsed here so that --check (and a reload) tells a broken file by
+      // its line; the daemon reads it again at every start.
+      std::string k = join(key, "env_file");
+      std::string path = scalar(n["env_file"], k);
+      if (path.empty()) {
+        fail(n["env_file"], k, "expected a file path");
+      }
+      w.env_file = resolve(path);
+      if (auto env = read_env_file(w.env_file); !env) {
+        fail(n["env_file"], k, env.message());
+      }
+    }
+    if (n["no_new_privileges"]) {
+      w.no_new_privileges = boolean(n["no_new_privileges"], join(key, "no_new_privileges"));
+    }
+    if (n["capabilities"]) {
+      w.capabilities = capabilities(n["capabilities"], join(key, "capabilities"));
+    }
+  }
+
+  // A mapping of resource: value, value a number, "unlimited", or [soft, hard].
+  std::vector<rlimit_spec> rlimits(const YAML::Node& n, const std::string& key) {
+    check_keys(n, key, config_keys::rlimits);
+    std::vector<rlimit_spec> out;
+    struct rlimit own {};
+    for (const auto& r : rlimit_resources) {
+      if (!n[std::string(r.name)]) {
+        continue;
+      }
+      const YAML::Node& v = n[std::string(r.name)];
+      std::string k = join(key, std::string(r.name));
+      rlimit_spec spec;
+      spec.resource = r.resource;
+      if (v.IsSequence()) {
+        if (v.size() != 2) {
+          fail(v, k, "expected a value or [soft, hard]");
+        }
+        spec.soft = rlimit_value(v[0], k + "[0]", r);
+        spec.hard = rlimit_value(v[1], k + "[1]", r);
+        if (spec.soft > spec.hard) {
+          fail(v, k, "the soft limit is above the hard one");
+        }
+      } else {
+        spec.soft = spec.hard = rlimit_value(v, k, r);
+      }
+      // Raising a hard limit needs CAP_SYS_RESOURCE (setrlimit(2)): said
+      // here rather than as a failed start.
+      if (::getrlimit(r.resource, &own) == 0 && spec.hard > own.rlim_max &&
+          !holds_capability(CAP_SYS_RESOURCE, false)) {
+        fail(v, k,
+             fmt::format("a hard limit above otpd's own ({}) needs CAP_SYS_RESOURCE, which otpd "
+                         "does not hold",
+                         own.rlim_max == RLIM_INFINITY ? std::string("unlimited")
+                                                       : std::to_string(own.rlim_max)));
+      }
+      if (r.resource == RLIMIT_NOFILE) {
+        nofile_within_nr_open(v, k, spec.hard);
+      }
+      out.push_back(spec);
+    }
+    return out;
+  }
+
+  // The kernel refuses a nofile limit above fs.nr_open (EPERM at the start).
+  void nofile_within_nr_open(const YAML::Node& at, const std::string& key, rlim_t hard) {
+    std::ifstream f("/proc/sys/fs/nr_open");
+    unsigned long long nr_open = 0;
+    if (f >> nr_open && hard > nr_open) {
+      fail(at, key, fmt::format("above the system's fs.nr_open ({})", nr_open));
+    }
+  }
+
+  rlim_t rlimit_value(const YAML::Node& n, const std::string& key, const rlimit_resource& r) {
+    std::string s = scalar(n, key);
+    if (s == "unlimited" || s == "infinity") {
+      if (!r.unlimited_ok) {
+        fail(n, key,
+             fmt::format("{} cannot be unlimited (the kernel caps it at fs.nr_open)", r.name));
+      }
+      return RLIM_INFINITY;
+    }
+    std::string what =
+        r.bytes ? fmt::format(
+                      "expected bytes (such as 8388608, 512K, 64M, 1G) or "
+                      "unlimited, got '{}'",
+                      s)
+                : fmt::format("expected an integer in [0, {}]{}, got '{}'",
+                              r.max == rlim_any ? std::string("2^64-2") : std::to_string(r.max),
+                              r.unlimited_ok ? " or unlimited" : "", s);
+    rlim_t mult = 1;
+    if (r.bytes && !s.empty()) {
+      switch (s.back()) {
+        case 'K':
+        case 'k':
+          mult = 1ull << 10;
+          break;
+        case 'M':
+        case 'm':
+          mult = 1ull << 20;
+          break;
+        case 'G':
+        case 'g':
+          mult = 1ull << 30;
+          break;
+        case 'T':
+        case 't':
+          mult = 1ull << 40;
+          break;
+        default:
+          break;
+      }
+      if (mult != 1) {
+        s.pop_back();
+      }
+    }
+    if (s.empty() || s.size() > 19 ||
+        !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      fail(n, key, what);
+    }
+    rlim_t v = std::stoull(s);  // < 10^19: fits
+    if (v > r.max / mult) {
+      fail(n, key, what);
+    }
+    return v * mult;
+  }
+
+  // A list of capability names; each must be one otpd holds itself (its
+  // permitted set), or no child could be given it.
+  std::uint64_t capabilities(const YAML::Node& n, const std::string& key) {
+    if (!n.IsSequence()) {
+      fail(n, key, "expected a list of capabilities, e.g. [CAP_NET_BIND_SERVICE]");
+    }
+    std::uint64_t caps = 0;
+    for (std::size_t i = 0; i < n.size(); ++i) {
+      std::string k = fmt::format("{}[{}]", key, i);
+      std::string name = scalar(n[i], k);
+      int cap = capability_from_name(name);
+      if (cap < 0) {
+        fail(n[i], k,
+             "unknown capability '" + name + "' (capabilities(7): CAP_NET_BIND_SERVICE, ...)");
+      }
+      if (!holds_capability(cap, true)) {
+        fail(n[i], k,
+             ::geteuid() != 0 ? "capabilities need otpd to run as root (it runs as uid " +
+                                    std::to_string(::geteuid()) + ")"
+                              : "otpd itself does not hold " + capability_name(cap) +
+                                    " (not in its permitted set), so it cannot hand it on");
+      }
+      caps |= std::uint64_t{1} << cap;
+    }
+    return caps;
   }
 
   // A list of exit codes 0-255, e.g. [0, 3].

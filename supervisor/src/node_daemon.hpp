@@ -138,7 +138,9 @@ class node_daemon : private control_executor {
   struct child_fds;
   void spawn_worker(std::uint64_t uid);
   void retry_spawn(std::uint64_t uid, int err);
-  core::spawn_options spawn_options_for(const node& n) const;
+  core::Result<core::spawn_options> spawn_options_for(const node& n) const;
+  core::Result<void> user_login(const worker_spec& w, env_list& env,
+                                std::vector<gid_t>& groups) const;
   void prepare_child_fds(const worker_spec& w, core::spawn_options& o, child_fds& fds);
   void place_output(const output_spec& s, int target, core::spawn_options& o, child_fds& fds);
   proc& register_worker(const node& n, pid_t pid);
@@ -146,7 +148,9 @@ class node_daemon : private control_executor {
   bool on_exec_outcome(proc& p);
   void worker_ready(proc& p);
   void worker_start_failed(proc& p, const core::exit_reason& why, const std::string& what);
-  std::vector<std::string> env_for(const node& n, bool notify) const;
+  // The whole environment of n's child: otpd's, node.env, `under` (the
+  // user's login variables, the env file), the worker's env, OTPD_*.
+  std::vector<std::string> env_for(const node& n, bool notify, const env_list& under = {}) const;
   void rebuild_base_env();
 
   // readiness.cpp: when a started worker counts as ready.

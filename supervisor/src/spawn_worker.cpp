@@ -3,9 +3,12 @@
 // record the process, then arm its readiness (readiness.cpp). Whatever goes
 // wrong is reported to the tree as a failed start, never thrown.
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "node_daemon.hpp"
+#include <fmt/format.h>
 
 #include <otpd/core/log.hpp>
 #include <otpd/core/pipe.hpp>
@@ -50,7 +54,18 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
     return;
   }
   const worker_spec& w = n->worker();
-  core::spawn_options o = spawn_options_for(*n);
+  auto opts = spawn_options_for(*n);
+  if (!opts) {
+    // The env file or the user's entry could not be read: a failed start
+    // like a failed exec (intensity counts it; an operator fixes the file
+    // and restarts).
+    core::log_error("otpd {}: unable to start {}: {}; counting it as a failed start", n->path,
+                    w.argv[0], opts.message());
+    int err = &opts.error().category() == &std::system_category() ? opts.error().value() : EINVAL;
+    tree_->on_exit(uid, exit_reason{core::exit_kind::exec_failed, err});
+    return;
+  }
+  core::spawn_options& o = *opts;
   child_fds fds;
   prepare_child_fds(w, o, fds);
   if (out_of_fds(fds.error)) {
@@ -140,21 +155,93 @@ std::string node_daemon::cgroup_for(const node& n, unique_fd& dir_fd, bool& via_
 }
 
 // argv (the spec's plus a dynamic child's extra arguments), the whole
-// environment, cwd, user; stdin is /dev/null: a child must not read otpd's
-// terminal.
-core::spawn_options node_daemon::spawn_options_for(const node& n) const {
+// environment, cwd, user, limits; stdin is /dev/null: a child must not
+// read otpd's terminal. Everything is looked up here, in otpd: the child
+// after vfork may only make system calls (no NSS, no file parsing). Fails
+// when the env file or the user's entry cannot be read.
+core::Result<core::spawn_options> node_daemon::spawn_options_for(const node& n) const {
   const worker_spec& w = n.worker();
   core::spawn_options o;
   o.argv = w.argv;
   o.program = w.program;
   o.argv.insert(o.argv.end(), n.extra_args.begin(), n.extra_args.end());
-  o.env = env_for(n, w.readiness.kind == readiness_kind::notify);
   o.inherit_env = false;
   o.cwd = w.cwd;
   o.fds.emplace_back(-1, 0);
   o.uid = w.uid;
   o.gid = w.gid;
+  for (const auto& r : w.rlimits) {
+    o.rlimits.push_back({r.resource, r.soft, r.hard});
+  }
+  o.nice = w.nice;
+  o.oom_score_adj = w.oom_score_adj;
+  o.umask = w.umask;
+  o.ambient_caps = w.capabilities;
+  o.no_new_privileges = w.no_new_privileges;
+  // Under env (and over the node's environment): the user's login
+  // variables, then the env file.
+  env_list under;
+  if (!w.user.empty() && w.uid) {
+    auto login = user_login(w, under, o.groups);
+    if (!login) {
+      return login.fail();
+    }
+  }
+  if (!w.env_file.empty()) {
+    auto file = read_env_file(w.env_file);
+    if (!file) {
+      return file.fail();
+    }
+    under.insert(under.end(), file->begin(), file->end());
+  }
+  o.env = env_for(n, w.readiness.kind == readiness_kind::notify, under);
   return o;
+}
+
+// With `user:`: HOME, USER, LOGNAME and SHELL from the password database
+// (unless node.env sets them: otpd's own HOME would be wrong for the child,
+// an operator's choice is not), and the user's supplementary groups, as
+// login(1) and systemd's User= give them. Looked up at every start, so an
+// edit of /etc/group shows at the next restart.
+core::Result<void> node_daemon::user_login(const worker_spec& w, env_list& env,
+                                           std::vector<gid_t>& groups) const {
+  errno = 0;
+  struct passwd* pw = ::getpwuid(*w.uid);
+  if (pw == nullptr) {
+    int err = errno != 0 ? errno : ENOENT;
+    return {std::error_code(err, std::system_category()),
+            fmt::format("no password entry for user {} (uid {}) any more", w.user, *w.uid)};
+  }
+  auto set_by_node = [&](const char* key) {
+    return std::any_of(cfg_->node.env.begin(), cfg_->node.env.end(),
+                       [&](const auto& kv) { return kv.first == key; });
+  };
+  std::pair<const char*, const char*> vars[] = {{"HOME", pw->pw_dir},
+                                                {"USER", pw->pw_name},
+                                                {"LOGNAME", pw->pw_name},
+                                                {"SHELL", pw->pw_shell}};
+  for (const auto& [key, value] : vars) {
+    if (!set_by_node(key)) {
+      env.emplace_back(key, value != nullptr ? value : "");
+    }
+  }
+  // getgrouplist puts the group given (the child's gid) in the list too.
+  gid_t base = w.gid.value_or(pw->pw_gid);
+  int count = 32;
+  groups.resize(static_cast<std::size_t>(count));
+  std::string name = pw->pw_name;
+  while (::getgrouplist(name.c_str(), base, groups.data(), &count) < 0) {
+    if (count <= static_cast<int>(groups.size())) {
+      count = static_cast<int>(groups.size()) * 2;  // no size reported: grow
+    }
+    if (count > 65536) {
+      return {std::make_error_code(std::errc::argument_list_too_long),
+              fmt::format("user {} is in too many groups", w.user)};
+    }
+    groups.resize(static_cast<std::size_t>(count));
+  }
+  groups.resize(static_cast<std::size_t>(count));
+  return {};
 }
 
 // The notify pipe (fd 3 in the child), then stdout and stderr. A pipe that
@@ -277,7 +364,8 @@ bool node_daemon::on_exec_outcome(proc& p) {
     return false;
   }
   int err = 0;
-  auto outcome = core::read_exec_outcome(p.exec_fd.get(), &err);
+  core::spawn_step step = core::spawn_step::exec;
+  auto outcome = core::read_exec_outcome(p.exec_fd.get(), &err, &step);
   if (outcome == core::exec_outcome::pending) {
     return false;
   }
@@ -286,8 +374,13 @@ bool node_daemon::on_exec_outcome(proc& p) {
   if (outcome == core::exec_outcome::failed) {
     if (!p.start_failed && !p.ready && !p.stopping) {
       node* n = tree_->find(p.uid);
-      core::log_error("otpd {}: unable to spawn {}: {}; counting it as a failed start", p.path,
-                      n != nullptr ? n->worker().argv[0] : std::string("?"), std::strerror(err));
+      // The step only when it was not the exec: "unable to spawn prog:
+      // setpriority (nice): Permission denied".
+      std::string at = step == core::spawn_step::exec ? std::string()
+                                                      : std::string(core::to_string(step)) + ": ";
+      core::log_error("otpd {}: unable to spawn {}: {}{}; counting it as a failed start", p.path,
+                      n != nullptr ? n->worker().argv[0] : std::string("?"), at,
+                      std::strerror(err));
       p.start_failed = true;
       p.fail_reason = {core::exit_kind::exec_failed, err};
       p.stop_readiness_watch();
@@ -346,8 +439,9 @@ void node_daemon::rebuild_base_env() {
   }
 }
 
-std::vector<std::string> node_daemon::env_for(const node& n, bool notify) const {
-  if (n.worker().env.empty()) {
+std::vector<std::string> node_daemon::env_for(const node& n, bool notify,
+                                              const env_list& under) const {
+  if (n.worker().env.empty() && under.empty()) {
     // The common case, on the restart path: no merge needed.
     std::vector<std::string> out;
     out.reserve(base_list_.size() + 3);
@@ -362,6 +456,9 @@ std::vector<std::string> node_daemon::env_for(const node& n, bool notify) const 
     return out;
   }
   std::map<std::string, std::string> env = base_env_;
+  for (const auto& [k, v] : under) {
+    env[k] = v;
+  }
   for (const auto& [k, v] : n.worker().env) {
     env[k] = v;
   }

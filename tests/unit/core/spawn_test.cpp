@@ -1,6 +1,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -41,6 +42,44 @@ TEST(Spawn, ExecFailureIsAnErrorNotAChild) {
   EXPECT_EQ(s.message(), "unable to exec /nonexistent/program: No such file or directory");
   EXPECT_TRUE(t::zombie_children().empty());
   EXPECT_EQ(t::count_open_fds(), before);
+}
+
+// A failed set-up step is named, so that "Permission denied" says whether
+// the exec, a limit or the switch of user was refused.
+TEST(Spawn, AFailedSetUpStepIsNamed) {
+  core::spawn_options o{.argv = {t::bin_path("otpd_test_child"), "exit", "0"}};
+  // A soft limit above the hard one: setrlimit's EINVAL, whoever we are.
+  o.rlimits.push_back({RLIMIT_CORE, 2, 1});
+  auto s = core::spawn(o);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error(), core::exec_error(EINVAL));
+  EXPECT_EQ(s.message(), "unable to start " + t::bin_path("otpd_test_child") +
+                             ": setrlimit (rlimits): Invalid argument");
+  o.rlimits.clear();
+  o.cwd = "/nonexistent/dir";
+  s = core::spawn(o);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.message(), "unable to start " + t::bin_path("otpd_test_child") +
+                             ": chdir (cwd): No such file or directory");
+  EXPECT_TRUE(t::zombie_children().empty());
+}
+
+// rlimits, umask and nice reach the exec'd program.
+TEST(Spawn, LimitsUmaskAndNiceReachTheProgram) {
+  t::temp_dir dir;
+  std::string out = dir.path() + "/report";
+  core::spawn_options o{.argv = {"/bin/sh", "-c",
+                                 "{ umask; grep 'Max core' /proc/self/limits | tr -s ' ' | cut "
+                                 "-d' ' -f5,6; cut -d' ' -f19 /proc/self/stat; } > " +
+                                     out}};
+  o.rlimits.push_back({RLIMIT_CORE, 0, 4096 * 1024});
+  o.umask = 027;
+  int mine = ::getpriority(PRIO_PROCESS, 0);
+  o.nice = mine < 19 ? mine + 1 : 19;
+  auto s = core::spawn(o);
+  ASSERT_TRUE(s) << s.message();
+  EXPECT_EQ(wait_exit(*s), core::exit_reason::normal());
+  EXPECT_EQ(t::read_file(out), "0027\n0 4194304\n" + std::to_string(*o.nice) + "\n");
 }
 
 TEST(Spawn, ChildLeadsItsOwnProcessGroup) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -46,6 +47,35 @@ struct spawn_options {
   // -1 as the parent fd opens /dev/null there. Unlisted 0/1/2 are inherited;
   // every other fd is closed by CLOEXEC.
   std::vector<std::pair<int, int>> fds;
+
+  // Identity and limits of an exec'd child (spawn / spawn_start only; all
+  // prepared here, in the parent: the child after vfork makes system calls
+  // only). Applied in this order, after the fds are placed and before the
+  // credential switch, which may take the right to set them away:
+  // rlimits, nice, oom_score_adj, umask, chdir; then groups, gid, uid;
+  // then the ambient capabilities, no_new_privileges and the death signal.
+  struct rlimit_setting {
+    int resource = 0;  // RLIMIT_NOFILE, ...
+    rlim_t soft = 0;   // RLIM_INFINITY: unlimited
+    rlim_t hard = 0;
+  };
+  // Unless RLIMIT_NOFILE is listed, a child of a process that raised its
+  // own soft limit with raise_fd_limit() gets the soft limit back that the
+  // process started with: most programs expect select()'s 1024.
+  std::vector<rlimit_setting> rlimits;
+  std::optional<int> nice;           // setpriority(PRIO_PROCESS): -20..19
+  std::optional<int> oom_score_adj;  // -1000..1000, written to /proc/self/oom_score_adj
+  std::optional<mode_t> umask;
+  // Supplementary groups, set with gid (setgroups) when the process may
+  // (is root); empty: none. Resolved by the caller (getgrouplist): not in
+  // the child, where NSS is not safe.
+  std::vector<gid_t> groups;
+  // Ambient capabilities (bit n: capability n), kept across the switch to
+  // uid (PR_SET_KEEPCAPS) and raised after it, so that the program runs
+  // with them (e.g. CAP_NET_BIND_SERVICE for a low port as a plain user).
+  // The calling process must hold each in its permitted set.
+  std::uint64_t ambient_caps = 0;
+  bool no_new_privileges = false;  // PR_SET_NO_NEW_PRIVS before exec
 };
 
 struct spawned {
@@ -87,7 +117,28 @@ enum class exec_outcome : std::uint8_t {
   exec_ok,  // EOF: execve succeeded (the CLOEXEC write end closed with it)
   failed    // the child wrote its errno (in *child_errno) and exits 127
 };
-[[nodiscard]] exec_outcome read_exec_outcome(int exec_fd, int* child_errno) noexcept;
+// Which part of the child's set-up failed (an operator's "Permission
+// denied" alone does not say whether it was the exec, nice or setuid).
+enum class spawn_step : std::uint8_t {
+  exec,  // execve itself
+  cgroup,
+  setpgid,
+  fds,
+  rlimits,
+  nice,
+  oom_score_adj,
+  chdir,
+  groups,
+  gid,
+  uid,
+  capabilities,
+  no_new_privileges,
+  death_signal
+};
+// "setpriority (nice)", "setuid (user)", ...
+[[nodiscard]] const char* to_string(spawn_step step) noexcept;
+[[nodiscard]] exec_outcome read_exec_outcome(int exec_fd, int* child_errno,
+                                             spawn_step* step = nullptr) noexcept;
 
 // fork and run fn in the child, which then _exit()s with fn's return value.
 // Uses the same child set-up as spawn() (process group, death signal, fds;
@@ -128,6 +179,11 @@ stopped_child kill_and_reap(pid_t pid, int sig, deadline until, int pidfd = -1) 
 [[nodiscard]] Result<unique_fd> pidfd_open(pid_t pid) noexcept;
 
 // Raise the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.
+// The limit the process had before is remembered (fd_limit_at_start) and
+// handed to the children spawn() execs instead of the raised one.
 long raise_fd_limit() noexcept;
+// RLIMIT_NOFILE as it was before the first raise_fd_limit() of this
+// process; nullopt when it was never raised.
+[[nodiscard]] std::optional<struct rlimit> fd_limit_at_start() noexcept;
 
 }  // namespace otpd::core

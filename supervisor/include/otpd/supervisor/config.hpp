@@ -1,6 +1,7 @@
 #pragma once
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <array>
@@ -63,6 +64,13 @@ struct backoff_spec {
   int reset_after_ms = 10000;
 };
 
+// One resource limit of `rlimits:` (setrlimit(2) in the child before exec).
+struct rlimit_spec {
+  int resource = 0;  // RLIMIT_NOFILE, ...
+  rlim_t soft = 0;   // RLIM_INFINITY: unlimited
+  rlim_t hard = 0;
+};
+
 struct worker_spec {
   std::vector<std::string> argv;  // a shell command is {"/bin/sh", "-c", text}
   // The file otpd executes: argv[0] resolved when the config is loaded, so a
@@ -85,6 +93,23 @@ struct worker_spec {
   // Send the stop signal to the child's whole process group, not only to it
   // (supervisord's stopasgroup): helpers it started get a chance to stop too.
   bool stop_as_group = false;
+
+  // Limits and identity (docs/CONTAINMENT.md), applied in the child before
+  // the switch to uid/gid (rlimits, nice, oom_score_adj, umask) or after it
+  // (capabilities, no_new_privileges).
+  std::vector<rlimit_spec> rlimits;
+  std::optional<mode_t> umask;
+  std::optional<int> nice;           // -20..19
+  std::optional<int> oom_score_adj;  // -1000..1000
+  // KEY=VALUE lines merged under env, read again at every start (absolute:
+  // resolved against the config's directory); empty: none.
+  std::string env_file;
+  // `user:` as written; with it, the child also gets that user's
+  // supplementary groups and HOME, USER, LOGNAME and SHELL (unless env sets
+  // them), looked up at every start.
+  std::string user;
+  std::uint64_t capabilities = 0;  // ambient capabilities: bit n is capability n
+  bool no_new_privileges = false;
 };
 
 struct child_spec;
@@ -145,7 +170,7 @@ inline constexpr std::array<std::string_view, 5> root_supervisor{
 // A child with `strategy` or `children`: a nested supervisor.
 inline constexpr std::array<std::string_view, 7> supervisor_child{
     "id", "strategy", "max_restarts", "max_seconds", "restart", "children", "template"};
-inline constexpr std::array<std::string_view, 19> worker{"id",
+inline constexpr std::array<std::string_view, 26> worker{"id",
                                                          "name",
                                                          "command",
                                                          "shell",
@@ -163,13 +188,24 @@ inline constexpr std::array<std::string_view, 19> worker{"id",
                                                          "backoff",
                                                          "success_exit_codes",
                                                          "stop_as_group",
-                                                         "instances"};
+                                                         "instances",
+                                                         "rlimits",
+                                                         "umask",
+                                                         "nice",
+                                                         "oom_score_adj",
+                                                         "env_file",
+                                                         "no_new_privileges",
+                                                         "capabilities"};
 // stdout / stderr given as a mapping.
 inline constexpr std::array<std::string_view, 4> output{"file", "max_size", "keep", "rotate"};
 // readiness given as a mapping.
 inline constexpr std::array<std::string_view, 4> readiness{"tcp", "unix", "command", "interval"};
 inline constexpr std::array<std::string_view, 5> backoff{"initial", "max", "factor", "jitter",
                                                          "reset_after"};
+// A worker's rlimits (each: a number, "unlimited", or [soft, hard]).
+inline constexpr std::array<std::string_view, 14> rlimits{
+    "nofile", "core", "nproc",    "as",   "memlock", "stack",      "cpu",
+    "fsize",  "data", "msgqueue", "nice", "rtprio",  "sigpending", "locks"};
 }  // namespace config_keys
 
 // What the loader accepts at most (docs/SECURITY.md): a config is read by a
@@ -193,6 +229,18 @@ struct config {
 // The keys of a child's own config (not its children) whose values differ
 // between a and b, or that only one of them has, in file order.
 [[nodiscard]] std::vector<std::string> changed_keys(const child_spec& a, const child_spec& b);
+// An env_file: KEY=VALUE lines; blank lines and lines starting with '#'
+// are skipped, `export ` before a key is allowed, a value may be in single
+// quotes (taken as is) or double quotes (with \\ \" \$ \` \n \t escapes).
+// Errors: errc::invalid_argument (a malformed line: "FILE:LINE: what") or
+// the errno of the read (ENOENT...; message "FILE: ...").
+[[nodiscard]] core::Result<env_list> read_env_file(const std::string& path);
+[[nodiscard]] core::Result<env_list> parse_env_file(std::string_view text, const std::string& file);
+
+// The capability a name stands for ("CAP_NET_BIND_SERVICE", also without
+// CAP_ and in any case); -1 when unknown.
+[[nodiscard]] int capability_from_name(std::string_view name);
+[[nodiscard]] std::string capability_name(int cap);
 
 // Reads and validates a config file. On error returns errc::invalid_argument
 // whose message() is "FILE:LINE:COL: KEY.PATH: what is wrong".
