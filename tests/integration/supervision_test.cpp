@@ -70,6 +70,24 @@ TEST(Supervision, AChildStoppedByAnOperatorStaysStoppedAcrossOtpdRestarts) {
   EXPECT_GT(n.wait_running("b"), 0);
 }
 
+// instances: N is N children, numbered, each with its number in its values.
+TEST(Supervision, InstancesAreNumberedChildrenWithTheirNumberInTheirEnvironment) {
+  otpd_node n;
+  n.start(tree_of("one_for_one", sleeper("w", ", instances: 3, env: {SLOT: 'slot-{instance}'}")));
+  json st = n.status();
+  for (int k = 0; k < 3; ++k) {
+    std::string id = fmt::format("w-{}", k);
+    pid_t pid = n.wait_running(id);
+    ASSERT_GT(pid, 0) << n.log();
+    json c = otpd_node::find(n.status(), id);
+    EXPECT_EQ(c["instance_of"], "w");
+    EXPECT_EQ(c["instance"], k);
+    std::string env = testing::read_file(fmt::format("/proc/{}/environ", pid));
+    EXPECT_NE(env.find(fmt::format("SLOT=slot-{}", k) + std::string(1, '\0')), std::string::npos);
+  }
+  EXPECT_TRUE(otpd_node::find(st, "w").is_null());
+}
+
 TEST(Supervision, OneForAllGivesEverySiblingANewPid) {
   otpd_node n;
   n.start(tree_of("one_for_all", sleeper("a") + sleeper("b") + sleeper("c")));
