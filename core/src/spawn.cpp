@@ -181,6 +181,11 @@ int run_exec_child(void* arg) {
       child_fail(c->err_fd, err);
     }
   }
+  for (int fd : c->o->join_fds) {
+    if (::write(fd, "0", 1) != 1) {
+      child_fail(c->err_fd, errno);
+    }
+  }
   int err = child_setup(*c->o, c->parent, true);
   if (err != 0) {
     child_fail(c->err_fd, err);

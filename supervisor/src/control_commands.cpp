@@ -91,6 +91,9 @@ json node_daemon::reload() {
   if (!cfg) {
     return fail(cfg.message());
   }
+  if (std::string why = limits_ ? limits_->check(**cfg) : std::string(); !why.empty()) {
+    return fail(why);  // limits this host cannot enforce: the running tree stays
+  }
   cfg_ = *cfg;
   ::malloc_trim(0);
   rebuild_base_env();
@@ -224,6 +227,7 @@ proto::node_status node_daemon::status_of(const node& n) const {
   if (!n.spec->name.empty()) {
     s.name = n.spec->name;
   }
+  put_figures(n, s);
   if (n.is_supervisor) {
     s.strategy = to_string(n.sup().strat);
     for (const auto& c : n.children) {

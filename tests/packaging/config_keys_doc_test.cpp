@@ -30,6 +30,7 @@ std::map<std::string, key_set> loader_sections() {
       {"OUTPUT", set(keys::output)},
       {"READINESS", set(keys::readiness)},
       {"BACKOFF", set(keys::backoff)},
+      {"LIMITS", set(keys::limits)},
   };
 }
 

@@ -63,6 +63,18 @@ struct backoff_spec {
   int reset_after_ms = 10000;
 };
 
+// Resource limits of a worker (`limits:`), enforced through its cgroups
+// (docs/CONTAINMENT.md). 0: no limit. Each `at_*` is where the key was
+// written ("FILE:LINE:COL: KEY.PATH"), for the error when no cgroup
+// controller can enforce it (otpd --check, and at start).
+struct limits_spec {
+  std::uint64_t memory_bytes = 0;
+  double cpu_cores = 0;
+  std::uint64_t pids = 0;
+  std::string at_memory, at_cpu, at_pids;
+  [[nodiscard]] bool any() const { return memory_bytes != 0 || cpu_cores != 0 || pids != 0; }
+};
+
 struct worker_spec {
   std::vector<std::string> argv;  // a shell command is {"/bin/sh", "-c", text}
   // The file otpd executes: argv[0] resolved when the config is loaded, so a
@@ -85,6 +97,7 @@ struct worker_spec {
   // Send the stop signal to the child's whole process group, not only to it
   // (supervisord's stopasgroup): helpers it started get a chance to stop too.
   bool stop_as_group = false;
+  limits_spec limits;
 };
 
 struct child_spec;
@@ -141,7 +154,7 @@ inline constexpr std::array<std::string_view, 5> root_supervisor{
 // A child with `strategy` or `children`: a nested supervisor.
 inline constexpr std::array<std::string_view, 7> supervisor_child{
     "id", "strategy", "max_restarts", "max_seconds", "restart", "children", "template"};
-inline constexpr std::array<std::string_view, 18> worker{"id",
+inline constexpr std::array<std::string_view, 19> worker{"id",
                                                          "name",
                                                          "command",
                                                          "shell",
@@ -158,13 +171,16 @@ inline constexpr std::array<std::string_view, 18> worker{"id",
                                                          "stderr",
                                                          "backoff",
                                                          "success_exit_codes",
-                                                         "stop_as_group"};
+                                                         "stop_as_group",
+                                                         "limits"};
 // stdout / stderr given as a mapping.
 inline constexpr std::array<std::string_view, 4> output{"file", "max_size", "keep", "rotate"};
 // readiness given as a mapping.
 inline constexpr std::array<std::string_view, 4> readiness{"tcp", "unix", "command", "interval"};
 inline constexpr std::array<std::string_view, 5> backoff{"initial", "max", "factor", "jitter",
                                                          "reset_after"};
+// a worker's limits.
+inline constexpr std::array<std::string_view, 3> limits{"memory", "cpu", "pids"};
 }  // namespace config_keys
 
 // What the loader accepts at most (docs/SECURITY.md): a config is read by a
