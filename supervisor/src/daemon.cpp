@@ -593,6 +593,10 @@ bool node_daemon::wait_until_empty(const proc& p, pid_t pid, const exit_reason& 
   if (wd < 0) {
     core::log_warn("otpd {}: unable to watch {}: {}; not waiting for it to empty", p.path, p.cgroup,
                    std::strerror(errno));
+    if (let_finish) {
+      (void)cgroup_kill(p.cgroup);  // nothing would end the wait: no helper outlives the stop
+      killed_cgroups_.insert(p.cgroup);
+    }
     return false;
   }
   if (!cgroup_populated(p.cgroup)) {

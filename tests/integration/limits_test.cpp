@@ -216,7 +216,7 @@ TEST(Limits, CheckAndStartRefuseALimitNoControllerCanEnforce) {
   std::string out = check_output(n, yaml, "--containment pgroup", &code);
   EXPECT_EQ(code, 1) << out;
   std::string want = n.config_path() +
-                     ":6:17: supervisor.children[0].limits.memory: no cgroup "
+                     ":7:17: supervisor.children[0].limits.memory: no cgroup "
                      "controller can enforce it here";
   EXPECT_EQ(out.rfind(want, 0), 0u) << out;
   EXPECT_NE(out.find("--containment pgroup"), std::string::npos) << out;
