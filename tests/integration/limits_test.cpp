@@ -227,6 +227,20 @@ TEST(Limits, CheckAndStartRefuseALimitNoControllerCanEnforce) {
   EXPECT_NE(n.log().find(want), std::string::npos) << n.log();
   EXPECT_FALSE(std::filesystem::exists(n.rt() + "/control.sock"));
 
+  // A reload that brings such a limit is refused; the running tree stays.
+  n.start(root_yaml("one_for_one", sleeper("a")), true, {"--containment", "pgroup"});
+  pid_t a = n.wait_running("a");
+  ASSERT_GT(a, 0) << n.log();
+  n.write_config(yaml);
+  std::string reply;
+  EXPECT_EQ(n.ctl("reload", &reply), 1) << reply;
+  EXPECT_NE(reply.find("limits.memory: no cgroup controller can enforce it here"),
+            std::string::npos)
+      << reply;
+  EXPECT_EQ(n.pid_of("a"), a);
+  ASSERT_EQ(n.ctl("shutdown"), 0);
+  EXPECT_EQ(n.wait_exit(), 0) << n.log();
+
   // Bad values are the loader's errors, in any mode.
   for (const auto& [limits, expect] :
        {std::pair{"{memory: 12X}", "limits.memory: expected a positive size"},
