@@ -22,6 +22,7 @@ namespace otpd::itest {
 namespace {
 
 using namespace std::chrono_literals;
+namespace fs = std::filesystem;
 
 // What `otpd --check` says of yaml (with extra arguments): "" when valid.
 std::string check_output(otpd_node& n, const std::string& yaml, const std::string& extra,
@@ -178,6 +179,46 @@ TEST(Limits, CpuAndMemoryLimitsAreWrittenToTheChildsCgroups) {
   EXPECT_EQ(n.wait_exit(), 0) << n.log();
   EXPECT_FALSE(std::filesystem::exists(cpu)) << cpu << " outlived its otpd";
   EXPECT_FALSE(std::filesystem::exists(mem)) << mem << " outlived its otpd";
+}
+
+// kill -9 of otpd: the worker dies (PDEATHSIG), its child lives on in the
+// worker's cgroups until an otpd starts on the same runtime dir; then it is
+// killed, and at that otpd's stop no cgroup of the worker is left (v1 ones
+// included).
+TEST(Limits, KillNineOfOtpdThenAStartCleansUpTheLimitedCgroups) {
+  otpd_node n;
+  std::string g = n.dir() + "/grandchild";
+  std::string yaml = root_yaml(
+      "one_for_one", fmt::format("    - {{id: lim, limits: {{pids: 50, memory: 128M}}, command: "
+                                 "[{}, grandchild-setsid, {}, sleep]}}\n",
+                                 otpd_node::child(), g));
+  SKIP_UNLESS_ENFORCEABLE(n, yaml);
+  n.start(yaml);
+  pid_t w = n.wait_running("lim");
+  ASSERT_GT(w, 0) << n.log();
+  ASSERT_TRUE(testing::wait_until([&] { return !testing::read_file(g).empty(); }));
+  pid_t gc = std::stoi(testing::read_file(g));
+  std::string pids = cgroup_file(w, "pids", "pids.max", "pids.max");
+  std::string mem = cgroup_file(w, "memory", "memory.limit_in_bytes", "memory.max");
+  ASSERT_FALSE(pids.empty());
+  ASSERT_FALSE(mem.empty());
+  std::string pids_dir = fs::path(pids).parent_path(), mem_dir = fs::path(mem).parent_path();
+  n.signal(SIGKILL);
+  EXPECT_EQ(n.wait_exit(), 128 + SIGKILL);
+  EXPECT_TRUE(testing::wait_until([&] { return !testing::process_alive(w); }));
+  ASSERT_TRUE(testing::process_alive(gc));
+  EXPECT_TRUE(fs::exists(pids_dir));
+
+  n.start(yaml);
+  EXPECT_TRUE(testing::wait_until([&] { return !testing::process_alive(gc); }))
+      << "the grandchild " << gc << " survived the new otpd\n"
+      << n.log();
+  EXPECT_NE(n.log().find("killed what a previous otpd left in"), std::string::npos) << n.log();
+  ASSERT_GT(n.wait_running("lim"), 0) << n.log();
+  ASSERT_EQ(n.ctl("shutdown"), 0);
+  EXPECT_EQ(n.wait_exit(), 0) << n.log();
+  EXPECT_FALSE(fs::exists(pids_dir)) << pids_dir << " outlived its otpd";
+  EXPECT_FALSE(fs::exists(mem_dir)) << mem_dir << " outlived its otpd";
 }
 
 TEST(Limits, StatusCarriesTheFiguresOfAChildsCgroups) {
