@@ -7,7 +7,7 @@
 //
 //   bench_restart [--kills 200] [--anchor-kills 50] [--slow-kills 20]
 //                 [--idle-ms 1100] [--scale 1000,10000] [--anchor-scale 1000]
-//                 [--skip-restart] [--skip-scale] [--mass N]
+//                 [--skip-restart] [--skip-scale] [--mass N] [--containment N]
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -50,7 +50,8 @@ struct options {
   int anchor_scale = 1000;
   bool restart = true;
   bool scale_run = true;
-  int mass = 0;  // --mass N: only the 500-killed-at-once figure, N children
+  int mass = 0;         // --mass N: only the 500-killed-at-once figure, N children
+  int containment = 0;  // --containment N: only limits vs none, and stopping a family
 };
 
 std::string g_bin;   // build/bin
@@ -234,7 +235,8 @@ std::string child_bin() {
 
 std::unique_ptr<one_child> start_otpd(const std::string& tag, int n = 1,
                                       const char* strat = "one_for_one",
-                                      const std::string& containment = "auto") {
+                                      const std::string& containment = "auto",
+                                      const std::string& child_extra = "") {
   fs::path d = fresh_dir("otpd-" + tag);
   std::string stamp = (d / "stamp").string();
   std::string yaml = fmt::format(
@@ -242,8 +244,8 @@ std::unique_ptr<one_child> start_otpd(const std::string& tag, int n = 1,
       "  max_seconds: 1\n  children:\n",
       strat);
   for (int i = 0; i < n; ++i) {
-    yaml += fmt::format("    - {{id: c{}, command: [{}, {}], stdout: null, stderr: null}}\n", i,
-                        child_bin(), stamp);
+    yaml += fmt::format("    - {{id: c{}, command: [{}, {}], stdout: null, stderr: null{}}}\n", i,
+                        child_bin(), stamp, child_extra);
   }
   write(d / "otpd.yaml", yaml);
   auto c = std::make_unique<one_child>("otpd", stamp);
@@ -725,6 +727,123 @@ void mass_section(const options& o) {
   fmt::print("\n");
 }
 
+// Containment costs: restart latency with a memory limit (a cgroup of the
+// worker's own in each v1 hierarchy on a hybrid host, joined by a
+// cgroup.procs write each) against the same otpd without limits, and the
+// time to stop a worker with 100 descendants in cgroup and pgroup mode.
+void containment_section(const options& o) {
+  fmt::print("## Containment: limits and stopping a family ({} kills)\n\n", o.containment);
+  fs::path fd = fresh_dir("floor");
+  std::string floor_stamp = (fd / "stamp").string();
+  stamps floor_st(floor_stamp);
+  std::vector<double> floor_idle, floor_loop;
+  std::vector<std::unique_ptr<one_child>> c;
+  c.push_back(start_otpd("cg", 1, "one_for_one", "auto"));
+  c.push_back(start_otpd("cg-limits", 1, "one_for_one", "auto", ", limits: {memory: 256M}"));
+  c.push_back(start_otpd("pg", 1, "one_for_one", "pgroup"));
+  for (auto& x : c) {
+    if (!x->first()) {
+      fmt::print(stderr, "bench_restart: {} did not start its child\n", x->name);
+      std::exit(1);
+    }
+  }
+  int slot = o.idle_ms / 4 + 1;
+  for (int i = 0; i < o.containment; ++i) {
+    sleep_ms(slot);
+    floor_idle.push_back(floor_once(floor_stamp, floor_st));
+    for (auto& x : c) {
+      sleep_ms(slot);
+      x->ensure_up_for(o.idle_ms);
+      if (double ms = x->kill_once(); ms >= 0) {
+        x->idle.push_back(ms);
+      }
+    }
+  }
+  for (int i = 0; i < o.containment; ++i) {
+    floor_loop.push_back(floor_once(floor_stamp, floor_st));
+    for (auto& x : c) {
+      if (double ms = x->kill_once(); ms >= 0) {
+        x->loop.push_back(ms);
+      }
+    }
+  }
+  for (auto& x : c) {
+    x->shutdown();
+  }
+  percentiles fi = summarize(floor_idle), fl = summarize(floor_loop);
+  fmt::print(
+      "| restart (ms) | after idle p50 / p90 / p99 | crash loop p50 / p90 / p99 | "
+      "p50 vs floor (idle / loop) |\n|---|---|---|---|\n");
+  fmt::print("| floor: fork+execve | {} | {} | 1.00x / 1.00x |\n", fmt_p(fi), fmt_p(fl));
+  const char* labels[] = {"otpd, cgroup mode, no limits",
+                          "otpd, cgroup mode, limits: {memory: 256M}", "otpd --containment pgroup"};
+  for (std::size_t k = 0; k < c.size(); ++k) {
+    percentiles i = summarize(c[k]->idle), l = summarize(c[k]->loop);
+    fmt::print("| {} | {} | {} | {:.2f}x / {:.2f}x |\n", labels[k], fmt_p(i), fmt_p(l),
+               i.n ? i.p50 / fi.p50 : 0.0, l.n ? l.p50 / fl.p50 : 0.0);
+  }
+  fmt::print("\n");
+
+  // A worker whose shell leaves 100 sleeping descendants, then execs the
+  // stamping child: `otpctl stop` to the last of the 101 processes gone
+  // (they are otpd's to reap: it is their subreaper).
+  fmt::print("| stop a worker with 100 descendants (ms) | p50 / p90 / p99 |\n|---|---|\n");
+  for (const char* mode : {"auto", "pgroup"}) {
+    fs::path d = fresh_dir(fmt::format("family-{}", mode));
+    std::string stamp = (d / "stamp").string();
+    write(d / "otpd.yaml",
+          fmt::format("node: {{name: bench}}\nsupervisor:\n  strategy: one_for_one\n  children:\n"
+                      "    - {{id: fam, shell: true, stdout: null, stderr: null, command: \"for i "
+                      "in $(seq 100); do sleep 1000 & done; exec {} {}\"}}\n",
+                      child_bin(), stamp));
+    std::string rt = (d / "rt").string();
+    pid_t sup = launch(
+        {g_bin + "/otpd", (d / "otpd.yaml").string(), "--runtime-dir", rt, "--containment", mode},
+        (d / "otpd.log").string(), {"OTPD_LOG_LEVEL=warn"});
+    stamps st(stamp);
+    std::vector<double> ms;
+    pid_t old = -1;
+    std::string ctl = g_bin + "/otpctl --runtime-dir " + rt;
+    for (int i = 0; i < std::max(5, o.containment / 10); ++i) {
+      auto s = st.next(old, 15000);
+      if (!s) {
+        break;
+      }
+      old = s->first;
+      // The family: the main process's children (100 sleeps).
+      std::vector<pid_t> family{old};
+      std::string kids;
+      for (int t = 0; t < 5000 && family.size() < 101; ++t) {
+        std::ifstream in(fmt::format("/proc/{}/task/{}/children", old, old));
+        family.assign(1, old);
+        for (pid_t p; in >> p;) {
+          family.push_back(p);
+        }
+        if (family.size() < 101) {
+          sleep_ms(1);
+        }
+      }
+      std::int64_t t0 = monotonic_ns();
+      if (std::system((ctl + " stop fam >/dev/null").c_str()) != 0) {
+        break;
+      }
+      for (pid_t p : family) {
+        while (::kill(p, 0) == 0) {
+          std::this_thread::sleep_for(std::chrono::microseconds(100));
+        }
+      }
+      ms.push_back(static_cast<double>(monotonic_ns() - t0) / 1e6);
+      if (std::system((ctl + " start fam >/dev/null").c_str()) != 0) {
+        break;
+      }
+    }
+    stop(sup);
+    fmt::print("| otpd --containment {} | {} |\n",
+               std::string(mode) == "auto" ? "auto (cgroup)" : mode, fmt_p(summarize(ms)));
+  }
+  fmt::print("\n");
+}
+
 std::vector<int> parse_list(const std::string& s) {
   std::vector<int> out;
   std::stringstream ss(s);
@@ -760,13 +879,15 @@ int main(int argc, char** argv) {
       o.restart = false;
     } else if (a == "--mass") {
       o.mass = std::atoi(next().c_str());
+    } else if (a == "--containment") {
+      o.containment = std::atoi(next().c_str());
     } else if (a == "--skip-scale") {
       o.scale_run = false;
     } else {
       fmt::print(stderr,
                  "usage: bench_restart [--kills N] [--anchor-kills N] [--slow-kills N] "
                  "[--idle-ms MS] [--scale N,N] [--anchor-scale N] [--skip-restart] "
-                 "[--skip-scale] [--mass N]\n");
+                 "[--skip-scale] [--mass N] [--containment N]\n");
       return 100;
     }
   }
@@ -775,12 +896,14 @@ int main(int argc, char** argv) {
   g_work = ::mkdtemp(tmpl);
   ::signal(SIGPIPE, SIG_IGN);
   otpd::core::raise_fd_limit();
-  if (o.mass > 0) {
+  if (o.containment > 0) {
+    containment_section(o);
+  } else if (o.mass > 0) {
     mass_section(o);
   } else if (o.restart) {
     restart_section(o);
   }
-  if (o.scale_run && o.mass == 0) {
+  if (o.scale_run && o.mass == 0 && o.containment == 0) {
     scale_section(o);
   }
   std::error_code ec;

@@ -313,6 +313,11 @@ int run_exec_child(void* arg) {
       child_fail(c->err_fd, failed_at(spawn_step::cgroup, err));
     }
   }
+  for (int fd : c->o->join_fds) {
+    if (::write(fd, "0", 1) != 1) {
+      child_fail(c->err_fd, failed_at(spawn_step::cgroup, errno));
+    }
+  }
   int err = child_setup(*c->o, c->p, c->parent);
   if (err != 0) {
     child_fail(c->err_fd, err);

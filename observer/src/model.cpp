@@ -83,7 +83,9 @@ void model::take_status_figures(row& r, const json& node) {
   if (!mem) {
     mem = number(*src, "memory_current");
   }
-  if (!cpu_usec && !mem) {
+  // Without memory (a worker in a cgroup without the memory controller:
+  // cpu_usec alone) /proc gives both, so the columns stay of one source.
+  if (!mem) {
     r.v.figures_from_status = false;
     return;
   }

@@ -314,6 +314,14 @@ json node_status::to_json() const {
   if (instance) {
     j[field::instance] = *instance;
   }
+  for (auto [key, v] :
+       {std::pair{field::cpu_usec, &cpu_usec}, std::pair{field::memory_current, &memory_current},
+        std::pair{field::memory_peak, &memory_peak},
+        std::pair{field::pids_current, &pids_current}}) {
+    if (*v) {
+      j[key] = **v;
+    }
+  }
   if (is_supervisor) {
     json kids = json::array();
     for (const auto& c : children) {
@@ -353,6 +361,10 @@ node_status node_status::from_json(const json& j) {
   n.strategy = optional_field<std::string>(j, field::strategy);
   n.instance_of = optional_field<std::string>(j, field::instance_of);
   n.instance = optional_field<int>(j, field::instance);
+  n.cpu_usec = optional_field<std::uint64_t>(j, field::cpu_usec);
+  n.memory_current = optional_field<std::uint64_t>(j, field::memory_current);
+  n.memory_peak = optional_field<std::uint64_t>(j, field::memory_peak);
+  n.pids_current = optional_field<std::uint64_t>(j, field::pids_current);
   if (j.contains(field::children)) {
     for (const auto& c : j[field::children]) {
       n.children.push_back(from_json(c));

@@ -51,10 +51,18 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 100;
   }
   otpd::core::set_log_name("otpd");
+  o.containment = containment == "cgroup"   ? containment_choice::cgroup
+                  : containment == "pgroup" ? containment_choice::pgroup
+                                            : containment_choice::automatic;
   if (check) {
     auto cfg = load_config(o.config_path);
     if (!cfg) {
       std::fprintf(stderr, "%s\n", cfg.message().c_str());
+      return 1;
+    }
+    // Limits depend on the host's cgroups (and --containment), not only on the file.
+    if (std::string why = check_limits(**cfg, o.containment); !why.empty()) {
+      std::fprintf(stderr, "%s\n", why.c_str());
       return 1;
     }
     std::printf("%s: ok\n", o.config_path.c_str());
@@ -62,8 +70,5 @@ int main(int argc, char** argv) {
     return 0;
   }
   o.format = format == "json" ? log_format::json : log_format::text;
-  o.containment = containment == "cgroup"   ? containment_choice::cgroup
-                  : containment == "pgroup" ? containment_choice::pgroup
-                                            : containment_choice::automatic;
   return run_daemon(o);
 }

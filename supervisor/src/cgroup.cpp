@@ -124,6 +124,34 @@ std::vector<std::string> subdirs(const std::string& dir) {
 
 }  // namespace
 
+std::string read_small_file(const std::string& path) {
+  return slurp(path);
+}
+
+int write_small_file(const std::string& path, const char* s) {
+  return write_string(path, s);
+}
+
+std::string v2_own_dir() {
+  std::string own = own_cgroup();
+  if (own.empty()) {
+    return {};
+  }
+  for (const v2_mount& m : v2_mounts()) {
+    if (m.root != "/" && own.rfind(m.root, 0) != 0) {
+      continue;
+    }
+    std::string rel = m.root == "/" ? own : own.substr(m.root.size());
+    if (rel == "/") {
+      rel.clear();
+    }
+    if (is_dir(m.point + rel)) {
+      return m.point + rel;
+    }
+  }
+  return {};
+}
+
 const char* to_string(containment_mode m) noexcept {
   return m == containment_mode::cgroup ? "cgroup" : "pgroup";
 }

@@ -67,6 +67,14 @@ class cgroup_root {
   std::string base_;
 };
 
+// otpd's own cgroup in the first usable cgroup v2 mount (the parent of the
+// base cgroup_root::open makes), or "" without one. Creates nothing.
+[[nodiscard]] std::string v2_own_dir();
+// The whole of a small file (cgroup and /proc files), "" when unreadable.
+[[nodiscard]] std::string read_small_file(const std::string& path);
+// Writes s to a cgroup file: 0 or an errno.
+int write_small_file(const std::string& path, const char* s);
+
 // A child path as a cgroup directory name: "w-" then [A-Za-z0-9_-] as is and
 // every other byte as %XX; over-long names end in a hash.
 [[nodiscard]] std::string cgroup_name_of(const std::string& child_path);

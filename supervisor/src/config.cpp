@@ -565,6 +565,38 @@ class parser {
     return b;
   }
 
+  // "FILE:LINE:COL: KEY" of n, the prefix of fail()'s messages.
+  std::string where(const YAML::Node& n, const std::string& key) const {
+    const YAML::Mark m = n.Mark();
+    return m.line >= 0 ? fmt::format("{}:{}:{}: {}", file_, m.line + 1, m.column + 1, key)
+                       : fmt::format("{}: {}", file_, key);
+  }
+
+  // memory: a size (256M, 1G; at least 1M: less is no working program);
+  // cpu: cores, a number in [0.01, 4096] (0.5: half of one); pids: a count.
+  // Whether a cgroup controller can enforce them is the daemon's to say
+  // (check_limits), not the loader's: it depends on the host.
+  limits_spec limits(const YAML::Node& n, const std::string& key) {
+    limits_spec l;
+    check_keys(n, key, config_keys::limits);
+    if (n["memory"]) {
+      l.memory_bytes = size(n["memory"], join(key, "memory"));
+      if (l.memory_bytes < (1u << 20)) {
+        fail(n["memory"], join(key, "memory"), "at least 1M");
+      }
+      l.at_memory = where(n["memory"], join(key, "memory"));
+    }
+    if (n["cpu"]) {
+      l.cpu_cores = real(n["cpu"], join(key, "cpu"), 0.01, 4096);
+      l.at_cpu = where(n["cpu"], join(key, "cpu"));
+    }
+    if (n["pids"]) {
+      l.pids = static_cast<std::uint64_t>(integer(n["pids"], join(key, "pids"), 1, 4194304));
+      l.at_pids = where(n["pids"], join(key, "pids"));
+    }
+    return l;
+  }
+
   static std::string fingerprint(const YAML::Node& n) {
     YAML::Emitter e;
     e << YAML::Flow;
@@ -829,6 +861,9 @@ class parser {
     }
     if (n["stop_as_group"]) {
       w.stop_as_group = boolean(n["stop_as_group"], join(key, "stop_as_group"));
+    }
+    if (n["limits"]) {
+      w.limits = limits(n["limits"], join(key, "limits"));
     }
     identity(n, key, w);
   }

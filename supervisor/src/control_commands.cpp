@@ -110,6 +110,9 @@ json node_daemon::reload(bool dry_run) {
     ready_again();
     return fail(cfg.message());
   }
+  if (std::string why = limits_ ? limits_->check(**cfg) : std::string(); !why.empty()) {
+    return fail(why);  // limits this host cannot enforce: the running tree stays
+  }
   cfg_ = *cfg;
   ::malloc_trim(0);
   rebuild_base_env();
@@ -252,6 +255,7 @@ proto::node_status node_daemon::status_of(const node& n) const {
     s.instance_of = n.spec->instance_of;
     s.instance = n.spec->instance;
   }
+  put_figures(n, s);
   if (n.is_supervisor) {
     s.strategy = to_string(n.sup().strat);
     for (const auto& c : n.children) {

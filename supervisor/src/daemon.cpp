@@ -136,7 +136,7 @@ bool node_daemon::setup() {
 
   uv_loop_init(&loop_);
   loop_.data = this;
-  if (!setup_containment()) {
+  if (!setup_containment() || !setup_limits()) {
     return false;
   }
   install_signals();
@@ -281,6 +281,9 @@ void node_daemon::teardown() {
   kill_own_children();
   if (cgroups_) {
     cgroups_->remove_all(core::deadline::after(std::chrono::seconds(5)));
+  }
+  if (limits_) {
+    limits_->remove_all(core::deadline::after(std::chrono::seconds(5)));
   }
   emptying_.clear();
   cg_poll_.reset();
@@ -472,6 +475,7 @@ void node_daemon::stop_worker(std::uint64_t uid) {
     collect_family(p);
   }
   const shutdown_spec& s = n->worker().shutdown;
+  p.group_finishes = !p.cgroup.empty() && n->worker().stop_as_group;
   if (s.kind == shutdown_kind::brutal_kill) {
     p.stop_killed = true;
     kill_everything_of(p);
@@ -523,7 +527,8 @@ void node_daemon::reap() {
     }
     pid_t pid = info.si_pid;
     auto it = procs_.find(pid);
-    if (it != procs_.end() && it->second.r == proc::role::worker) {
+    if (it != procs_.end() && it->second.r == proc::role::worker &&
+        !(it->second.group_finishes && !it->second.stop_killed)) {
       ::kill(-pid, SIGKILL);  // grandchildren die with the child's process group
     }
     int status = 0;
@@ -564,13 +569,13 @@ void node_daemon::on_reaped(pid_t pid, const exit_reason& observed) {
   sweep_descendants(p);
   // One reason for the tree (events, status), the exit-reason ring and the
   // monitors: they must agree.
-  exit_reason reason = reason_of(p, observed);
+  exit_reason reason = oom_reason(p, reason_of(p, observed));
   // The replacement first (restart latency), the bookkeeping after: the
   // clean-up only touches entries of the dead pid, never the new one's. In
   // cgroup mode the worker has ended only once its cgroup is empty: the
   // tree hears of it then (usually at once: nothing else was in it).
   if (!wait_until_empty(p, pid, reason)) {
-    finish_exit(p.uid, p.cgroup, reason);
+    finish_exit(p.uid, p.cgroup, p.v1, reason);
   }
   cleanup_registry(pid, p.name);
   exits_.emplace_back(pid, reason);
@@ -616,29 +621,45 @@ void node_daemon::on_probe_reaped(const proc& probe, const exit_reason& observed
 
 // The worker's process is gone: tell the tree (which may restart it into
 // the same cgroup), and remove the cgroup of a child the tree let go.
-void node_daemon::finish_exit(std::uint64_t uid, const std::string& cgroup,
+void node_daemon::finish_exit(std::uint64_t uid, const std::string& cgroup, const v1_dirs& v1,
                               const exit_reason& reason) {
   tree_->on_exit(uid, reason);
   drain();
-  if (!cgroup.empty() && tree_->find(uid) == nullptr) {
-    ::rmdir(cgroup.c_str());  // a finished dynamic child: its cgroup goes with it
+  if (tree_->find(uid) == nullptr) {
+    // A finished dynamic child: its cgroups go with it.
+    if (!cgroup.empty()) {
+      ::rmdir(cgroup.c_str());
+    }
+    limit_controllers::remove(v1);
   }
 }
 
 // cgroup mode: when the reaped worker left processes in its cgroup, kills
 // them (cgroup.kill) and defers the exit until cgroup.events says
 // "populated 0" (on_cgroup_events). Returns false when it is empty already.
+// A stop with stop_as_group is the exception: the helpers were sent the stop
+// signal too, so they get the rest of the shutdown timeout to exit on their
+// own (systemd's KillMode=control-group), then cgroup.kill. A crash, or a
+// stop without stop_as_group (the helpers were never told: KillMode=mixed),
+// kills them at once, which keeps restarts fast.
 bool node_daemon::wait_until_empty(const proc& p, pid_t pid, const exit_reason& reason) {
   if (p.cgroup.empty() || !cgroup_populated(p.cgroup)) {
     return false;
   }
-  (void)cgroup_kill(p.cgroup);
-  killed_cgroups_.insert(p.cgroup);
+  bool let_finish = p.group_finishes && !p.stop_killed;
+  if (!let_finish) {
+    (void)cgroup_kill(p.cgroup);
+    killed_cgroups_.insert(p.cgroup);
+  }
   // The watch first, then the check: an emptying between them still wakes us.
   int wd = ::inotify_add_watch(cg_inotify_.get(), (p.cgroup + "/cgroup.events").c_str(), IN_MODIFY);
   if (wd < 0) {
     core::log_warn("otpd {}: unable to watch {}: {}; not waiting for it to empty", p.path, p.cgroup,
                    std::strerror(errno));
+    if (let_finish) {
+      (void)cgroup_kill(p.cgroup);  // nothing would end the wait: no helper outlives the stop
+      killed_cgroups_.insert(p.cgroup);
+    }
     return false;
   }
   if (!cgroup_populated(p.cgroup)) {
@@ -646,8 +667,35 @@ bool node_daemon::wait_until_empty(const proc& p, pid_t pid, const exit_reason& 
     return false;
   }
   core::log_debug("otpd {}: pid {} gone; waiting for {} to empty", p.path, pid, p.cgroup);
-  emptying_[wd] = emptying{p.uid, p.cgroup, reason};
+  emptying& e = emptying_[wd];
+  e = emptying{p.uid, p.path, p.cgroup, p.v1, reason, {}};
+  // The shutdown timer of the stop (none with shutdown: infinity) goes on
+  // for what is left: its remaining time, on a timer of the cgroup's own.
+  if (let_finish && p.timer.get() != nullptr && uv_is_active(uv::as_handle(p.timer.get())) != 0) {
+    e.timer = uv::handle<uv_timer_t>::make();
+    uv_timer_init(&loop_, e.timer.get());
+    e.timer.get()->data = reinterpret_cast<void*>(static_cast<std::intptr_t>(wd));
+    uv_timer_start(
+        e.timer.get(),
+        [](uv_timer_t* h) {
+          self(h).on_group_timeout(static_cast<int>(reinterpret_cast<std::intptr_t>(h->data)));
+        },
+        uv_timer_get_due_in(p.timer.get()), 0);
+  }
   return true;
+}
+
+// The shutdown timeout ran out with processes still in a stopped worker's
+// cgroup: they are killed; the exit follows when it is empty.
+void node_daemon::on_group_timeout(int wd) {
+  auto it = emptying_.find(wd);
+  if (it == emptying_.end()) {
+    return;
+  }
+  core::log_warn("otpd {}: {} still holds processes after the shutdown timeout; killing them",
+                 it->second.path, it->second.cgroup);
+  (void)cgroup_kill(it->second.cgroup);
+  killed_cgroups_.insert(it->second.cgroup);
 }
 
 void node_daemon::on_cgroup_events() {
@@ -664,7 +712,7 @@ void node_daemon::on_cgroup_events() {
       emptying e = std::move(it->second);
       emptying_.erase(it);
       ::inotify_rm_watch(cg_inotify_.get(), ev->wd);
-      finish_exit(e.uid, e.cgroup, e.reason);
+      finish_exit(e.uid, e.cgroup, e.v1, e.reason);
     }
   }
 }

@@ -19,6 +19,7 @@
 
 #include "cgroup.hpp"
 #include "control_server.hpp"
+#include "limits.hpp"
 #include "output_capture.hpp"
 #include "service_manager.hpp"
 #include <nlohmann/json.hpp>
@@ -72,6 +73,13 @@ struct proc {
   core::unique_fd probe_sock;
   pid_t probe_pid = -1;
   std::string cgroup;  // its cgroup directory (cgroup mode)
+  v1_dirs v1;          // its cgroup v1 directories (limits on a hybrid host)
+  // The OOM kills of its memory cgroup at the spawn (a memory limit only).
+  std::optional<std::uint64_t> oom_kills;
+  // A stop with stop_as_group in cgroup mode: what is left in the cgroup
+  // when the worker's own process exits gets the rest of the shutdown
+  // timeout to exit too (then cgroup.kill), instead of being killed at once.
+  bool group_finishes = false;
   // pgroup mode: pidfds of the descendants found when the stop began, killed
   // when the worker is reaped (a pidfd cannot hit a reused pid).
   std::vector<core::unique_fd> family;
@@ -129,7 +137,16 @@ class node_daemon : private control_executor {
   std::string cgroup_for(const node& n, core::unique_fd& dir_fd, bool& via_procs);
   bool wait_until_empty(const proc& p, pid_t pid, const core::exit_reason& reason);
   void on_cgroup_events();
-  void finish_exit(std::uint64_t uid, const std::string& cgroup, const core::exit_reason& reason);
+  void finish_exit(std::uint64_t uid, const std::string& cgroup, const v1_dirs& v1,
+                   const core::exit_reason& reason);
+  void on_group_timeout(int wd);
+
+  // worker_limits.cpp: limits, OOM kills, figures (limits.hpp).
+  bool setup_limits();
+  bool prepare_limits(const node& n, const std::string& cgroup, core::spawn_options& o,
+                      prepared_limits& out);
+  core::exit_reason oom_reason(const proc& p, const core::exit_reason& reason) const;
+  void put_figures(const node& n, protocol::node_status& s) const;
   void notify_monitors(pid_t pid, const core::exit_reason& observed);
   void cleanup_registry(pid_t pid, const std::string& name);
   pid_t pid_of_name(const std::string& name) const;
@@ -241,13 +258,19 @@ class node_daemon : private control_executor {
   uv::handle<uv_poll_t> cg_poll_;
   struct emptying {
     std::uint64_t uid = 0;
+    std::string path;
     std::string cgroup;
+    v1_dirs v1;
     core::exit_reason reason;
+    // stop_as_group: the rest of the shutdown timeout, then cgroup.kill.
+    uv::handle<uv_timer_t> timer;
   };
   std::unordered_map<int, emptying> emptying_;  // by inotify watch descriptor
   // Cgroups written to cgroup.kill: replaced before their next spawn (see
   // cgroup_for), as clone3 CLONE_INTO_CGROUP into one kills the child.
   std::unordered_set<std::string> killed_cgroups_;
+  // Limits and figures (limits.hpp): the controllers found at start.
+  std::optional<limit_controllers> limits_;
   bool draining_ = false;
   int exit_code_ = -1;
   // systemd's Type=notify (service_manager.hpp); inactive without NOTIFY_SOCKET.

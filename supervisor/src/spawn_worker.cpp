@@ -83,6 +83,12 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
     o.cgroup_procs = cgroup + "/cgroup.procs";
     o.cgroup_via_procs = via_procs;
   }
+  // Its limits, and its v1 cgroups where the host has its controllers there.
+  prepared_limits lim;
+  if (!prepare_limits(*n, cgroup, o, lim)) {
+    tree_->on_exit(uid, exit_reason{core::exit_kind::exec_failed, EPERM});
+    return;
+  }
   // The exec outcome is read on the loop (watch_exec), never waited for
   // here. vfork: otpd's page tables are not copied, which is most of what a
   // fork of otpd costs over a fork of a small program (restart latency, and
@@ -92,6 +98,7 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
   fds.ready_w.reset();
   fds.writes.clear();
   cg_fd.reset();
+  lim.join.clear();
   if (!r) {
     // The categories by address (what operator== does): a virtual call here
     // needs UBSan's vptr check, which itself wants an fd we have not got.
@@ -112,6 +119,8 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
   }
   proc& p = register_worker(*n, r->pid);
   p.cgroup = std::move(cgroup);
+  p.v1 = std::move(lim.v1);
+  p.oom_kills = lim.oom_kills;
   watch_exec(p, std::move(r->exec_fd));
   arm_readiness(p, w.readiness, std::move(fds.ready_r));
 }

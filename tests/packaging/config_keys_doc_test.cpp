@@ -31,6 +31,7 @@ std::map<std::string, key_set> loader_sections() {
       {"READINESS", set(keys::readiness)},
       {"BACKOFF", set(keys::backoff)},
       {"RLIMITS", set(keys::rlimits)},
+      {"LIMITS", set(keys::limits)},
   };
 }
 

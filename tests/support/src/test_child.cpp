@@ -16,6 +16,10 @@
 //   exit N              exit with code N
 //   crash               SIGSEGV (no core file, whatever handler a sanitizer set)
 //   abort               abort() (no core file)
+//   alloc MB            allocate MB MiB and touch every page (kept until exit)
+//   forks N PATH        fork N children that sleep in our group; then write
+//                       "forked K errno E\n" to PATH (K made, E of the first failure)
+//   spin MS             burn CPU for MS milliseconds
 //   sleep               sleep until killed
 #include <fcntl.h>
 #include <signal.h>
@@ -23,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -151,6 +156,44 @@ int main(int argc, char** argv) {
     } else if (a == "abort") {
       no_core();
       std::abort();
+    } else if (a == "alloc") {
+      std::size_t bytes = static_cast<std::size_t>(std::atol(arg().c_str())) << 20;
+      auto* p = static_cast<char*>(std::malloc(bytes));
+      for (std::size_t off = 0; p != nullptr && off < bytes; off += 4096) {
+        p[off] = 1;
+      }
+      static volatile char* keep;
+      keep = p;
+    } else if (a == "forks") {
+      long n = std::atol(arg().c_str());
+      std::string path = arg();
+      long made = 0;
+      int err = 0;
+      for (long k = 0; k < n; ++k) {
+        pid_t pid = fork();
+        if (pid == 0) {
+          sleep_forever();
+        }
+        if (pid < 0) {
+          err = errno;
+          break;
+        }
+        ++made;
+      }
+      std::string line = "forked " + std::to_string(made) + " errno " + std::to_string(err) + "\n";
+      std::string tmp = path + ".tmp";
+      int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (fd >= 0) {
+        write_all(fd, line);
+        close(fd);
+        rename(tmp.c_str(), path.c_str());
+      }
+    } else if (a == "spin") {
+      long long until = now_ns() + std::atol(arg().c_str()) * 1000000LL;
+      static volatile unsigned long sink;
+      while (now_ns() < until) {
+        sink = sink + 1;
+      }
     } else if (a == "sleep") {
       sleep_forever();
     } else {

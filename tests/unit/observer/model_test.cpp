@@ -212,6 +212,11 @@ TEST(ObserverModel, FiguresFromStatusWinOverProc) {
   st["children"][1]["memory_bytes"] = 4096;
   f.m.apply_status(st);
   EXPECT_EQ(f.row("db").memory_bytes, 4096u);
+  // cpu_usec alone (a cgroup without the memory controller): /proc gives both.
+  st["children"][1].erase("memory_bytes");
+  st["children"][1]["cpu_usec"] = 3000000;
+  f.m.apply_status(st);
+  EXPECT_FALSE(f.row("db").figures_from_status);
 }
 
 TEST(ObserverModel, IntensityWhenStatusReportsIt) {

@@ -70,9 +70,9 @@ TEST(Config, RejectsBadRestartWithLineColumnAndKey) {
 TEST(Config, RejectsUnknownKey) {
   EXPECT_EQ(error_of(head + "    - id: a\n      command: [/bin/true]\n      restrat: permanent\n"),
             "x.yaml:6:7: supervisor.children[0].restrat: unknown key (expected one of backoff, "
-            "capabilities, command, cwd, env, env_file, group, id, instances, name, nice, "
-            "no_new_privileges, "
-            "oom_score_adj, readiness, restart, rlimits, shell, shutdown, signal, start_timeout, "
+            "capabilities, command, cwd, env, env_file, group, id, instances, limits, name, nice, "
+            "no_new_privileges, oom_score_adj, readiness, restart, rlimits, shell, shutdown, "
+            "signal, start_timeout, "
             "stderr, stdout, stop_as_group, success_exit_codes, umask, user)");
 }
 

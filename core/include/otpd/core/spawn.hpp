@@ -43,6 +43,10 @@ struct spawn_options {
   int cgroup_fd = -1;
   std::string cgroup_procs;       // that cgroup's cgroup.procs file
   bool cgroup_via_procs = false;  // skip clone3: always the write (to measure it)
+  // More cgroups to join (cgroup v1 hierarchies: memory, pids, cpu): fds of
+  // their cgroup.procs, opened for writing by the caller; the child writes
+  // "0" to each before anything else (and before the switch to uid/gid).
+  std::vector<int> join_fds;
   // fds to place in the child: {fd in the parent, fd number in the child}.
   // -1 as the parent fd opens /dev/null there. Unlisted 0/1/2 are inherited;
   // every other fd is closed by CLOEXEC.

@@ -76,6 +76,10 @@ inline constexpr const char* runtime_dir = "runtime_dir";
 inline constexpr const char* peer_uid = "peer_uid";
 inline constexpr const char* peer_pid = "peer_pid";
 inline constexpr const char* containment = "containment";
+inline constexpr const char* cpu_usec = "cpu_usec";
+inline constexpr const char* memory_current = "memory_current";
+inline constexpr const char* memory_peak = "memory_peak";
+inline constexpr const char* pids_current = "pids_current";
 }  // namespace field
 
 // The "cmd" of a request; an object without one (a string) is malformed.
@@ -272,6 +276,10 @@ struct node_status {
   // A child made by `instances: N`: the id written in the config, its number.
   std::optional<std::string> instance_of;
   std::optional<int> instance;
+  // A running worker's figures from its cgroups (absent where no cgroup
+  // controller gives them): CPU time in microseconds, memory in bytes now
+  // and at its peak, processes (and threads) now.
+  std::optional<std::uint64_t> cpu_usec, memory_current, memory_peak, pids_current;
   [[nodiscard]] json to_json() const;
   static node_status from_json(const json& j);
 };

@@ -71,6 +71,18 @@ struct rlimit_spec {
   rlim_t hard = 0;
 };
 
+// Resource limits of a worker (`limits:`), enforced through its cgroups
+// (docs/CONTAINMENT.md). 0: no limit. Each `at_*` is where the key was
+// written ("FILE:LINE:COL: KEY.PATH"), for the error when no cgroup
+// controller can enforce it (otpd --check, and at start).
+struct limits_spec {
+  std::uint64_t memory_bytes = 0;
+  double cpu_cores = 0;
+  std::uint64_t pids = 0;
+  std::string at_memory, at_cpu, at_pids;
+  [[nodiscard]] bool any() const { return memory_bytes != 0 || cpu_cores != 0 || pids != 0; }
+};
+
 struct worker_spec {
   std::vector<std::string> argv;  // a shell command is {"/bin/sh", "-c", text}
   // The file otpd executes: argv[0] resolved when the config is loaded, so a
@@ -110,6 +122,7 @@ struct worker_spec {
   std::string user;
   std::uint64_t capabilities = 0;  // ambient capabilities: bit n is capability n
   bool no_new_privileges = false;
+  limits_spec limits;
 };
 
 struct child_spec;
@@ -170,7 +183,7 @@ inline constexpr std::array<std::string_view, 5> root_supervisor{
 // A child with `strategy` or `children`: a nested supervisor.
 inline constexpr std::array<std::string_view, 7> supervisor_child{
     "id", "strategy", "max_restarts", "max_seconds", "restart", "children", "template"};
-inline constexpr std::array<std::string_view, 26> worker{"id",
+inline constexpr std::array<std::string_view, 27> worker{"id",
                                                          "name",
                                                          "command",
                                                          "shell",
@@ -195,7 +208,8 @@ inline constexpr std::array<std::string_view, 26> worker{"id",
                                                          "oom_score_adj",
                                                          "env_file",
                                                          "no_new_privileges",
-                                                         "capabilities"};
+                                                         "capabilities",
+                                                         "limits"};
 // stdout / stderr given as a mapping.
 inline constexpr std::array<std::string_view, 4> output{"file", "max_size", "keep", "rotate"};
 // readiness given as a mapping.
@@ -206,6 +220,8 @@ inline constexpr std::array<std::string_view, 5> backoff{"initial", "max", "fact
 inline constexpr std::array<std::string_view, 14> rlimits{
     "nofile", "core", "nproc",    "as",   "memlock", "stack",      "cpu",
     "fsize",  "data", "msgqueue", "nice", "rtprio",  "sigpending", "locks"};
+// a worker's limits.
+inline constexpr std::array<std::string_view, 3> limits{"memory", "cpu", "pids"};
 }  // namespace config_keys
 
 // What the loader accepts at most (docs/SECURITY.md): a config is read by a

@@ -25,6 +25,12 @@ struct daemon_options {
 // and returned as exit code 1.
 [[nodiscard]] int run_daemon(const daemon_options& options);
 
+struct config;
+// Whether every worker's `limits:` can be enforced on this host with this
+// containment (otpd --check; the start checks again with what it opened):
+// "" when they can, else one "FILE:LINE:COL: KEY: why" line per limit.
+[[nodiscard]] std::string check_limits(const config& c, containment_choice choice);
+
 // The control socket of a runtime dir.
 [[nodiscard]] std::string control_socket_path(const std::string& runtime_dir);
 
