@@ -12,7 +12,8 @@ namespace {
 using prometheus::BuildCounter;
 using prometheus::BuildGauge;
 
-const char* const all_states[] = {"starting", "running", "stopping", "stopped", "failed"};
+const char* const all_states[] = {"starting", "running", "stopping",
+                                  "stopped",  "failed",  "backoff"};
 
 }  // namespace
 

@@ -136,6 +136,18 @@ void model::add_rows(const json& node, int depth, std::map<std::string, row>& ol
   r.v.pid = opt<pid_t>(node, "pid");
   r.v.restarts = node.value("restarts", 0);
   r.v.last_exit = opt<std::string>(node, "last_exit");
+  r.v.next_start_wall_ms = opt<std::int64_t>(node, "next_start_wall_ms");
+  // Exits from before the observer started: otpd keeps the last few.
+  if (auto it = node.find("last_exits");
+      r.v.recent_exits.empty() && it != node.end() && it->is_array()) {
+    for (const auto& e : *it) {
+      if (e.is_object()) {
+        r.v.recent_exits.push_back({e.value("wall_ms", std::int64_t{0}),
+                                    e.value("reason", std::string()),
+                                    exit_kind_name(e.value("reason_kind", -1)), std::nullopt});
+      }
+    }
+  }
   if (auto up = opt<std::int64_t>(node, "uptime_ms")) {
     r.running_since = now_() - *up;
   }
@@ -195,6 +207,7 @@ void model::record_exit(row& r, const json& ev, bool failed_start) {
   }
   r.v.pid.reset();
   r.v.state = failed_start ? "failed" : "stopped";
+  r.v.next_start_wall_ms.reset();
   r.v.last_exit = reason;
   r.running_since.reset();
   r.v.cpu_percent.reset();

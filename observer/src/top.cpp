@@ -123,7 +123,13 @@ std::string label_of(const child_view& r, sort_key key) {
   return label;
 }
 
+std::string clock_text(std::int64_t wall);
+
 std::string last_text(const child_view& r) {
+  if (r.next_start_wall_ms) {
+    return "next start " + clock_text(*r.next_start_wall_ms) + ", " +
+           terminal_safe(r.last_exit.value_or("-"));
+  }
   if (r.supervisor) {
     std::string s = terminal_safe(r.strategy);
     if (r.intens) {

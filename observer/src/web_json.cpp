@@ -25,6 +25,7 @@ json child_json(const child_view& r, bool with_exits) {
             {"cpu_seconds", or_null(r.cpu_seconds)},
             {"memory_bytes", or_null(r.memory_bytes)},
             {"last_exit", or_null(r.last_exit)},
+            {"next_start_ms", or_null(r.next_start_wall_ms)},
             {"exits_by_kind", r.exits_by_kind}};
   if (r.supervisor) {
     j["strategy"] = r.strategy;

@@ -126,6 +126,7 @@ function fillRow(tr, r) {
     else last += ', ' + r.restarts_seen + ' restarts seen';
   } else {
     last = r.last_exit === null ? '-' : r.last_exit;
+    if (r.next_start_ms !== null && r.next_start_ms !== undefined) last = 'next start ' + fmtTime(r.next_start_ms) + ', ' + last;
   }
   set('last', last);
 }
@@ -176,6 +177,7 @@ async function loadDetail() {
   add('restarts', c.restarts);
   if (c.name) add('name', c.name);
   add('uptime', fmtUptime(c.uptime_ms));
+  if (c.next_start_ms !== null && c.next_start_ms !== undefined) add('next start', fmtTime(c.next_start_ms));
   if (!c.supervisor) {
     add('CPU', fmtCpu(c.cpu_percent) + ' % (' + (c.cpu_seconds ?? 0).toFixed(2) + ' s)');
     add('memory', fmtBytes(c.memory_bytes));
@@ -186,7 +188,7 @@ async function loadDetail() {
   for (const e of c.recent_exits.slice().reverse()) {
     exits.append(el('li', null, fmtTime(e.time_ms) + '  ' + e.reason + (e.pid ? '  (pid ' + e.pid + ')' : '')));
   }
-  const parts = [dl, el('h2', null, 'recent exits'), c.recent_exits.length ? exits : el('p', 'note', 'none seen since otpd-web started')];
+  const parts = [dl, el('h2', null, 'recent exits'), c.recent_exits.length ? exits : el('p', 'note', 'none')];
   parts.push(el('h2', null, 'log'), el('p', 'note', c.log && c.log.available ? '' : c.log.why));
   $('detail-body').replaceChildren(...parts);
 }

@@ -329,6 +329,23 @@ json node_status::to_json() const {
     }
     j[field::children] = std::move(kids);
   }
+  if (next_start_wall_ms) {
+    j[field::next_start_wall_ms] = *next_start_wall_ms;
+  }
+  if (!last_exits.empty()) {
+    json list = json::array();
+    for (const auto& e : last_exits) {
+      json x = {{field::wall_ms, e.wall_ms}};
+      put_reason(x, e.reason);
+      list.push_back(std::move(x));
+    }
+    j[field::last_exits] = std::move(list);
+  }
+  if (intensity) {
+    j[field::intensity] = {{field::used, intensity->used},
+                           {field::max_restarts, intensity->max_restarts},
+                           {field::max_seconds, intensity->max_seconds}};
+  }
   return j;
 }
 
@@ -369,6 +386,18 @@ node_status node_status::from_json(const json& j) {
     for (const auto& c : j[field::children]) {
       n.children.push_back(from_json(c));
     }
+  }
+  n.next_start_wall_ms = optional_field<std::int64_t>(j, field::next_start_wall_ms);
+  if (j.contains(field::last_exits)) {
+    for (const auto& e : j[field::last_exits]) {
+      n.last_exits.push_back({e.at(field::wall_ms).get<std::int64_t>(), get_reason(e)});
+    }
+  }
+  if (j.contains(field::intensity)) {
+    const json& i = j[field::intensity];
+    n.intensity =
+        intensity_status{i.at(field::used).get<int>(), i.at(field::max_restarts).get<int>(),
+                         i.at(field::max_seconds).get<int>()};
   }
   return n;
 }

@@ -4,6 +4,7 @@
 // process's own mailbox (the process runtime) to a registered worker.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -49,6 +50,15 @@ std::string uptime(const proto::node_status& c) {
   return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
 }
 
+// A backoff child's next start (a time of day in status) as a delay from now.
+std::string next_start_in(std::int64_t wall_ms) {
+  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  return fmt::format("{:.1f}s",
+                     static_cast<double>(std::max<std::int64_t>(0, wall_ms - now)) / 1000.0);
+}
+
 void print_rows(const proto::node_status& n, int depth, bool as_tree) {
   for (const auto& c : n.children) {
     std::string label =
@@ -60,7 +70,15 @@ void print_rows(const proto::node_status& n, int depth, bool as_tree) {
     std::string pid = c.pid ? std::to_string(*c.pid) : "-";
     std::string last = c.last_exit.value_or("-");
     if (sup) {
-      last = c.strategy.value_or("") + (last == "-" ? "" : ", last exit " + last);
+      std::string used;
+      if (c.intensity) {
+        used = fmt::format(" ({}/{} restarts in {}s)", c.intensity->used, c.intensity->max_restarts,
+                           c.intensity->max_seconds);
+      }
+      last = c.strategy.value_or("") + used + (last == "-" ? "" : ", last exit " + last);
+    }
+    if (c.next_start_wall_ms) {
+      last += fmt::format(", next start in {}", next_start_in(*c.next_start_wall_ms));
     }
     std::printf("%-32s %-9s %-8s %8d  %-8s %s\n", label.c_str(), c.state.c_str(), pid.c_str(),
                 c.restarts, uptime(c).c_str(), last.c_str());
@@ -346,8 +364,13 @@ int main(int argc, char** argv) {
   }
   if (cmd == "status" || cmd == "tree") {
     auto st = proto::status_reply::from_json(ans);
-    std::printf("node %s (otpd pid %d), root %s, %s\n", st.node.c_str(), st.otpd_pid,
-                st.root.strategy.value_or("").c_str(), st.root.state.c_str());
+    std::string used;
+    if (st.root.intensity) {
+      used = fmt::format(" ({}/{} restarts in {}s)", st.root.intensity->used,
+                         st.root.intensity->max_restarts, st.root.intensity->max_seconds);
+    }
+    std::printf("node %s (otpd pid %d), root %s%s, %s\n", st.node.c_str(), st.otpd_pid,
+                st.root.strategy.value_or("").c_str(), used.c_str(), st.root.state.c_str());
     std::printf("%-32s %-9s %-8s %8s  %-8s %s\n", "PATH", "STATE", "PID", "RESTARTS", "UPTIME",
                 "LAST EXIT");
     print_rows(st.root, 0, cmd == "tree");

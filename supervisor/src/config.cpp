@@ -1,9 +1,12 @@
+#include <arpa/inet.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -483,6 +486,134 @@ class parser {
     return o;
   }
 
+  // The address of a tcp or http probe: HOST:PORT, [IPV6]:PORT, or :PORT
+  // (127.0.0.1); with default_port > 0 the port may be left out. A host
+  // name is resolved when the probe runs, not here: a config must validate
+  // on any machine, and names may change.
+  void probe_address(const YAML::Node& at, const std::string& key, const std::string& text,
+                     int default_port, const char* example, std::string& host, int& port) {
+    std::string h;
+    std::string digits;
+    bool has_port = false;
+    if (!text.empty() && text[0] == '[') {
+      auto close = text.find(']');
+      if (close == std::string::npos) {
+        fail(at, key, fmt::format("expected [IPV6]:PORT, e.g. {}", "[::1]:8080"));
+      }
+      h = text.substr(1, close - 1);
+      in6_addr a6{};
+      if (::inet_pton(AF_INET6, h.c_str(), &a6) != 1) {
+        fail(at, key, "'" + h + "' is not an IPv6 address");
+      }
+      std::string rest = text.substr(close + 1);
+      if (!rest.empty()) {
+        if (rest[0] != ':') {
+          fail(at, key, fmt::format("expected HOST:PORT, e.g. {}", example));
+        }
+        has_port = true;
+        digits = rest.substr(1);
+      }
+    } else {
+      auto colon = text.rfind(':');
+      if (colon != std::string::npos && text.find(':') != colon) {
+        fail(at, key, "an IPv6 address goes in brackets, e.g. [::1]:8080");
+      }
+      h = colon == std::string::npos ? text : text.substr(0, colon);
+      if (colon != std::string::npos) {
+        has_port = true;
+        digits = text.substr(colon + 1);
+      }
+      if (h.empty()) {
+        h = "127.0.0.1";
+      }
+      bool name_chars = std::all_of(h.begin(), h.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '.' || c == '-' || c == '_';
+      });
+      if (!name_chars || h.size() > 253 || h.front() == '.' || h.front() == '-') {
+        fail(at, key, "'" + h + "' is not a host name or an IP address");
+      }
+    }
+    long p = default_port;
+    if (has_port || default_port <= 0) {
+      bool numeric =
+          !digits.empty() && digits.size() <= 5 &&
+          std::all_of(digits.begin(), digits.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+      p = numeric ? std::stol(digits) : 0;
+    }
+    if (p <= 0 || p > 65535) {
+      fail(at, key, fmt::format("expected HOST:PORT, e.g. {}", example));
+    }
+    host = h;
+    port = static_cast<int>(p);
+  }
+
+  // http://HOST[:PORT][/PATH] (the scheme may be left out): a GET of PATH
+  // (default /) on port PORT (default 80).
+  void http_url(const YAML::Node& at, const std::string& key, std::string& host, int& port,
+                std::string& path) {
+    std::string s = scalar(at, key);
+    if (s.starts_with("https://")) {
+      fail(at, key, "https is not supported (a probe speaks plain HTTP): probe a plain port");
+    }
+    if (s.starts_with("http://")) {
+      s = s.substr(7);
+    }
+    auto slash = s.find('/');
+    std::string authority = s.substr(0, slash);
+    path = slash == std::string::npos ? "/" : s.substr(slash);
+    // The path goes into the request line as it is: no blanks, no control
+    // characters (they would end the line early or forge headers).
+    bool clean = std::all_of(path.begin(), path.end(), [](char c) { return c > ' ' && c < 0x7f; });
+    if (!clean || path.size() > 1024) {
+      fail(at, key, "the path must be at most 1024 printable characters, without blanks");
+    }
+    probe_address(at, key, authority, 80, "http://127.0.0.1:8080/healthz", host, port);
+  }
+
+  struct probe_fields {
+    probe_kind kind = probe_kind::tcp;
+    std::string host;
+    int port = 0;
+    std::string path;       // unix
+    std::string http_path;  // http
+    std::vector<std::string> command;
+  };
+
+  // The one check of a readiness or liveness mapping: exactly one of tcp,
+  // unix, http and command.
+  probe_fields probe(const YAML::Node& n, const std::string& key, const char* expected) {
+    int kinds = 0;
+    for (const char* k : {"tcp", "unix", "http", "command"}) {
+      kinds += n[k] ? 1 : 0;
+    }
+    if (kinds != 1) {
+      fail(n, key, expected);
+    }
+    probe_fields f;
+    if (n["tcp"]) {
+      f.kind = probe_kind::tcp;
+      probe_address(n["tcp"], join(key, "tcp"), scalar(n["tcp"], join(key, "tcp")), 0,
+                    "127.0.0.1:6379", f.host, f.port);
+    } else if (n["unix"]) {
+      f.kind = probe_kind::unix_socket;
+      f.path = resolve(scalar(n["unix"], join(key, "unix")));
+      if (f.path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+        fail(n["unix"], join(key, "unix"),
+             fmt::format("a socket path has at most {} bytes", sizeof(sockaddr_un{}.sun_path) - 1));
+      }
+    } else if (n["http"]) {
+      f.kind = probe_kind::http;
+      http_url(n["http"], join(key, "http"), f.host, f.port, f.http_path);
+    } else {
+      f.kind = probe_kind::command;
+      const YAML::Node& c = n["command"];
+      f.command = c.IsScalar() ? std::vector<std::string>{"/bin/sh", "-c", c.Scalar()}
+                               : argv(c, join(key, "command"), false);
+    }
+    return f;
+  }
+
   readiness_spec readiness(const YAML::Node& n, const std::string& key) {
     readiness_spec r;
     if (n.IsScalar()) {
@@ -491,37 +622,61 @@ class parser {
       return r;
     }
     check_keys(n, key, config_keys::readiness);
-    if (n.size() < 1 || (n["interval"] && n.size() < 2)) {
-      fail(n, key, "expected exec, notify, {tcp: HOST:PORT}, {unix: PATH} or {command: ...}");
-    }
     if (n["interval"]) {
       r.probe_interval_ms =
           static_cast<int>(integer(n["interval"], join(key, "interval"), 1, 60000));
     }
-    if (n["tcp"]) {
-      r.kind = readiness_kind::tcp;
-      std::string s = scalar(n["tcp"], join(key, "tcp"));
-      auto colon = s.rfind(':');
-      std::string digits = colon == std::string::npos ? std::string() : s.substr(colon + 1);
-      bool numeric =
-          !digits.empty() && digits.size() <= 5 &&
-          std::all_of(digits.begin(), digits.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
-      long port = numeric ? std::stol(digits) : 0;
-      if (port <= 0 || port > 65535) {
-        fail(n["tcp"], join(key, "tcp"), "expected HOST:PORT, e.g. 127.0.0.1:6379");
-      }
-      r.host = colon == 0 ? "127.0.0.1" : s.substr(0, colon);
-      r.port = static_cast<int>(port);
-    } else if (n["unix"]) {
-      r.kind = readiness_kind::unix_socket;
-      r.path = resolve(scalar(n["unix"], join(key, "unix")));
-    } else if (n["command"]) {
-      r.kind = readiness_kind::command;
-      const YAML::Node& c = n["command"];
-      r.command = c.IsScalar() ? std::vector<std::string>{"/bin/sh", "-c", c.Scalar()}
-                               : argv(c, join(key, "command"), false);
+    probe_fields f = probe(n, key,
+                           "expected exec, notify, {tcp: HOST:PORT}, {unix: PATH}, "
+                           "{http: URL} or {command: ...}");
+    switch (f.kind) {
+      case probe_kind::tcp:
+        r.kind = readiness_kind::tcp;
+        break;
+      case probe_kind::unix_socket:
+        r.kind = readiness_kind::unix_socket;
+        break;
+      case probe_kind::http:
+        r.kind = readiness_kind::http;
+        break;
+      case probe_kind::command:
+        r.kind = readiness_kind::command;
+        break;
     }
+    r.host = std::move(f.host);
+    r.port = f.port;
+    r.path = std::move(f.path);
+    r.http_path = std::move(f.http_path);
+    r.command = std::move(f.command);
     return r;
+  }
+
+  liveness_spec liveness(const YAML::Node& n, const std::string& key) {
+    liveness_spec l;
+    check_keys(n, key, config_keys::liveness);
+    probe_fields f = probe(n, key,
+                           "expected one of {tcp: HOST:PORT}, {unix: PATH}, {http: URL} or "
+                           "{command: ...}");
+    l.enabled = true;
+    l.kind = f.kind;
+    l.host = std::move(f.host);
+    l.port = f.port;
+    l.path = f.kind == probe_kind::http ? std::move(f.http_path) : std::move(f.path);
+    l.command = std::move(f.command);
+    if (n["interval"]) {
+      l.interval_ms = static_cast<int>(integer(n["interval"], join(key, "interval"), 10, 86400000));
+    }
+    if (n["timeout"]) {
+      l.timeout_ms = static_cast<int>(integer(n["timeout"], join(key, "timeout"), 1, 3600000));
+    }
+    if (n["failures"]) {
+      l.failures = static_cast<int>(integer(n["failures"], join(key, "failures"), 1, 1000));
+    }
+    if (n["initial_delay"]) {
+      l.initial_delay_ms =
+          static_cast<int>(integer(n["initial_delay"], join(key, "initial_delay"), 0, 86400000));
+    }
+    return l;
   }
 
   shutdown_spec shutdown(const YAML::Node& n, const std::string& key) {
@@ -864,6 +1019,9 @@ class parser {
     }
     if (n["limits"]) {
       w.limits = limits(n["limits"], join(key, "limits"));
+    }
+    if (n["liveness"]) {
+      w.liveness = liveness(n["liveness"], join(key, "liveness"));
     }
     identity(n, key, w);
   }

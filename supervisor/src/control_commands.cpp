@@ -256,7 +256,17 @@ proto::node_status node_daemon::status_of(const node& n) const {
     s.instance = n.spec->instance;
   }
   put_figures(n, s);
+  if (n.state == child_state::backoff && n.next_start_ms > 0) {
+    // The tree counts in monotonic ms; a reader wants a time of day.
+    s.next_start_wall_ms = wall_now_ms() + std::max<std::int64_t>(0, n.next_start_ms - now_ms());
+  }
+  s.last_exits.reserve(n.last_exits.size());
+  for (const auto& e : n.last_exits) {
+    s.last_exits.push_back({e.wall_ms, e.reason});
+  }
   if (n.is_supervisor) {
+    s.intensity = proto::intensity_status{tree_->restarts_in_window(n), n.sup().max_restarts,
+                                          n.sup().max_seconds};
     s.strategy = to_string(n.sup().strat);
     for (const auto& c : n.children) {
       if (!c->removed || c->state != child_state::stopped) {

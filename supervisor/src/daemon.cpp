@@ -10,8 +10,11 @@
 //                         the units below
 //   spawn_worker.cpp      a spawn action, step by step: argv and env, fds,
 //                         spawn, bookkeeping, the exec outcome
-//   readiness.cpp         when a worker is ready: exec, notify fd, tcp, unix
-//                         and command probes, the start timeout
+//   readiness.cpp         when a worker is ready: exec, notify fd, tcp, unix,
+//                         http and command probes, the start timeout
+//   liveness.cpp          whether a running worker still answers: periodic
+//                         probes, and the kill of one that does not
+//   probe.cpp             the tcp / unix / http probes on the loop
 //   control_handler.cpp   the control socket's command table and the rules of
 //                         every request (error replies, audit), no daemon needed
 //   control_commands.cpp  what each command does (the daemon's executor); its
@@ -40,6 +43,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -144,7 +148,7 @@ bool node_daemon::setup() {
   if (!control_.listen(control_socket_path(dir_))) {
     return false;
   }
-  tree_ = std::make_unique<tree>(cfg_, now_ms, static_cast<std::uint64_t>(::getpid()));
+  tree_ = std::make_unique<tree>(cfg_, now_ms, static_cast<std::uint64_t>(::getpid()), wall_now_ms);
   start_service_manager();
   return true;
 }
@@ -298,7 +302,32 @@ void node_daemon::teardown() {
   sig_hup_.reset();
   sm_timer_.reset();
   uv_run(&loop_, UV_RUN_NOWAIT);
-  uv_loop_close(&loop_);
+  // A probe's host name may still be resolving in libuv's thread pool (its
+  // request cannot always be cancelled): give it up to 2 s to come back and
+  // free what it holds. The guard timer only bounds the wait: unreferenced,
+  // it keeps nothing alive.
+  if (uv_loop_alive(&loop_) != 0) {
+    auto guard = uv::handle<uv_timer_t>::make();
+    uv_timer_init(&loop_, guard.get());
+    uv_timer_start(
+        guard.get(), [](uv_timer_t*) {}, 2000, 0);
+    uv_unref(uv::as_handle(guard.get()));
+    std::int64_t until = now_ms() + 2000;
+    while (uv_loop_alive(&loop_) != 0 && now_ms() < until) {
+      uv_run(&loop_, UV_RUN_ONCE);
+    }
+    guard.reset();
+    uv_run(&loop_, UV_RUN_NOWAIT);
+  }
+  if (uv_loop_close(&loop_) != 0) {
+    // A probe's host name lookup still runs in libuv's thread pool (a slow
+    // DNS server: getaddrinfo cannot be interrupted). Returning would free
+    // the loop under it, and libuv's exit handler would wait for it: the
+    // node is down and its children gone, so end the process here.
+    core::log_warn("otpd: a probe's host name lookup is still running; exiting without it");
+    std::fflush(nullptr);
+    ::_exit(exit_code_ < 0 ? 1 : exit_code_);
+  }
   ::unlink(control_socket_path(dir_).c_str());
 }
 
@@ -428,8 +457,11 @@ void node_daemon::log_event(const event& ev) {
       sm_.ready(status_line());
     }
   }
-  auto level = ev.type == "intensity_exceeded" || ev.type == "start_failed" ? core::log_level::error
-                                                                            : core::log_level::info;
+  auto level =
+      ev.type == "intensity_exceeded" || ev.type == "start_failed" || ev.type == "liveness_failed"
+          ? core::log_level::error
+      : ev.type == "probe_failed" ? core::log_level::warn
+                                  : core::log_level::info;
   record_event(std::move(e), level, line);
 }
 
@@ -469,6 +501,10 @@ void node_daemon::stop_worker(std::uint64_t uid) {
   }
   p.stopping = true;
   p.stop_readiness_watch();
+  end_liveness(p);
+  if (p.liveness_killed) {
+    return;  // already being killed (liveness.cpp): that kill ends it
+  }
   if (containment_ == containment_mode::pgroup) {
     // Remember the whole family now: descendants that left the process
     // group are killed through these when the child is reaped.
@@ -566,6 +602,7 @@ void node_daemon::on_reaped(pid_t pid, const exit_reason& observed) {
   if (p.probe_pid > 0) {
     ::kill(p.probe_pid, SIGKILL);
   }
+  end_liveness(p);
   sweep_descendants(p);
   // One reason for the tree (events, status), the exit-reason ring and the
   // monitors: they must agree.
@@ -597,6 +634,11 @@ exit_reason node_daemon::reason_of(const proc& p, const exit_reason& observed) {
   if (p.start_failed) {
     return p.fail_reason;
   }
+  if (p.liveness_killed) {
+    // otpd ended it for failing its liveness probe: never `shutdown`, even
+    // when an ordered stop came during the kill, nor the signal it died of.
+    return {core::exit_kind::liveness_failed, p.liveness_signal};
+  }
   if (!p.stopping || observed.kind == core::exit_kind::core_dump) {
     return observed;
   }
@@ -608,6 +650,10 @@ exit_reason node_daemon::reason_of(const proc& p, const exit_reason& observed) {
 
 // A readiness command that exited 0 makes its worker ready.
 void node_daemon::on_probe_reaped(const proc& probe, const exit_reason& observed) {
+  if (probe.liveness) {
+    on_liveness_command_reaped(probe, observed);
+    return;
+  }
   auto w = procs_.find(worker_pid_.count(probe.uid) != 0 ? worker_pid_[probe.uid] : -1);
   if (w == procs_.end()) {
     return;

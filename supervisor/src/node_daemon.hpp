@@ -4,6 +4,7 @@
 // daemon.cpp). Private to otpd_supervisor: run_daemon() is the interface.
 
 #include <sys/types.h>
+#include <time.h>
 #include <uv.h>
 
 #include <cstdint>
@@ -21,6 +22,7 @@
 #include "control_server.hpp"
 #include "limits.hpp"
 #include "output_capture.hpp"
+#include "probe.hpp"
 #include "service_manager.hpp"
 #include <nlohmann/json.hpp>
 
@@ -44,12 +46,19 @@ inline std::int64_t now_ms() {
   return core::monotonic_ns() / 1000000;
 }
 
+inline std::int64_t wall_now_ms() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
 inline control_limits control_limits_of(const config& c) {
   return {static_cast<std::size_t>(c.node.control.max_connections),
           static_cast<std::int64_t>(c.node.control.idle_timeout_s) * 1000};
 }
 
-// A child process of otpd: a worker, or a readiness probe command run for one.
+// A child process of otpd: a worker, or a probe command (readiness or
+// liveness) run for one.
 struct proc {
   enum class role : std::uint8_t { worker, probe };
   role r = role::worker;
@@ -61,6 +70,7 @@ struct proc {
   bool stopping = false;     // a stop ordered by its supervisor or an operator
   bool stop_killed = false;  // ... that had to end in SIGKILL (brutal_kill, timeout)
   bool start_failed = false;
+  bool liveness = false;  // a probe: a liveness command, not a readiness one
   core::exit_reason fail_reason;
   // The error pipe of core::spawn_start until the exec outcome is known:
   // EOF means exec happened, 4 bytes an errno (a failed start).
@@ -70,8 +80,18 @@ struct proc {
   uv::handle<uv_poll_t> ready_poll;
   uv::handle<uv_timer_t> timer;        // start timeout, then the shutdown timeout
   uv::handle<uv_timer_t> probe_timer;  // readiness probes
-  core::unique_fd probe_sock;
+  net_probe ready_probe;               // a tcp / unix / http readiness probe under way
   pid_t probe_pid = -1;
+  // Liveness (liveness.cpp), from readiness until the worker stops.
+  uv::handle<uv_timer_t> live_timer;      // the next probe
+  uv::handle<uv_timer_t> live_cmd_timer;  // the timeout of a liveness command
+  net_probe live_probe;                   // a tcp / unix / http liveness probe under way
+  pid_t live_probe_pid = -1;              // a liveness command under way
+  int live_failures = 0;                  // failed in a row
+  // Ended by otpd for failing its liveness probe: not an ordered stop, its
+  // reason is liveness_failed (value: the last signal sent).
+  bool liveness_killed = false;
+  int liveness_signal = 0;
   std::string cgroup;  // its cgroup directory (cgroup mode)
   v1_dirs v1;          // its cgroup v1 directories (limits on a hybrid host)
   // The OOM kills of its memory cgroup at the spawn (a memory limit only).
@@ -88,9 +108,15 @@ struct proc {
   void stop_readiness_watch() {
     timer.reset();
     probe_timer.reset();
-    probe_sock.reset();
+    ready_probe.reset();
     ready_poll.reset();
     ready_fd.reset();
+  }
+  // Stops the liveness probes (a command under way is killed by the caller).
+  void stop_liveness_watch() {
+    live_timer.reset();
+    live_cmd_timer.reset();
+    live_probe.reset();
   }
 };
 
@@ -179,7 +205,18 @@ class node_daemon : private control_executor {
   void start_probe(proc& p);
   void probe_tick(pid_t pid);
   void run_probe_command(proc& p, const node& n);
-  void probe_connect(proc& p, const readiness_spec& r);
+  void start_ready_probe(proc& p, const readiness_spec& r);
+
+  // liveness.cpp: probes of a running worker; failures end it.
+  void arm_liveness(proc& p);
+  void liveness_tick(pid_t pid);
+  void run_liveness_command(proc& p, const node& n);
+  void on_liveness_command_timeout(pid_t pid);
+  void on_liveness_command_reaped(const proc& probe, const core::exit_reason& observed);
+  void liveness_result(pid_t pid, const probe_result& r);
+  void kill_for_liveness(proc& p, const node& n, const std::string& why);
+  void on_liveness_grace(pid_t pid);
+  void end_liveness(proc& p);
 
   // Arms slot as a timer of worker pid that calls Fire(pid) after `after`
   // ms, then every `every` ms (0: once). The pid, not the proc, is what the

@@ -2,16 +2,15 @@
 //   exec      when exec succeeded (spawn_worker.cpp's exec outcome);
 //   notify    a newline on fd 3 (OTPD_READY_FD); EOF before it is a failed start;
 //   tcp/unix  a connect that succeeds, retried every probe interval;
+//   http      a GET answered with a 2xx or 3xx status, retried likewise
+//             (tcp, unix and http are probe.cpp's, host names resolved on
+//             the loop);
 //   command   a run of the readiness command that exits 0 (its exit comes
 //             through the reaper: daemon.cpp's on_probe_reaped).
 // Every kind but exec has a start timeout; missing it is a failed start.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -36,6 +35,7 @@ void node_daemon::arm_readiness(proc& p, const readiness_spec& r, unique_fd read
     case readiness_kind::tcp:
     case readiness_kind::unix_socket:
     case readiness_kind::command:
+    case readiness_kind::http:
       arm_start_timeout(p, r.start_timeout_ms);
       start_probe(p);
       return;
@@ -94,7 +94,7 @@ void node_daemon::on_start_timeout(pid_t pid) {
                       "not ready within its start timeout");
 }
 
-// ---- probes: tcp, unix, command ----------------------------------------------------
+// ---- probes: tcp, unix, http, command ----------------------------------------------
 
 void node_daemon::start_probe(proc& p) {
   node* n = tree_->find(p.uid);
@@ -103,8 +103,8 @@ void node_daemon::start_probe(proc& p) {
   arm_pid_timer<&node_daemon::probe_tick>(p.probe_timer, p.pid, 0, every);
 }
 
-// One readiness probe: a run of the readiness command, or a non-blocking
-// connect (TCP or Unix).
+// One readiness probe: a run of the readiness command, or a network probe
+// (tcp, unix, http) on the loop.
 void node_daemon::probe_tick(pid_t pid) {
   auto it = procs_.find(pid);
   if (it == procs_.end() || it->second.ready || it->second.start_failed || it->second.stopping) {
@@ -119,7 +119,7 @@ void node_daemon::probe_tick(pid_t pid) {
   if (r.kind == readiness_kind::command) {
     run_probe_command(p, *n);
   } else {
-    probe_connect(p, r);
+    start_ready_probe(p, r);
   }
 }
 
@@ -145,53 +145,31 @@ void node_daemon::run_probe_command(proc& p, const node& n) {
   p.probe_pid = s->pid;  // p is still valid: unordered_map nodes are stable
 }
 
-// A connect started on one tick is checked on the next ones until it
-// succeeds (ready) or fails (a new one on the tick after).
-void node_daemon::probe_connect(proc& p, const readiness_spec& r) {
-  if (p.probe_sock) {
-    // A connect in progress from the previous tick.
-    int err = 0;
-    socklen_t len = sizeof err;
-    pollfd pfd{p.probe_sock.get(), POLLOUT, 0};
-    if (::poll(&pfd, 1, 0) == 1 &&
-        ::getsockopt(p.probe_sock.get(), SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) {
-      worker_ready(p);
-      drain();
-      return;
-    }
-    if (::poll(&pfd, 1, 0) == 0) {
-      return;
-    }
-    p.probe_sock.reset();
+// One network probe at a time: a tick while one is under way leaves it be.
+// Each has max(interval, 1 s) to answer (the start timeout bounds them all);
+// a failure is simply tried again on a later tick.
+void node_daemon::start_ready_probe(proc& p, const readiness_spec& r) {
+  if (p.ready_probe.busy()) {
     return;
   }
-  int rc = -1;
-  if (r.kind == readiness_kind::tcp) {
-    p.probe_sock.reset(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(r.port));
-    if (::inet_pton(AF_INET, r.host == "localhost" ? "127.0.0.1" : r.host.c_str(), &a.sin_addr) !=
-        1) {
-      p.probe_sock.reset();
+  probe_target t;
+  t.k = r.kind == readiness_kind::unix_socket ? probe_target::kind::unix_socket
+        : r.kind == readiness_kind::http      ? probe_target::kind::http
+                                              : probe_target::kind::tcp;
+  t.host = r.host;
+  t.port = r.port;
+  t.path = r.kind == readiness_kind::http ? r.http_path : r.path;
+  pid_t pid = p.pid;
+  auto timeout = static_cast<std::uint64_t>(std::max(r.probe_interval_ms, 1000));
+  p.ready_probe = net_probe::start(&loop_, t, timeout, [this, pid](const probe_result& res) {
+    auto it = procs_.find(pid);
+    if (!res.ok || it == procs_.end() || it->second.ready || it->second.stopping ||
+        it->second.start_failed) {
       return;
     }
-    rc = ::connect(p.probe_sock.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
-  } else {
-    p.probe_sock.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::strncpy(a.sun_path, r.path.c_str(), sizeof a.sun_path - 1);
-    rc = ::connect(p.probe_sock.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
-  }
-  if (rc == 0) {
-    worker_ready(p);
+    worker_ready(it->second);
     drain();
-    return;
-  }
-  if (errno != EINPROGRESS) {
-    p.probe_sock.reset();
-  }
+  });
 }
 
 }  // namespace otpd::supervisor::detail

@@ -407,6 +407,7 @@ bool node_daemon::on_exec_outcome(proc& p) {
 void node_daemon::worker_ready(proc& p) {
   p.ready = true;
   p.stop_readiness_watch();
+  arm_liveness(p);
   tree_->on_ready(p.uid);
 }
 

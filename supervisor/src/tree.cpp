@@ -1,3 +1,5 @@
+#include <time.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -19,6 +21,8 @@ const char* to_string(child_state s) noexcept {
       return "stopped";
     case child_state::failed:
       return "failed";
+    case child_state::backoff:
+      return "backoff";
   }
   return "?";
 }
@@ -26,7 +30,14 @@ const char* to_string(child_state s) noexcept {
 namespace {
 
 bool is_down(const node& n) {
-  return n.state == child_state::stopped || n.state == child_state::failed;
+  return n.state == child_state::stopped || n.state == child_state::failed ||
+         n.state == child_state::backoff;
+}
+
+std::int64_t system_wall_ms() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
 core::exit_reason shutdown_reason() {
@@ -35,8 +46,11 @@ core::exit_reason shutdown_reason() {
 
 }  // namespace
 
-tree::tree(std::shared_ptr<const config> cfg, clock_fn now, std::uint64_t seed)
-    : cfg_(std::move(cfg)), now_(std::move(now)), rng_(static_cast<std::uint_fast32_t>(seed)) {
+tree::tree(std::shared_ptr<const config> cfg, clock_fn now, std::uint64_t seed, clock_fn wall)
+    : cfg_(std::move(cfg)),
+      now_(std::move(now)),
+      wall_(wall ? std::move(wall) : clock_fn(system_wall_ms)),
+      rng_(static_cast<std::uint_fast32_t>(seed)) {
   root_ = std::make_unique<node>();
   root_->uid = next_uid_++;
   root_->id = "root";
@@ -209,7 +223,7 @@ void tree::reset_subtree(node& sup) {
     c->dropped = false;
     // Held by an operator before otpd restarted: once, at the first start.
     c->held = !initial_holds_.empty() && initial_holds_.erase(c->path) > 0;
-    c->backoff_pending = false;
+    cancel_backoff(*c);
     c->backoff_attempt = 0;
   }
   sup.restart_log.clear();
@@ -243,7 +257,7 @@ void tree::begin_start(node& child) {
 
 void tree::begin_stop(node& child) {
   if (!child.is_supervisor) {
-    child.backoff_pending = false;
+    cancel_backoff(child);
     if (child.state == child_state::starting || child.state == child_state::running) {
       child.state = child_state::stopping;
       action a;
@@ -264,7 +278,7 @@ void tree::begin_stop(node& child) {
 
 void tree::enqueue_stop_all(node& sup) {
   for (auto it = sup.children.rbegin(); it != sup.children.rend(); ++it) {
-    (*it)->backoff_pending = false;
+    cancel_backoff(**it);
     sup.steps.push_back({step::kind::stop, it->get()});
   }
 }
@@ -296,12 +310,13 @@ void tree::process(node& sup) {
           continue;
         }
         t->backoff_pending = false;
+        t->next_start_ms = 0;
         sup.waiting = t;
         begin_start(*t);
         continue;
       case step::kind::stop:
         if (is_down(*t)) {
-          t->backoff_pending = false;
+          cancel_backoff(*t);
           sup.steps.pop_front();
           continue;
         }
@@ -345,6 +360,7 @@ void tree::supervisor_ended(node& sup, const core::exit_reason& reason) {
   sup.phase = sup_phase::idle;
   sup.has_exit = true;
   sup.last_exit = reason;
+  record_exit(sup, reason);
   std::string path = sup.path.empty() ? "/" : sup.path;
   if (phase == sup_phase::failing) {
     sup.state = child_state::failed;
@@ -409,8 +425,12 @@ void tree::on_exit(std::uint64_t uid, core::exit_reason reason) {
   child_state prev = n->state;
   pid_t pid = n->pid;
   n->pid = -1;
+  if (prev == child_state::stopped || prev == child_state::failed || prev == child_state::backoff) {
+    return;  // no process: nothing exited
+  }
   n->has_exit = true;
   n->last_exit = reason;
+  record_exit(*n, reason);
   switch (prev) {
     case child_state::stopping:
       n->state = child_state::stopped;
@@ -429,8 +449,32 @@ void tree::on_exit(std::uint64_t uid, core::exit_reason reason) {
       return;
     case child_state::stopped:
     case child_state::failed:
+    case child_state::backoff:
       return;
   }
+}
+
+void tree::record_exit(node& n, const core::exit_reason& reason) {
+  if (n.last_exits.size() >= max_last_exits) {
+    n.last_exits.erase(n.last_exits.begin());
+  }
+  n.last_exits.push_back({wall_(), reason});
+}
+
+// A restart that waited for its backoff delay will not happen (a stop, a
+// restart of the whole supervisor): the child is plainly stopped.
+void tree::cancel_backoff(node& n) {
+  n.backoff_pending = false;
+  n.next_start_ms = 0;
+  if (n.state == child_state::backoff) {
+    n.state = child_state::stopped;
+  }
+}
+
+int tree::restarts_in_window(const node& sup) const {
+  std::int64_t since = now_() - static_cast<std::int64_t>(sup.sup().max_seconds) * 1000;
+  return static_cast<int>(std::count_if(sup.restart_log.begin(), sup.restart_log.end(),
+                                        [&](std::int64_t t) { return t >= since; }));
 }
 
 void tree::on_timer(std::uint64_t uid) {
@@ -443,6 +487,8 @@ void tree::on_timer(std::uint64_t uid) {
   if (sup.phase == sup_phase::running || sup.phase == sup_phase::starting) {
     sup.steps.push_back({step::kind::start, n});
     process(sup);
+  } else {
+    cancel_backoff(*n);
   }
 }
 
@@ -520,7 +566,12 @@ void tree::child_exited(node& sup, node& child, const core::exit_reason& reason)
   }
   emit({"restarting", child.path, -1, true, reason,
         fmt::format("strategy {}", to_string(sup.sup().strat))});
+  std::size_t at = actions_.size() - 1;
   enqueue_restart(sup, child);
+  if (child.backoff_pending) {
+    actions_[at].ev.detail +=
+        fmt::format(", backoff {} ms", std::max<std::int64_t>(0, child.next_start_ms - now_()));
+  }
   process(sup);
 }
 
@@ -569,6 +620,12 @@ void tree::enqueue_restart(node& sup, node& child) {
       ++child.backoff_attempt;
       if (d >= 1.0) {
         child.backoff_pending = true;
+        if (is_down(child)) {
+          // A start that failed keeps `failed` only until its retry is
+          // scheduled: from now on it waits, and status says until when.
+          child.state = child_state::backoff;
+        }
+        child.next_start_ms = now_() + static_cast<std::int64_t>(d);
         action a;
         a.k = action::kind::schedule;
         a.uid = child.uid;

@@ -29,6 +29,7 @@ std::map<std::string, key_set> loader_sections() {
       {"WORKER", set(keys::worker)},
       {"OUTPUT", set(keys::output)},
       {"READINESS", set(keys::readiness)},
+      {"LIVENESS", set(keys::liveness)},
       {"BACKOFF", set(keys::backoff)},
       {"RLIMITS", set(keys::rlimits)},
       {"LIMITS", set(keys::limits)},

@@ -70,10 +70,10 @@ TEST(Config, RejectsBadRestartWithLineColumnAndKey) {
 TEST(Config, RejectsUnknownKey) {
   EXPECT_EQ(error_of(head + "    - id: a\n      command: [/bin/true]\n      restrat: permanent\n"),
             "x.yaml:6:7: supervisor.children[0].restrat: unknown key (expected one of backoff, "
-            "capabilities, command, cwd, env, env_file, group, id, instances, limits, name, nice, "
-            "no_new_privileges, oom_score_adj, readiness, restart, rlimits, shell, shutdown, "
-            "signal, start_timeout, "
-            "stderr, stdout, stop_as_group, success_exit_codes, umask, user)");
+            "capabilities, command, cwd, env, env_file, group, id, instances, limits, liveness, "
+            "name, nice, no_new_privileges, oom_score_adj, readiness, restart, rlimits, shell, "
+            "shutdown, signal, start_timeout, stderr, stdout, stop_as_group, success_exit_codes, "
+            "umask, user)");
 }
 
 TEST(Config, SuccessExitCodesAndStopAsGroup) {
@@ -639,6 +639,132 @@ TEST(ConfigInstances, RejectsBadCountsCollisionsAndSupervisors) {
     EXPECT_EQ(capability_from_name("NET_BIND_SERVICEX"), -1);
     EXPECT_EQ(capability_name(10), "CAP_NET_BIND_SERVICE");
     EXPECT_EQ(capability_name(0), "CAP_CHOWN");
+  }
+  // ---- probes: addresses, http, liveness --------------------------------------
+
+  worker_spec worker_of(const std::string& extra) {
+    auto r = parse_config(head + "    - {id: a, command: [/bin/true], " + extra + "}\n", "x.yaml");
+    EXPECT_TRUE(r.has_value()) << r.message();
+    return r ? (*r)->root.sup.children.at(0).worker : worker_spec{};
+  }
+
+  TEST(ConfigProbes, AddressesTakeHostNamesAndBracketedIpv6) {
+    auto w = worker_of("readiness: {tcp: 'localhost:8080'}");
+    EXPECT_EQ(w.readiness.host, "localhost");
+    EXPECT_EQ(w.readiness.port, 8080);
+    w = worker_of("readiness: {tcp: '[::1]:9000'}");
+    EXPECT_EQ(w.readiness.host, "::1");
+    EXPECT_EQ(w.readiness.port, 9000);
+    w = worker_of("readiness: {tcp: ':7000'}");
+    EXPECT_EQ(w.readiness.host, "127.0.0.1");
+    w = worker_of("readiness: {tcp: 'db-1.example.org:5432'}");
+    EXPECT_EQ(w.readiness.host, "db-1.example.org");
+    EXPECT_EQ(w.readiness.port, 5432);
+  }
+
+  TEST(ConfigProbes, RejectsBadHosts) {
+    EXPECT_EQ(
+        error_of(head + "    - {id: a, command: [/bin/true], readiness: {tcp: '::1:80'}}\n"),
+        "x.yaml:4:54: supervisor.children[0].readiness.tcp: an IPv6 address goes in brackets, "
+        "e.g. [::1]:8080");
+    EXPECT_EQ(
+        error_of(head + "    - {id: a, command: [/bin/true], readiness: {tcp: '[nope]:80'}}\n"),
+        "x.yaml:4:54: supervisor.children[0].readiness.tcp: 'nope' is not an IPv6 address");
+    EXPECT_EQ(
+        error_of(head + "    - {id: a, command: [/bin/true], readiness: {tcp: 'a b:80'}}\n"),
+        "x.yaml:4:54: supervisor.children[0].readiness.tcp: 'a b' is not a host name or an IP "
+        "address");
+    EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], readiness: {tcp: '[::1]'}}\n"),
+              "x.yaml:4:54: supervisor.children[0].readiness.tcp: expected HOST:PORT, e.g. "
+              "127.0.0.1:6379");
+  }
+
+  TEST(ConfigProbes, HttpReadinessTakesAUrl) {
+    auto w = worker_of("readiness: {http: 'http://localhost:8080/healthz?full=1'}");
+    EXPECT_EQ(w.readiness.kind, readiness_kind::http);
+    EXPECT_EQ(w.readiness.host, "localhost");
+    EXPECT_EQ(w.readiness.port, 8080);
+    EXPECT_EQ(w.readiness.http_path, "/healthz?full=1");
+    w = worker_of("readiness: {http: '[::1]'}");
+    EXPECT_EQ(w.readiness.host, "::1");
+    EXPECT_EQ(w.readiness.port, 80);
+    EXPECT_EQ(w.readiness.http_path, "/");
+    EXPECT_EQ(
+        error_of(head + "    - {id: a, command: [/bin/true], readiness: {http: 'https://h/x'}}\n"),
+        "x.yaml:4:55: supervisor.children[0].readiness.http: https is not supported (a probe "
+        "speaks plain HTTP): probe a plain port");
+    EXPECT_EQ(
+        error_of(head +
+                 "    - {id: a, command: [/bin/true], readiness: {http: \"h:80/a\\r\\nX: y\"}}\n"),
+        "x.yaml:4:55: supervisor.children[0].readiness.http: the path must be at most 1024 "
+        "printable characters, without blanks");
+  }
+
+  TEST(ConfigProbes, ReadinessTakesExactlyOneProbe) {
+    EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], "
+                              "readiness: {tcp: ':80', unix: /tmp/s}}\n"),
+              "x.yaml:4:48: supervisor.children[0].readiness: expected exec, notify, "
+              "{tcp: HOST:PORT}, {unix: PATH}, {http: URL} or {command: ...}");
+    EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], readiness: {interval: 5}}\n"),
+              "x.yaml:4:48: supervisor.children[0].readiness: expected exec, notify, "
+              "{tcp: HOST:PORT}, {unix: PATH}, {http: URL} or {command: ...}");
+  }
+
+  TEST(ConfigProbes, LivenessDefaultsAndValues) {
+    auto w = worker_of("liveness: {tcp: 'localhost:6379'}");
+    EXPECT_TRUE(w.liveness.enabled);
+    EXPECT_EQ(w.liveness.kind, probe_kind::tcp);
+    EXPECT_EQ(w.liveness.host, "localhost");
+    EXPECT_EQ(w.liveness.port, 6379);
+    EXPECT_EQ(w.liveness.interval_ms, 10000);
+    EXPECT_EQ(w.liveness.timeout_ms, 1000);
+    EXPECT_EQ(w.liveness.failures, 3);
+    EXPECT_EQ(w.liveness.initial_delay_ms, 0);
+    w = worker_of(
+        "liveness: {http: 'http://[::1]:8080/health', interval: 200, timeout: 50, failures: 2, "
+        "initial_delay: 1000}");
+    EXPECT_EQ(w.liveness.kind, probe_kind::http);
+    EXPECT_EQ(w.liveness.host, "::1");
+    EXPECT_EQ(w.liveness.path, "/health");
+    EXPECT_EQ(w.liveness.interval_ms, 200);
+    EXPECT_EQ(w.liveness.timeout_ms, 50);
+    EXPECT_EQ(w.liveness.failures, 2);
+    EXPECT_EQ(w.liveness.initial_delay_ms, 1000);
+    w = worker_of("liveness: {command: 'test -e /tmp'}");
+    EXPECT_EQ(w.liveness.kind, probe_kind::command);
+    EXPECT_EQ(w.liveness.command, (std::vector<std::string>{"/bin/sh", "-c", "test -e /tmp"}));
+    w = worker_of("liveness: {unix: /run/x.sock}");
+    EXPECT_EQ(w.liveness.kind, probe_kind::unix_socket);
+    EXPECT_EQ(w.liveness.path, "/run/x.sock");
+    EXPECT_FALSE(worker_of("readiness: notify").liveness.enabled);
+  }
+
+  TEST(ConfigProbes, RejectsBadLiveness) {
+    auto err = [](const std::string& l) {
+      return error_of(head + "    - {id: a, command: [/bin/true], liveness: " + l + "}\n");
+    };
+    EXPECT_EQ(err("{interval: 100}"),
+              "x.yaml:4:47: supervisor.children[0].liveness: expected one of {tcp: HOST:PORT}, "
+              "{unix: PATH}, {http: URL} or {command: ...}");
+    EXPECT_EQ(err("{tcp: ':80', http: ':80'}"),
+              "x.yaml:4:47: supervisor.children[0].liveness: expected one of {tcp: HOST:PORT}, "
+              "{unix: PATH}, {http: URL} or {command: ...}");
+    EXPECT_EQ(err("{tcp: ':80', failures: 0}"),
+              "x.yaml:4:70: supervisor.children[0].liveness.failures: expected an integer in "
+              "[1, 1000], got 0");
+    EXPECT_EQ(err("{tcp: ':80', interval: 5}"),
+              "x.yaml:4:70: supervisor.children[0].liveness.interval: expected an integer in "
+              "[10, 86400000], got 5");
+    EXPECT_EQ(err("{tcp: ':80', timeout: 0}"),
+              "x.yaml:4:69: supervisor.children[0].liveness.timeout: expected an integer in "
+              "[1, 3600000], got 0");
+    EXPECT_EQ(err("{tcp: ':80', period: 5}"),
+              "x.yaml:4:60: supervisor.children[0].liveness.period: unknown key (expected one of "
+              "command, failures, http, initial_delay, interval, tcp, timeout, unix)");
+    EXPECT_EQ(err("notify"), "x.yaml:4:47: supervisor.children[0].liveness: expected a mapping");
+    EXPECT_EQ(err("{unix: /" + std::string(200, 'x') + "}"),
+              "x.yaml:4:54: supervisor.children[0].liveness.unix: a socket path has at most 107 "
+              "bytes");
   }
 
 }  // namespace

@@ -21,6 +21,7 @@ std::shared_ptr<const config> cfg_of(const std::string& yaml) {
 // to hold them), stops end with a shutdown exit.
 struct harness {
   std::int64_t now = 1000;
+  std::int64_t wall = 1'700'000'000'000;  // CLOCK_REALTIME, for last_exits
   tree t;
   pid_t next_pid = 100;
   std::vector<std::string> log;  // "spawn a", "stop b"
@@ -31,7 +32,9 @@ struct harness {
   std::string exit_detail;
   std::vector<std::uint64_t> timers;
 
-  explicit harness(const std::string& yaml) : t(cfg_of(yaml), [this] { return now; }) {}
+  explicit harness(const std::string& yaml)
+      : t(
+            cfg_of(yaml), [this] { return now; }, 1, [this] { return wall; }) {}
 
   void run() {
     while (t.has_actions()) {
@@ -362,6 +365,137 @@ TEST(Tree, BackoffDelaysTheRestart) {
   h.t.on_timer(h.timers[0]);
   h.run();
   EXPECT_EQ(h.log, (std::vector<std::string>{"spawn a"}));
+}
+
+const char* backoff_tree =
+    "supervisor:\n  strategy: one_for_one\n  max_restarts: 100\n  children:\n"
+    "    - id: a\n      command: [/bin/true]\n"
+    "      backoff: {initial: 100, max: 1000, jitter: 0}\n"
+    "    - {id: b, command: [/bin/true]}\n";
+
+TEST(Tree, BackoffIsAStateWithTheTimeOfTheNextStart) {
+  harness h(backoff_tree);
+  h.start();
+  h.kill("a");
+  EXPECT_EQ(h.get("a").state, child_state::backoff);
+  EXPECT_EQ(h.get("a").next_start_ms, 1100);
+  EXPECT_STREQ(to_string(h.get("a").state), "backoff");
+  ASSERT_FALSE(h.events.empty());
+  EXPECT_EQ(h.events.back().type, "restarting");
+  EXPECT_NE(h.events.back().detail.find("backoff 100 ms"), std::string::npos)
+      << h.events.back().detail;
+  h.now = 1100;
+  h.t.on_timer(h.timers.at(0));
+  h.run();
+  EXPECT_EQ(h.get("a").state, child_state::running);
+  EXPECT_EQ(h.get("a").next_start_ms, 0);
+  h.now = 1200;
+  h.kill("a");  // the second delay doubles
+  EXPECT_EQ(h.get("a").state, child_state::backoff);
+  EXPECT_EQ(h.get("a").next_start_ms, 1400);
+  // b has no backoff: never in that state.
+  h.kill("b");
+  EXPECT_EQ(h.get("b").state, child_state::running);
+}
+
+TEST(Tree, StopInBackoffLeavesItStoppedAndTheTimerDoesNothing) {
+  harness h(backoff_tree);
+  h.start();
+  h.kill("a");
+  ASSERT_EQ(h.get("a").state, child_state::backoff);
+  ASSERT_TRUE(h.t.stop_child("a").has_value());
+  h.run();
+  EXPECT_EQ(h.get("a").state, child_state::stopped);
+  EXPECT_EQ(h.get("a").next_start_ms, 0);
+  EXPECT_TRUE(h.log.empty());  // no process to stop
+  h.t.on_timer(h.timers.at(0));
+  h.run();
+  EXPECT_EQ(h.get("a").state, child_state::stopped);
+  EXPECT_TRUE(h.log.empty());
+  // An operator start during the delay starts it at once.
+  ASSERT_TRUE(h.t.start_child("a").has_value());
+  h.run();
+  EXPECT_EQ(h.get("a").state, child_state::running);
+}
+
+TEST(Tree, StartInBackoffStartsAtOnceAndTheStaleTimerIsIgnored) {
+  harness h(backoff_tree);
+  h.start();
+  h.kill("a");
+  ASSERT_EQ(h.get("a").state, child_state::backoff);
+  ASSERT_TRUE(h.t.start_child("a").has_value());
+  h.run();
+  EXPECT_EQ(h.log, (std::vector<std::string>{"spawn a"}));
+  EXPECT_EQ(h.get("a").state, child_state::running);
+  h.log.clear();
+  h.t.on_timer(h.timers.at(0));
+  h.run();
+  EXPECT_TRUE(h.log.empty());
+}
+
+TEST(Tree, FailedStartWaitsInBackoffToo) {
+  harness h(backoff_tree);
+  h.start();
+  h.kill("a");
+  h.auto_ready = false;
+  h.t.on_timer(h.timers.at(0));
+  h.run();
+  ASSERT_EQ(h.get("a").state, child_state::starting);
+  h.t.on_exit(h.get("a").uid, {core::exit_kind::exec_failed, 2});
+  h.run();
+  EXPECT_EQ(h.get("a").state, child_state::backoff);
+  EXPECT_EQ(h.timers.size(), 2u);
+}
+
+TEST(Tree, ShutdownDuringBackoffStopsTheNode) {
+  harness h(backoff_tree);
+  h.start();
+  h.kill("a");
+  h.t.shutdown();
+  h.run();
+  EXPECT_EQ(h.exit_code, 0);
+  EXPECT_EQ(h.get("a").state, child_state::stopped);
+}
+
+TEST(Tree, LastExitsKeepTheNewestTenWithWallTime) {
+  harness h(three("one_for_one"));
+  h.start();
+  EXPECT_TRUE(h.get("a").last_exits.empty());
+  for (int i = 1; i <= 12; ++i) {
+    h.wall += 1000;
+    h.now += 10000;  // out of the intensity window each time
+    h.kill("a", core::exit_reason::code(i));
+  }
+  const auto& x = h.get("a").last_exits;
+  ASSERT_EQ(x.size(), tree::max_last_exits);
+  EXPECT_EQ(x.front().reason, core::exit_reason::code(3));
+  EXPECT_EQ(x.front().wall_ms, 1'700'000'003'000);
+  EXPECT_EQ(x.back().reason, core::exit_reason::code(12));
+  EXPECT_EQ(x.back().wall_ms, 1'700'000'012'000);
+  EXPECT_TRUE(h.get("b").last_exits.empty());
+}
+
+TEST(Tree, SupervisorExitsAreRecordedToo) {
+  harness h(nested);
+  h.start();
+  h.kill("w");
+  h.kill("w");  // sub gives up: its exit is shutdown
+  ASSERT_EQ(h.get("sub").last_exits.size(), 1u);
+  EXPECT_EQ(h.get("sub").last_exits[0].reason.kind, core::exit_kind::shutdown);
+}
+
+TEST(Tree, RestartsInWindowCountOnlyTheCurrentWindow) {
+  harness h(three("one_for_one"));  // 3 in 5 s
+  h.start();
+  EXPECT_EQ(h.t.restarts_in_window(h.t.root()), 0);
+  h.kill("a");
+  h.now += 1000;
+  h.kill("b");
+  EXPECT_EQ(h.t.restarts_in_window(h.t.root()), 2);
+  h.now += 4500;  // the first is 5500 ms old now
+  EXPECT_EQ(h.t.restarts_in_window(h.t.root()), 1);
+  h.now += 1000;
+  EXPECT_EQ(h.t.restarts_in_window(h.t.root()), 0);
 }
 
 TEST(Tree, ReloadAddsRemovesAndChanges) {

@@ -53,7 +53,7 @@ struct exit_record {
 // exec_failed, oom_killed, liveness_failed; "other" for a number this build does not know.
 [[nodiscard]] std::string exit_kind_name(int reason_kind);
 
-// Supervisor intensity, when status reports it (today's otpd does not).
+// Supervisor intensity, as status reports it (older otpds do not).
 struct intensity {
   int used = 0;  // restarts within the current window
   int max_restarts = 0;
@@ -66,7 +66,7 @@ struct child_view {
   std::string id;
   int depth = 0;  // the root's children are at depth 0, the root at -1
   bool supervisor = false;
-  std::string state;         // starting, running, stopping, stopped, failed
+  std::string state;         // starting, running, stopping, stopped, failed, backoff
   std::string restart_type;  // permanent, transient, temporary
   std::string strategy;      // supervisors only
   std::string name;          // registered name, if any
@@ -74,6 +74,8 @@ struct child_view {
   int restarts = 0;
   std::optional<std::string> last_exit;
   std::optional<std::int64_t> uptime_ms;  // while running (as of the snapshot)
+  // In backoff: when otpd starts it again (CLOCK_REALTIME ms, from status).
+  std::optional<std::int64_t> next_start_wall_ms;
   // Resource figures: from status when it has them, else from /proc.
   std::optional<double> cpu_percent;  // over the last sampling interval; 100 = one core
   std::optional<double> cpu_seconds;  // of the current process (or its cgroup)
@@ -82,8 +84,9 @@ struct child_view {
   std::optional<intensity> intens;  // supervisors, when status reports it
   // Counted from the events since the observer started.
   std::map<std::string, std::uint64_t> exits_by_kind;
-  std::uint64_t restarts_seen = 0;       // supervisors: restarting events of their children
-  std::deque<exit_record> recent_exits;  // newest last, bounded
+  std::uint64_t restarts_seen = 0;  // supervisors: restarting events of their children
+  // newest last, bounded; seeded from status's last_exits when empty.
+  std::deque<exit_record> recent_exits;
 };
 
 // What the model knows of otpd itself.

@@ -80,6 +80,13 @@ inline constexpr const char* cpu_usec = "cpu_usec";
 inline constexpr const char* memory_current = "memory_current";
 inline constexpr const char* memory_peak = "memory_peak";
 inline constexpr const char* pids_current = "pids_current";
+inline constexpr const char* next_start_wall_ms = "next_start_wall_ms";
+inline constexpr const char* last_exits = "last_exits";
+inline constexpr const char* wall_ms = "wall_ms";
+inline constexpr const char* intensity = "intensity";
+inline constexpr const char* used = "used";
+inline constexpr const char* max_restarts = "max_restarts";
+inline constexpr const char* max_seconds = "max_seconds";
 }  // namespace field
 
 // The "cmd" of a request; an object without one (a string) is malformed.
@@ -260,6 +267,20 @@ struct exit_reason_reply {
 };
 
 // One node of the supervision tree in a status reply.
+// One of a child's last exits in a status reply.
+struct exit_entry {
+  std::int64_t wall_ms = 0;  // CLOCK_REALTIME ms
+  core::exit_reason reason;
+};
+
+// A supervisor's restart intensity: restarts inside its window now, and
+// the limit (more than max_restarts in max_seconds and it gives up).
+struct intensity_status {
+  int used = 0;
+  int max_restarts = 0;
+  int max_seconds = 0;
+};
+
 struct node_status {
   std::string id;
   std::string path;
@@ -280,6 +301,10 @@ struct node_status {
   // controller gives them): CPU time in microseconds, memory in bytes now
   // and at its peak, processes (and threads) now.
   std::optional<std::uint64_t> cpu_usec, memory_current, memory_peak, pids_current;
+  // In state backoff: the wall-clock time (CLOCK_REALTIME ms) of the next start.
+  std::optional<std::int64_t> next_start_wall_ms;
+  std::vector<exit_entry> last_exits;         // oldest first, at most 10; absent when none
+  std::optional<intensity_status> intensity;  // supervisors only
   [[nodiscard]] json to_json() const;
   static node_status from_json(const json& j);
 };

@@ -19,7 +19,8 @@ namespace otpd::supervisor {
 
 enum class strategy : std::uint8_t { one_for_one, one_for_all, rest_for_one, simple_one_for_one };
 enum class restart_type : std::uint8_t { permanent, transient, temporary };
-enum class readiness_kind : std::uint8_t { exec, notify, tcp, unix_socket, command };
+enum class readiness_kind : std::uint8_t { exec, notify, tcp, unix_socket, command, http };
+enum class probe_kind : std::uint8_t { tcp, unix_socket, http, command };
 enum class output_kind : std::uint8_t { inherit, null, file };
 enum class shutdown_kind : std::uint8_t { timeout, brutal_kill, infinity };
 
@@ -36,12 +37,28 @@ struct shutdown_spec {
 
 struct readiness_spec {
   readiness_kind kind = readiness_kind::exec;
-  std::string host;                  // tcp
-  int port = 0;                      // tcp
+  std::string host;                  // tcp, http (IPv6 without brackets)
+  int port = 0;                      // tcp, http
   std::string path;                  // unix socket
   std::vector<std::string> command;  // command (argv)
   int start_timeout_ms = 5000;
-  int probe_interval_ms = 10;  // tcp / unix / command: time between probes
+  int probe_interval_ms = 10;  // tcp / unix / command / http: time between probes
+  std::string http_path;       // http: the path of the GET ("/healthz")
+};
+
+// A periodic check of a running child; failures in a row end it with
+// liveness_failed (an abnormal exit: restarted, counted by intensity).
+struct liveness_spec {
+  bool enabled = false;
+  probe_kind kind = probe_kind::tcp;
+  std::string host;  // tcp, http (IPv6 without brackets)
+  int port = 0;      // tcp, http
+  std::string path;  // unix: the socket; http: the path of the GET
+  std::vector<std::string> command;
+  int interval_ms = 10000;   // between the starts of two probes
+  int timeout_ms = 1000;     // a probe without an answer by then has failed
+  int failures = 3;          // failed probes in a row that end the child
+  int initial_delay_ms = 0;  // after the child is ready, before the first probe
 };
 
 // Where a child's stdout or stderr goes. Files are written by otpd from a pipe,
@@ -123,6 +140,7 @@ struct worker_spec {
   std::uint64_t capabilities = 0;  // ambient capabilities: bit n is capability n
   bool no_new_privileges = false;
   limits_spec limits;
+  liveness_spec liveness;
 };
 
 struct child_spec;
@@ -183,7 +201,7 @@ inline constexpr std::array<std::string_view, 5> root_supervisor{
 // A child with `strategy` or `children`: a nested supervisor.
 inline constexpr std::array<std::string_view, 7> supervisor_child{
     "id", "strategy", "max_restarts", "max_seconds", "restart", "children", "template"};
-inline constexpr std::array<std::string_view, 27> worker{"id",
+inline constexpr std::array<std::string_view, 28> worker{"id",
                                                          "name",
                                                          "command",
                                                          "shell",
@@ -209,11 +227,16 @@ inline constexpr std::array<std::string_view, 27> worker{"id",
                                                          "env_file",
                                                          "no_new_privileges",
                                                          "capabilities",
-                                                         "limits"};
+                                                         "limits",
+                                                         "liveness"};
 // stdout / stderr given as a mapping.
 inline constexpr std::array<std::string_view, 4> output{"file", "max_size", "keep", "rotate"};
 // readiness given as a mapping.
-inline constexpr std::array<std::string_view, 4> readiness{"tcp", "unix", "command", "interval"};
+inline constexpr std::array<std::string_view, 5> readiness{"tcp", "unix", "command", "interval",
+                                                           "http"};
+// liveness (a mapping).
+inline constexpr std::array<std::string_view, 8> liveness{
+    "tcp", "unix", "http", "command", "interval", "timeout", "failures", "initial_delay"};
 inline constexpr std::array<std::string_view, 5> backoff{"initial", "max", "factor", "jitter",
                                                          "reset_after"};
 // A worker's rlimits (each: a number, "unlimited", or [soft, hard]).

@@ -18,7 +18,8 @@
 
 namespace otpd::supervisor {
 
-enum class child_state : std::uint8_t { starting, running, stopping, stopped, failed };
+// backoff: down, its restart waits for the backoff delay (node::next_start_ms).
+enum class child_state : std::uint8_t { starting, running, stopping, stopped, failed, backoff };
 [[nodiscard]] const char* to_string(child_state s) noexcept;
 
 // A lifecycle event, logged and streamed to subscribers.
@@ -81,6 +82,12 @@ class step_queue {
   std::size_t head_ = 0;
 };
 
+// One exit of a child, kept for status (node::last_exits).
+struct exit_record {
+  std::int64_t wall_ms = 0;  // CLOCK_REALTIME ms when the tree heard of it
+  core::exit_reason reason;
+};
+
 enum class sup_phase : std::uint8_t { idle, starting, running, stopping, giving_up, failing };
 
 // A child of a supervisor: a worker or a nested supervisor.
@@ -105,6 +112,10 @@ struct node {
   bool removed = false;          // to be erased once idle
   bool backoff_pending = false;  // a restart waits for its backoff timer
   int backoff_attempt = 0;
+  std::int64_t next_start_ms = 0;  // while in backoff: when the timer fires (monotonic ms)
+  // The last exits, oldest first, at most tree::max_last_exits: a vector,
+  // not a deque (a deque allocates even while empty, at 10,000 children).
+  std::vector<exit_record> last_exits;
   std::vector<std::string> extra_args;  // simple_one_for_one start-child arguments
 
   // Supervisors only.
@@ -135,8 +146,11 @@ struct reload_summary {
 class tree {
  public:
   using clock_fn = std::function<std::int64_t()>;  // monotonic milliseconds
+  static constexpr std::size_t max_last_exits = 10;
 
-  tree(std::shared_ptr<const config> cfg, clock_fn now, std::uint64_t seed = 1);
+  // wall: CLOCK_REALTIME milliseconds, only to stamp exits (last_exits);
+  // empty: the system's.
+  tree(std::shared_ptr<const config> cfg, clock_fn now, std::uint64_t seed = 1, clock_fn wall = {});
   tree(const tree&) = delete;
   tree& operator=(const tree&) = delete;
   tree(tree&&) = delete;
@@ -188,6 +202,10 @@ class tree {
   [[nodiscard]] bool stopping() const { return shutting_down_; }
   // Calls fn for every node, depth first in start order.
   void for_each(const std::function<void(const node&)>& fn) const;
+  // A supervisor's restarts inside its current intensity window (as of now):
+  // how close it is to giving up.
+  [[nodiscard]] int restarts_in_window(const node& sup) const;
+  [[nodiscard]] std::int64_t now_ms() const { return now_(); }
 
  private:
   [[nodiscard]] core::Result<node*> resolve_supervisor(const std::string& who) const;
@@ -209,11 +227,14 @@ class tree {
   void enqueue_stop_all(node& sup);
   void reset_subtree(node& sup);
   void reload_sup(node& sup, const child_spec& spec, reload_summary& out);
+  void record_exit(node& n, const core::exit_reason& reason);
+  void cancel_backoff(node& n);
   void collect(node& n);
   [[nodiscard]] bool is_normal_for(const node& child, const core::exit_reason& reason) const;
 
   std::shared_ptr<const config> cfg_;
   clock_fn now_;
+  clock_fn wall_;
   std::minstd_rand rng_;
   std::unique_ptr<node> root_;
   std::unordered_map<std::uint64_t, node*> by_uid_;
