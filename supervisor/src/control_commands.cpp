@@ -224,6 +224,15 @@ proto::node_status node_daemon::status_of(const node& n) const {
   if (!n.spec->name.empty()) {
     s.name = n.spec->name;
   }
+  if (!n.is_supervisor) {
+    // Where `otpctl logs` finds the output (file outputs only).
+    if (n.worker().stdout_spec.kind == output_kind::file) {
+      s.stdout_path = n.worker().stdout_spec.path;
+    }
+    if (n.worker().stderr_spec.kind == output_kind::file) {
+      s.stderr_path = n.worker().stderr_spec.path;
+    }
+  }
   if (n.is_supervisor) {
     s.strategy = to_string(n.sup().strat);
     for (const auto& c : n.children) {
