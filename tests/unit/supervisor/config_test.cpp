@@ -98,7 +98,7 @@ TEST(Config, OutputsInheritPrefixedAndTimestamps) {
             "inherit_prefixed, journald or syslog, got journal");
   EXPECT_EQ(error_of(head + "    - id: a\n      command: [/bin/true]\n"
                             "      stdout: {to: null, keep: 3}\n"),
-            "x.yaml:6:29: supervisor.children[0].stdout.keep: only for a file output (file: PATH)");
+            "x.yaml:6:32: supervisor.children[0].stdout.keep: only for a file output (file: PATH)");
   EXPECT_EQ(
       error_of(head + "    - id: a\n      command: [/bin/true]\n"
                       "      stdout: {file: /tmp/x, timestamps: maybe}\n"),
