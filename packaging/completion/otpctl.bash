@@ -12,7 +12,7 @@ _otpctl() {
   local cur=${COMP_WORDS[COMP_CWORD]}
   local prev=${COMP_WORDS[COMP_CWORD - 1]}
   local commands="status tree paths start stop restart kill start-child terminate-child
-    reload events shutdown reopen-logs call cast exit-reason top web"
+    reload events shutdown reopen-logs call cast exit-reason top web logs"
   local -a ctl=("${COMP_WORDS[0]}")
   local cmd="" i
   local -a args=()  # the command's positional arguments before the current word
@@ -27,7 +27,7 @@ _otpctl() {
       ((i++))
     elif [[ $w == --runtime-dir=* ]]; then
       ctl+=("$w")
-    elif [[ -n $cmd && ($w == -s || $w == --signal || $w == --timeout) ]]; then
+    elif [[ -n $cmd && ($w == -s || $w == --signal || $w == --timeout || $w == -n || $w == --lines) ]]; then
       ((i++))  # an option's value is not a positional argument
     elif [[ $w == -* ]]; then
       :
@@ -59,6 +59,7 @@ _otpctl() {
     reload) opts+=" -n --dry-run" ;;
     top) opts+=" -f --follow --plain" ;;
     call) opts+=" --timeout" ;;
+    logs) opts+=" -n --lines -f --follow --stderr" ;;
   esac
   if [[ $cmd == kill && ($prev == -s || $prev == --signal) ]]; then
     local sigs
@@ -66,7 +67,7 @@ _otpctl() {
     mapfile -t COMPREPLY < <(compgen -W "$sigs ${sigs//SIG/}" -- "$cur")
     return
   fi
-  if [[ $cmd == call && $prev == --timeout ]]; then
+  if [[ ($cmd == call && $prev == --timeout) || ($cmd == logs && ($prev == -n || $prev == --lines)) ]]; then
     return
   fi
   if [[ $cur == -* ]]; then
@@ -77,14 +78,14 @@ _otpctl() {
   local -a paths=()
   local words="" p
   case $cmd:${#args[@]} in
-    start:0 | stop:0 | restart:0 | kill:0 | start-child:0 | terminate-child:0 | terminate-child:1)
+    start:0 | stop:0 | restart:0 | kill:0 | logs:0 | start-child:0 | terminate-child:0 | terminate-child:1)
       mapfile -t paths < <(_otpctl_paths "${ctl[@]}")
       ;;
     *) return ;;
   esac
   for p in "${paths[@]}"; do
     case $cmd:${#args[@]} in
-      kill:0) [[ $p == */ ]] || words+=" $p" ;;  # a signal goes to a worker's process
+      kill:0 | logs:0) [[ $p == */ ]] || words+=" $p" ;;  # a worker's process, a worker's output
       start-child:0 | terminate-child:0) [[ $p == */ ]] && words+=" ${p%/}" ;;
       terminate-child:1)
         # The children of the chosen supervisor ('/' is the root).

@@ -305,6 +305,12 @@ json node_status::to_json() const {
   if (name) {
     j[field::name] = *name;
   }
+  if (stdout_path) {
+    j[field::stdout_path] = *stdout_path;
+  }
+  if (stderr_path) {
+    j[field::stderr_path] = *stderr_path;
+  }
   if (strategy) {
     j[field::strategy] = *strategy;
   }
@@ -375,6 +381,8 @@ node_status node_status::from_json(const json& j) {
   n.uptime_ms = optional_field<std::int64_t>(j, field::uptime_ms);
   n.last_exit = optional_field<std::string>(j, field::last_exit);
   n.name = optional_field<std::string>(j, field::name);
+  n.stdout_path = optional_field<std::string>(j, field::stdout_path);
+  n.stderr_path = optional_field<std::string>(j, field::stderr_path);
   n.strategy = optional_field<std::string>(j, field::strategy);
   n.instance_of = optional_field<std::string>(j, field::instance_of);
   n.instance = optional_field<int>(j, field::instance);
@@ -424,6 +432,9 @@ status_reply status_reply::from_json(const json& j) {
 
 json lifecycle_event::to_json() const {
   json j = {{field::event, event}, {field::path, path}, {field::ts_ms, ts_ms}};
+  if (!time.empty()) {
+    j[field::time] = time;
+  }
   if (pid) {
     j[field::pid] = *pid;
   }
@@ -450,6 +461,7 @@ lifecycle_event lifecycle_event::from_json(const json& j) {
   e.event = j.at(field::event).get<std::string>();
   e.path = j.at(field::path).get<std::string>();
   e.ts_ms = j.at(field::ts_ms).get<std::int64_t>();
+  e.time = j.value(field::time, std::string());
   e.pid = optional_field<pid_t>(j, field::pid);
   if (j.contains(field::reason_kind)) {
     e.reason = get_reason(j);

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "otpctl_logs.hpp"
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -99,7 +100,8 @@ struct cli_request {
   [[nodiscard]] json encode() const {
     using verb = proto::child_request::verb;
     // paths: the daemon's status answer holds every child's path.
-    if (cmd == "status" || cmd == "tree" || cmd == "paths") {
+    // logs: the status answer says where each worker's log files are.
+    if (cmd == "status" || cmd == "tree" || cmd == "paths" || cmd == "logs") {
       return proto::status_request{cmd == "tree"}.to_json();
     }
     for (verb v : {verb::start, verb::stop, verb::restart}) {
@@ -215,7 +217,7 @@ int message_command(const std::string& cmd, const std::string& dir, const std::s
                  name.c_str(), r->body.size());
     return exit_no;
   }
-  std::printf("%s\n", reply.dump().c_str());
+  std::printf("%s\n", reply.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
   return exit_ok;
 }
 
@@ -281,6 +283,14 @@ int main(int argc, char** argv) {
   t->add_flag("-f,--follow", top.follow, "not a tty: after the table, a line per event");
   t->add_flag("--plain", top.force_plain, "plain lines even on a terminal");
   add("web", "the URL of otpd-web, with its access token");
+  otpd::otpctl::logs_options logs_opts;
+  auto* lg = add("logs", "the tail of a worker's captured output (a file output); -f follows it");
+  lg->add_option("id", logs_opts.id, "child id or path")->required();
+  lg->add_option("-n,--lines", logs_opts.lines, "how many lines (default 10)")
+      ->check(CLI::NonNegativeNumber);
+  lg->add_flag("-f,--follow", logs_opts.follow,
+               "keep printing what is appended, across rotations, until interrupted");
+  lg->add_flag("--stderr", logs_opts.stderr_stream, "stderr's log file instead of stdout's");
 
   try {
     app.parse(argc, argv);
@@ -337,7 +347,7 @@ int main(int argc, char** argv) {
   const json& ans = *reply;
   if (!proto::is_ok(ans)) {
     if (as_json) {
-      std::printf("%s\n", ans.dump().c_str());
+      std::printf("%s\n", ans.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
     }
     std::fprintf(stderr, "otpctl: %s\n", proto::error_reply::from_json(ans).error.c_str());
     return exit_no;
@@ -345,7 +355,7 @@ int main(int argc, char** argv) {
   if (cmd == proto::events_request::cmd) {
     // The events as otpd sent them, fields it may add later included.
     for (const auto& e : ans[proto::field::recent]) {
-      std::printf("%s\n", e.dump().c_str());
+      std::printf("%s\n", e.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
     }
     std::fflush(stdout);
     while (follow) {
@@ -358,8 +368,11 @@ int main(int argc, char** argv) {
     }
     return exit_ok;
   }
+  if (cmd == "logs") {
+    return otpd::otpctl::logs(proto::status_reply::from_json(ans), logs_opts);
+  }
   if (as_json) {
-    std::printf("%s\n", ans.dump().c_str());
+    std::printf("%s\n", ans.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
     return exit_ok;
   }
   if (cmd == "status" || cmd == "tree") {

@@ -23,6 +23,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <otpd/core/exit_reason.hpp>
+#include <otpd/core/log.hpp>
 #include <otpd/supervisor/config.hpp>
 
 namespace otpd::supervisor {
@@ -448,19 +449,20 @@ class parser {
     return base_dir_ + "/" + p;
   }
 
+  // A scalar (inherit, null, inherit_prefixed or a file path) or a mapping:
+  // {file: PATH, max_size, keep, rotate, timestamps} or {to: KIND, timestamps}.
   output_spec output(const YAML::Node& n, const std::string& key) {
     output_spec o;
     if (n.IsScalar()) {
       std::string s = n.Scalar();
-      if (s == "inherit") {
-        o.kind = output_kind::inherit;
-      } else if (s == "null") {
-        o.kind = output_kind::null;
-      } else if (!s.empty()) {
+      if (s.empty()) {
+        fail(n, key,
+             "expected inherit, null, inherit_prefixed, journald, syslog, a file path or {file: "
+             "PATH, max_size, keep}");
+      }
+      if (!output_keyword(s, o)) {
         o.kind = output_kind::file;
         o.path = resolve(s);
-      } else {
-        fail(n, key, "expected inherit, null, a file path or {file: PATH, max_size, keep}");
       }
       return o;
     }
@@ -469,11 +471,28 @@ class parser {
       return o;
     }
     check_keys(n, key, config_keys::output);
-    if (!n["file"]) {
-      fail(n, join(key, "file"), "missing (the log file path)");
+    if (n["to"]) {
+      if (n["file"]) {
+        fail(n["to"], join(key, "to"), "give either file or to, not both");
+      }
+      // to: null is YAML's null, not the word.
+      std::string to = n["to"].IsNull() ? "null" : scalar(n["to"], join(key, "to"));
+      if (!output_keyword(to, o)) {
+        fail(n["to"], join(key, "to"),
+             "expected inherit, null, inherit_prefixed, journald or syslog, got " + to);
+      }
+      for (const char* k : {"max_size", "keep", "rotate"}) {
+        if (n[k]) {
+          fail(n[k], join(key, k), "only for a file output (file: PATH)");
+        }
+      }
+    } else {
+      if (!n["file"]) {
+        fail(n, join(key, "file"), "missing (the log file path, or to: for another output)");
+      }
+      o.kind = output_kind::file;
+      o.path = resolve(scalar(n["file"], join(key, "file")));
     }
-    o.kind = output_kind::file;
-    o.path = resolve(scalar(n["file"], join(key, "file")));
     if (n["max_size"]) {
       o.max_bytes = size(n["max_size"], join(key, "max_size"));
     }
@@ -482,6 +501,9 @@ class parser {
     }
     if (n["rotate"]) {
       o.rotate = boolean(n["rotate"], join(key, "rotate"));
+    }
+    if (n["timestamps"]) {
+      o.timestamps = boolean(n["timestamps"], join(key, "timestamps"));
     }
     return o;
   }
@@ -612,6 +634,25 @@ class parser {
                                : argv(c, join(key, "command"), false);
     }
     return f;
+  }
+
+  // An output named by a word; false when s is none (a file path then).
+  static bool output_keyword(const std::string& s, output_spec& o) {
+    if (s == "inherit") {
+      o.kind = output_kind::inherit;
+    } else if (s == "null") {
+      o.kind = output_kind::null;
+    } else if (s == "inherit_prefixed") {
+      o.kind = output_kind::inherit_prefixed;
+      o.timestamps = false;
+    } else if (s == "journald" || s == "syslog") {
+      // They stamp each entry themselves.
+      o.kind = s == "journald" ? output_kind::journald : output_kind::syslog;
+      o.timestamps = false;
+    } else {
+      return false;
+    }
+    return true;
   }
 
   readiness_spec readiness(const YAML::Node& n, const std::string& key) {
@@ -1264,6 +1305,12 @@ class parser {
       if (n["control"]) {
         control(n["control"], "node.control", cfg->node.control);
       }
+      if (n["log_target"]) {
+        cfg->node.log_target = choice<log_target_kind>(n["log_target"], "node.log_target",
+                                                       {{"stderr", log_target_kind::stderr_stream},
+                                                        {"journald", log_target_kind::journald},
+                                                        {"syslog", log_target_kind::syslog}});
+      }
     }
     if (!doc["supervisor"]) {
       fail(doc, "supervisor", "missing (the root supervisor)");
@@ -1357,6 +1404,60 @@ std::vector<std::string> changed_keys(const child_spec& a, const child_spec& b) 
     std::string k = it->first.Scalar();
     if (!cx[k]) {
       out.push_back(k);
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// Who writes to journald / syslog: "node.log_target" and "PATH's stdout".
+void log_target_users(const child_spec& c, const std::string& path,
+                      std::vector<std::pair<std::string, output_kind>>& out) {
+  if (c.is_supervisor) {
+    for (const auto& k : c.sup.children) {
+      log_target_users(k, path.empty() ? k.id : path + "/" + k.id, out);
+    }
+    if (c.sup.child_template) {
+      log_target_users(*c.sup.child_template, (path.empty() ? "" : path + "/") + "<template>", out);
+    }
+    return;
+  }
+  for (const auto* o : {&c.worker.stdout_spec, &c.worker.stderr_spec}) {
+    if (o->kind == output_kind::journald || o->kind == output_kind::syslog) {
+      out.emplace_back(path + "'s " + (o == &c.worker.stdout_spec ? "stdout" : "stderr"), o->kind);
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> unreachable_log_targets(const config& c) {
+  std::vector<std::pair<std::string, output_kind>> users;
+  if (c.node.log_target == log_target_kind::journald) {
+    users.emplace_back("node.log_target", output_kind::journald);
+  } else if (c.node.log_target == log_target_kind::syslog) {
+    users.emplace_back("node.log_target", output_kind::syslog);
+  }
+  log_target_users(c.root, "", users);
+  std::optional<std::string> journal_error, syslog_error;  // probed once each
+  std::vector<std::string> out;
+  for (const auto& [who, kind] : users) {
+    bool journal = kind == output_kind::journald;
+    auto& why = journal ? journal_error : syslog_error;
+    if (!why) {
+      if (journal) {
+        auto fd = core::journal_stream("otpd", 6, false);
+        why = fd ? std::string() : fd.message();
+      } else {
+        auto fd = core::syslog_socket();
+        why = fd ? std::string() : fd.message();
+      }
+    }
+    if (!why->empty()) {
+      out.push_back(fmt::format("{}: {}: unable to reach {} ({}; {} sets another socket)", who,
+                                journal ? "journald" : "syslog", journal ? "the journal" : "syslog",
+                                *why, journal ? "OTPD_JOURNAL_SOCKET" : "OTPD_SYSLOG_SOCKET"));
     }
   }
   return out;

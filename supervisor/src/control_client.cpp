@@ -94,7 +94,8 @@ core::Result<std::string> control_client::request(const std::string& line) {
 }
 
 core::Result<protocol::json> control_client::call(const protocol::json& request) {
-  auto line = this->request(request.dump());
+  // replace: an id from the command line may be any bytes; never a throw.
+  auto line = this->request(request.dump(-1, ' ', false, protocol::json::error_handler_t::replace));
   if (!line) {
     return line.error();
   }

@@ -264,6 +264,15 @@ proto::node_status node_daemon::status_of(const node& n) const {
   for (const auto& e : n.last_exits) {
     s.last_exits.push_back({e.wall_ms, e.reason});
   }
+  if (!n.is_supervisor) {
+    // Where `otpctl logs` finds the output (file outputs only).
+    if (n.worker().stdout_spec.kind == output_kind::file) {
+      s.stdout_path = n.worker().stdout_spec.path;
+    }
+    if (n.worker().stderr_spec.kind == output_kind::file) {
+      s.stderr_path = n.worker().stderr_spec.path;
+    }
+  }
   if (n.is_supervisor) {
     s.intensity = proto::intensity_status{tree_->restarts_in_window(n), n.sup().max_restarts,
                                           n.sup().max_seconds};

@@ -469,6 +469,9 @@ void node_daemon::log_event(const event& ev) {
 // recent ring and the event stream.
 void node_daemon::record_event(protocol::lifecycle_event e, core::log_level level,
                                const std::string& text) {
+  if (e.time.empty()) {
+    e.time = core::rfc3339_utc(core::wall_ms());
+  }
   json j = e.to_json();
   if (opts_.format == log_format::json) {
     core::log_info("{}", j.dump(-1, ' ', false, json::error_handler_t::replace));
@@ -865,6 +868,24 @@ int run_daemon(const daemon_options& options) {
   if (!cfg) {
     core::log_error("{}", cfg.message());
     return 1;
+  }
+  // A journal or syslog that cannot be reached now is an error at start
+  // (--check only warns): output would be lost from the first line on.
+  if (auto bad = unreachable_log_targets(**cfg); !bad.empty()) {
+    for (const auto& why : bad) {
+      core::log_error("otpd: {}: {}; not starting", options.config_path, why);
+    }
+    return 1;
+  }
+  if ((*cfg)->node.log_target != log_target_kind::stderr_stream) {
+    bool journal = (*cfg)->node.log_target == log_target_kind::journald;
+    auto set =
+        core::set_log_target(journal ? core::log_target::journald : core::log_target::syslog);
+    if (!set) {
+      core::log_error("otpd: unable to log to {}: {}; not starting",
+                      journal ? "journald" : "syslog", set.message());
+      return 1;
+    }
   }
   // Parsing a big config leaves megabytes of freed yaml-cpp nodes in the
   // heap; give them back, or every fork copies their page tables.

@@ -10,8 +10,10 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <string_view>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -195,34 +197,63 @@ void log_sink::rotate() {
   (void)open();
 }
 
-void log_sink::write(const char* data, std::size_t n) {
-  if (!fd && (clock::now() < retry_at || !open())) {
-    drop(n);
-    return;
-  }
+bool log_sink::put(const char* data, std::size_t n) {
   while (n > 0) {
-    if (spec.rotate && size >= spec.max_bytes) {
-      rotate();
-    }
-    if (!fd) {
-      drop(n);
-      return;
-    }
-    std::size_t room = spec.rotate ? static_cast<std::size_t>(spec.max_bytes - size) : n;
-    std::size_t chunk = n < room ? n : room;
-    ssize_t w = ::write(fd.get(), data, chunk);
+    ssize_t w = ::write(fd.get(), data, n);
     if (w < 0 && errno == EINTR) {
       continue;
     }
     if (w <= 0) {
       failed(fmt::format("unable to write log file {}: {}", spec.path,
                          w < 0 ? std::strerror(errno) : "nothing written"));
-      drop(n);
-      return;
+      return false;
     }
     size += static_cast<std::uint64_t>(w);
     data += w;
     n -= static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
+void log_sink::write(const char* data, std::size_t n) {
+  if (!fd && (clock::now() < retry_at || !open())) {
+    drop(n);
+    return;
+  }
+  // rotated: the file was just rotated and nothing written since, so a line
+  // that does not fit goes in anyway (a rename that failed reopens the same
+  // full file: no loop of rotations).
+  bool rotated = false;
+  while (n > 0) {
+    std::size_t take = n;
+    if (spec.rotate && size + n > spec.max_bytes) {
+      std::size_t room =
+          size < spec.max_bytes ? static_cast<std::size_t>(spec.max_bytes - size) : 0;
+      std::string_view fits(data, std::min(room, n));
+      auto nl = fits.rfind('\n');
+      take = nl == std::string_view::npos ? 0 : nl + 1;
+      if (take == 0 && size > 0 && !rotated) {
+        rotate();
+        rotated = true;
+        if (!fd) {
+          drop(n);
+          return;
+        }
+        continue;
+      }
+      if (take == 0) {
+        // One line longer than max_bytes: whole, in a file of its own.
+        auto first = std::string_view(data, n).find('\n');
+        take = first == std::string_view::npos ? n : first + 1;
+      }
+    }
+    if (!put(data, take)) {
+      drop(n);
+      return;
+    }
+    data += take;
+    n -= take;
+    rotated = false;
   }
 }
 
@@ -237,12 +268,12 @@ std::shared_ptr<log_sink> output_capture::sink_for(const output_spec& spec) {
   return s;
 }
 
-void output_capture::add(core::unique_fd read_fd, std::shared_ptr<log_sink> sink) {
+void output_capture::add(core::unique_fd read_fd, capture_target target) {
   int fd = read_fd.get();
   auto c = std::make_unique<capture>();
   c->owner = this;
   c->fd = std::move(read_fd);
-  c->sink = std::move(sink);
+  c->target = std::move(target);
   c->poll = uv::handle<uv_poll_t>::make();
   if (uv_poll_init(loop_, c->poll.get(), fd) != 0) {
     c->poll.discard();
@@ -253,25 +284,177 @@ void output_capture::add(core::unique_fd read_fd, std::shared_ptr<log_sink> sink
   captures_[fd] = std::move(c);
 }
 
+namespace {
+
+// All of out to otpd's own stdout or stderr, blocking as otpd's own log
+// lines are (a reader that stalls stalls otpd: docker and kubectl read
+// their containers' output as it comes).
+void write_out(int fd, const std::string& out) {
+  const char* p = out.data();
+  std::size_t left = out.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd, p, left);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      return;  // nowhere to say it: otpd's own output is gone
+    }
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+}
+
+}  // namespace
+
+void output_capture::deliver(capture& c, const char* data, std::size_t n, bool flush) {
+  out_.clear();
+  const capture_target& t = c.target;
+  auto emit = [this, &t](std::string_view line, std::int64_t wall_ms) {
+    std::size_t start = out_.size();
+    if (t.timestamps) {
+      out_.resize(start + core::rfc3339_chars + 1);
+      core::format_rfc3339_utc(wall_ms, out_.data() + start);
+      out_.back() = ' ';
+    }
+    out_ += t.prefix;
+    out_ += line;
+    if (t.syslog_pri >= 0) {
+      send_syslog(t, std::string_view(out_).substr(start));
+      out_.resize(start);
+      return;
+    }
+    out_ += '\n';
+  };
+  if (flush) {
+    c.framer.flush(emit);
+  } else {
+    c.framer.feed(data, n, static_cast<std::int64_t>(uv_now(loop_)), core::wall_ms(), emit);
+  }
+  if (!out_.empty()) {
+    if (t.file) {
+      t.file->write(out_.data(), out_.size());
+    } else if (t.out_fd >= 0) {
+      write_out(t.out_fd, out_);
+    }
+  }
+  if (c.framer.pending()) {
+    partial_.insert(&c);
+    arm_flush(c);
+  } else {
+    partial_.erase(&c);
+  }
+  // A burst of long lines must not keep a 64 KiB buffer per node forever.
+  if (out_.capacity() > 256 * 1024) {
+    std::string().swap(out_);
+  }
+}
+
+// A line as one syslog message. A send that fails (syslog restarted, its
+// socket replaced) reconnects and tries once more; then the line is lost,
+// as syslog(3) loses it.
+void output_capture::send_syslog(const capture_target& t, std::string_view text) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (!syslog_) {
+      auto fd = core::syslog_socket();
+      if (!fd) {
+        return;
+      }
+      syslog_ = std::move(*fd);
+    }
+    if (core::syslog_send(syslog_.get(), t.syslog_pri, t.ident, text)) {
+      return;
+    }
+    syslog_.reset();
+  }
+}
+
+// One timer for every partial line: it fires at the earliest one due.
+void output_capture::arm_flush(capture& c) {
+  std::int64_t due = c.framer.due_at();
+  if (timer_at_ >= 0 && timer_at_ <= due) {
+    return;
+  }
+  if (!flush_timer_) {
+    flush_timer_ = uv::handle<uv_timer_t>::make();
+    if (uv_timer_init(loop_, flush_timer_.get()) != 0) {
+      flush_timer_.discard();
+      return;  // the partial lines wait for their rest or for EOF
+    }
+    flush_timer_.get()->data = this;
+    // Never what keeps the loop running.
+    uv_unref(uv::as_handle(flush_timer_.get()));
+  }
+  auto now = static_cast<std::int64_t>(uv_now(loop_));
+  timer_at_ = due;
+  uv_timer_start(
+      flush_timer_.get(),
+      [](uv_timer_t* h) { static_cast<output_capture*>(h->data)->on_flush_timer(); },
+      static_cast<std::uint64_t>(due > now ? due - now : 0), 0);
+}
+
+void output_capture::on_flush_timer() {
+  timer_at_ = -1;
+  auto now = static_cast<std::int64_t>(uv_now(loop_));
+  std::vector<capture*> waiting(partial_.begin(), partial_.end());
+  capture* next = nullptr;
+  for (capture* c : waiting) {
+    if (c->framer.due_at() <= now) {
+      deliver(*c, nullptr, 0, true);
+    } else if (next == nullptr || c->framer.due_at() < next->framer.due_at()) {
+      next = c;
+    }
+  }
+  if (next != nullptr) {
+    arm_flush(*next);
+  }
+}
+
 // At most 16 reads per wake-up, so one chatty child cannot starve the loop.
 void output_capture::on_readable(uv_poll_t* h, int status, int /*events*/) {
   auto* c = static_cast<capture*>(h->data);
+  output_capture& self = *c->owner;
   int fd = c->fd.get();
   char buf[65536];
   for (int rounds = 0; rounds < 16; ++rounds) {
     ssize_t n = status < 0 ? -1 : ::read(fd, buf, sizeof buf);
     if (n > 0) {
-      c->sink->write(buf, static_cast<std::size_t>(n));
+      self.deliver(*c, buf, static_cast<std::size_t>(n), false);
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
       return;
     }
-    // EOF: closes the poll handle (freed in its close callback), then the
-    // fd; c is gone after this line.
-    c->owner->captures_.erase(fd);
+    // EOF: the partial line is written, then the poll handle closes (freed
+    // in its close callback), then the fd; c is gone after the erase.
+    self.deliver(*c, nullptr, 0, true);
+    self.partial_.erase(c);
+    self.captures_.erase(fd);
     return;
   }
+}
+
+// What the children wrote before the end is still in the pipes: read it
+// (without waiting for more), then write every partial line.
+void output_capture::clear() {
+  char buf[65536];
+  for (auto& [fd, c] : captures_) {
+    for (int rounds = 0; rounds < 16; ++rounds) {
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n <= 0) {
+        break;
+      }
+      deliver(*c, buf, static_cast<std::size_t>(n), false);
+    }
+    deliver(*c, nullptr, 0, true);
+  }
+  partial_.clear();
+  captures_.clear();
+  flush_timer_.reset();
+  timer_at_ = -1;
 }
 
 std::size_t output_capture::reopen_all() {

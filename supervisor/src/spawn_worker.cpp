@@ -34,7 +34,8 @@ using core::unique_fd;
 // in otpd as soon as the child has them.
 struct node_daemon::child_fds {
   unique_fd ready_r, ready_w;  // the notify pipe, the child's end as fd 3
-  std::vector<std::pair<unique_fd, std::shared_ptr<log_sink>>> reads;  // output pipes
+  std::vector<std::pair<unique_fd, capture_target>> reads;  // output pipes
+  std::string path;  // the child's (inherit_prefixed puts it in front of each line)
   std::vector<unique_fd> writes;
   int error = 0;  // errno of a pipe that could not be made
 };
@@ -67,6 +68,7 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
   }
   core::spawn_options& o = *opts;
   child_fds fds;
+  fds.path = n->path;
   prepare_child_fds(w, o, fds);
   if (out_of_fds(fds.error)) {
     retry_spawn(uid, fds.error);
@@ -114,8 +116,8 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
   // Reaping goes through waitid(P_ALL) on SIGCHLD, so no pidfd is kept:
   // one fd per child would eat the budget at 10,000 children. The exec fd
   // lives only until the child has exec'd.
-  for (auto& [fd, sink] : fds.reads) {
-    output_.add(std::move(fd), sink);
+  for (auto& [fd, target] : fds.reads) {
+    output_.add(std::move(fd), std::move(target));
   }
   proc& p = register_worker(*n, r->pid);
   p.cgroup = std::move(cgroup);
@@ -276,12 +278,26 @@ void node_daemon::prepare_child_fds(const worker_spec& w, core::spawn_options& o
   }
 }
 
-// stdout or stderr (target): inherited, /dev/null, or a pipe to a rotated file.
+// stdout or stderr (target): inherited, /dev/null, a journal stream, or a
+// pipe to a rotated file, to otpd's own stdout / stderr (inherit_prefixed)
+// or to syslog.
 void node_daemon::place_output(const output_spec& s, int target, core::spawn_options& o,
                                child_fds& fds) {
   if (s.kind == output_kind::null) {
     o.fds.emplace_back(-1, target);
-  } else if (s.kind == output_kind::file) {
+  } else if (s.kind == output_kind::journald) {
+    // The child writes into the journal itself: no pipe, no copy by otpd.
+    auto j = core::journal_stream(fds.path, target == 1 ? 6 : 3, false);
+    if (!j) {
+      core::log_error("otpd {}: unable to reach the journal for its {}: {}; it goes to /dev/null",
+                      fds.path, target == 1 ? "stdout" : "stderr", j.message());
+      o.fds.emplace_back(-1, target);
+      return;
+    }
+    o.fds.emplace_back(j->get(), target);
+    fds.writes.push_back(std::move(*j));
+  } else if (s.kind == output_kind::file || s.kind == output_kind::inherit_prefixed ||
+             s.kind == output_kind::syslog) {
     auto p = core::make_pipe(O_NONBLOCK);
     if (!p) {
       fds.error = p.error().value();
@@ -291,7 +307,19 @@ void node_daemon::place_output(const output_spec& s, int target, core::spawn_opt
     // The child's end must block: most programs do not expect EAGAIN.
     ::fcntl(p->write.get(), F_SETFL, 0);
     o.fds.emplace_back(p->write.get(), target);
-    fds.reads.emplace_back(std::move(p->read), output_.sink_for(s));
+    capture_target t;
+    t.timestamps = s.timestamps;
+    if (s.kind == output_kind::file) {
+      t.file = output_.sink_for(s);
+    } else if (s.kind == output_kind::syslog) {
+      constexpr int facility_user = 1 << 3;
+      t.syslog_pri = facility_user | (target == 1 ? 6 : 3);  // info, err
+      t.ident = fds.path;
+    } else {
+      t.out_fd = target;
+      t.prefix = "[" + fds.path + "] ";
+    }
+    fds.reads.emplace_back(std::move(p->read), std::move(t));
     fds.writes.push_back(std::move(p->write));
   }
 }

@@ -12,6 +12,7 @@
 //   grandchild PATH     fork a child in our process group that sleeps forever; its pid to PATH
 //   grandchild-setsid PATH  the same, but the grandchild leaves our process group (setsid)
 //   print TEXT / eprint TEXT  a line to stdout / stderr
+//   write TEXT          TEXT to stdout as is, no newline added; \n, \\ and \xHH are decoded
 //   spam N              N lines of 100 bytes to stdout
 //   exit N              exit with code N
 //   crash               SIGSEGV (no core file, whatever handler a sanitizer set)
@@ -136,6 +137,23 @@ int main(int argc, char** argv) {
       write_pidfile(path, pid);
     } else if (a == "print") {
       write_all(1, arg() + "\n");
+    } else if (a == "write") {
+      std::string in = arg(), out;
+      for (std::size_t k = 0; k < in.size(); ++k) {
+        if (in[k] != '\\' || k + 1 >= in.size()) {
+          out += in[k];
+        } else if (in[k + 1] == 'n') {
+          out += '\n';
+          ++k;
+        } else if (in[k + 1] == 'x' && k + 3 < in.size()) {
+          out += static_cast<char>(std::stoi(in.substr(k + 2, 2), nullptr, 16));
+          k += 3;
+        } else {
+          out += in[k + 1];
+          ++k;
+        }
+      }
+      write_all(1, out);
     } else if (a == "eprint") {
       write_all(2, arg() + "\n");
     } else if (a == "spam") {

@@ -131,6 +131,7 @@ node_status sample_tree() {
   w.uptime_ms = 1500;
   w.last_exit = "killed";
   w.name = "api";
+  w.stdout_path = "/var/log/api.log";
   return supervisor_node("root", "/", "one_for_all",
                          supervisor_node("web", "web", "one_for_one", w));
 }
@@ -146,6 +147,8 @@ void expect_same(const node_status& a, const node_status& b) {
   EXPECT_EQ(a.uptime_ms, b.uptime_ms);
   EXPECT_EQ(a.last_exit, b.last_exit);
   EXPECT_EQ(a.name, b.name);
+  EXPECT_EQ(a.stdout_path, b.stdout_path);
+  EXPECT_EQ(a.stderr_path, b.stderr_path);
   EXPECT_EQ(a.strategy, b.strategy);
   ASSERT_EQ(a.children.size(), b.children.size());
   for (std::size_t i = 0; i < a.children.size(); ++i) {
@@ -174,8 +177,11 @@ TEST(ControlProtocol, EventsRoundTrip) {
                          4242,
                          core::exit_reason{core::exit_kind::killed, 9},
                          std::string("by operator")};
+  started.time = "2026-12-02T10:01:02.345Z";
   auto r = round_trip(events_reply{{started, exited}});
   ASSERT_EQ(r.recent.size(), 2U);
+  EXPECT_EQ(r.recent[0].time, "2026-12-02T10:01:02.345Z");
+  EXPECT_EQ(r.recent[1].time, "");
   EXPECT_EQ(r.recent[0].event, "started");
   EXPECT_EQ(r.recent[0].ts_ms, 123);
   EXPECT_EQ(r.recent[0].pid, 4242);

@@ -76,6 +76,42 @@ TEST(Config, RejectsUnknownKey) {
             "umask, user)");
 }
 
+TEST(Config, OutputsInheritPrefixedAndTimestamps) {
+  auto r = parse_config(head +
+                            "    - id: a\n      command: [/bin/true]\n"
+                            "      stdout: inherit_prefixed\n"
+                            "      stderr: {file: /tmp/a.err, timestamps: false}\n"
+                            "    - id: b\n      command: [/bin/true]\n"
+                            "      stdout: {to: inherit_prefixed, timestamps: true}\n"
+                            "      stderr: /tmp/b.err\n",
+                        "x.yaml");
+  ASSERT_TRUE(r.has_value()) << r.message();
+  const auto& a = (*r)->root.sup.children[0].worker;
+  EXPECT_EQ(a.stdout_spec.kind, output_kind::inherit_prefixed);
+  EXPECT_FALSE(a.stdout_spec.timestamps);
+  EXPECT_EQ(a.stderr_spec.kind, output_kind::file);
+  EXPECT_FALSE(a.stderr_spec.timestamps);
+  const auto& b = (*r)->root.sup.children[1].worker;
+  EXPECT_EQ(b.stdout_spec.kind, output_kind::inherit_prefixed);
+  EXPECT_TRUE(b.stdout_spec.timestamps);
+  EXPECT_TRUE(b.stderr_spec.timestamps);
+
+  EXPECT_EQ(error_of(head + "    - id: a\n      command: [/bin/true]\n"
+                            "      stdout: {file: /tmp/x, to: null}\n"),
+            "x.yaml:6:34: supervisor.children[0].stdout.to: give either file or to, not both");
+  EXPECT_EQ(error_of(head + "    - id: a\n      command: [/bin/true]\n"
+                            "      stdout: {to: journal}\n"),
+            "x.yaml:6:20: supervisor.children[0].stdout.to: expected inherit, null, "
+            "inherit_prefixed, journald or syslog, got journal");
+  EXPECT_EQ(error_of(head + "    - id: a\n      command: [/bin/true]\n"
+                            "      stdout: {to: null, keep: 3}\n"),
+            "x.yaml:6:32: supervisor.children[0].stdout.keep: only for a file output (file: PATH)");
+  EXPECT_EQ(
+      error_of(head + "    - id: a\n      command: [/bin/true]\n"
+                      "      stdout: {file: /tmp/x, timestamps: maybe}\n"),
+      "x.yaml:6:42: supervisor.children[0].stdout.timestamps: expected true or false, got 'maybe'");
+}
+
 TEST(Config, SuccessExitCodesAndStopAsGroup) {
   auto r = parse_config(head +
                             "    - {id: a, command: [/bin/true], restart: transient,\n"

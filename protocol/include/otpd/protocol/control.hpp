@@ -49,6 +49,8 @@ inline constexpr const char* follow = "follow";
 inline constexpr const char* recent = "recent";
 inline constexpr const char* found = "found";
 inline constexpr const char* files = "files";
+inline constexpr const char* stdout_path = "stdout_path";
+inline constexpr const char* stderr_path = "stderr_path";
 inline constexpr const char* added = "added";
 inline constexpr const char* removed = "removed";
 inline constexpr const char* changed = "changed";
@@ -61,6 +63,7 @@ inline constexpr const char* reason = "reason";
 inline constexpr const char* reason_kind = "reason_kind";
 inline constexpr const char* reason_value = "reason_value";
 inline constexpr const char* ts_ms = "ts_ms";
+inline constexpr const char* time = "time";
 inline constexpr const char* detail = "detail";
 inline constexpr const char* state = "state";
 inline constexpr const char* restarts = "restarts";
@@ -291,7 +294,11 @@ struct node_status {
   std::string restart;                    // permanent, transient, temporary
   std::optional<std::int64_t> uptime_ms;  // while running
   std::optional<std::string> last_exit;
-  std::optional<std::string> name;      // registered name
+  std::optional<std::string> name;  // registered name
+  // Workers whose stdout / stderr otpd writes to a file: its path (where
+  // `otpctl logs` reads it); absent for any other output.
+  std::optional<std::string> stdout_path;
+  std::optional<std::string> stderr_path;
   std::optional<std::string> strategy;  // supervisors only
   std::vector<node_status> children;    // supervisors only
   // A child made by `instances: N`: the id written in the config, its number.
@@ -337,6 +344,9 @@ struct lifecycle_event {
   std::optional<std::string> cmd;  // "command" events only
   std::optional<uid_t> peer_uid;
   std::optional<pid_t> peer_pid;
+  // The wall clock, RFC 3339 in UTC with ms ("2026-12-02T10:01:02.345Z");
+  // empty: not sent.
+  std::string time;
   [[nodiscard]] json to_json() const;
   static lifecycle_event from_json(const json& j);
 };

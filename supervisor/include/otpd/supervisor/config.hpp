@@ -21,7 +21,13 @@ enum class strategy : std::uint8_t { one_for_one, one_for_all, rest_for_one, sim
 enum class restart_type : std::uint8_t { permanent, transient, temporary };
 enum class readiness_kind : std::uint8_t { exec, notify, tcp, unix_socket, command, http };
 enum class probe_kind : std::uint8_t { tcp, unix_socket, http, command };
-enum class output_kind : std::uint8_t { inherit, null, file };
+// inherit_prefixed: each line on otpd's own stdout / stderr behind the
+// child's path ("[web/api] line"), for docker logs and kubectl logs.
+// journald: a journal stream handed to the child (identifier: its path);
+// syslog: each line a syslog message (ident: its path).
+enum class output_kind : std::uint8_t { inherit, null, file, inherit_prefixed, journald, syslog };
+// Where otpd's own log lines and events go (node.log_target).
+enum class log_target_kind : std::uint8_t { stderr_stream, journald, syslog };
 enum class shutdown_kind : std::uint8_t { timeout, brutal_kill, infinity };
 
 [[nodiscard]] const char* to_string(strategy s) noexcept;
@@ -69,6 +75,9 @@ struct output_spec {
   std::uint64_t max_bytes = 10u << 20;
   int keep = 5;  // rotated files kept: path.1 .. path.keep
   bool rotate = true;
+  // Each captured line starts with its wall-clock time (RFC 3339 UTC, ms).
+  // Default: on for a file, off for inherit_prefixed (docker stamps its own).
+  bool timestamps = true;
 };
 
 // Opt-in delay before a restart. Intensity still counts every restart.
@@ -185,14 +194,15 @@ struct node_spec {
   std::vector<std::string> path;
   env_list env;
   control_spec control;
+  log_target_kind log_target = log_target_kind::stderr_stream;
 };
 
 // The keys the loader accepts in each mapping of a config file, one list per
 // section of otpd.yaml(5); a test holds the man page to exactly these.
 namespace config_keys {
 inline constexpr std::array<std::string_view, 2> top{"node", "supervisor"};
-inline constexpr std::array<std::string_view, 5> node{"name", "runtime_dir", "env", "path",
-                                                      "control"};
+inline constexpr std::array<std::string_view, 6> node{"name", "runtime_dir", "env",
+                                                      "path", "control",     "log_target"};
 // node.control.
 inline constexpr std::array<std::string_view, 2> control{"max_connections", "idle_timeout"};
 // The root supervisor (the top-level `supervisor:` mapping).
@@ -230,7 +240,8 @@ inline constexpr std::array<std::string_view, 28> worker{"id",
                                                          "limits",
                                                          "liveness"};
 // stdout / stderr given as a mapping.
-inline constexpr std::array<std::string_view, 4> output{"file", "max_size", "keep", "rotate"};
+inline constexpr std::array<std::string_view, 6> output{"file",   "max_size",   "keep",
+                                                        "rotate", "timestamps", "to"};
 // readiness given as a mapping.
 inline constexpr std::array<std::string_view, 5> readiness{"tcp", "unix", "command", "interval",
                                                            "http"};
@@ -287,5 +298,11 @@ struct config {
 // The same from text (file is only used in messages and to resolve relative paths).
 [[nodiscard]] core::Result<std::shared_ptr<const config>> parse_config(const std::string& text,
                                                                        const std::string& file);
+
+// What of c writes to journald or syslog and cannot reach it now, one line
+// each ("web/api's stdout: journald: /run/systemd/journal/stdout: No such
+// file or directory"); empty when all is reachable. otpd refuses to start
+// with any; --check only warns (a packaged config validates anywhere).
+[[nodiscard]] std::vector<std::string> unreachable_log_targets(const config& c);
 
 }  // namespace otpd::supervisor
