@@ -1,6 +1,6 @@
 // bench_mailbox: what a mailbox costs, beside the floors it stands on.
 //
-//   build/bin/bench_mailbox [--quick]
+//   build/bin/bench_mailbox [--quick] [--section S]... [--transport socket|ring]
 //
 // Prints one table: call round trip p50/p99 (GenServer call: monitor, send,
 // selective receive of the reply, demonitor) next to a bare ping-pong on
@@ -41,6 +41,8 @@ namespace {
 
 bool g_quick = false;
 std::set<std::string> g_sections;  // empty: all
+// The mailbox transports the otpd rows run on (--transport narrows it).
+std::vector<rt::transport> g_transports = {rt::transport::socket, rt::transport::ring};
 bool want(const char* section) {
   return g_sections.empty() || g_sections.count(section) > 0;
 }
@@ -378,9 +380,14 @@ int main(int argc, char** argv) {
       g_quick = true;
     } else if (std::strcmp(argv[i], "--section") == 0 && i + 1 < argc) {
       g_sections.insert(argv[++i]);
+    } else if (std::strcmp(argv[i], "--transport") == 0 && i + 1 < argc &&
+               (std::strcmp(argv[i + 1], "socket") == 0 || std::strcmp(argv[i + 1], "ring") == 0)) {
+      g_transports = {std::strcmp(argv[++i], "socket") == 0 ? rt::transport::socket
+                                                            : rt::transport::ring};
     } else {
       std::fprintf(stderr,
-                   "usage: bench_mailbox [--quick] [--section rtt|oneway|spawn|erlang]...\n");
+                   "usage: bench_mailbox [--quick] [--section rtt|oneway|batched|spawn|erlang]... "
+                   "[--transport socket|ring]\n");
       return 100;
     }
   }
@@ -417,7 +424,7 @@ int main(int argc, char** argv) {
       row((std::string("raw ") + name + " ping-pong, 50 µs poll before blocking (floor)").c_str(),
           fmt_us(s.p50_us), fmt_us(s.p99_us));
     }
-    for (auto t : {rt::transport::socket, rt::transport::ring}) {
+    for (auto t : g_transports) {
       rt::set_transport(t);
       std::string on = std::string(" [") + rt::to_string(t) + "]";
       auto c0 = call_roundtrip(0, iters);
@@ -445,11 +452,28 @@ int main(int argc, char** argv) {
           fmt_rate(raw_per_syscall(type, 64, msgs / 8)),
           fmt_rate(raw_per_syscall(type, 1024, msgs / 8)));
     }
-    for (auto t : {rt::transport::socket, rt::transport::ring}) {
+    for (auto t : g_transports) {
       rt::set_transport(t);
       std::string on = std::string(" [") + rt::to_string(t) + "]";
       row(("otpd send(): one message per call" + on).c_str(), fmt_rate(oneway(64, msgs / 8, false)),
           fmt_rate(oneway(1024, msgs / 8, false)));
+      row(("otpd post() + flush(): batched" + on).c_str(), fmt_rate(oneway(64, msgs, true)),
+          fmt_rate(oneway(1024, msgs / 4, true)));
+    }
+    rt::set_transport(rt::transport::ring);
+  }
+  if (g_sections.count("batched") > 0) {  // only when asked: "oneway" has these rows
+    // The batched rows of "oneway" alone, beside their floor: what the
+    // socket path is tuned against (quicker to repeat, or to profile).
+    std::printf("\n## Batched one-way (%ld messages)\n\n", msgs);
+    std::printf("| %-58s | %14s | %14s |\n", "what", "64 B", "1 KiB");
+    std::printf("|%s|%s|%s|\n", std::string(60, '-').c_str(), std::string(16, '-').c_str(),
+                std::string(16, '-').c_str());
+    row("raw STREAM, 64 length-prefixed frames per write (floor)",
+        fmt_rate(raw_stream_batched(64, msgs)), fmt_rate(raw_stream_batched(1024, msgs / 4)));
+    for (auto t : g_transports) {
+      rt::set_transport(t);
+      std::string on = std::string(" [") + rt::to_string(t) + "]";
       row(("otpd post() + flush(): batched" + on).c_str(), fmt_rate(oneway(64, msgs, true)),
           fmt_rate(oneway(1024, msgs / 4, true)));
     }

@@ -5,17 +5,18 @@
 #include <sys/types.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <deque>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "ring.hpp"
@@ -80,15 +81,165 @@ core::exit_reason ask_otpd_exit_reason(const std::string& runtime_dir, pid_t pid
 // Set in a fork()ed child (pthread_atfork): its context is a stale copy.
 inline std::atomic<bool> g_forked{false};
 
+// Blocks a connection let go of while bodies still viewed them: counted,
+// so that bodies kept by the program cannot pin receive buffers without
+// bound (message.cpp).
+[[nodiscard]] std::size_t orphaned_bytes() noexcept;
+// Releases b, counting it as orphaned if bodies still view it.
+void orphan(shared_block* b) noexcept;
+// Over this, received bodies are copied instead of viewed.
+inline constexpr std::size_t max_orphaned = std::size_t{64} << 20;
+
+// Owns one reference to a shared_block (or none).
+class block_ref {
+ public:
+  block_ref() noexcept = default;
+  explicit block_ref(std::size_t capacity) : b_(shared_block::make(capacity)) {}
+  block_ref(const block_ref&) = delete;
+  block_ref& operator=(const block_ref&) = delete;
+  block_ref(block_ref&& o) noexcept : b_(std::exchange(o.b_, nullptr)) {}
+  block_ref& operator=(block_ref&& o) noexcept {
+    if (this != &o) {
+      reset();
+      b_ = std::exchange(o.b_, nullptr);
+    }
+    return *this;
+  }
+  ~block_ref() { reset(); }
+  void reset() noexcept {
+    if (b_ != nullptr) {
+      orphan(std::exchange(b_, nullptr));
+    }
+  }
+  shared_block* get() const noexcept { return b_; }
+  explicit operator bool() const noexcept { return b_ != nullptr; }
+  char* data() const noexcept { return b_->data(); }
+  std::size_t capacity() const noexcept { return b_ == nullptr ? 0 : b_->capacity; }
+  // No body views it: its bytes may be overwritten.
+  bool sole() const noexcept { return b_->refs.load(std::memory_order_acquire) == 1; }
+
+ private:
+  shared_block* b_ = nullptr;
+};
+
+// A body for the queue from bytes in block (which it may keep alive): inline
+// when small, else a view of the block, or a copy of its own once too many
+// orphaned blocks are alive.
+inline bytes body_in(shared_block* block, std::string_view raw) {
+  if (raw.size() <= bytes::inline_capacity || orphaned_bytes() > max_orphaned) {
+    return bytes(raw);
+  }
+  return bytes::view(block, raw.data(), raw.size());
+}
+
+// Where ring bodies are copied to (ring bytes are shared with the sender and
+// cannot be viewed): a block filled front to back, replaced when full.
+struct arena {
+  block_ref block;
+  std::size_t used = 0;
+
+  bytes copy(std::string_view raw) {
+    if (raw.size() <= bytes::inline_capacity) {
+      return bytes(raw);
+    }
+    if (block.capacity() - used < raw.size()) {
+      if (block && block.sole() && block.capacity() >= raw.size()) {
+        used = 0;
+      } else {
+        block = block_ref(std::max(arena_size, raw.size()));
+        used = 0;
+      }
+    }
+    char* p = block.data() + used;
+    std::memcpy(p, raw.data(), raw.size());
+    used += raw.size();
+    return body_in(block.get(), {p, raw.size()});
+  }
+  static constexpr std::size_t arena_size = std::size_t{256} * 1024;
+};
+
+// The received messages, in order: a ring of slots that only grows, so
+// queueing and taking allocate nothing once it has its size.
+class message_queue {
+ public:
+  [[nodiscard]] std::size_t size() const noexcept { return count_; }
+  [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
+  message& operator[](std::size_t i) noexcept { return slots_[(head_ + i) & mask_]; }
+  void push_back(message&& m) {
+    if (count_ == slots_.size()) {
+      grow();
+    }
+    slots_[(head_ + count_) & mask_] = std::move(m);
+    ++count_;
+  }
+  // Removes and returns element i, closing the gap from the nearer end.
+  message take(std::size_t i) noexcept {
+    message m = std::move((*this)[i]);
+    if (i < count_ / 2) {
+      for (std::size_t j = i; j > 0; --j) {
+        (*this)[j] = std::move((*this)[j - 1]);
+      }
+      head_ = (head_ + 1) & mask_;
+    } else {
+      for (std::size_t j = i; j + 1 < count_; ++j) {
+        (*this)[j] = std::move((*this)[j + 1]);
+      }
+    }
+    --count_;
+    return m;
+  }
+  // Removes every element pred holds for, keeping the others' order.
+  template <class Pred>
+  void remove_if(Pred pred) {
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < count_; ++i) {
+      if (pred((*this)[i])) {
+        (*this)[i] = message{};
+        continue;
+      }
+      if (kept != i) {
+        (*this)[kept] = std::move((*this)[i]);
+      }
+      ++kept;
+    }
+    count_ = kept;
+  }
+  void clear() noexcept {
+    slots_.clear();
+    head_ = 0;
+    count_ = 0;
+    mask_ = 0;
+  }
+
+ private:
+  void grow() {
+    std::size_t n = slots_.empty() ? 64 : slots_.size() * 2;
+    std::vector<message> bigger(n);
+    for (std::size_t i = 0; i < count_; ++i) {
+      bigger[i] = std::move((*this)[i]);
+    }
+    slots_.swap(bigger);
+    head_ = 0;
+    mask_ = n - 1;
+  }
+
+  std::vector<message> slots_;  // a power of two of them
+  std::size_t head_ = 0;
+  std::size_t count_ = 0;
+  std::size_t mask_ = 0;
+};
+
 // A connection from a sender to our mailbox.
 struct in_conn {
   core::unique_fd fd;
   pid_t peer = 0;
-  // Bytes [start, end) are received and not yet parsed. The buffer only
-  // grows (zero-filled once), so a read never pays for clearing memory.
-  std::vector<char> buf;
+  // Bytes [start, end) of rx are received and not yet parsed. Bodies of
+  // received messages view rx (body_in): its bytes before end are never
+  // overwritten while a body views them (read_conn takes a new block).
+  block_ref rx;
   std::size_t start = 0;
   std::size_t end = 0;
+  arena ring_bodies;  // copies of the bodies taken from the ring
   // The shared-memory ring of this connection (ring.hpp), once the sender
   // asked for one; on_ring once the sender said its messages go there.
   ring::mapping ring;
@@ -214,13 +365,7 @@ class context {
   // callers have already stopped whatever could still produce such a message
   // (the monitor, the call), so nothing to pump.
   void remove_matching(const ref& r, kind k) {
-    for (auto it = queue_.begin(); it != queue_.end();) {
-      if (it->ref == r && it->kind == k) {
-        it = queue_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    queue_.remove_if([&](const message& m) { return m.ref == r && m.kind == k; });
   }
   void abandon(const ref& r) {
     abandoned_.insert(r);
@@ -289,7 +434,7 @@ class context {
   void accept_all();
   void read_conn(int fd);
   bool consume(in_conn& c);
-  void deliver(in_conn& c, const wire::header& h, std::string_view raw);
+  void deliver(in_conn& c, const wire::header& h, bytes body);
   void offer_ring(in_conn& c);
   void close_conn(int fd, const char* why);
   void read_signals(int fd);
@@ -319,7 +464,7 @@ class context {
   unsigned fast_polls_ = 0;  // receives served from the rings without epoll
   std::unordered_map<std::string, pid_t> name_cache_;
   std::unordered_set<ref, ref_hash> abandoned_;
-  std::deque<message> queue_;
+  message_queue queue_;
   std::chrono::microseconds max_spin_{50};
   bool external_loop_ = false;  // event_fd() was asked for (see there)
   std::chrono::microseconds spin_{50};

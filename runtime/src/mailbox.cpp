@@ -32,6 +32,9 @@ namespace detail {
 namespace {
 
 constexpr std::size_t read_chunk = std::size_t{256} * 1024;
+// A connection's receive buffer: room for two reads before it is replaced
+// or reused.
+constexpr std::size_t rx_block = 2 * read_chunk;
 constexpr std::size_t post_flush_threshold = std::size_t{64} * 1024;
 constexpr std::size_t max_out_connections = 512;
 // Posts into a ring are published at least this often (and at every flush).
@@ -44,6 +47,42 @@ constexpr std::chrono::microseconds full_ring_spin{5};
 // published meanwhile) once it took this much in one call: a sender as fast
 // as us cannot keep us there.
 constexpr std::uint64_t consume_batch = std::uint64_t{64} * 1024;
+
+// The received bytes of c not parsed yet.
+std::string_view unparsed(const in_conn& c) {
+  return c.end == c.start ? std::string_view{}
+                          : std::string_view{c.rx.data() + c.start, c.end - c.start};
+}
+
+// Room for one read_chunk after c.end. The bytes before c.end may be viewed
+// by bodies still queued or held by the program: they are overwritten (the
+// unparsed rest moved to the front) only when no body views the block;
+// otherwise the rest moves to a new block and the old one lives on as long
+// as its bodies.
+void make_room(in_conn& c) {
+  const std::size_t rest = c.end - c.start;
+  if (c.rx && c.rx.sole()) {
+    if (rest == 0) {
+      c.start = c.end = 0;  // the common case: all parsed, reuse from the front
+    } else if (c.rx.capacity() - c.end < read_chunk && c.start > 0) {
+      std::memmove(c.rx.data(), c.rx.data() + c.start, rest);
+      c.start = 0;
+      c.end = rest;
+    }
+  }
+  if (c.rx.capacity() - c.end >= read_chunk) {
+    return;
+  }
+  // A new block: a frame larger than the block is arriving, or bodies view
+  // the old one.
+  block_ref bigger(std::max(rx_block, rest + read_chunk));
+  if (rest > 0) {
+    std::memcpy(bigger.data(), c.rx.data() + c.start, rest);
+  }
+  c.rx = std::move(bigger);  // orphans the old block if bodies view it
+  c.start = 0;
+  c.end = rest;
+}
 
 Result<void> set_nonblocking(int fd) {
   int flags = ::fcntl(fd, F_GETFL);
@@ -583,30 +622,30 @@ void context::offer_ring(in_conn& c) {
 }
 
 // One frame for the queue, from the socket or the ring. Control frames and
-// late replies are handled here.
-void context::deliver(in_conn& c, const wire::header& h, std::string_view raw) {
+// late replies are handled here. body is already out of reach of the sender
+// (a view of our receive buffer, or a copy of ring bytes).
+void context::deliver(in_conn& c, const wire::header& h, bytes body) {
   // One connection carries one sender: an envelope claiming another pid is
   // a forgery or a bug; drop that message and keep the stream.
   if (h.from != c.peer) {
     core::log_warn("mailbox: dropped a message from pid {} claiming to be pid {}", c.peer, h.from);
     return;
   }
-  // Copied before it is checked: ring bytes are shared with the sender,
-  // which could change them between a check and a copy.
-  message m{static_cast<kind>(h.kind), h.from, ref{h.ref_hi, h.ref_lo}, std::string(raw)};
-  if (!is_valid_term(m.body)) {
-    core::log_warn("mailbox: dropped a malformed {} message from pid {} ({} bytes)",
-                   to_string(m.kind), c.peer, h.body_len);
+  const auto k = static_cast<kind>(h.kind);
+  if (!is_valid_term(body)) {
+    core::log_warn("mailbox: dropped a malformed {} message from pid {} ({} bytes)", to_string(k),
+                   c.peer, h.body_len);
     return;
   }
-  if (m.kind == kind::link || m.kind == kind::unlink) {
-    handle_control(m);
+  const ref r{h.ref_hi, h.ref_lo};
+  if (k == kind::link || k == kind::unlink) {
+    handle_control(message{k, h.from, r, std::move(body)});
     return;
   }
-  if (m.kind == kind::reply && !abandoned_.empty() && abandoned_.erase(m.ref) > 0) {
+  if (k == kind::reply && !abandoned_.empty() && abandoned_.erase(r) > 0) {
     return;  // a reply that came after its caller gave up
   }
-  queue_.push_back(std::move(m));
+  queue_.push_back(message{k, h.from, r, std::move(body)});
 }
 
 // Takes in whatever c's received socket bytes and ring hold, in the sender's
@@ -619,7 +658,7 @@ bool context::consume(in_conn& c) {
   const std::uint64_t head_at_start = c.head;
   while (true) {
     if (!c.on_ring || c.socket_next) {
-      auto f = wire::next_frame({c.buf.data() + c.start, c.end - c.start});
+      auto f = wire::next_frame(unparsed(c));
       if (f.status == wire::cut::broken) {
         close_conn(fd, f.why);
         return false;
@@ -627,7 +666,8 @@ bool context::consume(in_conn& c) {
       if (f.status == wire::cut::need_more) {
         break;
       }
-      c.start += sizeof f.h + f.h.body_len;
+      const std::size_t body_at = c.start + sizeof f.h;
+      c.start = body_at + f.h.body_len;
       const std::uint8_t flags = f.h.flags;
       if ((flags & ring::flag_wake) != 0) {
         continue;
@@ -651,7 +691,7 @@ bool context::consume(in_conn& c) {
         continue;
       }
       c.socket_next = false;
-      deliver(c, f.h, f.body);
+      deliver(c, f.h, body_in(c.rx.get(), {c.rx.data() + body_at, f.h.body_len}));
       continue;
     }
     // On the ring.
@@ -664,7 +704,7 @@ bool context::consume(in_conn& c) {
       // socket, and we read the socket before loading tail: a whole frame
       // there now that no marker claims breaks the protocol.
       while (true) {
-        auto f = wire::next_frame({c.buf.data() + c.start, c.end - c.start});
+        auto f = wire::next_frame(unparsed(c));
         if (f.status == wire::cut::broken) {
           close_conn(fd, f.why);
           return false;
@@ -695,7 +735,9 @@ bool context::consume(in_conn& c) {
         close_conn(fd, "a control frame in the ring");
         return false;
       }
-      deliver(c, r.f.h, r.f.body);
+      // Copied before it is checked: ring bytes are shared with the sender,
+      // which could change them between a check and a copy.
+      deliver(c, r.f.h, c.ring_bodies.copy(r.f.body));
     }
   }
   if (c.head != c.published) {
@@ -710,14 +752,6 @@ bool context::consume(in_conn& c) {
       (void)!::send(fd, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
   }
-  if (c.start == c.end) {
-    c.start = 0;
-    c.end = 0;
-  } else if (c.start > read_chunk) {
-    std::memmove(c.buf.data(), c.buf.data() + c.start, c.end - c.start);
-    c.end -= c.start;
-    c.start = 0;
-  }
   return true;
 }
 
@@ -728,10 +762,8 @@ void context::read_conn(int fd) {
   }
   in_conn& c = it->second;
   while (true) {
-    if (c.buf.size() < c.end + read_chunk) {
-      c.buf.resize(c.end + read_chunk);
-    }
-    ssize_t n = ::read(fd, c.buf.data() + c.end, read_chunk);
+    make_room(c);
+    ssize_t n = ::read(fd, c.rx.data() + c.end, read_chunk);
     if (n > 0) {
       c.end += static_cast<std::size_t>(n);
       if (!consume(c)) {
@@ -867,26 +899,26 @@ Result<message> context::receive(const predicate* pred, deadline until) {
   }
   (void)flush_all(until);
   std::size_t scanned = 0;
-  auto take = [&]() -> std::optional<message> {
+  // The index of the first match in the queue, or -1; messages before it
+  // have been looked at and are not looked at again.
+  auto find = [&]() -> std::ptrdiff_t {
     for (; scanned < queue_.size(); ++scanned) {
       if (pred == nullptr || (*pred)(queue_[scanned])) {
-        message m = std::move(queue_[scanned]);
-        queue_.erase(queue_.begin() + static_cast<std::ptrdiff_t>(scanned));
-        return m;
+        return static_cast<std::ptrdiff_t>(scanned);
       }
     }
-    return std::nullopt;
+    return -1;
   };
-  if (auto m = take()) {
-    return std::move(*m);
+  if (auto i = find(); i >= 0) {
+    return queue_.take(static_cast<std::size_t>(i));
   }
   // The rings first, without a syscall; the epoll set (sockets, pidfds,
   // timers) when they had nothing, and every 16th time regardless.
   if (rings_.empty() || poll_rings() == 0 || (++fast_polls_ & 15U) == 0) {
     pump(0);
   }
-  if (auto m = take()) {
-    return std::move(*m);
+  if (auto i = find(); i >= 0) {
+    return queue_.take(static_cast<std::size_t>(i));
   }
   // Spin briefly before sleeping: waking a halted vCPU costs tens of µs here.
   // The rings are polled without a syscall; the epoll set (sockets, pidfds,
@@ -903,8 +935,8 @@ Result<message> context::receive(const predicate* pred, deadline until) {
         got = pump(0);
       }
       if (got > 0) {
-        if (auto m = take()) {
-          return std::move(*m);
+        if (auto i = find(); i >= 0) {
+          return queue_.take(static_cast<std::size_t>(i));
         }
       }
     }
@@ -913,14 +945,14 @@ Result<message> context::receive(const predicate* pred, deadline until) {
     int ms = until.poll_timeout_ms();
     if (ms == 0) {
       pump(0);
-      if (auto m = take()) {
-        return std::move(*m);
+      if (auto i = find(); i >= 0) {
+        return queue_.take(static_cast<std::size_t>(i));
       }
       return errc::timeout;
     }
     auto slept_from = core::clock::now();
     if (pump(ms) > 0) {
-      if (auto m = take()) {
+      if (auto i = find(); i >= 0) {
         // Adapt: had the message come within the spin window, spinning would
         // have caught it cheaper; otherwise spin less next time.
         auto waited = core::clock::now() - slept_from;
@@ -929,7 +961,7 @@ Result<message> context::receive(const predicate* pred, deadline until) {
         } else {
           spin_ /= 2;
         }
-        return std::move(*m);
+        return queue_.take(static_cast<std::size_t>(i));
       }
     }
   }

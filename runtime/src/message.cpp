@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <cstdio>
+#include <new>
+#include <ostream>
 
 #include <otpd/runtime/message.hpp>
 #include <otpd/runtime/term.hpp>
@@ -16,6 +18,63 @@ std::atomic<pid_t> g_ref_pid{0};
 std::atomic<std::uint64_t> g_ref_salt{0};
 
 }  // namespace
+
+namespace detail {
+namespace {
+// The capacity of the blocks that their connection has let go of while
+// bodies still viewed them (see orphan()).
+std::atomic<std::size_t> g_orphaned{0};
+}  // namespace
+std::size_t orphaned_bytes() noexcept {
+  return g_orphaned.load(std::memory_order_relaxed);
+}
+void orphan(shared_block* b) noexcept {
+  if (b->refs.load(std::memory_order_acquire) != 1) {
+    b->orphan = true;
+    g_orphaned.fetch_add(b->capacity, std::memory_order_relaxed);
+  }
+  shared_block::release(b);
+}
+void note_orphan_freed(std::size_t capacity) noexcept {
+  g_orphaned.fetch_sub(capacity, std::memory_order_relaxed);
+}
+}  // namespace detail
+
+shared_block* shared_block::make(std::size_t capacity) {
+  // One allocation for the header and the bytes after it.
+  void* mem = ::operator new(sizeof(shared_block) + capacity);
+  auto* b = new (mem) shared_block;
+  b->capacity = capacity;
+  return b;
+}
+
+void shared_block::destroy(shared_block* b) noexcept {
+  if (b->orphan) {
+    detail::note_orphan_freed(b->capacity);
+  }
+  b->~shared_block();
+  ::operator delete(static_cast<void*>(b));
+}
+
+void bytes::assign(std::string_view s) {
+  // Built aside, then swapped in: s may view this very body.
+  bytes t;
+  if (s.size() <= inline_capacity) {
+    if (!s.empty()) {
+      std::memcpy(t.inline_, s.data(), s.size());
+    }
+  } else {
+    t.block_ = shared_block::make(s.size());
+    std::memcpy(t.block_->data(), s.data(), s.size());
+    t.ptr_ = t.block_->data();
+  }
+  t.size_ = s.size();
+  swap(t);
+}
+
+std::ostream& operator<<(std::ostream& os, const bytes& b) {
+  return os << b.view();
+}
 
 ref make_ref() noexcept {
   // hi = pid << 32 | random salt drawn once per process (after a fork the

@@ -78,8 +78,65 @@ core::Result<msgpack::object_handle> decode_term(std::string_view bytes) noexcep
   }
 }
 
+namespace {
+
+std::uint64_t big_endian(const unsigned char* p, int n) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < n; ++i) {
+    v = (v << 8) | p[i];
+  }
+  return v;
+}
+
+// The answer of check_term for a body that is one scalar (an integer, nil,
+// a boolean, a float, a string or a binary), read off its first bytes
+// without the parser; -1 for any other body (containers, ext, bytes no
+// msgpack type starts with), which the parser checks. Most message bodies
+// are one such term, and for them this is the whole decode.
+int scalar_term_valid(std::string_view bytes) noexcept {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const std::size_t n = bytes.size();
+  const unsigned char b = p[0];
+  std::size_t total = 0;  // the length of the whole term
+  std::uint64_t len = 0;  // of a string or binary
+  bool is_str = false;
+  if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+    total = 1;
+  } else if (b >= 0xa0 && b <= 0xbf) {
+    len = b & 0x1fU;
+    total = 1 + len;
+    is_str = true;
+  } else if (b >= 0xca && b <= 0xd3) {
+    // float32, float64, uint8..64, int8..64.
+    static constexpr unsigned char sizes[] = {4, 8, 1, 2, 4, 8, 1, 2, 4, 8};
+    total = 1 + std::size_t{sizes[b - 0xca]};
+  } else if ((b >= 0xd9 && b <= 0xdb) || (b >= 0xc4 && b <= 0xc6)) {
+    is_str = b >= 0xd9;
+    const int width = 1 << (is_str ? b - 0xd9 : b - 0xc4);  // 1, 2 or 4 length bytes
+    if (n < 1 + static_cast<std::size_t>(width)) {
+      return 0;  // the length itself is cut off
+    }
+    len = big_endian(p + 1, width);
+    total = 1 + static_cast<std::size_t>(width) + len;
+  } else {
+    return -1;
+  }
+  if (len > (is_str ? decode_limits().str() : decode_limits().bin())) {
+    return 0;
+  }
+  return total == n ? 1 : 0;
+}
+
+}  // namespace
+
 bool is_valid_term(std::string_view bytes) noexcept {
-  return bytes.empty() || check_term(bytes).has_value();
+  if (bytes.empty()) {
+    return true;
+  }
+  if (int v = scalar_term_valid(bytes); v >= 0) {
+    return v == 1;
+  }
+  return check_term(bytes).has_value();
 }
 
 }  // namespace otpd::runtime

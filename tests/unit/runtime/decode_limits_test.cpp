@@ -94,3 +94,63 @@ TEST(DecodeLimits, TrailingBytesAndTruncationAreRefused) {
   auto s = rt::pack(std::string("hello"));
   EXPECT_EQ(rt::decode_term(s.substr(0, s.size() - 1)).error(), errc::malformed);
 }
+
+// is_valid_term reads a body that is one scalar off its first bytes, without
+// the parser: its answer must be the parser's, for whole, cut and overlong
+// bodies of every scalar type.
+TEST(DecodeLimits, QuickScalarCheckAgreesWithTheParser) {
+  std::vector<std::string> bodies = {
+      rt::pack(0),
+      rt::pack(127),
+      rt::pack(-1),
+      rt::pack(-33),
+      rt::pack(200),
+      rt::pack(70000),
+      rt::pack(-70000),
+      rt::pack(1LL << 40),
+      rt::pack(-(1LL << 40)),
+      rt::pack(1.5f),
+      rt::pack(2.5),
+      rt::pack(true),
+      rt::pack(false),
+      rt::pack(msgpack::type::nil_t()),
+      rt::pack(std::string()),
+      rt::pack(std::string(31, 'x')),
+      rt::pack(std::string(32, 'x')),
+      rt::pack(std::string(300, 'x')),
+      rt::pack(std::string(70000, 'x')),
+      rt::pack(std::vector<char>(5, 'b')),
+      rt::pack(std::vector<char>(300, 'b')),
+      rt::pack(std::vector<char>(70000, 'b')),
+  };
+  std::size_t checked = 0;
+  for (const auto& whole : bodies) {
+    ASSERT_TRUE(rt::is_valid_term(whole)) << whole.size();
+    // Every cut of it, and it with bytes after.
+    for (std::size_t n = 1; n < whole.size(); n = n < 8 ? n + 1 : n * 2) {
+      std::string cut = whole.substr(0, n);
+      EXPECT_EQ(rt::is_valid_term(cut), rt::check_term(cut).has_value())
+          << whole.size() << "/" << n;
+      EXPECT_FALSE(rt::is_valid_term(cut));
+      ++checked;
+    }
+    for (std::string tail : {std::string("\xc0"), std::string(9, 'x')}) {
+      std::string longer = whole + tail;
+      EXPECT_EQ(rt::is_valid_term(longer), rt::check_term(longer).has_value()) << whole.size();
+      EXPECT_FALSE(rt::is_valid_term(longer));
+      ++checked;
+    }
+  }
+  // Every first byte alone, and followed by a few bytes: scalar or not, the
+  // two checks agree.
+  for (int b = 0; b < 256; ++b) {
+    for (std::string rest :
+         {std::string(), std::string(1, '\x01'), std::string(8, '\x00'), std::string(4, '\xff')}) {
+      std::string body = std::string(1, static_cast<char>(b)) + rest;
+      EXPECT_EQ(rt::is_valid_term(body), rt::check_term(body).has_value())
+          << b << "+" << rest.size();
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 1000u);
+}

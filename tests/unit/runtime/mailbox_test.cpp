@@ -8,6 +8,7 @@
 #include <map>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -125,6 +126,68 @@ TEST_P(Mailbox, OneMebibyteBodyBothWays) {
   auto back = rt::receive_ref(r, long_wait());
   ASSERT_TRUE(back);
   EXPECT_EQ(*back->as<std::string>(), big);
+}
+
+// Received bodies view the buffer they were read into (or, from the ring, a
+// block they were copied to): one kept by the program, or left queued, must
+// stay intact while many more messages are read after it.
+TEST_P(Mailbox, BodiesKeptOrLeftQueuedStayIntactWhileMoreArrive) {
+  pid_t parent = rt::self();
+  constexpr int n = 20000;
+  auto text = [](int i) {
+    static constexpr std::size_t sizes[] = {3, 90, 200, 1024, 9000};
+    std::string s(sizes[i % 5], '\0');
+    for (std::size_t k = 0; k < s.size(); ++k) {
+      s[k] = static_cast<char>((i * 31 + static_cast<int>(k)) % 251);
+    }
+    return s;
+  };
+  auto child = rt::spawn([parent, text] {
+    for (int i = 0; i < n; ++i) {
+      // Every 7th is a cast: the receive below skips those, leaving them queued.
+      auto k = i % 7 == 0 ? rt::kind::cast : rt::kind::user;
+      if (!rt::post_message(parent, k, {}, rt::pack(std::make_tuple(i, text(i))))) {
+        return 1;
+      }
+    }
+    return rt::flush(long_wait()) ? 0 : 2;
+  });
+  ASSERT_TRUE(child);
+  // The casts stay queued until the end; every 97th of the others is kept.
+  auto not_seventh = [](const rt::message& m) { return m.kind == rt::kind::user; };
+  std::vector<rt::message> kept;
+  int taken = 0;
+  for (int i = 0; i < n; ++i) {
+    if (i % 7 == 0) {
+      continue;
+    }
+    auto m = rt::receive(not_seventh, long_wait());
+    ASSERT_TRUE(m) << "message " << i;
+    auto v = m->as<std::tuple<int, std::string>>();
+    ASSERT_TRUE(v);
+    ASSERT_EQ(std::get<0>(*v), i);
+    ASSERT_EQ(std::get<1>(*v), text(i));
+    ++taken;
+    if (i % 97 == 0) {
+      kept.push_back(*m);
+    }
+  }
+  EXPECT_EQ(rt::queued(), static_cast<std::size_t>((n + 6) / 7));
+  for (int i = 0; i < n; i += 7) {
+    auto m = rt::receive(long_wait());
+    ASSERT_TRUE(m) << "queued message " << i;
+    auto v = m->as<std::tuple<int, std::string>>();
+    ASSERT_TRUE(v);
+    ASSERT_EQ(std::get<0>(*v), i);
+    ASSERT_EQ(std::get<1>(*v), text(i));
+  }
+  for (const auto& m : kept) {
+    auto v = m.as<std::tuple<int, std::string>>();
+    ASSERT_TRUE(v);
+    EXPECT_EQ(std::get<1>(*v), text(std::get<0>(*v)));
+  }
+  EXPECT_GT(kept.size(), 100u);
+  EXPECT_GT(taken, 0);
 }
 
 TEST_P(Mailbox, SelectiveReceiveLeavesOthersQueuedInOrder) {
