@@ -443,7 +443,7 @@ std::vector<std::pair<std::string, std::vector<pid_t>>> limit_controllers::clean
   for (const auto& d : dirs) {
     // rmdir fails with EBUSY until the last process is gone: poll briefly.
     while (::rmdir(d.c_str()) != 0 && errno == EBUSY && !until.expired()) {
-      timespec ts{0, 10 * 1000 * 1000};
+      timespec ts{0, 10000000L};
       ::nanosleep(&ts, nullptr);
     }
   }

@@ -67,6 +67,7 @@ void write_pidfile(const std::string& path, pid_t pid) {
 }
 
 const char* term_file = nullptr;
+char* volatile kept = nullptr;  // what alloc made stays referenced (not optimised out)
 
 void on_term(int) {
   int fd = open(term_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -180,8 +181,7 @@ int main(int argc, char** argv) {
       for (std::size_t off = 0; p != nullptr && off < bytes; off += 4096) {
         p[off] = 1;
       }
-      static volatile char* keep;
-      keep = p;
+      kept = p;
     } else if (a == "forks") {
       long n = std::atol(arg().c_str());
       std::string path = arg();
