@@ -222,12 +222,13 @@ TEST(Liveness, CommandFailingRestartsTheChild) {
 TEST(Liveness, CommandPastItsTimeoutIsKilledAndCountsAsAFailure) {
   otpd_node n;
   // The probe never ends: each is killed at its timeout (otpd_node's
-  // destructor fails the test if one is left running).
+  // destructor fails the test if one is left running). The initial delay
+  // keeps each life long enough for status to see it running.
   n.start(root_yaml("one_for_one",
                     sleeper("w",
                             ", liveness: {command: 'exec sleep 30', interval: 100, "
-                            "timeout: 100, failures: 2}"),
-                    10, 60));
+                            "timeout: 100, failures: 2, initial_delay: 1500}"),
+                    100, 60));
   pid_t pid = n.wait_running("w");
   ASSERT_GT(pid, 0) << n.log();
   pid_t fresh = n.wait_running("w", pid);

@@ -71,6 +71,31 @@ TEST(ObserverModel, BuildsTheTreeFromStatusInOrder) {
   EXPECT_EQ(s.facts.otpd_pid, 4100);
 }
 
+TEST(ObserverModel, BackoffNextStartLastExitsAndIntensityFromStatus) {
+  fixture f;
+  f.m.apply_status(json::parse(R"({"ok":true,"node":"demo","otpd_pid":4100,"runtime_dir":"/rt",
+    "id":"root","path":"/","pid":null,"state":"running","restarts":0,"type":"supervisor",
+    "restart":"permanent","strategy":"one_for_one",
+    "intensity":{"used":2,"max_restarts":3,"max_seconds":5},"children":[
+      {"id":"w","path":"w","pid":null,"state":"backoff","restarts":2,"type":"worker",
+       "restart":"permanent","last_exit":"exit 3","next_start_wall_ms":1700000004000,
+       "last_exits":[
+         {"wall_ms":1700000001000,"reason":"exit 3","reason_kind":1,"reason_value":3},
+         {"wall_ms":1700000002000,"reason":"liveness_failed","reason_kind":10,
+          "reason_value":15}]}]})"));
+  const child_view& w = f.row("w");
+  EXPECT_EQ(w.state, "backoff");
+  EXPECT_EQ(w.next_start_wall_ms, 1700000004000);
+  ASSERT_EQ(w.recent_exits.size(), 2u);
+  EXPECT_EQ(w.recent_exits[0].wall_ms, 1700000001000);
+  EXPECT_EQ(w.recent_exits[1].reason, "liveness_failed");
+  EXPECT_EQ(w.recent_exits[1].kind, "liveness_failed");
+  const child_view& root = f.row("/");
+  ASSERT_TRUE(root.intens.has_value());
+  EXPECT_EQ(root.intens->used, 2);
+  EXPECT_EQ(root.intens->max_restarts, 3);
+}
+
 TEST(ObserverModel, UptimeRunsOnTheInjectedClock) {
   fixture f;
   f.m.apply_status(demo_status());
