@@ -35,6 +35,8 @@ constexpr std::size_t read_chunk = std::size_t{256} * 1024;
 // A connection's receive buffer: room for two reads before it is replaced
 // or reused.
 constexpr std::size_t rx_block = 2 * read_chunk;
+// Up to this, the unparsed rest of a read is moved to the front of the block.
+constexpr std::size_t small_rest = std::size_t{16} * 1024;
 constexpr std::size_t post_flush_threshold = std::size_t{64} * 1024;
 constexpr std::size_t max_out_connections = 512;
 // Posts into a ring are published at least this often (and at every flush).
@@ -64,7 +66,9 @@ void make_room(in_conn& c) {
   if (c.rx && c.rx.sole()) {
     if (rest == 0) {
       c.start = c.end = 0;  // the common case: all parsed, reuse from the front
-    } else if (c.rx.capacity() - c.end < read_chunk && c.start > 0) {
+    } else if (c.start > 0 && (rest <= small_rest || c.rx.capacity() - c.end < read_chunk)) {
+      // A frame cut by the last read: moved to the front, so that reads
+      // keep to the same, cache-warm, start of the block.
       std::memmove(c.rx.data(), c.rx.data() + c.start, rest);
       c.start = 0;
       c.end = rest;
