@@ -237,6 +237,7 @@ struct in_conn {
   // received messages view rx (body_in): its bytes before end are never
   // overwritten while a body views them (read_conn takes a new block).
   block_ref rx;
+  block_ref spare;  // the previous rx, reused once no body views it
   std::size_t start = 0;
   std::size_t end = 0;
   arena ring_bodies;  // copies of the bodies taken from the ring
