@@ -433,7 +433,7 @@ class context {
   int pump(int timeout_ms);
   int poll_rings();
   void accept_all();
-  void read_conn(int fd);
+  void read_conn(int fd, bool all = false);
   bool consume(in_conn& c);
   void deliver(in_conn& c, const wire::header& h, bytes body);
   void offer_ring(in_conn& c);

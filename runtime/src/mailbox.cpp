@@ -775,7 +775,10 @@ bool context::consume(in_conn& c) {
   return true;
 }
 
-void context::read_conn(int fd) {
+// One read (the epoll is level-triggered: what is left fires again once the
+// queue had a chance to drain, so the next read can reuse the front of the
+// block), or, with all, every byte there is and the end of the stream.
+void context::read_conn(int fd, bool all) {
   auto it = in_.find(fd);
   if (it == in_.end()) {
     return;
@@ -789,7 +792,7 @@ void context::read_conn(int fd) {
       if (!consume(c)) {
         return;  // closed
       }
-      if (static_cast<std::size_t>(n) < room) {
+      if (!all || static_cast<std::size_t>(n) < room) {
         return;  // drained for now
       }
       continue;
