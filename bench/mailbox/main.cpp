@@ -14,8 +14,10 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -172,12 +174,35 @@ stats call_roundtrip(int spin_us, int iters) {
 }
 
 // --- one-way throughput --------------------------------------------------------
-double oneway(std::size_t body_bytes, long count, bool batched) {
+// CPU time per message of each side of a one-way run: on a loaded machine a
+// steadier figure than the rate, which then depends on the scheduler.
+struct cpu_cost {
+  double receiver_ns = 0;
+  double sender_ns = 0;
+};
+double thread_cpu_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
+}
+// The CPU time of our reaped children so far.
+double children_cpu_ns() {
+  rusage ru{};
+  ::getrusage(RUSAGE_CHILDREN, &ru);
+  auto ns = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) * 1e9 + static_cast<double>(tv.tv_usec) * 1e3;
+  };
+  return ns(ru.ru_utime) + ns(ru.ru_stime);
+}
+
+double oneway(std::size_t body_bytes, long count, bool batched, cpu_cost* cost = nullptr) {
   std::string payload(body_bytes - (body_bytes >= 256 ? 3 : 2), 'x');
   std::string body = rt::pack(payload);  // exactly body_bytes of msgpack
   pid_t me = rt::self();
+  const double cpu0 = thread_cpu_ns();
+  const bool report_cpu = cost != nullptr;
   auto t0 = clk::now();
-  auto child = rt::spawn([me, body, count, batched] {
+  auto child = rt::spawn([me, body, count, batched, report_cpu] {
     for (long i = 0; i < count; ++i) {
       auto r = batched ? rt::post_message(me, rt::kind::user, {}, body)
                        : rt::send_message(me, rt::kind::user, {}, body);
@@ -185,25 +210,49 @@ double oneway(std::size_t body_bytes, long count, bool batched) {
         return 1;
       }
     }
-    return rt::flush() ? 0 : 2;
+    if (!rt::flush()) {
+      return 2;
+    }
+    // Then the sender's CPU time, in one more message (the runtime reaps
+    // it, so the receiver's RUSAGE_CHILDREN would learn it too late).
+    if (report_cpu) {
+      timespec ts{};
+      ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+      return rt::send(me, static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec))
+                 ? 0
+                 : 3;
+    }
+    return 0;
   });
   if (!child) {
     std::exit(111);
   }
+  // One deadline for the whole run: a clock read per message would be the
+  // bench's cost, not the mailbox's (the raw floors read no clock).
+  const auto until = rt::deadline::after(60s);
   for (long i = 0; i < count; ++i) {
-    auto m = rt::receive(rt::deadline::after(10s));
+    auto m = rt::receive(until);
     if (!m) {
       std::fprintf(stderr, "bench_mailbox: lost messages after %ld\n", i);
       std::exit(111);
     }
   }
   double secs = std::chrono::duration<double>(clk::now() - t0).count();
+  if (cost != nullptr) {
+    cost->receiver_ns = (thread_cpu_ns() - cpu0) / static_cast<double>(count);
+    auto r = rt::receive(until);
+    auto ns = r ? r->as<double>() : otpd::core::Result<double>(otpd::core::errc::malformed);
+    if (!ns) {
+      std::exit(111);
+    }
+    cost->sender_ns = *ns / static_cast<double>(count);
+  }
   return static_cast<double>(count) / secs;
 }
 
 // A bare STREAM writer: 64 frames of (4-byte length + body) per write, the
 // reader parses lengths. The floor for batching on this socket type.
-double raw_stream_batched(std::size_t body_bytes, long count) {
+double raw_stream_batched(std::size_t body_bytes, long count, cpu_cost* cost = nullptr) {
   int sv[2];
   ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
   std::string frame(4 + body_bytes, 'x');
@@ -213,6 +262,8 @@ double raw_stream_batched(std::size_t body_bytes, long count) {
   for (int i = 0; i < 64; ++i) {
     batch += frame;
   }
+  const double cpu0 = thread_cpu_ns();
+  const double children0 = children_cpu_ns();
   auto t0 = clk::now();
   pid_t pid = ::fork();
   if (pid == 0) {
@@ -253,8 +304,13 @@ double raw_stream_batched(std::size_t body_bytes, long count) {
     have -= off;
   }
   double secs = std::chrono::duration<double>(clk::now() - t0).count();
+  const double cpu1 = thread_cpu_ns();
   ::close(sv[0]);
   ::waitpid(pid, nullptr, 0);
+  if (cost != nullptr && got > 0) {
+    cost->receiver_ns = (cpu1 - cpu0) / static_cast<double>(got);
+    cost->sender_ns = (children_cpu_ns() - children0) / static_cast<double>(got);
+  }
   return static_cast<double>(got) / secs;
 }
 
@@ -469,13 +525,27 @@ int main(int argc, char** argv) {
     std::printf("| %-58s | %14s | %14s |\n", "what", "64 B", "1 KiB");
     std::printf("|%s|%s|%s|\n", std::string(60, '-').c_str(), std::string(16, '-').c_str(),
                 std::string(16, '-').c_str());
-    row("raw STREAM, 64 length-prefixed frames per write (floor)",
-        fmt_rate(raw_stream_batched(64, msgs)), fmt_rate(raw_stream_batched(1024, msgs / 4)));
+    // Then the CPU time per message of each side (receiver / sender).
+    auto cost = [](const cpu_cost& c) {
+      char b[48];
+      std::snprintf(b, sizeof b, "%.0f / %.0f ns", c.receiver_ns, c.sender_ns);
+      return std::string(b);
+    };
+    cpu_cost f64;
+    cpu_cost f1k;
+    std::string r64 = fmt_rate(raw_stream_batched(64, msgs, &f64));
+    std::string r1k = fmt_rate(raw_stream_batched(1024, msgs / 4, &f1k));
+    row("raw STREAM, 64 length-prefixed frames per write (floor)", r64, r1k);
+    row("  CPU per message, receiver / sender", cost(f64), cost(f1k));
     for (auto t : g_transports) {
       rt::set_transport(t);
       std::string on = std::string(" [") + rt::to_string(t) + "]";
-      row(("otpd post() + flush(): batched" + on).c_str(), fmt_rate(oneway(64, msgs, true)),
-          fmt_rate(oneway(1024, msgs / 4, true)));
+      cpu_cost o64;
+      cpu_cost o1k;
+      std::string a = fmt_rate(oneway(64, msgs, true, &o64));
+      std::string b = fmt_rate(oneway(1024, msgs / 4, true, &o1k));
+      row(("otpd post() + flush(): batched" + on).c_str(), a, b);
+      row("  CPU per message, receiver / sender", cost(o64), cost(o1k));
     }
     rt::set_transport(rt::transport::ring);
   }

@@ -237,6 +237,7 @@ struct in_conn {
   // received messages view rx (body_in): its bytes before end are never
   // overwritten while a body views them (read_conn takes a new block).
   block_ref rx;
+  block_ref spare;  // the previous rx, reused once no body views it
   std::size_t start = 0;
   std::size_t end = 0;
   arena ring_bodies;  // copies of the bodies taken from the ring
@@ -432,7 +433,7 @@ class context {
   int pump(int timeout_ms);
   int poll_rings();
   void accept_all();
-  void read_conn(int fd);
+  void read_conn(int fd, bool all = false);
   bool consume(in_conn& c);
   void deliver(in_conn& c, const wire::header& h, bytes body);
   void offer_ring(in_conn& c);

@@ -232,7 +232,7 @@ void context::on_pid_exit(pid_t pid) {
     }
   }
   for (int fd : from_pid) {
-    read_conn(fd);
+    read_conn(fd, true);
   }
   pidfd_owner_.erase(w.pidfd.get());
   unwatch_fd(w.pidfd.get());

@@ -35,6 +35,10 @@ constexpr std::size_t read_chunk = std::size_t{256} * 1024;
 // A connection's receive buffer: room for two reads before it is replaced
 // or reused.
 constexpr std::size_t rx_block = 2 * read_chunk;
+// Up to this, the unparsed rest of a read is moved to the front of the block.
+constexpr std::size_t small_rest = std::size_t{16} * 1024;
+// A block with less room than this left is not read into.
+constexpr std::size_t min_read = std::size_t{64} * 1024;
 constexpr std::size_t post_flush_threshold = std::size_t{64} * 1024;
 constexpr std::size_t max_out_connections = 512;
 // Posts into a ring are published at least this often (and at every flush).
@@ -54,34 +58,50 @@ std::string_view unparsed(const in_conn& c) {
                           : std::string_view{c.rx.data() + c.start, c.end - c.start};
 }
 
-// Room for one read_chunk after c.end. The bytes before c.end may be viewed
-// by bodies still queued or held by the program: they are overwritten (the
-// unparsed rest moved to the front) only when no body views the block;
-// otherwise the rest moves to a new block and the old one lives on as long
-// as its bodies.
-void make_room(in_conn& c) {
+// Room to read into after c.end; returns how many bytes to read (at most
+// read_chunk). The bytes before c.end may be viewed by bodies still queued
+// or held by the program: they are overwritten (the unparsed rest moved to
+// the front) only when no body views the block. Otherwise the next read goes
+// into what is left of the block, and then into the connection's spare
+// block once its bodies are gone, or a new one: the old block stays the
+// spare, alive as long as its bodies. Steady traffic thus reads into two
+// blocks in turn and allocates nothing.
+std::size_t make_room(in_conn& c) {
   const std::size_t rest = c.end - c.start;
   if (c.rx && c.rx.sole()) {
     if (rest == 0) {
       c.start = c.end = 0;  // the common case: all parsed, reuse from the front
-    } else if (c.rx.capacity() - c.end < read_chunk && c.start > 0) {
+    } else if (c.start > 0 && (rest <= small_rest || c.rx.capacity() - c.end < read_chunk)) {
+      // A frame cut by the last read: moved to the front, so that reads
+      // keep to the same, cache-warm, start of the block.
       std::memmove(c.rx.data(), c.rx.data() + c.start, rest);
       c.start = 0;
       c.end = rest;
     }
   }
-  if (c.rx.capacity() - c.end >= read_chunk) {
-    return;
+  if (c.rx.capacity() - c.end >= min_read) {
+    return std::min(read_chunk, c.rx.capacity() - c.end);
   }
-  // A new block: a frame larger than the block is arriving, or bodies view
-  // the old one.
-  block_ref bigger(std::max(rx_block, rest + read_chunk));
+  std::size_t need = std::max(rx_block, rest + read_chunk);
+  if (need > rx_block) {
+    need = std::max(need, 2 * c.rx.capacity());  // a large frame: grow geometrically
+  }
+  block_ref next;
+  if (c.spare && c.spare.sole() && c.spare.capacity() >= need) {
+    next = std::move(c.spare);
+  } else {
+    next = block_ref(need);
+  }
   if (rest > 0) {
-    std::memcpy(bigger.data(), c.rx.data() + c.start, rest);
+    std::memcpy(next.data(), c.rx.data() + c.start, rest);
   }
-  c.rx = std::move(bigger);  // orphans the old block if bodies view it
+  if (c.rx.capacity() == rx_block) {
+    c.spare = std::move(c.rx);  // releases the previous spare
+  }
+  c.rx = std::move(next);  // releases a grown block (orphaned if bodies view it)
   c.start = 0;
   c.end = rest;
+  return std::min(read_chunk, c.rx.capacity() - c.end);
 }
 
 Result<void> set_nonblocking(int fd) {
@@ -755,21 +775,24 @@ bool context::consume(in_conn& c) {
   return true;
 }
 
-void context::read_conn(int fd) {
+// One read (the epoll is level-triggered: what is left fires again once the
+// queue had a chance to drain, so the next read can reuse the front of the
+// block), or, with all, every byte there is and the end of the stream.
+void context::read_conn(int fd, bool all) {
   auto it = in_.find(fd);
   if (it == in_.end()) {
     return;
   }
   in_conn& c = it->second;
   while (true) {
-    make_room(c);
-    ssize_t n = ::read(fd, c.rx.data() + c.end, read_chunk);
+    const std::size_t room = make_room(c);
+    ssize_t n = ::read(fd, c.rx.data() + c.end, room);
     if (n > 0) {
       c.end += static_cast<std::size_t>(n);
       if (!consume(c)) {
         return;  // closed
       }
-      if (static_cast<std::size_t>(n) < read_chunk) {
+      if (!all || static_cast<std::size_t>(n) < room) {
         return;  // drained for now
       }
       continue;

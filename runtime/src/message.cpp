@@ -56,19 +56,16 @@ void shared_block::destroy(shared_block* b) noexcept {
   ::operator delete(static_cast<void*>(b));
 }
 
+void bytes::init_large(std::string_view s) {
+  block_ = shared_block::make(s.size());
+  std::memcpy(block_->data(), s.data(), s.size());
+  ptr_ = block_->data();
+  size_ = s.size();
+}
+
 void bytes::assign(std::string_view s) {
   // Built aside, then swapped in: s may view this very body.
-  bytes t;
-  if (s.size() <= inline_capacity) {
-    if (!s.empty()) {
-      std::memcpy(t.inline_, s.data(), s.size());
-    }
-  } else {
-    t.block_ = shared_block::make(s.size());
-    std::memcpy(t.block_->data(), s.data(), s.size());
-    t.ptr_ = t.block_->data();
-  }
-  t.size_ = s.size();
+  bytes t(s);
   swap(t);
 }
 

@@ -80,10 +80,10 @@ class bytes {
   static constexpr std::size_t inline_capacity = 88;
 
   bytes() noexcept = default;
-  bytes(std::string_view s) { assign(s); }    // NOLINT(google-explicit-constructor)
-  bytes(const std::string& s) { assign(s); }  // NOLINT(google-explicit-constructor)
-  bytes(const char* s) { assign(s); }         // NOLINT(google-explicit-constructor)
-  bytes(const char* p, std::size_t n) { assign({p, n}); }
+  bytes(std::string_view s) { init(s); }    // NOLINT(google-explicit-constructor)
+  bytes(const std::string& s) { init(s); }  // NOLINT(google-explicit-constructor)
+  bytes(const char* s) { init(s); }         // NOLINT(google-explicit-constructor)
+  bytes(const char* p, std::size_t n) { init({p, n}); }
   // A view of [p, p + n) inside b, which it keeps alive.
   static bytes view(shared_block* b, const char* p, std::size_t n) noexcept {
     bytes r;
@@ -168,6 +168,18 @@ class bytes {
     }
     size_ = 0;
   }
+  // Fills an empty body (a constructor's): small bodies with one copy.
+  void init(std::string_view s) {
+    if (s.size() <= inline_capacity) {
+      if (!s.empty()) {
+        std::memcpy(inline_, s.data(), s.size());
+      }
+      size_ = s.size();
+    } else {
+      init_large(s);
+    }
+  }
+  void init_large(std::string_view s);
   void assign(std::string_view s);
 
   std::size_t size_ = 0;
