@@ -47,7 +47,9 @@ core::Result<void> link::send(const json& request) {
   if (!fd_) {
     return core::errc::disconnected;
   }
-  std::string data = request.dump() + "\n";
+  // A request may carry text a child controls (an id typed from a page):
+  // invalid UTF-8 is replaced, never a throw.
+  std::string data = request.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   std::size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::send(fd_.get(), data.data() + off, data.size() - off, MSG_NOSIGNAL);

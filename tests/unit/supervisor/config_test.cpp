@@ -477,331 +477,327 @@ TEST(ConfigInstances, RejectsBadCountsCollisionsAndSupervisors) {
                             "       readiness: {tcp: '127.0.0.1:7{instance}0000'}}\n"),
             "x.yaml:4:7: supervisor.children[0](instance 0).readiness.tcp: expected HOST:PORT, "
             "e.g. 127.0.0.1:6379");
-  // rlimits, umask, nice, oom_score_adj, no_new_privileges, capabilities.
-  TEST(ConfigIdentity, ParsesLimitsAndIdentity) {
-    auto r = parse_config(head +
-                              "    - id: a\n      command: [/bin/true]\n"
-                              "      rlimits: {nofile: [1024, 4096], core: unlimited, stack: 8M,\n"
-                              "                cpu: 60, nice: 0}\n"
-                              "      umask: \"0027\"\n      nice: 5\n      oom_score_adj: -100\n"
-                              "      no_new_privileges: true\n"
-                              "      capabilities: [CAP_NET_BIND_SERVICE, kill]\n"
-                              "    - {id: b, command: [/bin/true]}\n",
-                          "x.yaml");
-    ASSERT_TRUE(r.has_value()) << r.message();
-    const auto& a = (*r)->root.sup.children[0].worker;
-    ASSERT_EQ(a.rlimits.size(), 5u);
-    // In the order of config_keys::rlimits, whatever the order written.
-    EXPECT_EQ(a.rlimits[0].resource, RLIMIT_NOFILE);
-    EXPECT_EQ(a.rlimits[0].soft, 1024u);
-    EXPECT_EQ(a.rlimits[0].hard, 4096u);
-    EXPECT_EQ(a.rlimits[1].resource, RLIMIT_CORE);
-    EXPECT_EQ(a.rlimits[1].soft, RLIM_INFINITY);
-    EXPECT_EQ(a.rlimits[1].hard, RLIM_INFINITY);
-    EXPECT_EQ(a.rlimits[2].resource, RLIMIT_STACK);
-    EXPECT_EQ(a.rlimits[2].soft, 8u << 20);
-    EXPECT_EQ(a.rlimits[3].resource, RLIMIT_CPU);
-    EXPECT_EQ(a.rlimits[3].hard, 60u);
-    EXPECT_EQ(a.rlimits[4].resource, RLIMIT_NICE);
-    EXPECT_EQ(a.umask, mode_t{027});
-    EXPECT_EQ(a.nice, 5);
-    EXPECT_EQ(a.oom_score_adj, -100);
-    EXPECT_TRUE(a.no_new_privileges);
-    EXPECT_EQ(a.capabilities, (std::uint64_t{1} << 10) | (std::uint64_t{1} << 5));
-    const auto& b = (*r)->root.sup.children[1].worker;
-    EXPECT_TRUE(b.rlimits.empty());
-    EXPECT_FALSE(b.umask || b.nice || b.oom_score_adj);
-    EXPECT_FALSE(b.no_new_privileges);
-    EXPECT_EQ(b.capabilities, 0u);
-  }
+}
 
-  TEST(ConfigIdentity, RejectsBadLimitsWithLineAndKey) {
-    auto bad = [](const std::string& keys) {
-      return error_of(head + "    - {id: a, command: [/bin/true], " + keys + "}\n");
-    };
-    EXPECT_EQ(bad("rlimits: {nofiles: 5}"),
-              "x.yaml:4:47: supervisor.children[0].rlimits.nofiles: unknown key (expected one of "
-              "as, core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, rtprio, "
-              "sigpending, stack)");
-    EXPECT_EQ(bad("rlimits: {nofile: unlimited}"),
-              "x.yaml:4:55: supervisor.children[0].rlimits.nofile: nofile cannot be unlimited (the "
-              "kernel caps it at fs.nr_open)");
-    EXPECT_EQ(
-        bad("rlimits: {nofile: [20, 10]}"),
-        "x.yaml:4:55: supervisor.children[0].rlimits.nofile: the soft limit is above the hard "
-        "one");
-    EXPECT_EQ(
-        bad("rlimits: {nofile: [20]}"),
-        "x.yaml:4:55: supervisor.children[0].rlimits.nofile: expected a value or [soft, hard]");
-    EXPECT_EQ(bad("rlimits: {nproc: -1}"),
-              "x.yaml:4:54: supervisor.children[0].rlimits.nproc: expected an integer in [0, "
-              "2^64-2] or unlimited, got '-1'");
-    EXPECT_EQ(bad("rlimits: {stack: 8X}"),
-              "x.yaml:4:54: supervisor.children[0].rlimits.stack: expected bytes (such as 8388608, "
-              "512K, 64M, 1G) or unlimited, got '8X'");
-    EXPECT_EQ(bad("rlimits: {as: 99999999999T}"),
-              "x.yaml:4:51: supervisor.children[0].rlimits.as: expected bytes (such as 8388608, "
-              "512K, 64M, 1G) or unlimited, got '99999999999T'");
-    EXPECT_EQ(bad("rlimits: {rtprio: 100}"),
-              "x.yaml:4:55: supervisor.children[0].rlimits.rtprio: expected an integer in [0, 99] "
-              "or unlimited, got '100'");
-    EXPECT_EQ(bad("rlimits: [nofile]"),
-              "x.yaml:4:46: supervisor.children[0].rlimits: expected a mapping");
-    EXPECT_EQ(bad("umask: \"0999\""),
-              "x.yaml:4:44: supervisor.children[0].umask: expected an octal mode such as \"0027\" "
-              "(at most 0777), got '0999'");
-    EXPECT_EQ(bad("umask: \"01777\""),
-              "x.yaml:4:44: supervisor.children[0].umask: expected an octal mode such as \"0027\" "
-              "(at most 0777), got '01777'");
-    EXPECT_EQ(bad("nice: 20"),
-              "x.yaml:4:43: supervisor.children[0].nice: expected an integer in [-20, 19], got 20");
-    EXPECT_EQ(bad("oom_score_adj: -1001"),
-              "x.yaml:4:52: supervisor.children[0].oom_score_adj: expected an integer in [-1000, "
-              "1000], got -1001");
-    EXPECT_EQ(bad("no_new_privileges: maybe"),
-              "x.yaml:4:56: supervisor.children[0].no_new_privileges: expected true or false, got "
-              "'maybe'");
-    EXPECT_EQ(bad("capabilities: CAP_KILL"),
-              "x.yaml:4:51: supervisor.children[0].capabilities: expected a list of capabilities, "
-              "e.g. [CAP_NET_BIND_SERVICE]");
-    EXPECT_EQ(bad("capabilities: [CAP_KILL, CAP_FLY]"),
-              "x.yaml:4:62: supervisor.children[0].capabilities[1]: unknown capability 'CAP_FLY' "
-              "(capabilities(7): CAP_NET_BIND_SERVICE, ...)");
-  }
+// rlimits, umask, nice, oom_score_adj, no_new_privileges, capabilities.
+TEST(ConfigIdentity, ParsesLimitsAndIdentity) {
+  auto r = parse_config(head +
+                            "    - id: a\n      command: [/bin/true]\n"
+                            "      rlimits: {nofile: [1024, 4096], core: unlimited, stack: 8M,\n"
+                            "                cpu: 60, nice: 0}\n"
+                            "      umask: \"0027\"\n      nice: 5\n      oom_score_adj: -100\n"
+                            "      no_new_privileges: true\n"
+                            "      capabilities: [CAP_NET_BIND_SERVICE, kill]\n"
+                            "    - {id: b, command: [/bin/true]}\n",
+                        "x.yaml");
+  ASSERT_TRUE(r.has_value()) << r.message();
+  const auto& a = (*r)->root.sup.children[0].worker;
+  ASSERT_EQ(a.rlimits.size(), 5u);
+  // In the order of config_keys::rlimits, whatever the order written.
+  EXPECT_EQ(a.rlimits[0].resource, RLIMIT_NOFILE);
+  EXPECT_EQ(a.rlimits[0].soft, 1024u);
+  EXPECT_EQ(a.rlimits[0].hard, 4096u);
+  EXPECT_EQ(a.rlimits[1].resource, RLIMIT_CORE);
+  EXPECT_EQ(a.rlimits[1].soft, RLIM_INFINITY);
+  EXPECT_EQ(a.rlimits[1].hard, RLIM_INFINITY);
+  EXPECT_EQ(a.rlimits[2].resource, RLIMIT_STACK);
+  EXPECT_EQ(a.rlimits[2].soft, 8u << 20);
+  EXPECT_EQ(a.rlimits[3].resource, RLIMIT_CPU);
+  EXPECT_EQ(a.rlimits[3].hard, 60u);
+  EXPECT_EQ(a.rlimits[4].resource, RLIMIT_NICE);
+  EXPECT_EQ(a.umask, mode_t{027});
+  EXPECT_EQ(a.nice, 5);
+  EXPECT_EQ(a.oom_score_adj, -100);
+  EXPECT_TRUE(a.no_new_privileges);
+  EXPECT_EQ(a.capabilities, (std::uint64_t{1} << 10) | (std::uint64_t{1} << 5));
+  const auto& b = (*r)->root.sup.children[1].worker;
+  EXPECT_TRUE(b.rlimits.empty());
+  EXPECT_FALSE(b.umask || b.nice || b.oom_score_adj);
+  EXPECT_FALSE(b.no_new_privileges);
+  EXPECT_EQ(b.capabilities, 0u);
+}
 
-  // A hard limit above ours needs CAP_SYS_RESOURCE: refused at --check
-  // exactly when the start would fail.
-  TEST(ConfigIdentity, HardLimitAboveOursNeedsCapSysResource) {
-    struct rlimit own {};
-    // sigpending's hard limit is finite on every system (a count of signals).
-    ASSERT_EQ(::getrlimit(RLIMIT_SIGPENDING, &own), 0);
-    ASSERT_NE(own.rlim_max, RLIM_INFINITY);
-    std::string yaml = head + fmt::format(
-                                  "    - {{id: a, command: [/bin/true], rlimits: "
-                                  "{{sigpending: {}}}}}\n",
-                                  own.rlim_max + 1);
-    auto r = parse_config(yaml, "x.yaml");
-    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
-    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-    ASSERT_EQ(::syscall(SYS_capget, &hdr, data), 0);
-    if ((data[0].effective >> CAP_SYS_RESOURCE & 1u) != 0) {
-      EXPECT_TRUE(r.has_value()) << r.message();
-    } else {
-      ASSERT_FALSE(r.has_value());
-      EXPECT_EQ(
-          r.message(),
-          fmt::format("x.yaml:4:59: supervisor.children[0].rlimits.sigpending: a hard limit "
-                      "above otpd's own ({}) needs CAP_SYS_RESOURCE, which otpd does not hold",
-                      own.rlim_max));
-    }
-  }
+TEST(ConfigIdentity, RejectsBadLimitsWithLineAndKey) {
+  auto bad = [](const std::string& keys) {
+    return error_of(head + "    - {id: a, command: [/bin/true], " + keys + "}\n");
+  };
+  EXPECT_EQ(bad("rlimits: {nofiles: 5}"),
+            "x.yaml:4:47: supervisor.children[0].rlimits.nofiles: unknown key (expected one of "
+            "as, core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, rtprio, "
+            "sigpending, stack)");
+  EXPECT_EQ(bad("rlimits: {nofile: unlimited}"),
+            "x.yaml:4:55: supervisor.children[0].rlimits.nofile: nofile cannot be unlimited (the "
+            "kernel caps it at fs.nr_open)");
+  EXPECT_EQ(bad("rlimits: {nofile: [20, 10]}"),
+            "x.yaml:4:55: supervisor.children[0].rlimits.nofile: the soft limit is above the hard "
+            "one");
+  EXPECT_EQ(bad("rlimits: {nofile: [20]}"),
+            "x.yaml:4:55: supervisor.children[0].rlimits.nofile: expected a value or [soft, hard]");
+  EXPECT_EQ(bad("rlimits: {nproc: -1}"),
+            "x.yaml:4:54: supervisor.children[0].rlimits.nproc: expected an integer in [0, "
+            "2^64-2] or unlimited, got '-1'");
+  EXPECT_EQ(bad("rlimits: {stack: 8X}"),
+            "x.yaml:4:54: supervisor.children[0].rlimits.stack: expected bytes (such as 8388608, "
+            "512K, 64M, 1G) or unlimited, got '8X'");
+  EXPECT_EQ(bad("rlimits: {as: 99999999999T}"),
+            "x.yaml:4:51: supervisor.children[0].rlimits.as: expected bytes (such as 8388608, "
+            "512K, 64M, 1G) or unlimited, got '99999999999T'");
+  EXPECT_EQ(bad("rlimits: {rtprio: 100}"),
+            "x.yaml:4:55: supervisor.children[0].rlimits.rtprio: expected an integer in [0, 99] "
+            "or unlimited, got '100'");
+  EXPECT_EQ(bad("rlimits: [nofile]"),
+            "x.yaml:4:46: supervisor.children[0].rlimits: expected a mapping");
+  EXPECT_EQ(bad("umask: \"0999\""),
+            "x.yaml:4:44: supervisor.children[0].umask: expected an octal mode such as \"0027\" "
+            "(at most 0777), got '0999'");
+  EXPECT_EQ(bad("umask: \"01777\""),
+            "x.yaml:4:44: supervisor.children[0].umask: expected an octal mode such as \"0027\" "
+            "(at most 0777), got '01777'");
+  EXPECT_EQ(bad("nice: 20"),
+            "x.yaml:4:43: supervisor.children[0].nice: expected an integer in [-20, 19], got 20");
+  EXPECT_EQ(bad("oom_score_adj: -1001"),
+            "x.yaml:4:52: supervisor.children[0].oom_score_adj: expected an integer in [-1000, "
+            "1000], got -1001");
+  EXPECT_EQ(bad("no_new_privileges: maybe"),
+            "x.yaml:4:56: supervisor.children[0].no_new_privileges: expected true or false, got "
+            "'maybe'");
+  EXPECT_EQ(bad("capabilities: CAP_KILL"),
+            "x.yaml:4:51: supervisor.children[0].capabilities: expected a list of capabilities, "
+            "e.g. [CAP_NET_BIND_SERVICE]");
+  EXPECT_EQ(bad("capabilities: [CAP_KILL, CAP_FLY]"),
+            "x.yaml:4:62: supervisor.children[0].capabilities[1]: unknown capability 'CAP_FLY' "
+            "(capabilities(7): CAP_NET_BIND_SERVICE, ...)");
+}
 
-  // env_file: parsed at load (relative to the config's directory), every
-  // malformed line named by file and line.
-  TEST(ConfigIdentity, EnvFileIsParsedAtLoadWithFileAndLine) {
-    testing::temp_dir dir("otpd-cfg");
-    std::string cfg = dir.path() + "/x.yaml";
-    std::string envf = dir.path() + "/app.env";
-    std::ofstream(envf) << "# c\n\nA=1\nexport B = 'two words'\n";
-    std::string yaml = head + "    - {id: a, command: [/bin/true], env_file: app.env}\n";
-    auto r = parse_config(yaml, cfg);
-    ASSERT_TRUE(r.has_value()) << r.message();
-    EXPECT_EQ((*r)->root.sup.children[0].worker.env_file, envf);
-
-    std::ofstream(envf) << "A=1\n\nB=\"open\n";
-    r = parse_config(yaml, cfg);
-    ASSERT_FALSE(r.has_value());
-    EXPECT_EQ(r.message(), cfg + ":4:47: supervisor.children[0].env_file: " + envf +
-                               ":3: B: unterminated double-quoted value (a value is one line)");
-    std::filesystem::remove(envf);
-    r = parse_config(yaml, cfg);
-    ASSERT_FALSE(r.has_value());
-    EXPECT_EQ(r.message(), cfg + ":4:47: supervisor.children[0].env_file: " + envf +
-                               ": unable to read the env_file: No such file or directory");
-  }
-
-  TEST(EnvFile, ParsesLinesQuotesAndComments) {
-    auto r = parse_env_file(
-        "# comment\n"
-        "\n"
-        "   \n"
-        "A=plain value  \n"
-        "export B=exported\n"
-        "C='single \\n $X # kept'\n"
-        "D=\"double \\\"q\\\" \\\\ \\$X \\n end\"  # trailing comment\n"
-        "E=\n"
-        "  F = spaced\r\n"
-        "G=a=b#c\n",
-        "f.env");
-    ASSERT_TRUE(r.has_value()) << r.message();
-    env_list want{{"A", "plain value"},
-                  {"B", "exported"},
-                  {"C", "single \\n $X # kept"},
-                  {"D", "double \"q\" \\ $X \n end"},
-                  {"E", ""},
-                  {"F", "spaced"},
-                  {"G", "a=b#c"}};
-    EXPECT_EQ(*r, want);
-  }
-
-  TEST(EnvFile, RejectsMalformedLinesByFileAndLine) {
-    auto error = [](const std::string& text) {
-      auto r = parse_env_file(text, "f.env");
-      EXPECT_FALSE(r.has_value()) << text;
-      return r.message();
-    };
-    EXPECT_EQ(error("A=1\nnot a line\n"), "f.env:2: expected KEY=VALUE");
-    EXPECT_EQ(error("1A=x\n"),
-              "f.env:1: '1A' is not a variable name (letters, digits and '_', not starting with a "
-              "digit)");
-    EXPECT_EQ(error("=x\n"),
-              "f.env:1: '' is not a variable name (letters, digits and '_', not starting with a "
-              "digit)");
-    EXPECT_EQ(error("A-B=x\n"),
-              "f.env:1: 'A-B' is not a variable name (letters, digits and '_', not starting with a "
-              "digit)");
-    EXPECT_EQ(error("\n\nA='open\n"),
-              "f.env:3: A: unterminated single-quoted value (a value is one line)");
-    EXPECT_EQ(error("A=\"x\" y\n"), "f.env:1: A: text after the closing quote");
-    EXPECT_EQ(error("A=\"\\q\"\n"), "f.env:1: A: unknown escape \\q in a double-quoted value");
-    EXPECT_EQ(error(std::string("A=x\0y\n", 6)), "f.env:1: contains a NUL byte");
-  }
-
-  TEST(Capabilities, NamesBothWays) {
-    EXPECT_EQ(capability_from_name("CAP_NET_BIND_SERVICE"), 10);
-    EXPECT_EQ(capability_from_name("net_bind_service"), 10);
-    EXPECT_EQ(capability_from_name("cap_checkpoint_restore"), 40);
-    EXPECT_EQ(capability_from_name("CAP_"), -1);
-    EXPECT_EQ(capability_from_name("NET_BIND_SERVICEX"), -1);
-    EXPECT_EQ(capability_name(10), "CAP_NET_BIND_SERVICE");
-    EXPECT_EQ(capability_name(0), "CAP_CHOWN");
-  }
-  // ---- probes: addresses, http, liveness --------------------------------------
-
-  worker_spec worker_of(const std::string& extra) {
-    auto r = parse_config(head + "    - {id: a, command: [/bin/true], " + extra + "}\n", "x.yaml");
+// A hard limit above ours needs CAP_SYS_RESOURCE: refused at --check
+// exactly when the start would fail.
+TEST(ConfigIdentity, HardLimitAboveOursNeedsCapSysResource) {
+  struct rlimit own {};
+  // sigpending's hard limit is finite on every system (a count of signals).
+  ASSERT_EQ(::getrlimit(RLIMIT_SIGPENDING, &own), 0);
+  ASSERT_NE(own.rlim_max, RLIM_INFINITY);
+  std::string yaml = head + fmt::format(
+                                "    - {{id: a, command: [/bin/true], rlimits: "
+                                "{{sigpending: {}}}}}\n",
+                                own.rlim_max + 1);
+  auto r = parse_config(yaml, "x.yaml");
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  ASSERT_EQ(::syscall(SYS_capget, &hdr, data), 0);
+  if ((data[0].effective >> CAP_SYS_RESOURCE & 1u) != 0) {
     EXPECT_TRUE(r.has_value()) << r.message();
-    return r ? (*r)->root.sup.children.at(0).worker : worker_spec{};
+  } else {
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.message(),
+              fmt::format("x.yaml:4:59: supervisor.children[0].rlimits.sigpending: a hard limit "
+                          "above otpd's own ({}) needs CAP_SYS_RESOURCE, which otpd does not hold",
+                          own.rlim_max));
   }
+}
 
-  TEST(ConfigProbes, AddressesTakeHostNamesAndBracketedIpv6) {
-    auto w = worker_of("readiness: {tcp: 'localhost:8080'}");
-    EXPECT_EQ(w.readiness.host, "localhost");
-    EXPECT_EQ(w.readiness.port, 8080);
-    w = worker_of("readiness: {tcp: '[::1]:9000'}");
-    EXPECT_EQ(w.readiness.host, "::1");
-    EXPECT_EQ(w.readiness.port, 9000);
-    w = worker_of("readiness: {tcp: ':7000'}");
-    EXPECT_EQ(w.readiness.host, "127.0.0.1");
-    w = worker_of("readiness: {tcp: 'db-1.example.org:5432'}");
-    EXPECT_EQ(w.readiness.host, "db-1.example.org");
-    EXPECT_EQ(w.readiness.port, 5432);
-  }
+// env_file: parsed at load (relative to the config's directory), every
+// malformed line named by file and line.
+TEST(ConfigIdentity, EnvFileIsParsedAtLoadWithFileAndLine) {
+  testing::temp_dir dir("otpd-cfg");
+  std::string cfg = dir.path() + "/x.yaml";
+  std::string envf = dir.path() + "/app.env";
+  std::ofstream(envf) << "# c\n\nA=1\nexport B = 'two words'\n";
+  std::string yaml = head + "    - {id: a, command: [/bin/true], env_file: app.env}\n";
+  auto r = parse_config(yaml, cfg);
+  ASSERT_TRUE(r.has_value()) << r.message();
+  EXPECT_EQ((*r)->root.sup.children[0].worker.env_file, envf);
 
-  TEST(ConfigProbes, RejectsBadHosts) {
-    EXPECT_EQ(
-        error_of(head + "    - {id: a, command: [/bin/true], readiness: {tcp: '::1:80'}}\n"),
-        "x.yaml:4:54: supervisor.children[0].readiness.tcp: an IPv6 address goes in brackets, "
-        "e.g. [::1]:8080");
-    EXPECT_EQ(
-        error_of(head + "    - {id: a, command: [/bin/true], readiness: {tcp: '[nope]:80'}}\n"),
-        "x.yaml:4:54: supervisor.children[0].readiness.tcp: 'nope' is not an IPv6 address");
-    EXPECT_EQ(
-        error_of(head + "    - {id: a, command: [/bin/true], readiness: {tcp: 'a b:80'}}\n"),
-        "x.yaml:4:54: supervisor.children[0].readiness.tcp: 'a b' is not a host name or an IP "
-        "address");
-    EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], readiness: {tcp: '[::1]'}}\n"),
-              "x.yaml:4:54: supervisor.children[0].readiness.tcp: expected HOST:PORT, e.g. "
-              "127.0.0.1:6379");
-  }
+  std::ofstream(envf) << "A=1\n\nB=\"open\n";
+  r = parse_config(yaml, cfg);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.message(), cfg + ":4:47: supervisor.children[0].env_file: " + envf +
+                             ":3: B: unterminated double-quoted value (a value is one line)");
+  std::filesystem::remove(envf);
+  r = parse_config(yaml, cfg);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.message(), cfg + ":4:47: supervisor.children[0].env_file: " + envf +
+                             ": unable to read the env_file: No such file or directory");
+}
 
-  TEST(ConfigProbes, HttpReadinessTakesAUrl) {
-    auto w = worker_of("readiness: {http: 'http://localhost:8080/healthz?full=1'}");
-    EXPECT_EQ(w.readiness.kind, readiness_kind::http);
-    EXPECT_EQ(w.readiness.host, "localhost");
-    EXPECT_EQ(w.readiness.port, 8080);
-    EXPECT_EQ(w.readiness.http_path, "/healthz?full=1");
-    w = worker_of("readiness: {http: '[::1]'}");
-    EXPECT_EQ(w.readiness.host, "::1");
-    EXPECT_EQ(w.readiness.port, 80);
-    EXPECT_EQ(w.readiness.http_path, "/");
-    EXPECT_EQ(
-        error_of(head + "    - {id: a, command: [/bin/true], readiness: {http: 'https://h/x'}}\n"),
-        "x.yaml:4:55: supervisor.children[0].readiness.http: https is not supported (a probe "
-        "speaks plain HTTP): probe a plain port");
-    EXPECT_EQ(
-        error_of(head +
-                 "    - {id: a, command: [/bin/true], readiness: {http: \"h:80/a\\r\\nX: y\"}}\n"),
-        "x.yaml:4:55: supervisor.children[0].readiness.http: the path must be at most 1024 "
-        "printable characters, without blanks");
-  }
+TEST(EnvFile, ParsesLinesQuotesAndComments) {
+  auto r = parse_env_file(
+      "# comment\n"
+      "\n"
+      "   \n"
+      "A=plain value  \n"
+      "export B=exported\n"
+      "C='single \\n $X # kept'\n"
+      "D=\"double \\\"q\\\" \\\\ \\$X \\n end\"  # trailing comment\n"
+      "E=\n"
+      "  F = spaced\r\n"
+      "G=a=b#c\n",
+      "f.env");
+  ASSERT_TRUE(r.has_value()) << r.message();
+  env_list want{{"A", "plain value"},
+                {"B", "exported"},
+                {"C", "single \\n $X # kept"},
+                {"D", "double \"q\" \\ $X \n end"},
+                {"E", ""},
+                {"F", "spaced"},
+                {"G", "a=b#c"}};
+  EXPECT_EQ(*r, want);
+}
 
-  TEST(ConfigProbes, ReadinessTakesExactlyOneProbe) {
-    EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], "
-                              "readiness: {tcp: ':80', unix: /tmp/s}}\n"),
-              "x.yaml:4:48: supervisor.children[0].readiness: expected exec, notify, "
-              "{tcp: HOST:PORT}, {unix: PATH}, {http: URL} or {command: ...}");
-    EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], readiness: {interval: 5}}\n"),
-              "x.yaml:4:48: supervisor.children[0].readiness: expected exec, notify, "
-              "{tcp: HOST:PORT}, {unix: PATH}, {http: URL} or {command: ...}");
-  }
+TEST(EnvFile, RejectsMalformedLinesByFileAndLine) {
+  auto error = [](const std::string& text) {
+    auto r = parse_env_file(text, "f.env");
+    EXPECT_FALSE(r.has_value()) << text;
+    return r.message();
+  };
+  EXPECT_EQ(error("A=1\nnot a line\n"), "f.env:2: expected KEY=VALUE");
+  EXPECT_EQ(error("1A=x\n"),
+            "f.env:1: '1A' is not a variable name (letters, digits and '_', not starting with a "
+            "digit)");
+  EXPECT_EQ(error("=x\n"),
+            "f.env:1: '' is not a variable name (letters, digits and '_', not starting with a "
+            "digit)");
+  EXPECT_EQ(error("A-B=x\n"),
+            "f.env:1: 'A-B' is not a variable name (letters, digits and '_', not starting with a "
+            "digit)");
+  EXPECT_EQ(error("\n\nA='open\n"),
+            "f.env:3: A: unterminated single-quoted value (a value is one line)");
+  EXPECT_EQ(error("A=\"x\" y\n"), "f.env:1: A: text after the closing quote");
+  EXPECT_EQ(error("A=\"\\q\"\n"), "f.env:1: A: unknown escape \\q in a double-quoted value");
+  EXPECT_EQ(error(std::string("A=x\0y\n", 6)), "f.env:1: contains a NUL byte");
+}
 
-  TEST(ConfigProbes, LivenessDefaultsAndValues) {
-    auto w = worker_of("liveness: {tcp: 'localhost:6379'}");
-    EXPECT_TRUE(w.liveness.enabled);
-    EXPECT_EQ(w.liveness.kind, probe_kind::tcp);
-    EXPECT_EQ(w.liveness.host, "localhost");
-    EXPECT_EQ(w.liveness.port, 6379);
-    EXPECT_EQ(w.liveness.interval_ms, 10000);
-    EXPECT_EQ(w.liveness.timeout_ms, 1000);
-    EXPECT_EQ(w.liveness.failures, 3);
-    EXPECT_EQ(w.liveness.initial_delay_ms, 0);
-    w = worker_of(
-        "liveness: {http: 'http://[::1]:8080/health', interval: 200, timeout: 50, failures: 2, "
-        "initial_delay: 1000}");
-    EXPECT_EQ(w.liveness.kind, probe_kind::http);
-    EXPECT_EQ(w.liveness.host, "::1");
-    EXPECT_EQ(w.liveness.path, "/health");
-    EXPECT_EQ(w.liveness.interval_ms, 200);
-    EXPECT_EQ(w.liveness.timeout_ms, 50);
-    EXPECT_EQ(w.liveness.failures, 2);
-    EXPECT_EQ(w.liveness.initial_delay_ms, 1000);
-    w = worker_of("liveness: {command: 'test -e /tmp'}");
-    EXPECT_EQ(w.liveness.kind, probe_kind::command);
-    EXPECT_EQ(w.liveness.command, (std::vector<std::string>{"/bin/sh", "-c", "test -e /tmp"}));
-    w = worker_of("liveness: {unix: /run/x.sock}");
-    EXPECT_EQ(w.liveness.kind, probe_kind::unix_socket);
-    EXPECT_EQ(w.liveness.path, "/run/x.sock");
-    EXPECT_FALSE(worker_of("readiness: notify").liveness.enabled);
-  }
+TEST(Capabilities, NamesBothWays) {
+  EXPECT_EQ(capability_from_name("CAP_NET_BIND_SERVICE"), 10);
+  EXPECT_EQ(capability_from_name("net_bind_service"), 10);
+  EXPECT_EQ(capability_from_name("cap_checkpoint_restore"), 40);
+  EXPECT_EQ(capability_from_name("CAP_"), -1);
+  EXPECT_EQ(capability_from_name("NET_BIND_SERVICEX"), -1);
+  EXPECT_EQ(capability_name(10), "CAP_NET_BIND_SERVICE");
+  EXPECT_EQ(capability_name(0), "CAP_CHOWN");
+}
+// ---- probes: addresses, http, liveness --------------------------------------
 
-  TEST(ConfigProbes, RejectsBadLiveness) {
-    auto err = [](const std::string& l) {
-      return error_of(head + "    - {id: a, command: [/bin/true], liveness: " + l + "}\n");
-    };
-    EXPECT_EQ(err("{interval: 100}"),
-              "x.yaml:4:47: supervisor.children[0].liveness: expected one of {tcp: HOST:PORT}, "
-              "{unix: PATH}, {http: URL} or {command: ...}");
-    EXPECT_EQ(err("{tcp: ':80', http: ':80'}"),
-              "x.yaml:4:47: supervisor.children[0].liveness: expected one of {tcp: HOST:PORT}, "
-              "{unix: PATH}, {http: URL} or {command: ...}");
-    EXPECT_EQ(err("{tcp: ':80', failures: 0}"),
-              "x.yaml:4:70: supervisor.children[0].liveness.failures: expected an integer in "
-              "[1, 1000], got 0");
-    EXPECT_EQ(err("{tcp: ':80', interval: 5}"),
-              "x.yaml:4:70: supervisor.children[0].liveness.interval: expected an integer in "
-              "[10, 86400000], got 5");
-    EXPECT_EQ(err("{tcp: ':80', timeout: 0}"),
-              "x.yaml:4:69: supervisor.children[0].liveness.timeout: expected an integer in "
-              "[1, 3600000], got 0");
-    EXPECT_EQ(err("{tcp: ':80', period: 5}"),
-              "x.yaml:4:60: supervisor.children[0].liveness.period: unknown key (expected one of "
-              "command, failures, http, initial_delay, interval, tcp, timeout, unix)");
-    EXPECT_EQ(err("notify"), "x.yaml:4:47: supervisor.children[0].liveness: expected a mapping");
-    EXPECT_EQ(err("{unix: /" + std::string(200, 'x') + "}"),
-              "x.yaml:4:54: supervisor.children[0].liveness.unix: a socket path has at most 107 "
-              "bytes");
-  }
+worker_spec worker_of(const std::string& extra) {
+  auto r = parse_config(head + "    - {id: a, command: [/bin/true], " + extra + "}\n", "x.yaml");
+  EXPECT_TRUE(r.has_value()) << r.message();
+  return r ? (*r)->root.sup.children.at(0).worker : worker_spec{};
+}
+
+TEST(ConfigProbes, AddressesTakeHostNamesAndBracketedIpv6) {
+  auto w = worker_of("readiness: {tcp: 'localhost:8080'}");
+  EXPECT_EQ(w.readiness.host, "localhost");
+  EXPECT_EQ(w.readiness.port, 8080);
+  w = worker_of("readiness: {tcp: '[::1]:9000'}");
+  EXPECT_EQ(w.readiness.host, "::1");
+  EXPECT_EQ(w.readiness.port, 9000);
+  w = worker_of("readiness: {tcp: ':7000'}");
+  EXPECT_EQ(w.readiness.host, "127.0.0.1");
+  w = worker_of("readiness: {tcp: 'db-1.example.org:5432'}");
+  EXPECT_EQ(w.readiness.host, "db-1.example.org");
+  EXPECT_EQ(w.readiness.port, 5432);
+}
+
+TEST(ConfigProbes, RejectsBadHosts) {
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], readiness: {tcp: '::1:80'}}\n"),
+            "x.yaml:4:54: supervisor.children[0].readiness.tcp: an IPv6 address goes in brackets, "
+            "e.g. [::1]:8080");
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], readiness: {tcp: '[nope]:80'}}\n"),
+            "x.yaml:4:54: supervisor.children[0].readiness.tcp: 'nope' is not an IPv6 address");
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], readiness: {tcp: 'a b:80'}}\n"),
+            "x.yaml:4:54: supervisor.children[0].readiness.tcp: 'a b' is not a host name or an IP "
+            "address");
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], readiness: {tcp: '[::1]'}}\n"),
+            "x.yaml:4:54: supervisor.children[0].readiness.tcp: expected HOST:PORT, e.g. "
+            "127.0.0.1:6379");
+}
+
+TEST(ConfigProbes, HttpReadinessTakesAUrl) {
+  auto w = worker_of("readiness: {http: 'http://localhost:8080/healthz?full=1'}");
+  EXPECT_EQ(w.readiness.kind, readiness_kind::http);
+  EXPECT_EQ(w.readiness.host, "localhost");
+  EXPECT_EQ(w.readiness.port, 8080);
+  EXPECT_EQ(w.readiness.http_path, "/healthz?full=1");
+  w = worker_of("readiness: {http: '[::1]'}");
+  EXPECT_EQ(w.readiness.host, "::1");
+  EXPECT_EQ(w.readiness.port, 80);
+  EXPECT_EQ(w.readiness.http_path, "/");
+  EXPECT_EQ(
+      error_of(head + "    - {id: a, command: [/bin/true], readiness: {http: 'https://h/x'}}\n"),
+      "x.yaml:4:55: supervisor.children[0].readiness.http: https is not supported (a probe "
+      "speaks plain HTTP): probe a plain port");
+  EXPECT_EQ(
+      error_of(head +
+               "    - {id: a, command: [/bin/true], readiness: {http: \"h:80/a\\r\\nX: y\"}}\n"),
+      "x.yaml:4:55: supervisor.children[0].readiness.http: the path must be at most 1024 "
+      "printable characters, without blanks");
+}
+
+TEST(ConfigProbes, ReadinessTakesExactlyOneProbe) {
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], "
+                            "readiness: {tcp: ':80', unix: /tmp/s}}\n"),
+            "x.yaml:4:48: supervisor.children[0].readiness: expected exec, notify, "
+            "{tcp: HOST:PORT}, {unix: PATH}, {http: URL} or {command: ...}");
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], readiness: {interval: 5}}\n"),
+            "x.yaml:4:48: supervisor.children[0].readiness: expected exec, notify, "
+            "{tcp: HOST:PORT}, {unix: PATH}, {http: URL} or {command: ...}");
+}
+
+TEST(ConfigProbes, LivenessDefaultsAndValues) {
+  auto w = worker_of("liveness: {tcp: 'localhost:6379'}");
+  EXPECT_TRUE(w.liveness.enabled);
+  EXPECT_EQ(w.liveness.kind, probe_kind::tcp);
+  EXPECT_EQ(w.liveness.host, "localhost");
+  EXPECT_EQ(w.liveness.port, 6379);
+  EXPECT_EQ(w.liveness.interval_ms, 10000);
+  EXPECT_EQ(w.liveness.timeout_ms, 1000);
+  EXPECT_EQ(w.liveness.failures, 3);
+  EXPECT_EQ(w.liveness.initial_delay_ms, 0);
+  w = worker_of(
+      "liveness: {http: 'http://[::1]:8080/health', interval: 200, timeout: 50, failures: 2, "
+      "initial_delay: 1000}");
+  EXPECT_EQ(w.liveness.kind, probe_kind::http);
+  EXPECT_EQ(w.liveness.host, "::1");
+  EXPECT_EQ(w.liveness.path, "/health");
+  EXPECT_EQ(w.liveness.interval_ms, 200);
+  EXPECT_EQ(w.liveness.timeout_ms, 50);
+  EXPECT_EQ(w.liveness.failures, 2);
+  EXPECT_EQ(w.liveness.initial_delay_ms, 1000);
+  w = worker_of("liveness: {command: 'test -e /tmp'}");
+  EXPECT_EQ(w.liveness.kind, probe_kind::command);
+  EXPECT_EQ(w.liveness.command, (std::vector<std::string>{"/bin/sh", "-c", "test -e /tmp"}));
+  w = worker_of("liveness: {unix: /run/x.sock}");
+  EXPECT_EQ(w.liveness.kind, probe_kind::unix_socket);
+  EXPECT_EQ(w.liveness.path, "/run/x.sock");
+  EXPECT_FALSE(worker_of("readiness: notify").liveness.enabled);
+}
+
+TEST(ConfigProbes, RejectsBadLiveness) {
+  auto err = [](const std::string& l) {
+    return error_of(head + "    - {id: a, command: [/bin/true], liveness: " + l + "}\n");
+  };
+  EXPECT_EQ(err("{interval: 100}"),
+            "x.yaml:4:47: supervisor.children[0].liveness: expected one of {tcp: HOST:PORT}, "
+            "{unix: PATH}, {http: URL} or {command: ...}");
+  EXPECT_EQ(err("{tcp: ':80', http: ':80'}"),
+            "x.yaml:4:47: supervisor.children[0].liveness: expected one of {tcp: HOST:PORT}, "
+            "{unix: PATH}, {http: URL} or {command: ...}");
+  EXPECT_EQ(err("{tcp: ':80', failures: 0}"),
+            "x.yaml:4:70: supervisor.children[0].liveness.failures: expected an integer in "
+            "[1, 1000], got 0");
+  EXPECT_EQ(err("{tcp: ':80', interval: 5}"),
+            "x.yaml:4:70: supervisor.children[0].liveness.interval: expected an integer in "
+            "[10, 86400000], got 5");
+  EXPECT_EQ(err("{tcp: ':80', timeout: 0}"),
+            "x.yaml:4:69: supervisor.children[0].liveness.timeout: expected an integer in "
+            "[1, 3600000], got 0");
+  EXPECT_EQ(err("{tcp: ':80', period: 5}"),
+            "x.yaml:4:60: supervisor.children[0].liveness.period: unknown key (expected one of "
+            "command, failures, http, initial_delay, interval, tcp, timeout, unix)");
+  EXPECT_EQ(err("notify"), "x.yaml:4:47: supervisor.children[0].liveness: expected a mapping");
+  EXPECT_EQ(err("{unix: /" + std::string(200, 'x') + "}"),
+            "x.yaml:4:54: supervisor.children[0].liveness.unix: a socket path has at most 107 "
+            "bytes");
+}
 
 }  // namespace
 }  // namespace otpd::supervisor
