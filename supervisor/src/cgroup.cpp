@@ -101,6 +101,8 @@ std::string own_cgroup() {
   return {};
 }
 
+}  // namespace
+
 bool is_dir(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -121,8 +123,6 @@ std::vector<std::string> subdirs(const std::string& dir) {
   ::closedir(d);
   return out;
 }
-
-}  // namespace
 
 std::string read_small_file(const std::string& path) {
   return slurp(path);

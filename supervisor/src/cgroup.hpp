@@ -72,6 +72,10 @@ class cgroup_root {
 [[nodiscard]] std::string v2_own_dir();
 // The whole of a small file (cgroup and /proc files), "" when unreadable.
 [[nodiscard]] std::string read_small_file(const std::string& path);
+// Whether path is a directory; the directories in dir (full paths), for the
+// cgroup trees of both versions.
+[[nodiscard]] bool is_dir(const std::string& path);
+[[nodiscard]] std::vector<std::string> subdirs(const std::string& dir);
 // Writes s to a cgroup file: 0 or an errno.
 int write_small_file(const std::string& path, const char* s);
 

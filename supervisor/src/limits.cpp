@@ -61,27 +61,6 @@ std::optional<std::uint64_t> number(const std::string& file) {
   return std::strtoull(s.c_str(), nullptr, 10);
 }
 
-bool is_dir(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-std::vector<std::string> subdirs(const std::string& dir) {
-  std::vector<std::string> out;
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) {
-    return out;
-  }
-  while (dirent* e = ::readdir(d)) {
-    if (e->d_type == DT_DIR && std::strcmp(e->d_name, ".") != 0 &&
-        std::strcmp(e->d_name, "..") != 0) {
-      out.push_back(dir + "/" + e->d_name);
-    }
-  }
-  ::closedir(d);
-  return out;
-}
-
 std::vector<pid_t> procs_of(const std::string& dir) {
   std::vector<pid_t> out;
   std::istringstream in(read_small_file(dir + "/cgroup.procs"));
