@@ -1,5 +1,6 @@
 #include "service_manager.hpp"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -62,6 +63,10 @@ service_manager service_manager::from_environment() {
     return m;
   }
   m.path_ = path;
+  // Connected, so that a full queue at the manager's end shows as POLLOUT
+  // not ready (a Unix datagram queue holds only net.unix.max_dgram_qlen,
+  // often 10); a manager that is not there yet is tried at every send.
+  (void)m.connect_socket();
   auto us = parse_u64(usec);
   auto for_pid = parse_u64(wpid);
   if (us && *us > 0 && (!for_pid || static_cast<pid_t>(*for_pid) == ::getpid())) {
@@ -70,10 +75,7 @@ service_manager service_manager::from_environment() {
   return m;
 }
 
-core::Result<void> service_manager::notify(std::string_view state) const {
-  if (!active()) {
-    return {};
-  }
+bool service_manager::connect_socket() const {
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
   std::memcpy(sa.sun_path, path_.data(), path_.size());
@@ -81,11 +83,39 @@ core::Result<void> service_manager::notify(std::string_view state) const {
     sa.sun_path[0] = '\0';
   }
   auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path_.size());
+  connected_ = ::connect(fd_.get(), reinterpret_cast<const sockaddr*>(&sa), len) == 0;
+  return connected_;
+}
+
+core::Result<void> service_manager::notify(std::string_view state, bool wait_for_room) const {
+  if (!active()) {
+    return {};
+  }
+  if (!connected_ && !connect_socket()) {
+    int e = errno;
+    return {core::errno_code(e), fmt::format("notify socket {}: {}", path_, std::strerror(e))};
+  }
   ssize_t n;
-  do {
-    n = ::sendto(fd_.get(), state.data(), state.size(), MSG_NOSIGNAL,
-                 reinterpret_cast<const sockaddr*>(&sa), len);
-  } while (n < 0 && errno == EINTR);
+  for (int tries = 0;; ++tries) {
+    n = ::send(fd_.get(), state.data(), state.size(), MSG_NOSIGNAL);
+    if (n >= 0 || errno == EINTR) {
+      if (n >= 0) {
+        break;
+      }
+      continue;
+    }
+    // A state change (READY, RELOADING, STOPPING) waits up to 1 s for room
+    // in the manager's queue; a ping or a STATUS line is simply dropped.
+    if (errno == EAGAIN && wait_for_room && tries == 0) {
+      pollfd p{fd_.get(), POLLOUT, 0};
+      (void)::poll(&p, 1, 1000);
+      continue;
+    }
+    if (errno == ECONNREFUSED || errno == ENOTCONN) {
+      connected_ = false;  // the manager's socket went away: connect again next time
+    }
+    break;
+  }
   if (n < 0) {
     int e = errno;
     return {core::errno_code(e), fmt::format("notify socket {}: {}", path_, std::strerror(e))};
@@ -109,7 +139,7 @@ void service_manager::ready(std::string_view status) {
   }
   ready_sent_ = true;
   last_status_ = status;
-  log_failure(notify(fmt::format("READY=1\nSTATUS={}", status)), error_logged_);
+  log_failure(notify(fmt::format("READY=1\nSTATUS={}", status), true), error_logged_);
 }
 
 void service_manager::reloading() {
@@ -121,7 +151,7 @@ void service_manager::reloading() {
   auto usec = static_cast<std::uint64_t>(ts.tv_sec) * 1000000u +
               static_cast<std::uint64_t>(ts.tv_nsec) / 1000u;
   ready_sent_ = false;
-  log_failure(notify(fmt::format("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading", usec)),
+  log_failure(notify(fmt::format("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading", usec), true),
               error_logged_);
 }
 
@@ -130,7 +160,7 @@ void service_manager::stopping() {
     return;
   }
   stopping_ = true;
-  log_failure(notify("STOPPING=1\nSTATUS=stopping the tree"), error_logged_);
+  log_failure(notify("STOPPING=1\nSTATUS=stopping the tree", true), error_logged_);
 }
 
 void service_manager::status(std::string_view status) {

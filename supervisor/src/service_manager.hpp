@@ -48,7 +48,9 @@ class service_manager {
 
   // Sends one datagram ("READY=1\nSTATUS=..."). Errors are values: the
   // caller logs them once; a service manager that went away never stops otpd.
-  core::Result<void> notify(std::string_view state) const;
+  // wait_for_room: a state change waits up to 1 s when the manager's queue
+  // is full; anything else is dropped then.
+  core::Result<void> notify(std::string_view state, bool wait_for_room = false) const;
 
   // READY=1 once; the next call after reloading() sends it again.
   void ready(std::string_view status);
@@ -66,6 +68,8 @@ class service_manager {
   bool stopping_ = false;
   std::string last_status_;
   mutable bool error_logged_ = false;
+  mutable bool connected_ = false;
+  bool connect_socket() const;
 };
 
 }  // namespace otpd::supervisor
