@@ -324,6 +324,14 @@ class context {
     }
     return it->second.state == out_conn::ring_state::on ? transport::ring : transport::socket;
   }
+  // Bytes held by the receive blocks of this process's connections.
+  std::size_t receive_buffer_bytes() const {
+    std::size_t n = 0;
+    for (const auto& [fd, c] : in_) {
+      n += c.rx.capacity() + c.spare.capacity();
+    }
+    return n;
+  }
   transport transport_from(pid_t pid) const {
     transport t = transport::none;
     for (const auto& [fd, c] : in_) {

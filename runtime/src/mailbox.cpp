@@ -68,6 +68,13 @@ std::string_view unparsed(const in_conn& c) {
 // blocks in turn and allocates nothing.
 std::size_t make_room(in_conn& c) {
   const std::size_t rest = c.end - c.start;
+  if (c.rx && c.rx.sole() && rest == 0 && c.rx.capacity() > rx_block) {
+    // A large frame is all taken in: the grown block goes, so that one large
+    // message does not keep megabytes per connection for good.
+    c.rx = c.spare && c.spare.sole() && c.spare.capacity() == rx_block ? std::move(c.spare)
+                                                                       : block_ref(rx_block);
+    c.start = c.end = 0;
+  }
   if (c.rx && c.rx.sole()) {
     if (rest == 0) {
       c.start = c.end = 0;  // the common case: all parsed, reuse from the front
@@ -1062,6 +1069,9 @@ Result<message> receive_ref(const ref& r, deadline until) {
 std::size_t queued() {
   (void)ctx().ensure_init();
   return ctx().queued();
+}
+std::size_t receive_buffer_bytes() {
+  return ctx().receive_buffer_bytes();
 }
 int event_fd() {
   (void)ctx().ensure_init();

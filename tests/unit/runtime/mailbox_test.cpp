@@ -128,6 +128,41 @@ TEST_P(Mailbox, OneMebibyteBodyBothWays) {
   EXPECT_EQ(*back->as<std::string>(), big);
 }
 
+// One large message must not keep a large receive block for the life of the
+// connection: once it is taken in and dropped, the next read goes back to a
+// block of the usual size.
+TEST_P(Mailbox, TheReceiveBlockShrinksBackAfterALargeMessage) {
+  pid_t parent = rt::self();
+  rt::ref r1 = rt::make_ref();
+  rt::ref r2 = rt::make_ref();
+  auto sender = rt::spawn([parent, r1, r2] {
+    if (!rt::send_message(parent, rt::kind::user, r1, rt::pack(std::string(8u << 20, 'x')))) {
+      return 1;
+    }
+    // The next message only once the parent has taken in and dropped the
+    // large one.
+    if (!rt::receive(rt::deadline::after(t::scaled(20s)))) {
+      return 2;
+    }
+    if (!rt::send_message(parent, rt::kind::user, r2, rt::pack(std::string("small")))) {
+      return 3;
+    }
+    return rt::receive(rt::deadline::after(t::scaled(20s))) ? 0 : 4;
+  });
+  ASSERT_TRUE(sender);
+  {
+    auto big = rt::receive_ref(r1, long_wait());
+    ASSERT_TRUE(big);
+    EXPECT_EQ(big->as<std::string>()->size(), 8u << 20);
+  }
+  ASSERT_TRUE(rt::send(sender->pid, std::string("go")));
+  auto small = rt::receive_ref(r2, long_wait());
+  ASSERT_TRUE(small);
+  EXPECT_LT(rt::receive_buffer_bytes(), std::size_t{4} << 20)
+      << "a block grown for the 8 MiB message is still held";
+  ASSERT_TRUE(rt::send(sender->pid, std::string("end")));
+}
+
 // Received bodies view the buffer they were read into (or, from the ring, a
 // block they were copied to): one kept by the program, or left queued, must
 // stay intact while many more messages are read after it.

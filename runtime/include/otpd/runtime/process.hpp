@@ -134,6 +134,10 @@ Result<message> receive_ref(const ref& r, deadline until);
 
 // Messages queued in this process (after taking in what the sockets hold).
 [[nodiscard]] std::size_t queued();
+// Bytes this process holds in its connections' receive blocks: a block grown
+// for a large message goes back to its usual size once that message is
+// taken in and no body views it (docs/SECURITY.md).
+[[nodiscard]] std::size_t receive_buffer_bytes();
 
 // For event loops (libuv, epoll): a fd that becomes readable when the mailbox
 // has work; then call dispatch_pending() and receive with deadline::after(0).
