@@ -248,7 +248,9 @@ int main(int argc, char** argv) {
   for (const char* c : {"start", "stop", "restart"}) {
     add(c, "a child by id or path")->add_option("id", id, "child id or path")->required();
   }
-  auto* k = add("kill", "signal a worker's process (default SIGKILL); its supervisor reacts");
+  auto* k = add("kill",
+                "signal a worker's process (default SIGKILL), or kill a nested supervisor and its "
+                "subtree; its supervisor reacts");
   k->add_option("id", id, "child id or path")->required();
   k->add_option("-s,--signal", req.sig, "signal name or number");
   auto* sc = add("start-child", "start a child of a simple_one_for_one supervisor");

@@ -89,13 +89,22 @@ std::vector<v2_mount> v2_mounts() {
   return out;
 }
 
-// otpd's own cgroup in the v2 hierarchy: the "0::" line of /proc/self/cgroup.
+// otpd's own cgroup in the v2 hierarchy: the "0::" line of /proc/self/cgroup,
+// or the parent of the leaf otpd moved itself into (self_leaf) before a reexec.
 std::string own_cgroup() {
   std::istringstream in(slurp("/proc/self/cgroup"));
   std::string line;
   while (std::getline(in, line)) {
     if (line.rfind("0::", 0) == 0) {
-      return line.substr(3);
+      std::string own = line.substr(3);
+      std::string suffix = std::string("/") + self_leaf;
+      if (own.size() > suffix.size() &&
+          own.compare(own.size() - suffix.size(), suffix.size(), suffix) == 0) {
+        own.resize(own.size() - suffix.size());
+      } else if (own == suffix) {
+        own = "/";
+      }
+      return own;
     }
   }
   return {};
@@ -181,11 +190,37 @@ std::string cgroup_name_of(const std::string& child_path) {
   return out;
 }
 
+bool needs_leaf(bool is_root, const std::string& controllers, const std::string& subtree_control,
+                const std::string& procs, pid_t self) {
+  if (is_root) {
+    return false;  // the root cgroup may hold processes and enable controllers
+  }
+  auto words = [](const std::string& text) {
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    for (std::string w; in >> w;) {
+      out.push_back(w);
+    }
+    return out;
+  };
+  std::vector<std::string> offered = words(controllers), enabled = words(subtree_control);
+  bool wanted = false;
+  for (const char* c : {"memory", "pids", "cpu"}) {
+    if (std::find(offered.begin(), offered.end(), c) != offered.end() &&
+        std::find(enabled.begin(), enabled.end(), c) == enabled.end()) {
+      wanted = true;
+    }
+  }
+  std::vector<std::string> pids = words(procs);
+  return wanted && pids.size() == 1 && pids[0] == std::to_string(self);
+}
+
 core::Result<cgroup_root> cgroup_root::open(const std::string& runtime_dir) {
   std::string own = own_cgroup();
   if (own.empty()) {
     return {core::errc::not_found, "no cgroup v2 line in /proc/self/cgroup"};
   }
+
   auto mounts = v2_mounts();
   if (mounts.empty()) {
     return {core::errc::not_found, "no cgroup2 file system is mounted"};
@@ -210,6 +245,19 @@ core::Result<cgroup_root> cgroup_root::open(const std::string& runtime_dir) {
       last_error = fmt::format("{} is not a directory", parent);
       continue;
     }
+    // Pure v2 with controllers (e.g. a systemd unit with Delegate=yes):
+    // otpd leaves the cgroup it shares with nobody for a leaf of it, so
+    // that memory, pids and cpu can be enabled for its children's base.
+    std::string moved;
+    if (needs_leaf(rel.empty(), slurp(parent + "/cgroup.controllers"),
+                   slurp(parent + "/cgroup.subtree_control"), slurp(parent + "/cgroup.procs"),
+                   ::getpid())) {
+      std::string leaf = parent + "/" + self_leaf;
+      if ((::mkdir(leaf.c_str(), 0755) == 0 || errno == EEXIST) &&
+          write_string(leaf + "/cgroup.procs", std::to_string(::getpid()).c_str()) == 0) {
+        moved = leaf;
+      }
+    }
     std::string base = fmt::format("{}/otpd-{}", parent, hash_hex(runtime_dir));
     if (::mkdir(base.c_str(), 0755) != 0 && errno != EEXIST) {
       last_error = fmt::format("unable to create {}: {}", base, std::strerror(errno));
@@ -224,6 +272,7 @@ core::Result<cgroup_root> cgroup_root::open(const std::string& runtime_dir) {
     }
     cgroup_root r;
     r.base_ = std::move(base);
+    r.moved_into_ = std::move(moved);
     return r;
   }
   return {core::errc::access_denied, last_error};

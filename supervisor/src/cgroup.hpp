@@ -52,6 +52,8 @@ class cgroup_root {
   [[nodiscard]] static core::Result<cgroup_root> open(const std::string& runtime_dir);
 
   [[nodiscard]] const std::string& base() const { return base_; }
+  // The leaf otpd moved itself into at open (see needs_leaf), or "".
+  [[nodiscard]] const std::string& moved_into() const { return moved_into_; }
   // The directory of a worker (not created): base/w-<escaped child path>.
   [[nodiscard]] std::string dir_of(const std::string& child_path) const;
 
@@ -65,7 +67,25 @@ class cgroup_root {
 
  private:
   std::string base_;
+  std::string moved_into_;
 };
+
+// The leaf of otpd's own cgroup that otpd moves itself into on a pure v2
+// host. An otpd found in it (after a reexec) counts the leaf's parent as its
+// own cgroup, so its base stays where its children are.
+inline constexpr const char* self_leaf = "otpd-self";
+// Whether otpd must move itself into a leaf before controllers can be
+// enabled for its children (cgroup v2's no-internal-process rule: a
+// non-root cgroup with processes cannot enable controllers for its
+// subtree): its cgroup is not the hierarchy's root, offers one of memory,
+// pids and cpu that its subtree_control does not enable yet, and holds no
+// process but otpd (a shell that shares its cgroup keeps it: otpd does not
+// move out from under it, and limits then say why they are refused). The
+// arguments are the contents of cgroup.controllers, cgroup.subtree_control
+// and cgroup.procs.
+[[nodiscard]] bool needs_leaf(bool is_root, const std::string& controllers,
+                              const std::string& subtree_control, const std::string& procs,
+                              pid_t self);
 
 // otpd's own cgroup in the first usable cgroup v2 mount (the parent of the
 // base cgroup_root::open makes), or "" without one. Creates nothing.

@@ -59,14 +59,26 @@ json node_daemon::kill(const proto::kill_request& r) {
     return fail(found.message());
   }
   node* n = *found;
-  if (n->is_supervisor || n->pid <= 0) {
-    return fail(fmt::format("{} has no process to kill", n->path));
-  }
   int sig = SIGKILL;
   if (const int* number = std::get_if<int>(&r.signal)) {
     sig = *number;
   } else if (const std::string* name = std::get_if<std::string>(&r.signal)) {
     sig = core::signal_from_name(*name);
+  }
+  if (n->is_supervisor) {
+    // A supervisor has no process of its own: killing it is OTP's
+    // exit(Sup, kill), which only SIGKILL means (see tree::kill_supervisor).
+    if (sig != SIGKILL) {
+      return fail(fmt::format(
+          "{} is a supervisor: only SIGKILL applies to it (its workers are killed, then its "
+          "parent decides)",
+          n->path));
+    }
+    auto done = tree_->kill_supervisor(n->path);
+    return done ? ok() : fail(done.message());
+  }
+  if (n->pid <= 0) {
+    return fail(fmt::format("{} has no process to kill", n->path));
   }
   if (sig <= 0 || ::kill(n->pid, sig) != 0) {
     return fail(fmt::format("unable to signal {}: {}", n->pid,

@@ -224,6 +224,12 @@ bool node_daemon::setup_containment() {
   cgroups_ = std::move(*root);
   containment_ = containment_mode::cgroup;
   core::log_info("otpd: containment: cgroup ({})", cgroups_->base());
+  if (!cgroups_->moved_into().empty()) {
+    core::log_info(
+        "otpd: moved itself into {} so that controllers can be enabled for its children "
+        "(cgroup v2 allows no process in a cgroup that does)",
+        cgroups_->moved_into());
+  }
   for (const auto& left :
        cgroups_->clean_leftovers(core::deadline::after(std::chrono::seconds(5)))) {
     std::string pids;
@@ -386,7 +392,7 @@ void node_daemon::execute(action& a) {
       spawn_worker(a.uid);
       return;
     case action::kind::stop:
-      stop_worker(a.uid);
+      stop_worker(a.uid, a.brutal);
       return;
     case action::kind::schedule:
       schedule_timer(a.uid, a.delay_ms);
@@ -487,10 +493,11 @@ void node_daemon::record_event(protocol::lifecycle_event e, core::log_level leve
 
 // ---- stopping ----------------------------------------------------------------
 
-void node_daemon::stop_worker(std::uint64_t uid) {
+void node_daemon::stop_worker(std::uint64_t uid, bool brutal) {
   if (spawn_retry_.erase(uid) != 0) {
     // Never spawned (out of fds): stopped before it started.
-    tree_->on_exit(uid, exit_reason{core::exit_kind::shutdown, 0});
+    tree_->on_exit(uid, brutal ? exit_reason::from_signal(SIGKILL)
+                               : exit_reason{core::exit_kind::shutdown, 0});
     return;
   }
   auto w = worker_pid_.find(uid);
@@ -499,7 +506,16 @@ void node_daemon::stop_worker(std::uint64_t uid) {
   }
   proc& p = procs_[w->second];
   node* n = tree_->find(uid);
-  if (n == nullptr || p.stopping) {
+  if (n == nullptr) {
+    return;
+  }
+  if (p.stopping) {
+    if (brutal && !p.stop_killed && !p.liveness_killed) {
+      // Its supervisor was killed during an orderly stop: no more waiting.
+      p.timer.reset();
+      p.stop_killed = true;
+      kill_everything_of(p);
+    }
     return;
   }
   p.stopping = true;
@@ -515,7 +531,7 @@ void node_daemon::stop_worker(std::uint64_t uid) {
   }
   const shutdown_spec& s = n->worker().shutdown;
   p.group_finishes = !p.cgroup.empty() && n->worker().stop_as_group;
-  if (s.kind == shutdown_kind::brutal_kill) {
+  if (brutal || s.kind == shutdown_kind::brutal_kill) {
     p.stop_killed = true;
     kill_everything_of(p);
     return;

@@ -149,7 +149,7 @@ class node_daemon : private control_executor {
   void execute(action& a);
   void schedule_timer(std::uint64_t uid, int delay_ms);
   void log_event(const event& ev);
-  void stop_worker(std::uint64_t uid);
+  void stop_worker(std::uint64_t uid, bool brutal = false);
   void on_shutdown_timeout(pid_t pid);
   void reap();
   void on_reaped(pid_t pid, const core::exit_reason& reason);

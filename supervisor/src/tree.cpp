@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 
 #include <fmt/format.h>
 
@@ -267,6 +268,9 @@ void tree::begin_stop(node& child) {
     }
     return;
   }
+  if (child.phase == sup_phase::killed) {
+    return;  // already going down: it tells its parent when it is done
+  }
   child.state = child_state::stopping;
   child.phase = sup_phase::stopping;
   child.steps.clear();
@@ -355,8 +359,10 @@ void tree::process(node& sup) {
 }
 
 // All children of sup are down; say so to its parent according to why.
-void tree::supervisor_ended(node& sup, const core::exit_reason& reason) {
+void tree::supervisor_ended(node& sup, const core::exit_reason& why) {
   sup_phase phase = sup.phase;
+  const core::exit_reason reason =
+      phase == sup_phase::killed ? core::exit_reason{core::exit_kind::killed, SIGKILL} : why;
   sup.phase = sup_phase::idle;
   sup.has_exit = true;
   sup.last_exit = reason;
@@ -385,7 +391,15 @@ void tree::supervisor_ended(node& sup, const core::exit_reason& reason) {
     return;
   }
   node& parent = *sup.parent;
-  if (phase == sup_phase::stopping) {
+  if (phase == sup_phase::killed) {
+    if (parent.phase == sup_phase::starting && parent.waiting == &sup) {
+      start_failed(parent, sup, reason);  // killed while its parent waited for its start
+    } else if (parent.phase == sup_phase::running || parent.phase == sup_phase::starting) {
+      child_exited(parent, sup, reason);
+    } else {
+      step_done(parent, &sup);  // its parent is stopping (or killed) and may wait for it
+    }
+  } else if (phase == sup_phase::stopping) {
     step_done(parent, &sup);
   } else if (phase == sup_phase::failing) {
     start_failed(parent, sup, reason);
@@ -738,6 +752,61 @@ core::Result<void> tree::restart_child(const std::string& who) {
   sup.steps.push_back({step::kind::start, n});
   process(sup);
   return {};
+}
+
+core::Result<void> tree::kill_supervisor(const std::string& who) {
+  auto found = resolve(who);
+  if (!found) {
+    return found.fail();
+  }
+  node* n = *found;
+  if (!n->is_supervisor) {
+    return {core::errc::invalid_argument, fmt::format("{} is a worker, not a supervisor", n->path)};
+  }
+  if (n->parent == nullptr) {
+    return {core::errc::invalid_argument,
+            "the root supervisor is the node itself: use otpctl shutdown"};
+  }
+  if (n->phase == sup_phase::idle || n->phase == sup_phase::killed) {
+    return {
+        core::errc::invalid_argument,
+        fmt::format("supervisor {} is {}", n->path,
+                    n->phase == sup_phase::killed ? "already being killed" : to_string(n->state))};
+  }
+  kill_subtree(*n);
+  return {};
+}
+
+// A killed supervisor's links in OTP take every worker under it down at
+// once, not in reverse start order: SIGKILL to all of them first, then the
+// queue only waits for each to be reaped before the supervisor ends.
+void tree::kill_subtree(node& sup) {
+  sup.phase = sup_phase::killed;
+  sup.state = child_state::stopping;
+  sup.steps.clear();
+  sup.waiting = nullptr;
+  for (auto& c : sup.children) {
+    node& child = *c;
+    if (child.is_supervisor) {
+      if (child.phase != sup_phase::idle && child.phase != sup_phase::killed) {
+        kill_subtree(child);
+      }
+      continue;
+    }
+    cancel_backoff(child);
+    if (is_down(child)) {
+      continue;
+    }
+    child.state = child_state::stopping;
+    action a;
+    a.k = action::kind::stop;
+    a.uid = child.uid;
+    a.brutal = true;
+    actions_.push_back(std::move(a));
+  }
+  enqueue_stop_all(sup);
+  sup.steps.push_back({step::kind::finish_stop, &sup});
+  process(sup);
 }
 
 core::Result<std::string> tree::start_dynamic(const std::string& who,

@@ -4,6 +4,8 @@
 // monitor DOWN messages all say the same.
 #include <signal.h>
 
+#include <cstdlib>
+#include <map>
 #include <string>
 
 #include <fmt/format.h>
@@ -37,16 +39,21 @@ class observers {
     monitored_.push_back(pid);
   }
 
-  // The reason of pid's "exited" event, from the stream.
+  // The reason of pid's "exited" event, from the stream (in any order:
+  // exits read while looking for another pid are kept).
   std::string event_reason(pid_t pid) {
     while (true) {
+      if (auto it = exited_.find(pid); it != exited_.end()) {
+        return it->second;
+      }
       auto line = events_.read_line();
       if (!line) {
         return "(stream ended)";
       }
       json j = json::parse(*line, nullptr, false);
-      if (j.is_object() && j.value("event", "") == "exited" && j.value("pid", -1) == pid) {
-        return j.value("reason", "(none)") + " " + std::to_string(j.value("reason_kind", -1));
+      if (j.is_object() && j.value("event", "") == "exited") {
+        exited_[j.value("pid", -1)] =
+            j.value("reason", "(none)") + " " + std::to_string(j.value("reason_kind", -1));
       }
     }
   }
@@ -95,6 +102,7 @@ class observers {
   supervisor::control_client events_;
   std::vector<std::unique_ptr<supervisor::control_client>> monitors_;
   std::vector<pid_t> monitored_;
+  std::map<pid_t, std::string> exited_;
 };
 
 TEST(ExitReasons, StopAndRestartByTheOperatorEndWithShutdown) {
@@ -230,6 +238,61 @@ TEST(ExitReasons, StopAsGroupSignalsTheHelpersTooAndWithoutItTheyAreKilled) {
       EXPECT_EQ(testing::read_file(helper_term), "term\n");
     }
     EXPECT_TRUE(testing::wait_until([&] { return !testing::process_alive(helper); }));
+  }
+}
+
+// otpctl kill of a nested supervisor is OTP's exit(Sup, kill): every
+// worker under it (and what it started) is killed at once, without waiting
+// out the shutdown timeout of one that ignores SIGTERM, all with `killed`;
+// the supervisor ends with `killed` and its parent restarts it.
+TEST(ExitReasons, KillOfANestedSupervisorKillsItsSubtreeAndItsParentRestartsIt) {
+  for (const char* mode : {"cgroup", "pgroup"}) {
+    SCOPED_TRACE(mode);
+    otpd_node n;
+    std::string child = otpd_node::child();
+    std::string helper_file = n.dir() + "/helper.pid";
+    n.start(
+        fmt::format("supervisor:\n  strategy: one_for_one\n  max_restarts: 5\n  max_seconds: 10\n"
+                    "  children:\n{}"
+                    "    - id: pool\n      strategy: one_for_one\n      children:\n"
+                    "        - {{id: deaf, shutdown: 2000, command: [sh, -c, 'sleep 1000 & echo "
+                    "$! > \"{}\"; exec \"{}\" ignore-term sleep']}}\n"
+                    "        - id: inner\n          strategy: one_for_all\n          children:\n"
+                    "            - {{id: v, command: [{}, sleep]}}\n",
+                    sleeper("top"), helper_file, child, child),
+        true, {"--containment", mode});
+    pid_t top = n.wait_running("top");
+    pid_t deaf = n.wait_running("pool/deaf"), v = n.wait_running("pool/inner/v");
+    ASSERT_GT(v, 0) << n.log();
+    pid_t helper = -1;
+    ASSERT_TRUE(testing::wait_until([&] {
+      helper = std::atoi(testing::read_file(helper_file).c_str());
+      return helper > 0;
+    }));
+    observers o(n);
+    o.monitor(deaf);
+    o.monitor(v);
+
+    std::string out;
+    EXPECT_NE(n.ctl("kill -s TERM pool", &out), 0);  // only SIGKILL means anything here
+    EXPECT_NE(out.find("only SIGKILL"), std::string::npos) << out;
+    EXPECT_NE(n.ctl("kill /", &out), 0);
+    ASSERT_EQ(n.ctl("kill pool", &out), 0) << out;
+
+    ASSERT_GT(n.wait_running("pool/deaf", deaf), 0) << n.log();
+    ASSERT_GT(n.wait_running("pool/inner/v", v), 0) << n.log();
+    o.expect_all(deaf, "killed 4");
+    o.expect_all(v, "killed 4");
+    EXPECT_TRUE(testing::wait_until([&] { return !testing::process_alive(helper); }))
+        << "helper " << helper << " of pool/deaf outlived the kill";
+    json st = n.status();
+    EXPECT_EQ(otpd_node::find(st, "pool")["last_exit"], "killed");
+    EXPECT_EQ(otpd_node::find(st, "pool")["restarts"], 1);
+    EXPECT_EQ(otpd_node::find(st, "pool/inner")["last_exit"], "killed");
+    EXPECT_EQ(n.pid_of("top"), top);
+    EXPECT_NE(n.log().find("pool supervisor_stopped: killed"), std::string::npos) << n.log();
+    // Killed at once: no stop signal, no shutdown timeout waited out.
+    EXPECT_EQ(n.log().find("after its shutdown timeout"), std::string::npos) << n.log();
   }
 }
 

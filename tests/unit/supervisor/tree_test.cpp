@@ -1,5 +1,6 @@
 // The supervision tree as a pure state machine: a fake owner plays the
 // processes, a fake clock drives intensity.
+#include <csignal>
 #include <map>
 #include <string>
 #include <vector>
@@ -49,9 +50,10 @@ struct harness {
             }
             break;
           case action::kind::stop:
-            log.push_back("stop " + n->path);
+            log.push_back((a.brutal ? "kill " : "stop ") + n->path);
             if (auto_stop) {
-              t.on_exit(a.uid, {core::exit_kind::shutdown, 0});
+              t.on_exit(a.uid, a.brutal ? core::exit_reason::from_signal(SIGKILL)
+                                        : core::exit_reason{core::exit_kind::shutdown, 0});
             }
             break;
           case action::kind::schedule:
@@ -283,6 +285,104 @@ TEST(Tree, SubSupervisorGivingUpIsRestartedByItsParent) {
   h.kill("w");  // sub gives up again: parent's second restart > 1
   EXPECT_EQ(h.exit_code, 1);
   EXPECT_NE(h.exit_detail.find("child sub exited: shutdown"), std::string::npos) << h.exit_detail;
+}
+
+// otpctl kill of a nested supervisor: OTP's exit(Sup, kill).
+TEST(Tree, KillingANestedSupervisorKillsItsWorkersAtOnceThenItsParentRestartsIt) {
+  harness h(nested);
+  h.start();
+  pid_t top = h.pid("top");
+  h.auto_stop = false;
+  ASSERT_TRUE(h.t.kill_supervisor("sub"));
+  h.run();
+  // Both at once, before either is reaped: not one stop after another.
+  EXPECT_EQ(h.log, (std::vector<std::string>{"kill sub/w", "kill sub/tmp"}));
+  EXPECT_EQ(h.get("sub").state, child_state::stopping);
+  h.auto_stop = true;
+  h.kill("tmp", core::exit_reason::from_signal(SIGKILL));
+  EXPECT_EQ(h.log, (std::vector<std::string>{}));  // sub still waits for w
+  h.kill("w", core::exit_reason::from_signal(SIGKILL));
+  // sub ended with killed; its parent (one_for_one, permanent) restarts it.
+  EXPECT_EQ(h.log, (std::vector<std::string>{"spawn sub/w", "spawn sub/tmp"}));
+  EXPECT_EQ(h.get("sub").restarts, 1);
+  EXPECT_EQ(h.get("sub").state, child_state::running);
+  EXPECT_EQ(h.get("sub").last_exit.kind, core::exit_kind::killed);
+  EXPECT_EQ(h.get("w").last_exit.kind, core::exit_kind::killed);
+  EXPECT_EQ(h.pid("top"), top);
+  bool stopped_killed = false;
+  for (const event& e : h.events) {
+    if (e.type == "supervisor_stopped" && e.path == "sub") {
+      stopped_killed = e.has_reason && e.reason.kind == core::exit_kind::killed;
+    }
+  }
+  EXPECT_TRUE(stopped_killed);
+}
+
+TEST(Tree, KilledSupervisorsCountTowardTheirParentsIntensity) {
+  harness h(nested);  // the root allows 1 restart in 10 s
+  h.start();
+  ASSERT_TRUE(h.t.kill_supervisor("sub"));
+  h.run();
+  EXPECT_EQ(h.exit_code, -1);
+  ASSERT_TRUE(h.t.kill_supervisor("sub"));
+  h.run();
+  EXPECT_EQ(h.exit_code, 1);
+  EXPECT_NE(h.exit_detail.find("child sub exited: killed"), std::string::npos) << h.exit_detail;
+}
+
+TEST(Tree, KilledSupervisorFollowsItsRestartTypeAndItsParentsStrategy) {
+  const char* yaml =
+      "supervisor:\n  strategy: one_for_all\n  max_restarts: 5\n  max_seconds: 10\n"
+      "  children:\n"
+      "    - {id: top, command: [/bin/true]}\n"
+      "    - id: sub\n      strategy: one_for_one\n      restart: {R}\n      children:\n"
+      "        - id: inner\n          strategy: one_for_one\n          children:\n"
+      "            - {id: w, command: [/bin/true]}\n"
+      "    - {id: last, command: [/bin/true]}\n";
+  auto with = [&](const char* r) {
+    std::string y = yaml;
+    y.replace(y.find("{R}"), 3, r);
+    return y;
+  };
+  {
+    // transient: killed is abnormal, so one_for_all restarts everything.
+    harness h(with("transient"));
+    h.start();
+    ASSERT_TRUE(h.t.kill_supervisor("sub"));
+    h.run();
+    EXPECT_EQ(h.log, (std::vector<std::string>{"kill sub/inner/w", "stop last", "stop top",
+                                               "spawn top", "spawn sub/inner/w", "spawn last"}));
+    EXPECT_EQ(h.get("sub/inner").last_exit.kind, core::exit_kind::killed);
+  }
+  {
+    // temporary: never restarted, its siblings stay.
+    harness h(with("temporary"));
+    h.start();
+    ASSERT_TRUE(h.t.kill_supervisor("sub/inner"));  // inner is permanent: sub restarts it
+    h.run();
+    EXPECT_EQ(h.log, (std::vector<std::string>{"kill sub/inner/w", "spawn sub/inner/w"}));
+    h.log.clear();
+    ASSERT_TRUE(h.t.kill_supervisor("sub"));
+    h.run();
+    EXPECT_EQ(h.log, (std::vector<std::string>{"kill sub/inner/w"}));
+    EXPECT_EQ(h.get("sub").state, child_state::failed);  // not restarted, abnormal
+    EXPECT_EQ(h.get("top").state, child_state::running);
+  }
+}
+
+TEST(Tree, KillingASupervisorCutsAnOrderlyStopShortAndRefusesWhatIsNotOne) {
+  harness h(nested);
+  h.start();
+  h.auto_stop = false;
+  ASSERT_TRUE(h.t.stop_child("sub/w"));
+  h.run();
+  EXPECT_EQ(h.log, (std::vector<std::string>{"stop sub/w"}));
+  ASSERT_TRUE(h.t.kill_supervisor("sub"));
+  h.run();
+  EXPECT_EQ(h.log, (std::vector<std::string>{"stop sub/w", "kill sub/w", "kill sub/tmp"}));
+  EXPECT_FALSE(h.t.kill_supervisor("sub"));  // already being killed
+  EXPECT_FALSE(h.t.kill_supervisor("top"));  // a worker: the daemon signals its process
+  EXPECT_FALSE(h.t.kill_supervisor("nope"));
 }
 
 TEST(Tree, ShutdownStopsInReverseOrderDepthFirst) {

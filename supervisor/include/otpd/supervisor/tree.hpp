@@ -47,6 +47,9 @@ struct action {
   std::uint64_t uid = 0;
   int delay_ms = 0;
   int exit_code = 0;
+  // stop: SIGKILL at once, whatever the worker's shutdown policy (its
+  // supervisor was killed); a stop under way is cut short.
+  bool brutal = false;
   event ev;
 };
 
@@ -88,7 +91,17 @@ struct exit_record {
   core::exit_reason reason;
 };
 
-enum class sup_phase : std::uint8_t { idle, starting, running, stopping, giving_up, failing };
+// killed: `otpctl kill` of a nested supervisor, as exit(Sup, kill) in OTP:
+// every worker under it is SIGKILLed at once, then it ends with `killed`.
+enum class sup_phase : std::uint8_t {
+  idle,
+  starting,
+  running,
+  stopping,
+  giving_up,
+  failing,
+  killed
+};
 
 // A child of a supervisor: a worker or a nested supervisor.
 struct node {
@@ -180,6 +193,13 @@ class tree {
   core::Result<void> stop_child(const std::string& who);
   core::Result<void> start_child(const std::string& who);
   core::Result<void> restart_child(const std::string& who);
+  // Kills a nested supervisor like exit(Sup, kill) in OTP: every worker
+  // under it gets SIGKILL at once (a stop action with `brutal`) and ends
+  // with `killed`, nested supervisors too; then it ends with `killed` itself
+  // and its parent's strategy, restart type and intensity decide what
+  // follows. Not the root (that is a shutdown), nor a supervisor that is
+  // not running.
+  core::Result<void> kill_supervisor(const std::string& who);
   // simple_one_for_one: a new child from the template with extra arguments.
   core::Result<std::string> start_dynamic(const std::string& sup,
                                           const std::vector<std::string>& args);
@@ -222,6 +242,7 @@ class tree {
   void start_failed(node& sup, node& child, const core::exit_reason& reason);
   void supervisor_ended(node& sup, const core::exit_reason& reason);
   void give_up(node& sup, const std::string& cause);
+  void kill_subtree(node& sup);
   bool add_restart(node& sup);
   void enqueue_restart(node& sup, node& child);
   void enqueue_stop_all(node& sup);
