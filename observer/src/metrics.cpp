@@ -100,6 +100,14 @@ std::string render_metrics(const snapshot& s) {
 
   for (const auto& r : s.rows) {
     prometheus::Labels by_path{{"path", r.path}};
+    // An instance of an `instances: N` worker: instance_of too, so that a
+    // query can sum its group (sum by (instance_of) (otpd_child_up)).
+    auto with = [&](prometheus::Labels l) {
+      if (!r.instance_of.empty() && !r.supervisor) {
+        l.emplace("instance_of", r.instance_of);
+      }
+      return l;
+    };
     if (r.supervisor) {
       sup_restarts.Add(by_path).Increment(static_cast<double>(r.restarts_seen));
       if (r.intens && intens_used != nullptr) {
@@ -110,22 +118,22 @@ std::string render_metrics(const snapshot& s) {
         continue;  // the root: no parent restarts or exits it
       }
     }
-    up.Add(by_path).Set(r.state == "running" ? 1 : 0);
+    up.Add(with(by_path)).Set(r.state == "running" ? 1 : 0);
     for (const char* st : all_states) {
-      state.Add({{"path", r.path}, {"state", st}}).Set(r.state == st ? 1 : 0);
+      state.Add(with({{"path", r.path}, {"state", st}})).Set(r.state == st ? 1 : 0);
     }
-    restarts.Add(by_path).Increment(static_cast<double>(std::max(0, r.restarts)));
+    restarts.Add(with(by_path)).Increment(static_cast<double>(std::max(0, r.restarts)));
     for (const auto& [kind, n] : r.exits_by_kind) {
-      exits.Add({{"path", r.path}, {"reason", kind}}).Increment(static_cast<double>(n));
+      exits.Add(with({{"path", r.path}, {"reason", kind}})).Increment(static_cast<double>(n));
     }
     if (r.uptime_ms) {
-      uptime.Add(by_path).Set(static_cast<double>(*r.uptime_ms) / 1000.0);
+      uptime.Add(with(by_path)).Set(static_cast<double>(*r.uptime_ms) / 1000.0);
     }
     if (r.cpu_seconds) {
-      cpu.Add(by_path).Increment(*r.cpu_seconds);
+      cpu.Add(with(by_path)).Increment(*r.cpu_seconds);
     }
     if (r.memory_bytes) {
-      mem.Add(by_path).Set(static_cast<double>(*r.memory_bytes));
+      mem.Add(with(by_path)).Set(static_cast<double>(*r.memory_bytes));
     }
   }
   if (s.facts.rss_bytes) {

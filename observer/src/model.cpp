@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include <fmt/format.h>
 
@@ -137,6 +138,10 @@ void model::add_rows(const json& node, int depth, std::map<std::string, row>& ol
   r.v.restarts = node.value("restarts", 0);
   r.v.last_exit = opt<std::string>(node, "last_exit");
   r.v.next_start_wall_ms = opt<std::int64_t>(node, "next_start_wall_ms");
+  r.v.instance_of = opt<std::string>(node, "instance_of").value_or("");
+  r.v.instance = opt<int>(node, "instance");
+  r.v.liveness_failures = opt<int>(node, "liveness_failures");
+  r.v.liveness_threshold = opt<int>(node, "liveness_threshold");
   // Exits from before the observer started: otpd keeps the last few.
   if (auto it = node.find("last_exits");
       r.v.recent_exits.empty() && it != node.end() && it->is_array()) {
@@ -211,6 +216,7 @@ void model::record_exit(row& r, const json& ev, bool failed_start) {
   r.v.last_exit = reason;
   r.running_since.reset();
   r.v.cpu_percent.reset();
+  r.v.liveness_failures.reset();  // it counted for that process only
 }
 
 bool model::apply_event(const json& ev) {
@@ -240,6 +246,19 @@ bool model::apply_event(const json& ev) {
       r->v.state = "starting";
       r->running_since.reset();
       r->v.cpu_percent.reset();
+      r->v.liveness_failures.reset();
+      return false;
+    }
+    if (type == "probe_failed") {
+      // "liveness N/M: ...": the count of the process the model knows.
+      auto detail = ev.value("detail", std::string());
+      int n = 0;
+      int m = 0;
+      if (r->v.pid && pid && *r->v.pid == *pid &&
+          std::sscanf(detail.c_str(), "liveness %d/%d", &n, &m) == 2) {
+        r->v.liveness_failures = n;
+        r->v.liveness_threshold = m;
+      }
       return false;
     }
     if (type == "ready" && !r->v.supervisor) {
@@ -321,6 +340,72 @@ std::vector<std::pair<std::string, pid_t>> model::running_pids() const {
   return out;
 }
 
+int state_rank(std::string_view state) noexcept {
+  if (state == "running") {
+    return 0;
+  }
+  if (state == "starting") {
+    return 1;
+  }
+  if (state == "stopping") {
+    return 2;
+  }
+  if (state == "backoff") {
+    return 3;
+  }
+  if (state == "failed") {
+    return 5;
+  }
+  return 4;  // stopped, or a state this build does not know
+}
+
+std::vector<instance_group> group_instances(const std::vector<child_view>& rows) {
+  std::vector<instance_group> out;
+  std::map<std::string, std::size_t> by_key;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const child_view& r = rows[i];
+    if (r.instance_of.empty() || r.supervisor) {
+      continue;
+    }
+    std::string parent = parent_of(r.path);
+    std::string key = (parent == "/" ? std::string() : parent + "/") + r.instance_of + "-*";
+    auto [it, fresh] = by_key.try_emplace(key, out.size());
+    if (fresh) {
+      instance_group g;
+      g.key = key;
+      g.id = r.instance_of;
+      g.parent = parent;
+      g.depth = r.depth;
+      g.state = r.state;
+      out.push_back(std::move(g));
+    }
+    instance_group& g = out[it->second];
+    g.members.push_back(i);
+    ++g.total;
+    g.running += r.state == "running" ? 1 : 0;
+    g.restarts += r.restarts;
+    if (r.cpu_percent) {
+      g.cpu_percent = g.cpu_percent.value_or(0.0) + *r.cpu_percent;
+    }
+    if (r.memory_bytes) {
+      g.memory_bytes = g.memory_bytes.value_or(0) + *r.memory_bytes;
+    }
+    if (r.uptime_ms) {
+      g.uptime_ms = std::max(*r.uptime_ms, g.uptime_ms.value_or(0));
+    }
+    if (state_rank(r.state) > state_rank(g.state)) {
+      g.state = r.state;
+    }
+  }
+  for (auto& g : out) {
+    // Tree order is start order; the instance number is what a reader expects.
+    std::stable_sort(g.members.begin(), g.members.end(), [&](std::size_t a, std::size_t b) {
+      return rows[a].instance.value_or(0) < rows[b].instance.value_or(0);
+    });
+  }
+  return out;
+}
+
 snapshot model::snap() const {
   snapshot s;
   s.facts = facts_;
@@ -336,6 +421,7 @@ snapshot model::snap() const {
       s.rows.back().uptime_ms.reset();
     }
   }
+  s.groups = group_instances(s.rows);
   return s;
 }
 

@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <map>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -74,6 +76,85 @@ std::vector<const child_view*> order_rows(const snapshot& s, sort_key key) {
   return out;
 }
 
+namespace {
+
+// A row's figure for a sort key other than tree and path (higher first;
+// -1 when it has none). A group's: its sums, its longest uptime.
+double figure(sort_key key, const child_view* c, const instance_group* g) {
+  switch (key) {
+    case sort_key::cpu:
+      return g ? g->cpu_percent.value_or(-1.0) : c->cpu_percent.value_or(-1.0);
+    case sort_key::memory: {
+      auto m = g ? g->memory_bytes : c->memory_bytes;
+      return m ? static_cast<double>(*m) : -1.0;
+    }
+    case sort_key::restarts:
+      return g ? g->restarts : c->restarts;
+    case sort_key::uptime:
+      return static_cast<double>(g ? g->uptime_ms.value_or(-1) : c->uptime_ms.value_or(-1));
+    case sort_key::tree:
+    case sort_key::path:
+      break;
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::vector<display_row> display_rows(const snapshot& s, sort_key key,
+                                      const std::set<std::string>& collapsed) {
+  std::map<const child_view*, const instance_group*> group_of;
+  for (const auto& g : s.groups) {
+    for (std::size_t m : g.members) {
+      group_of[&s.rows[m]] = &g;
+    }
+  }
+  // The units that sort: children, and groups in place of their instances.
+  std::vector<display_row> units;
+  std::set<const instance_group*> placed;
+  for (const auto& r : s.rows) {
+    if (r.path == "/") {
+      continue;
+    }
+    auto it = group_of.find(&r);
+    if (it == group_of.end()) {
+      units.push_back({&r, nullptr, r.depth, false});
+    } else if (placed.insert(it->second).second) {
+      units.push_back({nullptr, it->second, it->second->depth, false});
+    }
+  }
+  auto sort = [key](auto& v) {
+    if (key == sort_key::tree) {
+      return;
+    }
+    if (key == sort_key::path) {
+      std::stable_sort(v.begin(), v.end(), [](const display_row& a, const display_row& b) {
+        return a.key() < b.key();
+      });
+      return;
+    }
+    std::stable_sort(v.begin(), v.end(), [key](const display_row& a, const display_row& b) {
+      return figure(key, a.child, a.group) > figure(key, b.child, b.group);
+    });
+  };
+  sort(units);
+  std::vector<display_row> out;
+  out.reserve(s.rows.size() + s.groups.size());
+  for (const auto& u : units) {
+    out.push_back(u);
+    if (u.group == nullptr || collapsed.count(u.group->key) != 0) {
+      continue;
+    }
+    std::vector<display_row> members;
+    for (std::size_t m : u.group->members) {
+      members.push_back({&s.rows[m], nullptr, u.group->depth + 1, true});
+    }
+    sort(members);
+    out.insert(out.end(), members.begin(), members.end());
+  }
+  return out;
+}
+
 std::string terminal_safe(std::string_view s) {
   std::string out;
   out.reserve(s.size());
@@ -123,6 +204,55 @@ std::string label_of(const child_view& r, sort_key key) {
   return label;
 }
 
+// A group's name: "web x3 [-]" (its instances shown) or "web x3 [+]"
+// (collapsed); "svc/web-* x3 [-]" in the flat sorts.
+std::string group_label(const instance_group& g, sort_key key, bool folded) {
+  std::string name = key == sort_key::tree
+                         ? std::string(static_cast<std::size_t>(std::max(0, g.depth)) * 2, ' ') +
+                               terminal_safe(g.id)
+                         : terminal_safe(g.key);
+  return fmt::format("{} x{} [{}]", name, g.total, folded ? '+' : '-');
+}
+
+std::string label_of(const display_row& d, sort_key key, const std::set<std::string>& collapsed) {
+  if (d.group != nullptr) {
+    return group_label(*d.group, key, collapsed.count(d.group->key) != 0);
+  }
+  if (key == sort_key::tree) {
+    std::string label = std::string(static_cast<std::size_t>(std::max(0, d.depth)) * 2, ' ') +
+                        terminal_safe(d.child->id);
+    return d.child->supervisor ? label + "/" : label;
+  }
+  return (d.instance ? "  " : "") + label_of(*d.child, key);
+}
+
+// The instances of a group that do not run, by state, worst first:
+// "1 failed, 1 backoff"; "-" when all run.
+std::string not_running(const snapshot& s, const instance_group& g) {
+  std::vector<std::pair<std::string, int>> counts;
+  for (std::size_t m : g.members) {
+    const std::string& st = s.rows[m].state;
+    if (st == "running") {
+      continue;
+    }
+    auto it =
+        std::find_if(counts.begin(), counts.end(), [&](const auto& c) { return c.first == st; });
+    if (it == counts.end()) {
+      counts.emplace_back(st, 1);
+    } else {
+      ++it->second;
+    }
+  }
+  std::stable_sort(counts.begin(), counts.end(), [](const auto& a, const auto& b) {
+    return state_rank(a.first) > state_rank(b.first);
+  });
+  std::string out;
+  for (const auto& [st, n] : counts) {
+    out += fmt::format("{}{} {}", out.empty() ? "" : ", ", n, terminal_safe(st));
+  }
+  return out.empty() ? "-" : out;
+}
+
 std::string clock_text(std::int64_t wall);
 
 std::string last_text(const child_view& r) {
@@ -144,12 +274,22 @@ std::string last_text(const child_view& r) {
 // The columns after PATH: STATE PID RST UPTIME CPU% MEM, then LAST EXIT.
 constexpr int fixed_cols = 1 + 8 + 1 + 7 + 1 + 4 + 1 + 7 + 1 + 5 + 1 + 6 + 1;
 
-std::string row_text(const child_view& r, sort_key key, int path_w, int last_w) {
-  return fit(label_of(r, key), path_w) + " " + fit(terminal_safe(r.state), 8) + " " +
+std::string row_text(const child_view& r, const std::string& label, int path_w, int last_w) {
+  return fit(label, path_w) + " " + fit(terminal_safe(r.state), 8) + " " +
          fmt::format("{:>7}", pid_text(r)) + " " + fmt::format("{:>4}", r.restarts) + " " +
          fmt::format("{:>7}", format_uptime(r.uptime_ms)) + " " +
          fmt::format("{:>5}", cpu_text(r)) + " " +
          fmt::format("{:>6}", format_bytes(r.memory_bytes)) + " " + fit(last_text(r), last_w);
+}
+
+std::string group_text(const snapshot& s, const instance_group& g, const std::string& label,
+                       int path_w, int last_w) {
+  std::string cpu = g.cpu_percent ? fmt::format("{:.1f}", *g.cpu_percent) : "-";
+  return fit(label, path_w) + " " + fit(terminal_safe(g.state), 8) + " " +
+         fmt::format("{:>7}", fmt::format("{}/{}", g.running, g.total)) + " " +
+         fmt::format("{:>4}", g.restarts) + " " + fmt::format("{:>7}", format_uptime(g.uptime_ms)) +
+         " " + fmt::format("{:>5}", cpu) + " " +
+         fmt::format("{:>6}", format_bytes(g.memory_bytes)) + " " + fit(not_running(s, g), last_w);
 }
 
 std::string clock_text(std::int64_t wall) {
@@ -163,18 +303,49 @@ std::string clock_text(std::int64_t wall) {
 
 }  // namespace
 
+namespace {
+
+// The index of the selected row in rows, or -1. A selected instance whose
+// group is collapsed selects its group.
+int selected_index(const std::vector<display_row>& rows, const snapshot& s, view_state& v) {
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i].key() == v.selected) {
+      return static_cast<int>(i);
+    }
+  }
+  for (const auto& g : s.groups) {
+    for (std::size_t m : g.members) {
+      if (s.rows[m].path != v.selected) {
+        continue;
+      }
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        if (rows[i].group == &g) {
+          v.selected = g.key;
+          return static_cast<int>(i);
+        }
+      }
+    }
+  }
+  return -1;
+}
+
+}  // namespace
+
 std::vector<std::string> render_screen(const snapshot& s, view_state& v, int width, int height) {
   width = std::max(width, 40);
   height = std::max(height, 6);
-  auto rows = order_rows(s, v.sort);
+  auto rows = display_rows(s, v.sort, v.collapsed);
+  int children = 0;
   int running = 0;
-  for (const auto* r : rows) {
-    running += r->state == "running" ? 1 : 0;
+  for (const auto& r : s.rows) {
+    if (r.path != "/") {
+      ++children;
+      running += r.state == "running" ? 1 : 0;
+    }
   }
   std::vector<std::string> out;
-  std::string title =
-      fmt::format("otpd top  node {}  otpd pid {}  {} children, {} running",
-                  terminal_safe(s.facts.node), s.facts.otpd_pid, rows.size(), running);
+  std::string title = fmt::format("otpd top  node {}  otpd pid {}  {} children, {} running",
+                                  terminal_safe(s.facts.node), s.facts.otpd_pid, children, running);
   std::string now = clock_text(s.taken_at_wall_ms);
   out.push_back(std::string(bold) + fit(title, width - static_cast<int>(now.size()) - 1) + " " +
                 now + plain);
@@ -193,16 +364,12 @@ std::vector<std::string> render_screen(const snapshot& s, view_state& v, int wid
           width) +
       plain);
   int page = height - 4;  // title, figures, header, footer
-  // The selection: by path, so it stays on its child when rows move.
-  int sel = -1;
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    if (rows[i]->path == v.selected) {
-      sel = static_cast<int>(i);
-    }
-  }
+  // The selection: by path (a group's: by its key), so it stays on its row
+  // when rows move.
+  int sel = selected_index(rows, s, v);
   if (sel < 0 && !rows.empty()) {
     sel = 0;
-    v.selected = rows[0]->path;
+    v.selected = rows[0].key();
   }
   if (sel >= 0) {
     if (sel < v.scroll) {
@@ -219,8 +386,11 @@ std::vector<std::string> render_screen(const snapshot& s, view_state& v, int wid
       out.emplace_back();
       continue;
     }
-    std::string line =
-        fit(row_text(*rows[static_cast<std::size_t>(idx)], v.sort, path_w, last_w), width);
+    const display_row& d = rows[static_cast<std::size_t>(idx)];
+    std::string label = label_of(d, v.sort, v.collapsed);
+    std::string line = fit(d.group != nullptr ? group_text(s, *d.group, label, path_w, last_w)
+                                              : row_text(*d.child, label, path_w, last_w),
+                           width);
     if (idx == sel) {
       line = std::string(reverse) + line + plain;
     }
@@ -228,17 +398,19 @@ std::vector<std::string> render_screen(const snapshot& s, view_state& v, int wid
   }
   std::string footer;
   if (v.prompt) {
+    std::string what = v.prompt->paths.empty()
+                           ? (v.prompt->pid ? fmt::format(" (pid {})", *v.prompt->pid) : "")
+                           : fmt::format(" (each of its {} instances)", v.prompt->paths.size());
     footer = std::string(bold) +
              fit(fmt::format("{} {}{}? y to confirm, any other key cancels", v.prompt->verb,
-                             terminal_safe(v.prompt->path),
-                             v.prompt->pid ? fmt::format(" (pid {})", *v.prompt->pid) : ""),
+                             terminal_safe(v.prompt->path), what),
                  width) +
              plain;
   } else if (!v.message.empty()) {
     footer = fit(terminal_safe(v.message), width);
   } else {
     footer =
-        fit("q quit  arrows select  r restart  x stop  s start  k kill  o/P/M/R/U/T sort", width);
+        fit("q quit  arrows  r restart  x stop  s start  k kill  space fold  o/TNPMRU sort", width);
   }
   out.push_back(std::move(footer));
   return out;
@@ -334,6 +506,10 @@ key decode_key(std::string_view in, std::size_t* used) {
       return key::yes;
     case 'j':
       return key::down;
+    case ' ':
+    case '\r':
+    case '\n':
+      return key::toggle_group;
     default:
       return key::other;
   }
@@ -349,26 +525,51 @@ std::optional<pending_action> handle_key(view_state& v, key k, const snapshot& s
     v.message = "cancelled";
     return std::nullopt;
   }
-  auto rows = order_rows(s, v.sort);
-  int sel = 0;
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    if (rows[i]->path == v.selected) {
-      sel = static_cast<int>(i);
-    }
-  }
+  auto rows = display_rows(s, v.sort, v.collapsed);
+  int sel = std::max(0, selected_index(rows, s, v));
   int last = static_cast<int>(rows.size()) - 1;
   auto select = [&](int i) {
     if (!rows.empty()) {
-      v.selected = rows[static_cast<std::size_t>(std::clamp(i, 0, last))]->path;
+      v.selected = rows[static_cast<std::size_t>(std::clamp(i, 0, last))].key();
     }
   };
   auto ask = [&](const char* verb) {
     if (rows.empty()) {
       return;
     }
-    const child_view& r = *rows[static_cast<std::size_t>(std::clamp(sel, 0, last))];
-    v.prompt = pending_action{verb, r.path, r.pid};
+    const display_row& d = rows[static_cast<std::size_t>(std::clamp(sel, 0, last))];
+    if (d.group != nullptr) {
+      // A group: the action goes to every instance, after one confirmation.
+      pending_action a{verb, d.group->key, std::nullopt, {}};
+      for (std::size_t m : d.group->members) {
+        a.paths.push_back(s.rows[m].path);
+      }
+      v.prompt = std::move(a);
+    } else {
+      v.prompt = pending_action{verb, d.child->path, d.child->pid, {}};
+    }
     v.message.clear();
+  };
+  auto toggle = [&] {
+    if (rows.empty()) {
+      return;
+    }
+    const display_row& d = rows[static_cast<std::size_t>(std::clamp(sel, 0, last))];
+    const instance_group* g = d.group;
+    for (const auto& x : s.groups) {
+      for (std::size_t m : x.members) {
+        if (g == nullptr && d.instance && &s.rows[m] == d.child) {
+          g = &x;  // on an instance: fold its group, the selection on it
+        }
+      }
+    }
+    if (g == nullptr) {
+      return;
+    }
+    if (v.collapsed.erase(g->key) == 0) {
+      v.collapsed.insert(g->key);
+    }
+    v.selected = g->key;
   };
   switch (k) {
     case key::up:
@@ -422,6 +623,9 @@ std::optional<pending_action> handle_key(view_state& v, key k, const snapshot& s
     case key::kill:
       ask("kill");
       break;
+    case key::toggle_group:
+      toggle();
+      break;
     default:
       break;
   }
@@ -435,12 +639,23 @@ std::vector<std::string> plain_table(const snapshot& s) {
       format_bytes(s.facts.rss_bytes), s.facts.open_fds ? std::to_string(*s.facts.open_fds) : "-"));
   out.push_back(fmt::format("{:<32} {:<9} {:>8} {:>8} {:>8} {:>6} {:>7}  {}", "PATH", "STATE",
                             "PID", "RESTARTS", "UPTIME", "CPU%", "MEM", "LAST EXIT"));
-  for (const auto* r : order_rows(s, sort_key::tree)) {
-    out.push_back(fmt::format("{:<32} {:<9} {:>8} {:>8} {:>8} {:>6} {:>7}  {}",
-                              terminal_safe(r->path) + (r->supervisor ? "/" : ""),
-                              terminal_safe(r->state), pid_text(*r), r->restarts,
-                              format_uptime(r->uptime_ms), cpu_text(*r),
-                              format_bytes(r->memory_bytes), last_text(*r)));
+  for (const auto& d : display_rows(s, sort_key::tree, {})) {
+    if (d.group != nullptr) {
+      const instance_group& g = *d.group;
+      out.push_back(fmt::format("{:<32} {:<9} {:>8} {:>8} {:>8} {:>6} {:>7}  {}",
+                                fmt::format("{} x{}", terminal_safe(g.key), g.total),
+                                terminal_safe(g.state), fmt::format("{}/{}", g.running, g.total),
+                                g.restarts, format_uptime(g.uptime_ms),
+                                g.cpu_percent ? fmt::format("{:.1f}", *g.cpu_percent) : "-",
+                                format_bytes(g.memory_bytes), not_running(s, g)));
+      continue;
+    }
+    const child_view* r = d.child;
+    out.push_back(
+        fmt::format("{:<32} {:<9} {:>8} {:>8} {:>8} {:>6} {:>7}  {}",
+                    (d.instance ? "  " : "") + terminal_safe(r->path) + (r->supervisor ? "/" : ""),
+                    terminal_safe(r->state), pid_text(*r), r->restarts, format_uptime(r->uptime_ms),
+                    cpu_text(*r), format_bytes(r->memory_bytes), last_text(*r)));
   }
   return out;
 }
@@ -545,13 +760,44 @@ class terminal {
   bool have_saved_ = false;
 };
 
-json action_request(const pending_action& a) {
+json action_request(const std::string& what, const std::string& path) {
   using verb = proto::child_request::verb;
-  if (a.verb == "kill") {
-    return proto::kill_request{a.path, {}}.to_json();
+  if (what == "kill") {
+    return proto::kill_request{path, {}}.to_json();
   }
-  verb v = a.verb == "restart" ? verb::restart : a.verb == "stop" ? verb::stop : verb::start;
-  return proto::child_request{v, a.path}.to_json();
+  verb v = what == "restart" ? verb::restart : what == "stop" ? verb::stop : verb::start;
+  return proto::child_request{v, path}.to_json();
+}
+
+// Sends a confirmed action (to each instance of a group, in turn); its
+// outcome, for the footer.
+std::string perform(session& s, const pending_action& act) {
+  std::vector<std::string> paths = act.paths;
+  if (paths.empty()) {
+    paths.push_back(act.path);
+  }
+  std::string first_error;
+  std::size_t failures = 0;
+  for (const auto& p : paths) {
+    auto reply = s.command(action_request(act.verb, p));
+    std::string why;
+    if (!reply) {
+      why = reply.message();
+    } else if (!proto::is_ok(*reply)) {
+      why = reply->value("error", std::string("refused"));
+    }
+    if (!why.empty() && failures++ == 0) {
+      first_error = act.paths.empty() ? why : p + ": " + why;
+    }
+  }
+  if (act.paths.empty()) {
+    return fmt::format("{} {}: {}", act.verb, act.path, failures == 0 ? "done" : first_error);
+  }
+  if (failures == 0) {
+    return fmt::format("{} {}: done ({} instances)", act.verb, act.path, paths.size());
+  }
+  return fmt::format("{} {}: {} of {} failed, {}", act.verb, act.path, failures, paths.size(),
+                     first_error);
 }
 
 int run_plain(session& s, const top_options& opts) {
@@ -675,15 +921,7 @@ int run_screen(session& s, const top_options& opts) {
         }
         snapshot cur = s.tree().snap();
         if (auto act = handle_key(v, k, cur, h - 4)) {
-          auto reply = s.command(action_request(*act));
-          if (!reply) {
-            v.message = fmt::format("{} {}: {}", act->verb, act->path, reply.message());
-          } else if (!proto::is_ok(*reply)) {
-            v.message = fmt::format("{} {}: {}", act->verb, act->path,
-                                    reply->value("error", std::string("refused")));
-          } else {
-            v.message = fmt::format("{} {}: done", act->verb, act->path);
-          }
+          v.message = perform(s, *act);
         }
         dirty = true;
       }

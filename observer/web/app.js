@@ -5,8 +5,11 @@
 
 let csrf = null;
 let rowsByPath = new Map();
+let groupRows = new Map();   // group key -> its <tr>
+const collapsed = new Set(); // keys of groups shown without their instances
+let lastTree = null;
 let orderKey = '';
-let selected = null;
+let selected = null;         // a child's path, or a group's key
 const events = [];
 const maxEvents = 500;
 
@@ -67,9 +70,7 @@ function guides(rows) {
   return out;
 }
 
-async function action(verb, path) {
-  if ((verb === 'kill' || verb === 'stop') && !window.confirm(verb + ' ' + path + '?')) return;
-  toast(verb + ' ' + path + ' ...');
+async function post(verb, path) {
   try {
     const r = await fetch('/api/action', {
       method: 'POST',
@@ -77,15 +78,39 @@ async function action(verb, path) {
       body: JSON.stringify({ verb, path }),
     });
     const j = await r.json();
-    toast(verb + ' ' + path + ': ' + (j.ok ? 'done' : (j.error || 'refused')));
+    return j.ok ? null : (j.error || 'refused');
   } catch (e) {
-    toast(verb + ' ' + path + ': ' + e);
+    return String(e);
   }
 }
 
-function buildRow(r, guide) {
+async function action(verb, path) {
+  if ((verb === 'kill' || verb === 'stop') && !window.confirm(verb + ' ' + path + '?')) return;
+  toast(verb + ' ' + path + ' ...');
+  const err = await post(verb, path);
+  toast(verb + ' ' + path + ': ' + (err === null ? 'done' : err));
+}
+
+// An action on a group goes to each of its instances, in turn, after one
+// confirmation (whatever the verb: it touches several processes).
+async function groupAction(verb, g) {
+  const members = g.members.slice();
+  if (!window.confirm(verb + ' each of the ' + members.length + ' instances of ' + g.key + '?')) return;
+  toast(verb + ' ' + g.key + ' ...');
+  const failed = [];
+  for (const p of members) {
+    const err = await post(verb, p);
+    if (err !== null) failed.push(p + ': ' + err);
+  }
+  toast(verb + ' ' + g.key + ': ' + (failed.length === 0
+    ? 'done (' + members.length + ' instances)'
+    : failed.length + ' of ' + members.length + ' failed, ' + failed[0]));
+}
+
+function buildRow(r, guide, instance) {
   const tr = el('tr');
   tr.dataset.path = r.path;
+  if (instance) tr.dataset.instanceOf = r.instance_of;
   const name = el('td', 'name');
   name.append(el('span', 'guide', guide), el('span', 'id', r.path === '/' ? '/' : r.id + (r.supervisor ? '/' : '')));
   tr.append(name);
@@ -107,8 +132,69 @@ function buildRow(r, guide) {
   return tr;
 }
 
+// The row of a group: its name with a fold button, its sums, and actions
+// that go to every instance.
+function buildGroupRow(g, guide) {
+  const tr = el('tr');
+  tr.dataset.group = g.key;
+  const name = el('td', 'name');
+  const fold = el('button', 'fold', collapsed.has(g.key) ? '\u25b8' : '\u25be');
+  fold.title = collapsed.has(g.key) ? 'show the instances' : 'hide the instances';
+  fold.addEventListener('click', (ev) => {
+    ev.stopPropagation();
+    if (collapsed.has(g.key)) collapsed.delete(g.key); else collapsed.add(g.key);
+    if (lastTree) renderTree(lastTree);
+  });
+  name.append(el('span', 'guide', guide), fold, el('span', 'id', g.id + ' \u00d7' + g.total));
+  tr.append(name);
+  for (const c of ['state', 'pid', 'restarts', 'uptime', 'cpu', 'memory', 'last']) {
+    tr.append(el('td', c + (['pid', 'restarts', 'uptime', 'cpu', 'memory'].includes(c) ? ' num' : '')));
+  }
+  const acts = el('td', 'actions');
+  for (const verb of ['restart', 'stop', 'start', 'kill']) {
+    const b = el('button', null, verb);
+    b.dataset.verb = verb;
+    b.addEventListener('click', (ev) => {
+      ev.stopPropagation();
+      const cur = lastTree && (lastTree.groups || []).find((x) => x.key === g.key);
+      groupAction(verb, cur || g);
+    });
+    acts.append(b);
+  }
+  tr.append(acts);
+  tr.addEventListener('click', () => select(g.key));
+  return tr;
+}
+
+function notRunning(g, byPath) {
+  const rank = { running: 0, starting: 1, stopping: 2, backoff: 3, stopped: 4, failed: 5 };
+  const counts = new Map();
+  for (const p of g.members) {
+    const r = byPath.get(p);
+    if (r && r.state !== 'running') counts.set(r.state, (counts.get(r.state) || 0) + 1);
+  }
+  const list = [...counts].sort((a, b) => (rank[b[0]] ?? 4) - (rank[a[0]] ?? 4));
+  return list.length ? list.map(([st, n]) => n + ' ' + st).join(', ') : '-';
+}
+
+function fillGroupRow(tr, g, byPath) {
+  tr.className = 'group state-' + g.state + (g.key === selected ? ' selected' : '');
+  const set = (cls, text) => {
+    const td = tr.querySelector('td.' + cls);
+    if (td.textContent !== text) td.textContent = text;
+  };
+  set('state', g.state);
+  set('pid', g.running + '/' + g.total);
+  set('restarts', String(g.restarts));
+  set('uptime', fmtUptime(g.uptime_ms));
+  set('cpu', fmtCpu(g.cpu_percent));
+  set('memory', fmtBytes(g.memory_bytes));
+  set('last', notRunning(g, byPath));
+}
+
 function fillRow(tr, r) {
-  tr.className = 'state-' + r.state + (r.supervisor ? ' sup' : '') + (r.path === selected ? ' selected' : '');
+  tr.className = 'state-' + r.state + (r.supervisor ? ' sup' : '') + (r.instance_of && tr.dataset.instanceOf ? ' instance' : '') +
+    (r.path === selected ? ' selected' : '');
   const set = (cls, text) => {
     const td = tr.querySelector('td.' + cls);
     if (td.textContent !== text) td.textContent = text;
@@ -138,22 +224,71 @@ function renderTree(t) {
   const up = t.otpd === undefined || t.otpd === 'connected';
   live.textContent = up ? 'live' : 'otpd ' + t.otpd;
   live.className = 'badge ' + (up ? 'live' : 'down');
-  const key = t.rows.map((r) => r.path + '\u0000' + r.depth).join('\u0001');
+  lastTree = t;
+  // The lines: every child, except that the instances of an `instances: N`
+  // worker go under one group line (at the place of the first), one level
+  // deeper, or not at all while the group is collapsed.
+  const byPath = new Map(t.rows.map((r) => [r.path, r]));
+  const groupOf = new Map();
+  for (const g of t.groups || []) for (const p of g.members) groupOf.set(p, g);
+  const lines = [];
+  const placed = new Set();
+  for (const r of t.rows) {
+    const g = groupOf.get(r.path);
+    if (!g) { lines.push({ r, depth: r.depth }); continue; }
+    if (placed.has(g.key)) continue;
+    placed.add(g.key);
+    lines.push({ g, depth: g.depth });
+    if (collapsed.has(g.key)) continue;
+    for (const p of g.members) if (byPath.has(p)) lines.push({ r: byPath.get(p), depth: g.depth + 1, instance: true });
+  }
+  const key = lines.map((l) => (l.g ? 'g' + l.g.key + (collapsed.has(l.g.key) ? '+' : '-') : l.r.path) + '\u0000' + l.depth)
+    .join('\u0001');
   const body = $('rows');
   if (key !== orderKey) {
     orderKey = key;
     rowsByPath = new Map();
-    const g = guides(t.rows);
+    groupRows = new Map();
+    const gd = guides(lines);
     const frag = document.createDocumentFragment();
-    t.rows.forEach((r, i) => {
-      const tr = buildRow(r, g[i]);
-      rowsByPath.set(r.path, tr);
+    lines.forEach((l, i) => {
+      const tr = l.g ? buildGroupRow(l.g, gd[i]) : buildRow(l.r, gd[i], l.instance);
+      if (l.g) groupRows.set(l.g.key, tr); else rowsByPath.set(l.r.path, tr);
       frag.append(tr);
     });
     body.replaceChildren(frag);
   }
-  for (const r of t.rows) fillRow(rowsByPath.get(r.path), r);
-  if (selected && rowsByPath.has(selected)) refreshDetail();
+  for (const l of lines) {
+    if (l.g) fillGroupRow(groupRows.get(l.g.key), l.g, byPath);
+    else fillRow(rowsByPath.get(l.r.path), l.r);
+  }
+  if (selected && groupRows.has(selected)) showGroup(selected);
+  else if (selected && rowsByPath.has(selected)) refreshDetail();
+}
+
+// A group's detail: its sums and its instances, from the latest tree
+// (a click on an instance shows that child).
+function showGroup(k) {
+  const g = lastTree && (lastTree.groups || []).find((x) => x.key === k);
+  if (!g) return;
+  const byPath = new Map(lastTree.rows.map((r) => [r.path, r]));
+  $('detail-title').textContent = g.key + ' (' + g.total + ' instances of ' + g.id + ')';
+  const dl = el('dl');
+  const add = (name, v) => dl.append(el('dt', null, name), el('dd', null, v));
+  add('state', g.state + ' (the worst of its instances)');
+  add('running', g.running + ' of ' + g.total);
+  add('restarts', g.restarts);
+  add('CPU', fmtCpu(g.cpu_percent) + ' %');
+  add('memory', fmtBytes(g.memory_bytes));
+  add('not running', notRunning(g, byPath));
+  const list = el('ul', 'members');
+  for (const p of g.members) {
+    const r = byPath.get(p);
+    const li = el('li', null, p + '  ' + (r ? r.state + (r.pid === null ? '' : '  pid ' + r.pid) : ''));
+    li.addEventListener('click', () => select(p));
+    list.append(li);
+  }
+  $('detail-body').replaceChildren(dl, el('h2', null, 'instances'), list);
 }
 
 let detailTimer = null;
@@ -164,8 +299,10 @@ function refreshDetail() {
 }
 
 async function loadDetail() {
-  if (!selected) return;
-  const r = await fetch('/api/child?path=' + encodeURIComponent(selected));
+  if (!selected || groupRows.has(selected)) return;
+  const asked = selected;
+  const r = await fetch('/api/child?path=' + encodeURIComponent(asked));
+  if (selected !== asked) return;  // another row was selected meanwhile
   if (!r.ok) { $('detail-body').replaceChildren(el('p', 'note', 'no such child')); return; }
   const c = await r.json();
   $('detail-title').textContent = c.path + (c.supervisor ? '/' : '');
@@ -176,6 +313,11 @@ async function loadDetail() {
   add('restart', c.restart);
   add('restarts', c.restarts);
   if (c.name) add('name', c.name);
+  if (c.instance_of !== undefined) add('instance', (c.instance ?? '?') + ' of ' + c.instance_of);
+  if (c.liveness_failures !== undefined && c.liveness_failures !== null) {
+    add('liveness', c.liveness_failures + ' failed in a row' +
+      (c.liveness_threshold ? ' (otpd kills it at ' + c.liveness_threshold + ')' : ''));
+  }
   add('uptime', fmtUptime(c.uptime_ms));
   if (c.next_start_ms !== null && c.next_start_ms !== undefined) add('next start', fmtTime(c.next_start_ms));
   if (!c.supervisor) {
@@ -196,7 +338,8 @@ async function loadDetail() {
 function select(path) {
   selected = path;
   for (const [p, tr] of rowsByPath) tr.classList.toggle('selected', p === path);
-  loadDetail();
+  for (const [k, tr] of groupRows) tr.classList.toggle('selected', k === path);
+  if (groupRows.has(path)) showGroup(path); else loadDetail();
 }
 
 function eventText(e) {

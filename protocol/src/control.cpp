@@ -352,6 +352,12 @@ json node_status::to_json() const {
                            {field::max_restarts, intensity->max_restarts},
                            {field::max_seconds, intensity->max_seconds}};
   }
+  if (liveness_failures) {
+    j[field::liveness_failures] = *liveness_failures;
+  }
+  if (liveness_threshold) {
+    j[field::liveness_threshold] = *liveness_threshold;
+  }
   return j;
 }
 
@@ -407,6 +413,8 @@ node_status node_status::from_json(const json& j) {
         intensity_status{i.at(field::used).get<int>(), i.at(field::max_restarts).get<int>(),
                          i.at(field::max_seconds).get<int>()};
   }
+  n.liveness_failures = optional_field<int>(j, field::liveness_failures);
+  n.liveness_threshold = optional_field<int>(j, field::liveness_threshold);
   return n;
 }
 

@@ -60,33 +60,124 @@ std::string next_start_in(std::int64_t wall_ms) {
                      static_cast<double>(std::max<std::int64_t>(0, wall_ms - now)) / 1000.0);
 }
 
-void print_rows(const proto::node_status& n, int depth, bool as_tree) {
-  for (const auto& c : n.children) {
-    std::string label =
-        as_tree ? std::string(static_cast<std::size_t>(depth) * 2, ' ') + c.id : c.path;
-    bool sup = c.is_supervisor;
-    if (sup) {
-      label += "/";
-    }
-    std::string pid = c.pid ? std::to_string(*c.pid) : "-";
-    std::string last = c.last_exit.value_or("-");
-    if (sup) {
-      std::string used;
-      if (c.intensity) {
-        used = fmt::format(" ({}/{} restarts in {}s)", c.intensity->used, c.intensity->max_restarts,
-                           c.intensity->max_seconds);
-      }
-      last = c.strategy.value_or("") + used + (last == "-" ? "" : ", last exit " + last);
-    }
-    if (c.next_start_wall_ms) {
-      last += fmt::format(", next start in {}", next_start_in(*c.next_start_wall_ms));
-    }
-    std::printf("%-32s %-9s %-8s %8d  %-8s %s\n", label.c_str(), c.state.c_str(), pid.c_str(),
-                c.restarts, uptime(c).c_str(), last.c_str());
-    if (sup) {
-      print_rows(c, depth + 1, as_tree);
+// How bad a child's state is, for a group's worst: running, starting,
+// stopping, backoff, stopped (or unknown), failed.
+int state_rank(const std::string& s) {
+  static const char* const order[] = {"running", "starting", "stopping", "backoff"};
+  for (int i = 0; i < 4; ++i) {
+    if (s == order[i]) {
+      return i;
     }
   }
+  return s == "failed" ? 5 : 4;
+}
+
+// label padded to width columns (an id is ASCII, "×" is one column).
+std::string pad(const std::string& label, std::size_t width) {
+  std::size_t cols = 0;
+  for (unsigned char ch : label) {
+    cols += (ch & 0xC0) != 0x80 ? 1 : 0;  // count UTF-8 lead bytes only
+  }
+  return cols >= width ? label : label + std::string(width - cols, ' ');
+}
+
+void print_child(const proto::node_status& c, const std::string& shown);
+
+// The children of n; with as_tree, the instances of an `instances: N`
+// worker under one line of their own ("web ×4  running  4/4  restarts"),
+// indented one level deeper.
+void print_rows(const proto::node_status& n, int depth, bool as_tree) {
+  std::string indent = as_tree ? std::string(static_cast<std::size_t>(depth) * 2, ' ') : "";
+  for (std::size_t i = 0; i < n.children.size(); ++i) {
+    const auto& c = n.children[i];
+    if (!as_tree || !c.instance_of) {
+      print_child(c, as_tree ? indent + c.id : c.path);
+      if (c.is_supervisor) {
+        print_rows(c, depth + 1, as_tree);
+      }
+      continue;
+    }
+    bool first = true;
+    for (std::size_t k = 0; k < i && first; ++k) {
+      first = n.children[k].instance_of != c.instance_of;
+    }
+    if (!first) {
+      continue;  // listed under its group already
+    }
+    std::vector<const proto::node_status*> members;
+    for (const auto& x : n.children) {
+      if (x.instance_of == c.instance_of) {
+        members.push_back(&x);
+      }
+    }
+    std::stable_sort(members.begin(), members.end(), [](const auto* a, const auto* b) {
+      return a->instance.value_or(0) < b->instance.value_or(0);
+    });
+    int running = 0;
+    int restarts = 0;
+    std::string worst = members.front()->state;
+    std::vector<std::pair<std::string, int>> down;  // the instances that do not run, by state
+    for (const auto* m : members) {
+      running += m->state == "running" ? 1 : 0;
+      restarts += m->restarts;
+      if (state_rank(m->state) > state_rank(worst)) {
+        worst = m->state;
+      }
+      if (m->state != "running") {
+        auto it = std::find_if(down.begin(), down.end(),
+                               [&](const auto& d) { return d.first == m->state; });
+        if (it == down.end()) {
+          down.emplace_back(m->state, 1);
+        } else {
+          ++it->second;
+        }
+      }
+    }
+    std::stable_sort(down.begin(), down.end(), [](const auto& a, const auto& b) {
+      return state_rank(a.first) > state_rank(b.first);
+    });
+    std::string last;
+    for (const auto& [st, k] : down) {
+      last += fmt::format("{}{} {}", last.empty() ? "" : ", ", k, st);
+    }
+    // "×" in UTF-8, as supervisord / PM2 users read "web ×4".
+    std::string label = fmt::format("{}{} \xc3\x97{}", indent, *c.instance_of, members.size());
+    std::printf("%s %-9s %-8s %8d  %-8s %s\n", pad(label, 32).c_str(), worst.c_str(),
+                fmt::format("{}/{}", running, members.size()).c_str(), restarts, "-",
+                last.empty() ? "-" : last.c_str());
+    for (const auto* m : members) {
+      print_child(*m, indent + "  " + m->id);
+    }
+  }
+}
+
+void print_child(const proto::node_status& c, const std::string& shown) {
+  std::string label = shown;
+  bool sup = c.is_supervisor;
+  if (sup) {
+    label += "/";
+  }
+  std::string pid = c.pid ? std::to_string(*c.pid) : "-";
+  std::string last = c.last_exit.value_or("-");
+  if (sup) {
+    std::string used;
+    if (c.intensity) {
+      used = fmt::format(" ({}/{} restarts in {}s)", c.intensity->used, c.intensity->max_restarts,
+                         c.intensity->max_seconds);
+    }
+    last = c.strategy.value_or("") + used + (last == "-" ? "" : ", last exit " + last);
+  }
+  if (c.next_start_wall_ms) {
+    last += fmt::format(", next start in {}", next_start_in(*c.next_start_wall_ms));
+  }
+  if (c.liveness_failures && *c.liveness_failures > 0) {
+    // Probes failing now, before otpd ends the worker (status's liveness_failures).
+    std::string live = fmt::format("liveness {}/{} failed", *c.liveness_failures,
+                                   c.liveness_threshold.value_or(0));
+    last = last == "-" ? live : last + ", " + live;
+  }
+  std::printf("%-32s %-9s %-8s %8d  %-8s %s\n", label.c_str(), c.state.c_str(), pid.c_str(),
+              c.restarts, uptime(c).c_str(), last.c_str());
 }
 
 // The request of a control command, from its command-line arguments.

@@ -295,6 +295,14 @@ proto::node_status node_daemon::status_of(const node& n) const {
       }
     }
   }
+  if (!n.is_supervisor && n.worker().liveness.enabled && n.pid > 0) {
+    // The count lives with the process (liveness.cpp): a new process
+    // starts again from 0.
+    if (auto p = procs_.find(n.pid); p != procs_.end()) {
+      s.liveness_failures = p->second.live_failures;
+      s.liveness_threshold = n.worker().liveness.failures;
+    }
+  }
   return s;
 }
 

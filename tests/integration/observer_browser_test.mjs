@@ -1,7 +1,8 @@
 // The page of otpd-web in headless chromium (puppeteer-core): every child
 // listed, a kill -9 from outside shows its new pid without a reload, the
-// kill button restarts a worker, a child's markup-like id stays text, and a
-// request without the token is refused.
+// kill button restarts a worker, a child's markup-like id stays text, the
+// instances of a worker come under one group row, and a request without the
+// token is refused.
 //   node observer_browser_test.mjs URL [SCREENSHOT]
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -130,6 +131,36 @@ try {
   await page.click('tr[data-path="alpha"] td.name');
   await page.waitForFunction(() => document.querySelector('#detail-body') && document.querySelector('#detail-body').textContent.includes('killed'));
   check(true, 'alpha\'s detail lists its exit (killed)');
+
+  // 6b. `pool` (instances: 3): one group row with its sums, its instances
+  // right under it; a kill -9 of one shows its new pid there; the fold
+  // button hides and shows them; a click shows the group in the detail pane.
+  await page.waitForSelector('tr[data-group="pool-*"]');
+  await page.waitForFunction(() => document.querySelector('tr[data-group="pool-*"] td.pid').textContent === '3/3');
+  const order = await page.$$eval('#rows tr', (trs) => trs.map((t) => (t.dataset.group ? 'group ' + t.dataset.group : t.dataset.path)));
+  const gi = order.indexOf('group pool-*');
+  check(gi >= 0 && order[gi + 1] === 'pool-0' && order[gi + 2] === 'pool-1' && order[gi + 3] === 'pool-2',
+    'the group row comes first, its three instances under it: ' + order.join(', '));
+  const gname = await page.$eval('tr[data-group="pool-*"] td.name', (e) => e.textContent);
+  check(gname.includes('pool \u00d73'), 'the group row names the worker and its count (' + gname + ')');
+  const pool1 = pidOf('pool-1');
+  execFileSync('kill', ['-9', String(pool1)]);
+  const pool1b = await waitPid('pool-1', pool1);
+  check(pool1b !== null, 'otpd restarted pool-1 (' + pool1b + ')');
+  await page.waitForFunction(
+    (pid) => document.querySelector('tr[data-path="pool-1"] td.pid').textContent === String(pid), {}, pool1b);
+  await page.waitForFunction(() => document.querySelector('tr[data-group="pool-*"] td.restarts').textContent === '1');
+  check(true, 'pool-1\'s new pid shows under the group, which counts the restart');
+  await page.click('tr[data-group="pool-*"] button.fold');
+  await page.waitForFunction(() => !document.querySelector('tr[data-path="pool-0"]'));
+  check(true, 'the fold button hides the instances');
+  await page.click('tr[data-group="pool-*"] button.fold');
+  await page.waitForFunction(() => !!document.querySelector('tr[data-path="pool-2"]'));
+  check(true, 'and shows them again');
+  await page.click('tr[data-group="pool-*"] td.state');
+  await page.waitForFunction(() => document.querySelector('#detail-title').textContent.includes('pool-*') &&
+    document.querySelectorAll('#detail-body ul.members li').length === 3);
+  check(true, 'the group\'s detail lists its three instances');
 
   // 7. The event filter.
   await page.type('#filter', 'beta');

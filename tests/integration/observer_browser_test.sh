@@ -40,8 +40,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A tree with nesting, a child whose id is markup (it must show as text),
-# and otpd-web as a worker.
+# A tree with nesting, otpd-web as a worker, and a worker with three
+# instances (one group on the page).
 child=$bin/otpd_test_child
 cat >"$tmp/otpd.yaml" <<YAML
 node:
@@ -57,6 +57,7 @@ supervisor:
         - {id: db, command: [$child, sleep]}
         - {id: api, command: [$child, sleep]}
     - {id: web, command: [$bin/otpd-web, --port, "0"], readiness: notify}
+    - {id: pool, command: [$child, sleep], instances: 3}
 YAML
 "$bin/otpd" --runtime-dir "$tmp/rt" "$tmp/otpd.yaml" >"$tmp/otpd.log" 2>&1 &
 otpd_pid=$!

@@ -274,6 +274,127 @@ TEST(ObserverModel, RecentEventsAndExitsAreBounded) {
   EXPECT_EQ(f.row("db").exits_by_kind.at("exit_code"), 600u);
 }
 
+// A worker with `instances: 3` under the root, one with `instances: 2`
+// under a supervisor, and a plain worker between them.
+json instances_status() {
+  return json::parse(R"({"ok":true,"node":"demo","otpd_pid":4100,"runtime_dir":"/rt",
+    "id":"root","path":"/","pid":null,"state":"running","restarts":0,"type":"supervisor",
+    "restart":"permanent","strategy":"one_for_one","children":[
+      {"id":"pool-1","path":"pool-1","pid":5001,"state":"running","restarts":2,"type":"worker",
+       "restart":"permanent","uptime_ms":9000,"instance_of":"pool","instance":1,
+       "memory_current":2000,"cpu_usec":1000000,
+       "liveness_failures":2,"liveness_threshold":3},
+      {"id":"pool-0","path":"pool-0","pid":5000,"state":"running","restarts":1,"type":"worker",
+       "restart":"permanent","uptime_ms":4000,"instance_of":"pool","instance":0,
+       "memory_current":1000,"cpu_usec":2000000},
+      {"id":"alpha","path":"alpha","pid":5100,"state":"running","restarts":0,"type":"worker",
+       "restart":"permanent","uptime_ms":100},
+      {"id":"pool-2","path":"pool-2","pid":null,"state":"backoff","restarts":4,"type":"worker",
+       "restart":"permanent","instance_of":"pool","instance":2},
+      {"id":"svc","path":"svc","pid":null,"state":"running","restarts":0,"type":"supervisor",
+       "restart":"permanent","strategy":"one_for_all","children":[
+        {"id":"web-0","path":"svc/web-0","pid":5200,"state":"running","restarts":0,
+         "type":"worker","restart":"permanent","instance_of":"web","instance":0},
+        {"id":"web-1","path":"svc/web-1","pid":5201,"state":"failed","restarts":0,
+         "type":"worker","restart":"permanent","instance_of":"web","instance":1}]}]})");
+}
+
+TEST(ObserverModelGroups, InstancesOfOneWorkerAreOneGroupWithItsSums) {
+  fixture f;
+  f.m.apply_status(instances_status());
+  f.now += 1000;
+  f.m.apply_status(instances_status());  // a second reading: CPU % from the cgroup's usec
+  auto s = f.m.snap();
+  ASSERT_EQ(s.groups.size(), 2u);
+  const instance_group& pool = s.groups[0];
+  EXPECT_EQ(pool.key, "pool-*");
+  EXPECT_EQ(pool.id, "pool");
+  EXPECT_EQ(pool.parent, "/");
+  EXPECT_EQ(pool.depth, 0);
+  ASSERT_EQ(pool.members.size(), 3u);
+  // By instance number, whatever the order status listed them in.
+  EXPECT_EQ(s.rows[pool.members[0]].path, "pool-0");
+  EXPECT_EQ(s.rows[pool.members[1]].path, "pool-1");
+  EXPECT_EQ(s.rows[pool.members[2]].path, "pool-2");
+  EXPECT_EQ(pool.total, 3);
+  EXPECT_EQ(pool.running, 2);
+  EXPECT_EQ(pool.restarts, 7);
+  EXPECT_EQ(pool.memory_bytes, 3000u);
+  ASSERT_TRUE(pool.cpu_percent.has_value());
+  EXPECT_DOUBLE_EQ(*pool.cpu_percent, 0.0) << "no CPU used between the two readings";
+  EXPECT_EQ(pool.uptime_ms, 9000) << "the longest";
+  EXPECT_EQ(pool.state, "backoff") << "the worst of running, running, backoff";
+
+  const instance_group& web = s.groups[1];
+  EXPECT_EQ(web.key, "svc/web-*");
+  EXPECT_EQ(web.parent, "svc");
+  EXPECT_EQ(web.depth, 1);
+  EXPECT_EQ(web.total, 2);
+  EXPECT_EQ(web.running, 1);
+  EXPECT_EQ(web.state, "failed");
+  EXPECT_FALSE(web.memory_bytes) << "no instance has a figure";
+
+  const child_view& p1 = f.row("pool-1");
+  EXPECT_EQ(p1.instance_of, "pool");
+  EXPECT_EQ(p1.instance, 1);
+  EXPECT_EQ(p1.liveness_failures, 2);
+  EXPECT_EQ(p1.liveness_threshold, 3);
+  EXPECT_TRUE(f.row("alpha").instance_of.empty());
+  EXPECT_FALSE(f.row("alpha").liveness_failures);
+}
+
+TEST(ObserverModelGroups, AnExitAndANewProcessShowInTheGroupFromEvents) {
+  fixture f;
+  f.m.apply_status(instances_status());
+  EXPECT_FALSE(f.m.apply_event({{"event", "exited"},
+                                {"path", "pool-0"},
+                                {"pid", 5000},
+                                {"reason", "killed"},
+                                {"reason_kind", 4},
+                                {"reason_value", 9}}));
+  auto s = f.m.snap();
+  EXPECT_EQ(s.groups[0].running, 1);
+  EXPECT_FALSE(s.rows[s.groups[0].members[0]].pid);
+  EXPECT_FALSE(f.m.apply_event({{"event", "started"}, {"path", "pool-0"}, {"pid", 5300}}));
+  EXPECT_FALSE(f.m.apply_event({{"event", "ready"}, {"path", "pool-0"}, {"pid", 5300}}));
+  s = f.m.snap();
+  EXPECT_EQ(s.groups[0].running, 2);
+  EXPECT_EQ(s.rows[s.groups[0].members[0]].pid, 5300);
+}
+
+TEST(ObserverModelGroups, LivenessCountFollowsProbeEventsOfTheCurrentProcess) {
+  fixture f;
+  f.m.apply_status(instances_status());
+  EXPECT_FALSE(f.m.apply_event({{"event", "probe_failed"},
+                                {"path", "pool-0"},
+                                {"pid", 5000},
+                                {"detail", "liveness 1/4: command x: command ended: exit 1"}}));
+  EXPECT_EQ(f.row("pool-0").liveness_failures, 1);
+  EXPECT_EQ(f.row("pool-0").liveness_threshold, 4);
+  // About another process: ignored.
+  EXPECT_FALSE(f.m.apply_event({{"event", "probe_failed"},
+                                {"path", "pool-0"},
+                                {"pid", 1234},
+                                {"detail", "liveness 3/4: x"}}));
+  EXPECT_EQ(f.row("pool-0").liveness_failures, 1);
+  EXPECT_FALSE(f.m.apply_event({{"event", "exited"},
+                                {"path", "pool-0"},
+                                {"pid", 5000},
+                                {"reason", "liveness_failed"},
+                                {"reason_kind", 10},
+                                {"reason_value", 15}}));
+  EXPECT_FALSE(f.row("pool-0").liveness_failures) << "the count went with the process";
+}
+
+TEST(ObserverModelGroups, WorstStateRanks) {
+  EXPECT_LT(state_rank("running"), state_rank("starting"));
+  EXPECT_LT(state_rank("starting"), state_rank("stopping"));
+  EXPECT_LT(state_rank("stopping"), state_rank("backoff"));
+  EXPECT_LT(state_rank("backoff"), state_rank("stopped"));
+  EXPECT_LT(state_rank("stopped"), state_rank("failed"));
+  EXPECT_TRUE(group_instances({}).empty());
+}
+
 TEST(ObserverFormat, UptimeAndBytes) {
   EXPECT_EQ(format_uptime(std::nullopt), "-");
   EXPECT_EQ(format_uptime(4200), "4.2s");

@@ -169,6 +169,26 @@ TEST(ControlProtocol, StatusReplyRoundTrips) {
   expect_same(back.root, s.root);
 }
 
+TEST(ControlProtocol, LivenessFailuresRoundTripAndStayAbsentWithoutAProbe) {
+  node_status w;
+  w.id = "api";
+  w.path = "api";
+  w.pid = 77;
+  w.state = "running";
+  w.restart = "permanent";
+  w.liveness_failures = 2;
+  w.liveness_threshold = 3;
+  json j = w.to_json();
+  EXPECT_EQ(j["liveness_failures"], 2);
+  EXPECT_EQ(j["liveness_threshold"], 3);
+  auto back = node_status::from_json(j);
+  EXPECT_EQ(back.liveness_failures, 2);
+  EXPECT_EQ(back.liveness_threshold, 3);
+  json plain = sample_tree().to_json();
+  EXPECT_FALSE(plain["children"][0]["children"][0].contains("liveness_failures"));
+  EXPECT_FALSE(node_status::from_json(plain).children[0].children[0].liveness_failures);
+}
+
 TEST(ControlProtocol, EventsRoundTrip) {
   lifecycle_event started{"started", "web/api", 123, 4242, std::nullopt, std::nullopt};
   lifecycle_event exited{"exited",

@@ -22,6 +22,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -87,7 +88,44 @@ struct child_view {
   std::uint64_t restarts_seen = 0;  // supervisors: restarting events of their children
   // newest last, bounded; seeded from status's last_exits when empty.
   std::deque<exit_record> recent_exits;
+  // A child made by `instances: N` (status's instance_of and instance): the
+  // id written in the config and its number; empty / absent otherwise.
+  std::string instance_of;
+  std::optional<int> instance;
+  // A running worker with a liveness probe: failed probes in a row now and
+  // how many end it (status's liveness_failures, liveness_threshold).
+  std::optional<int> liveness_failures;
+  std::optional<int> liveness_threshold;
 };
+
+// The children that one `instances: N` worker made, seen as one: the
+// siblings (children of one supervisor) with the same instance_of. Its key
+// is "<supervisor path>/<id>-*" ("web-*" under the root): never a child's
+// path, as an id cannot hold '*', and it reads as the instances' pattern.
+struct instance_group {
+  std::string key;
+  std::string id;      // the id written in the config (instance_of)
+  std::string parent;  // the supervisor's path, "/" for the root
+  int depth = 0;       // the depth of its instances
+  // The instances, as indices into snapshot::rows, by instance number.
+  std::vector<std::size_t> members;
+  int total = 0;
+  int running = 0;
+  int restarts = 0;                           // the sum
+  std::optional<double> cpu_percent;          // the sum over the instances that have one
+  std::optional<std::uint64_t> memory_bytes;  // the same
+  std::optional<std::int64_t> uptime_ms;      // the longest
+  std::string state;                          // the worst of its instances' (state_rank)
+};
+
+// How bad a state is, for a group's worst: running 0, starting 1,
+// stopping 2, backoff 3, stopped 4, failed 5 (an unknown state: 4).
+[[nodiscard]] int state_rank(std::string_view state) noexcept;
+
+// The groups of rows (tree order, as in snapshot::rows), in the order of
+// their first instance; a group of one instance is a group too (the config
+// said `instances: 1`).
+[[nodiscard]] std::vector<instance_group> group_instances(const std::vector<child_view>& rows);
 
 // What the model knows of otpd itself.
 struct node_facts {
@@ -103,7 +141,8 @@ struct node_facts {
 // A consistent copy of the model at one instant (what views render).
 struct snapshot {
   node_facts facts;
-  std::vector<child_view> rows;  // tree order: the root first, then depth-first
+  std::vector<child_view> rows;        // tree order: the root first, then depth-first
+  std::vector<instance_group> groups;  // group_instances(rows)
   std::deque<json> recent_events;
   std::int64_t taken_at_wall_ms = 0;
 };

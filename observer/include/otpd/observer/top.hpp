@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,21 +24,43 @@ enum class sort_key : std::uint8_t { tree, path, cpu, memory, restarts, uptime }
 // What the user asked for and must confirm.
 struct pending_action {
   std::string verb;  // restart, stop, start, kill
-  std::string path;
+  std::string path;  // a child's path, or a group's key
   std::optional<pid_t> pid;
+  // A group's: the path of every instance (the action goes to each, in
+  // turn, after one confirmation); empty for one child.
+  std::vector<std::string> paths;
 };
 
 struct view_state {
   sort_key sort = sort_key::tree;
-  std::string selected;  // a path; kept across refreshes
+  std::string selected;  // a path or a group's key; kept across refreshes
   int scroll = 0;        // first row shown
   std::optional<pending_action> prompt;
-  std::string message;  // the outcome of the last action, or why otpd is away
+  std::string message;              // the outcome of the last action, or why otpd is away
+  std::set<std::string> collapsed;  // the keys of groups shown without their instances
 };
 
 // The rows a view shows (the root left out), in the order of key; a row
 // never moves within one key unless its figures do (ties keep tree order).
 [[nodiscard]] std::vector<const child_view*> order_rows(const snapshot& s, sort_key key);
+
+// One line of the view: a child, or the group of an `instances: N` worker
+// (its instances follow it, one level deeper, unless it is collapsed).
+struct display_row {
+  const child_view* child = nullptr;
+  const instance_group* group = nullptr;
+  int depth = 0;          // for the indentation of the tree sort
+  bool instance = false;  // an instance listed under its group
+  [[nodiscard]] const std::string& key() const { return group ? group->key : child->path; }
+};
+
+// The rows in the order of key, with every group at the place of its
+// first instance (tree) or where its sums put it among the other rows
+// (the other keys: its CPU, memory and restarts summed, its longest
+// uptime), and its instances right under it, sorted among themselves by
+// the same key. s must outlive the rows.
+[[nodiscard]] std::vector<display_row> display_rows(const snapshot& s, sort_key key,
+                                                    const std::set<std::string>& collapsed);
 
 // Child-controlled text made safe for a terminal: printable ASCII only
 // (escape sequences in an id or a reason must not reach the terminal).
@@ -72,6 +95,7 @@ enum class key : std::uint8_t {
   start,
   kill,
   yes,
+  toggle_group,  // space or Enter: collapse or expand the selected group
   other,
 };
 // Decodes the first key of in (escape sequences for arrows and pages);
@@ -83,7 +107,8 @@ enum class key : std::uint8_t {
 [[nodiscard]] std::optional<pending_action> handle_key(view_state& v, key k, const snapshot& s,
                                                        int page_rows);
 
-// The plain output: a header and a line per child; an event as one line.
+// The plain output: a header and a line per child (a group's line, then
+// its instances indented under it); an event as one line.
 [[nodiscard]] std::vector<std::string> plain_table(const snapshot& s);
 [[nodiscard]] std::string plain_event(const json& ev, std::int64_t wall_ms);
 

@@ -90,6 +90,8 @@ inline constexpr const char* intensity = "intensity";
 inline constexpr const char* used = "used";
 inline constexpr const char* max_restarts = "max_restarts";
 inline constexpr const char* max_seconds = "max_seconds";
+inline constexpr const char* liveness_failures = "liveness_failures";
+inline constexpr const char* liveness_threshold = "liveness_threshold";
 }  // namespace field
 
 // The "cmd" of a request; an object without one (a string) is malformed.
@@ -312,6 +314,10 @@ struct node_status {
   std::optional<std::int64_t> next_start_wall_ms;
   std::vector<exit_entry> last_exits;         // oldest first, at most 10; absent when none
   std::optional<intensity_status> intensity;  // supervisors only
+  // A running worker with a liveness probe: its probes failed in a row now
+  // (0 after a success), and how many in a row end it (its `failures`).
+  std::optional<int> liveness_failures;
+  std::optional<int> liveness_threshold;
   [[nodiscard]] json to_json() const;
   static node_status from_json(const json& j);
 };
