@@ -48,6 +48,7 @@ expect "start start-child status stop" otpctl --json st
 expect "--help --json --runtime-dir" otpctl --
 expect "--follow --help --json -f" otpctl events -
 expect "--timeout" otpctl call --t
+expect "--binary" otpctl reexec --b
 expect_contains TERM otpctl kill -s T
 expect_contains SIGKILL otpctl kill --signal SIGK
 expect_contains tree otpctl ""
