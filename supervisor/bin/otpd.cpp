@@ -67,8 +67,10 @@ int main(int argc, char** argv) {
   app.add_option("--containment", containment,
                  "auto (a cgroup per worker where possible), cgroup or pgroup (process groups)")
       ->check(CLI::IsMember({"auto", "cgroup", "pgroup"}));
-  // Only otpd passes it to itself (otpctl reexec): not in --help.
+  // Only otpd passes these to itself (otpctl reexec): not in --help.
   app.add_option("--reexec-state", o.reexec_state_fd, "")->group("");
+  bool reexec_probe = false;
+  app.add_flag("--reexec-probe", reexec_probe, "")->group("");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -78,6 +80,18 @@ int main(int argc, char** argv) {
   o.containment = containment == "cgroup"   ? containment_choice::cgroup
                   : containment == "pgroup" ? containment_choice::pgroup
                                             : containment_choice::automatic;
+  if (reexec_probe) {
+    // Asked by a running otpd before it execs us: can we load its config,
+    // and which state do we read? Anything else (an older otpd, another
+    // program) fails this, and the reexec is refused.
+    auto cfg = load_config(o.config_path);
+    if (!cfg) {
+      std::fprintf(stderr, "%s\n", cfg.message().c_str());
+      return 1;
+    }
+    std::printf("otpd reexec-state %d\n", reexec_state_version);
+    return 0;
+  }
   if (check) {
     auto cfg = load_config(o.config_path);
     if (!cfg) {

@@ -23,12 +23,14 @@
 // connect again: `otpctl events -f` does), monitors (their callers monitor
 // again), probes under way (re-armed from scratch). docs/ARCHITECTURE.md.
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <string>
 #include <unordered_map>
@@ -38,6 +40,8 @@
 #include <fmt/format.h>
 
 #include <otpd/core/log.hpp>
+#include <otpd/core/pipe.hpp>
+#include <otpd/core/spawn.hpp>
 
 extern char** environ;
 
@@ -48,7 +52,9 @@ using core::exit_reason;
 
 namespace {
 
-constexpr int state_version = 1;
+constexpr int state_version = reexec_state_version;
+// How long the binary may take to answer --reexec-probe (the loop waits).
+constexpr auto probe_wait = std::chrono::seconds(5);
 // A state larger than this is not ours (10,000 children take a few MB).
 constexpr std::size_t max_state_bytes = 256u << 20;
 // How long the exec waits for the command's reply to be written.
@@ -191,6 +197,70 @@ sigset_t exec_window_signals() {
   return set;
 }
 
+// Asks binary whether it can take the state over: `BINARY CONFIG
+// --reexec-probe` loads the config and prints the state version it reads.
+// An older otpd, another program, a binary that does not start, or a config
+// the new binary rejects are refused here, before anything is handed over.
+// "" when it can.
+std::string probe_binary(const std::string& binary, const std::string& config) {
+  auto out = core::make_pipe();
+  auto err = core::make_pipe();
+  if (!out || !err) {
+    return fmt::format("unable to ask {}: pipe: {}", binary, (!out ? out : err).error().message());
+  }
+  core::spawn_options o;
+  o.argv = {binary, config, "--reexec-probe"};
+  o.search_path = false;
+  o.fds = {{-1, 0}, {out->write.get(), 1}, {err->write.get(), 2}};
+  auto child = core::spawn(o);
+  out->write.reset();
+  err->write.reset();
+  if (!child) {
+    return fmt::format("{}: {}: not an executable file", binary, child.error().message());
+  }
+  std::string text[2];
+  auto until = core::deadline::after(probe_wait);
+  pollfd fds[2] = {{out->read.get(), POLLIN, 0}, {err->read.get(), POLLIN, 0}};
+  int open = 2;
+  while (open > 0 && !until.expired()) {
+    if (::poll(fds, 2, until.poll_timeout_ms()) <= 0) {
+      continue;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) {
+        continue;
+      }
+      char buf[4096];
+      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0 && text[i].size() < 65536) {
+        text[i].append(buf, static_cast<std::size_t>(n));
+      } else if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+        fds[i].fd = -1;
+        --open;
+      }
+    }
+  }
+  auto end = core::kill_and_reap(
+      child->pid, SIGKILL, core::deadline::after(std::chrono::seconds(1)), child->pidfd.get());
+  (void)end;
+  std::string want = fmt::format("otpd reexec-state {}\n", state_version);
+  if (text[0] == want) {
+    return {};
+  }
+  std::string why = text[1];
+  while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) {
+    why.pop_back();
+  }
+  if (open > 0) {
+    why = fmt::format("no answer within {} s", probe_wait.count());
+  }
+  if (why.empty()) {
+    why = text[0].rfind("otpd reexec-state ", 0) == 0 ? "it reads another state format"
+                                                      : "not an otpd that can take the state over";
+  }
+  return fmt::format("{}: {}", binary, why);
+}
+
 }  // namespace
 
 // ---- the old process -----------------------------------------------------------
@@ -256,6 +326,9 @@ json node_daemon::reexec(control_peer& p, const proto::reexec_request& r) {
     return fail("config changed on disk: run otpctl reload first");
   }
   if (std::string why = reexec_refusal(); !why.empty()) {
+    return fail(why);
+  }
+  if (std::string why = probe_binary(binary, opts_.config_path); !why.empty()) {
     return fail(why);
   }
   reexec_binary_ = binary;

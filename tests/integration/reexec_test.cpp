@@ -233,6 +233,11 @@ TEST_P(Reexec, RefusedWhenTheConfigOnDiskChanged) {
   EXPECT_NE(out.find("config changed on disk: run otpctl reload first"), std::string::npos) << out;
   ASSERT_EQ(n.ctl("reload"), 0);
   ASSERT_GT(n.wait_running("b"), 0);
+  // An executable that is not an otpd able to read the state: asked first.
+  EXPECT_EQ(n.ctl("reexec --binary /bin/true", &out), 1) << out;
+  EXPECT_NE(out.find("/bin/true: not an otpd that can take the state over"), std::string::npos)
+      << out;
+  EXPECT_EQ(n.status().value("reexecs", -1), 0);
   reexec(n);
   EXPECT_EQ(n.pid_of("a"), a);
 }

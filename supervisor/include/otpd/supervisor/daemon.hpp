@@ -29,6 +29,10 @@ struct daemon_options {
   int reexec_state_fd = -1;
 };
 
+// The format of the state otpctl reexec hands to the next otpd binary; that
+// binary says which one it reads with `otpd CONFIG --reexec-probe`.
+inline constexpr int reexec_state_version = 1;
+
 // Runs the node in the foreground until it is shut down (exit code 0) or its
 // root supervisor gives up or fails to start (non-zero). Errors before the
 // loop starts (bad config, a second otpd on the same runtime dir) are logged
