@@ -221,8 +221,8 @@ std::string probe_binary(const std::string& binary, const std::string& config) {
   std::string text[2];
   auto until = core::deadline::after(probe_wait);
   pollfd fds[2] = {{out->read.get(), POLLIN, 0}, {err->read.get(), POLLIN, 0}};
-  int open = 2;
-  while (open > 0 && !until.expired()) {
+  int open_fds = 2;
+  while (open_fds > 0 && !until.expired()) {
     if (::poll(fds, 2, until.poll_timeout_ms()) <= 0) {
       continue;
     }
@@ -236,7 +236,7 @@ std::string probe_binary(const std::string& binary, const std::string& config) {
         text[i].append(buf, static_cast<std::size_t>(n));
       } else if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
         fds[i].fd = -1;
-        --open;
+        --open_fds;
       }
     }
   }
@@ -251,7 +251,7 @@ std::string probe_binary(const std::string& binary, const std::string& config) {
   while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) {
     why.pop_back();
   }
-  if (open > 0) {
+  if (open_fds > 0) {
     why = fmt::format("no answer within {} s", probe_wait.count());
   }
   if (why.empty()) {

@@ -3,17 +3,22 @@
 // test runs in both containment modes (as containment_test does): cgroup
 // (skipped where no writable cgroup v2 hierarchy can be had) and pgroup.
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <otpd/core/unique_fd.hpp>
 #include <otpd/testing/otpd_node.hpp>
 
 namespace otpd::itest {
@@ -240,6 +245,62 @@ TEST_P(Reexec, RefusedWhenTheConfigOnDiskChanged) {
   EXPECT_EQ(n.status().value("reexecs", -1), 0);
   reexec(n);
   EXPECT_EQ(n.pid_of("a"), a);
+}
+
+// Under systemd's Type=notify: RELOADING=1 before the exec, READY=1 after,
+// and the new process goes on notifying (NOTIFY_SOCKET and the watchdog are
+// handed over; children still never see them). The test is the manager.
+TEST(ReexecNotify, ReloadingThenReadyAndTheWatchdogGoesOn) {
+  otpd_node n;
+  std::string path = n.dir() + "/notify";
+  core::unique_fd sm(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(sm);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  path.copy(sa.sun_path, sizeof sa.sun_path - 1);
+  ASSERT_EQ(::bind(sm.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa), 0);
+  std::vector<std::string> seen;
+  // Datagrams until one holds want (all kept in seen); false on timeout.
+  auto until = [&](const std::string& want) {
+    auto end = std::chrono::steady_clock::now() + testing::scaled(20s);
+    while (std::chrono::steady_clock::now() < end) {
+      pollfd p{sm.get(), POLLIN, 0};
+      if (::poll(&p, 1, 100) != 1) {
+        continue;
+      }
+      char buf[4096];
+      ssize_t got = ::recv(sm.get(), buf, sizeof buf, 0);
+      if (got <= 0) {
+        continue;
+      }
+      seen.emplace_back(buf, static_cast<std::size_t>(got));
+      if (seen.back().find(want) != std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  };
+  ::setenv("NOTIFY_SOCKET", path.c_str(), 1);
+  ::setenv("WATCHDOG_USEC", "400000", 1);
+  n.start(root_yaml("one_for_one", sleeper("a")), false, {"--containment", "pgroup"});
+  ::unsetenv("NOTIFY_SOCKET");
+  ::unsetenv("WATCHDOG_USEC");
+  ASSERT_TRUE(until("READY=1")) << n.log();
+  pid_t a = n.wait_running("a");
+  ASSERT_GT(a, 0);
+  std::string out;
+  ASSERT_EQ(n.ctl("reexec", &out), 0) << out << n.log();
+  ASSERT_TRUE(until("RELOADING=1")) << n.log();
+  ASSERT_TRUE(until("READY=1")) << "no READY=1 after the reexec\n" << n.log();
+  seen.clear();
+  ASSERT_TRUE(until("WATCHDOG=1")) << "the new process does not ping the watchdog";
+  EXPECT_EQ(n.pid_of("a"), a);
+  // A child started after the reexec does not get the manager's socket.
+  shell_kill(a);
+  pid_t a1 = n.wait_running("a", a);
+  ASSERT_GT(a1, 0);
+  std::string env = testing::read_file("/proc/" + std::to_string(a1) + "/environ");
+  EXPECT_EQ(env.find("NOTIFY_SOCKET="), std::string::npos);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, Reexec, ::testing::Values("cgroup", "pgroup"),
