@@ -281,7 +281,7 @@ TEST(ReexecNotify, ReloadingThenReadyAndTheWatchdogGoesOn) {
     return false;
   };
   ::setenv("NOTIFY_SOCKET", path.c_str(), 1);
-  ::setenv("WATCHDOG_USEC", "400000", 1);
+  ::setenv("WATCHDOG_USEC", "4000000", 1);  // a ping every 2 s: the queue holds ~10
   n.start(root_yaml("one_for_one", sleeper("a")), false, {"--containment", "pgroup"});
   ::unsetenv("NOTIFY_SOCKET");
   ::unsetenv("WATCHDOG_USEC");

@@ -84,10 +84,10 @@ const char* nested =
     "supervisor:\n  strategy: one_for_one\n  max_restarts: 3\n  max_seconds: 5\n  children:\n"
     "    - {id: a, command: [/bin/true]}\n"
     "    - {id: b, command: [/bin/true]}\n"
-    "    - id: s\n      supervisor:\n        strategy: one_for_all\n"
-    "        max_restarts: 5\n        max_seconds: 10\n        children:\n"
-    "          - {id: x, command: [/bin/true]}\n"
-    "          - {id: y, command: [/bin/true]}\n"
+    "    - id: s\n      strategy: one_for_all\n"
+    "      max_restarts: 5\n      max_seconds: 10\n      children:\n"
+    "        - {id: x, command: [/bin/true]}\n"
+    "        - {id: y, command: [/bin/true]}\n"
     "    - {id: c, command: [/bin/true]}\n";
 
 TEST(TreeAdopt, RunningChildrenKeepTheirPidsAndNothingIsSpawned) {
