@@ -39,7 +39,9 @@ class Reexec : public ::testing::TestWithParam<std::string> {
       return false;
     }
     EXPECT_TRUE(up) << n.log();
-    return !n.status().is_null();
+    json st = n.status();
+    EXPECT_EQ(st.value("containment", ""), GetParam()) << n.log();
+    return !st.is_null();
   }
 
   // Every worker's pid and restarts, by path (running workers only).
