@@ -43,7 +43,7 @@ expect_contains() {
 }
 
 # Commands and options, without a daemon.
-expect "reload reopen-logs restart" otpctl re
+expect "reexec reload reopen-logs restart" otpctl re
 expect "start start-child status stop" otpctl --json st
 expect "--help --json --runtime-dir" otpctl --
 expect "--follow --help --json -f" otpctl events -
@@ -116,7 +116,7 @@ expect_zsh() {
   done
 }
 if command -v zsh >/dev/null; then
-  expect_zsh "otpctl re" "reload reopen-logs restart" "status"
+  expect_zsh "otpctl re" "reexec reload reopen-logs restart" "status"
   expect_zsh "otpctl kill " "web services/db" "services"
   expect_zsh "otpctl start-child " "/ services" "web"
   expect_zsh "otpctl terminate-child services " "services/db" "web"
