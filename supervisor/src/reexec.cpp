@@ -3,7 +3,8 @@
 //
 // The old process: the command checks that the handover can be exact (an
 // executable binary, the config on disk the running one, nothing starting,
-// stopping or emptying), replies, then (after the reply is written: drain()
+// stopping or emptying, and the binary answering `--reexec-probe` with the
+// state version written here), replies, then (after the reply is written: drain()
 // runs it) writes the node's state as JSON into a memfd and execs the binary
 // with its own arguments plus --reexec-state FD. Only the fds the new
 // process needs lose FD_CLOEXEC, right before the execve: the runtime dir's
