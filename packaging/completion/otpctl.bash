@@ -12,7 +12,7 @@ _otpctl() {
   local cur=${COMP_WORDS[COMP_CWORD]}
   local prev=${COMP_WORDS[COMP_CWORD - 1]}
   local commands="status tree paths start stop restart kill start-child terminate-child
-    reload events shutdown reopen-logs call cast exit-reason top web logs"
+    reload events shutdown reopen-logs call cast exit-reason top web logs reexec"
   local -a ctl=("${COMP_WORDS[0]}")
   local cmd="" i
   local -a args=()  # the command's positional arguments before the current word
@@ -27,7 +27,7 @@ _otpctl() {
       ((i++))
     elif [[ $w == --runtime-dir=* ]]; then
       ctl+=("$w")
-    elif [[ -n $cmd && ($w == -s || $w == --signal || $w == --timeout || $w == -n || $w == --lines) ]]; then
+    elif [[ -n $cmd && ($w == -s || $w == --signal || $w == --timeout || $w == -n || $w == --lines || $w == --binary) ]]; then
       ((i++))  # an option's value is not a positional argument
     elif [[ $w == -* ]]; then
       :
@@ -60,6 +60,7 @@ _otpctl() {
     top) opts+=" -f --follow --plain" ;;
     call) opts+=" --timeout" ;;
     logs) opts+=" -n --lines -f --follow --stderr" ;;
+    reexec) opts+=" --binary" ;;
   esac
   if [[ $cmd == kill && ($prev == -s || $prev == --signal) ]]; then
     local sigs
@@ -68,6 +69,10 @@ _otpctl() {
     return
   fi
   if [[ ($cmd == call && $prev == --timeout) || ($cmd == logs && ($prev == -n || $prev == --lines)) ]]; then
+    return
+  fi
+  if [[ $cmd == reexec && $prev == --binary ]]; then
+    mapfile -t COMPREPLY < <(compgen -f -- "$cur")
     return
   fi
   if [[ $cur == -* ]]; then

@@ -259,6 +259,29 @@ reload_reply reload_reply::from_json(const json& j) {
   return r;
 }
 
+json reexec_request::to_json() const {
+  json j = request(cmd);
+  if (!binary.empty()) {
+    j[field::binary] = binary;
+  }
+  return j;
+}
+
+reexec_request reexec_request::from_json(const json& j) {
+  return {string_or_empty(j, field::binary)};
+}
+
+json reexec_reply::to_json() const {
+  json j = ok_object();
+  j[field::binary] = binary;
+  j[field::pid] = pid;
+  return j;
+}
+
+reexec_reply reexec_reply::from_json(const json& j) {
+  return {j.at(field::binary).get<std::string>(), j.at(field::pid).get<pid_t>()};
+}
+
 json reopen_logs_reply::to_json() const {
   json j = ok_object();
   j[field::files] = files;
@@ -427,13 +450,21 @@ json status_reply::to_json() const {
   if (!containment.empty()) {
     j[field::containment] = containment;
   }
+  if (!binary.empty()) {
+    j[field::binary] = binary;
+  }
+  j[field::reexecs] = reexecs;
   return j;
 }
 
 status_reply status_reply::from_json(const json& j) {
-  return {node_status::from_json(j), j.at(field::node).get<std::string>(),
-          j.at(field::otpd_pid).get<pid_t>(), j.at(field::runtime_dir).get<std::string>(),
-          j.value(field::containment, std::string())};
+  return {node_status::from_json(j),
+          j.at(field::node).get<std::string>(),
+          j.at(field::otpd_pid).get<pid_t>(),
+          j.at(field::runtime_dir).get<std::string>(),
+          j.value(field::containment, std::string()),
+          j.value(field::binary, std::string()),
+          j.value(field::reexecs, std::uint64_t{0})};
 }
 
 // ---- events --------------------------------------------------------------------

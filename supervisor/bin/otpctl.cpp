@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -182,7 +183,7 @@ void print_child(const proto::node_status& c, const std::string& shown) {
 
 // The request of a control command, from its command-line arguments.
 struct cli_request {
-  std::string cmd, id, sup, sig;
+  std::string cmd, id, sup, sig, binary;
   std::vector<std::string> args;
   bool follow = false;
   bool dry_run = false;
@@ -221,6 +222,9 @@ struct cli_request {
     }
     if (cmd == proto::reload_request::cmd) {
       return proto::reload_request{dry_run}.to_json();
+    }
+    if (cmd == proto::reexec_request::cmd) {
+      return proto::reexec_request{binary}.to_json();
     }
     if (cmd == proto::shutdown_request::cmd) {
       return proto::shutdown_request{}.to_json();
@@ -312,6 +316,118 @@ int message_command(const std::string& cmd, const std::string& dir, const std::s
   return exit_ok;
 }
 
+// An absolute path for BINARY: otpd's working directory is not ours.
+std::string absolute_binary(const std::string& binary) {
+  if (binary.empty() || binary.front() == '/') {
+    return binary;
+  }
+  if (char* real = ::realpath(binary.c_str(), nullptr)) {
+    std::string out = real;
+    std::free(real);  // NOLINT(cppcoreguidelines-no-malloc): realpath's buffer
+    return out;
+  }
+  char cwd[4096];
+  return ::getcwd(cwd, sizeof cwd) != nullptr ? std::string(cwd) + "/" + binary : binary;
+}
+
+// `otpctl reexec`: asks for it (again for a few seconds while otpd is busy
+// starting or stopping a child), then waits until otpd answers again and
+// tells whether it runs the new binary: same pid, one more reexec.
+int reexec_command(const std::string& dir, const cli_request& req, bool as_json) {
+  using clock = std::chrono::steady_clock;
+  auto call = [&dir](const json& request) -> otpd::core::Result<json> {
+    control_client c;
+    if (auto r = c.connect(dir); !r) {
+      return r.fail();
+    }
+    return c.call(request);
+  };
+  auto before = call(proto::status_request{}.to_json());
+  if (!before || !proto::is_ok(*before)) {
+    std::fprintf(stderr, "otpctl: unable to reach otpd at %s\n",
+                 otpd::supervisor::control_socket_path(dir).c_str());
+    return exit_sys;
+  }
+  auto st = proto::status_reply::from_json(*before);
+  auto busy_until = clock::now() + std::chrono::seconds(5);
+  otpd::core::Result<json> reply = call(req.encode());
+  while (reply && !proto::is_ok(*reply) && clock::now() < busy_until &&
+         proto::error_reply::from_json(*reply).error.rfind("busy:", 0) == 0) {
+    ::usleep(100 * 1000);
+    reply = call(req.encode());
+  }
+  if (reply && !proto::is_ok(*reply)) {
+    if (as_json) {
+      std::printf("%s\n", reply->dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+    }
+    std::fprintf(stderr, "otpctl: %s\n", proto::error_reply::from_json(*reply).error.c_str());
+    return exit_no;
+  }
+  // The exec closes the socket; the new process listens again once it has
+  // taken the state over. An answer from the same process with the same
+  // count means the exec failed (the old binary goes on).
+  auto until = clock::now() + std::chrono::seconds(30);
+  while (clock::now() < until) {
+    auto now = call(proto::status_request{}.to_json());
+    if (now && proto::is_ok(*now)) {
+      auto after = proto::status_reply::from_json(*now);
+      if (after.otpd_pid != st.otpd_pid) {
+        std::fprintf(stderr, "otpctl: otpd is now pid %d, not %d: it did not survive the reexec\n",
+                     after.otpd_pid, st.otpd_pid);
+        return exit_no;
+      }
+      if (after.reexecs > st.reexecs) {
+        if (as_json) {
+          std::printf("%s\n", proto::reexec_reply{after.binary, after.otpd_pid}
+                                  .to_json()
+                                  .dump(-1, ' ', false, json::error_handler_t::replace)
+                                  .c_str());
+        } else {
+          std::printf("otpd pid %d re-executed %s\n", after.otpd_pid, after.binary.c_str());
+        }
+        return exit_ok;
+      }
+      std::fprintf(stderr, "otpctl: otpd did not re-execute (see its log): it runs %s\n",
+                   st.binary.c_str());
+      return exit_no;
+    }
+    ::usleep(50 * 1000);
+  }
+  std::fprintf(stderr, "otpctl: otpd did not answer within 30 s of the reexec\n");
+  return exit_sys;
+}
+
+// events -f after otpd re-executed itself: connect to the new process and
+// go on from the events after the "reexec" one (its recent ring holds the
+// old process's events too). False when otpd does not come back.
+bool follow_again(control_client& client, const std::string& dir) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < until) {
+    control_client c;
+    if (c.connect(dir)) {
+      auto reply = c.call(proto::events_request{true}.to_json());
+      if (reply && proto::is_ok(*reply)) {
+        const json& recent = (*reply)[proto::field::recent];
+        std::size_t from = 0;
+        for (std::size_t i = 0; i < recent.size(); ++i) {
+          if (recent[i].value(proto::field::event, std::string()) == "reexec") {
+            from = i + 1;
+          }
+        }
+        for (std::size_t i = from; i < recent.size(); ++i) {
+          std::printf("%s\n",
+                      recent[i].dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+        }
+        std::fflush(stdout);
+        client = std::move(c);
+        return true;
+      }
+    }
+    ::usleep(50 * 1000);
+  }
+  return false;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -357,6 +473,9 @@ int main(int argc, char** argv) {
       ->add_flag("-f,--follow", follow, "keep printing events as they happen");
   add("shutdown", "stop every child in order and end otpd");
   add("reopen-logs", "reopen the children's log files (after an external logrotate)");
+  add("reexec", "exec otpd's binary again in the same process: an upgrade that restarts no worker")
+      ->add_option("--binary", req.binary,
+                   "the otpd binary to exec (default: the path otpd was started from)");
   std::string target, msg;
   int timeout_ms = 5000;
   auto* call = add("call", "a GenServer call from the shell; prints the reply as JSON");
@@ -410,6 +529,10 @@ int main(int argc, char** argv) {
     std::printf("%s\n", url->c_str());
     return exit_ok;
   }
+  if (cmd == proto::reexec_request::cmd) {
+    req.binary = absolute_binary(req.binary);
+    return reexec_command(dir, req, as_json);
+  }
   control_client client;
   if (auto r = client.connect(dir); !r) {
     if (r.error() == otpd::core::errc::access_denied) {
@@ -451,13 +574,20 @@ int main(int argc, char** argv) {
       std::printf("%s\n", e.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
     }
     std::fflush(stdout);
+    bool reexec = false;  // the last event said otpd execs itself: it comes back
     while (follow) {
       auto ev = client.read_line();
       if (!ev) {
+        if (reexec && follow_again(client, dir)) {
+          reexec = false;
+          continue;
+        }
         return exit_ok;  // otpd went away: the stream is over
       }
       std::printf("%s\n", ev->c_str());
       std::fflush(stdout);
+      json e = json::parse(*ev, nullptr, false);
+      reexec = e.is_object() && e.value(proto::field::event, std::string()) == "reexec";
     }
     return exit_ok;
   }

@@ -1,5 +1,9 @@
 // otpd: the node daemon. Runs CONFIG's supervision tree in the foreground.
+#include <unistd.h>
+
 #include <cstdio>
+#include <string>
+#include <string_view>
 
 #include <CLI/CLI.hpp>
 
@@ -28,6 +32,24 @@ void print_programs(const otpd::supervisor::child_spec& c, const std::string& pa
   }
 }
 
+// The file otpd runs from, as a path: /proc/self/exe names the binary even
+// when otpd was started through $PATH or a relative path. A binary replaced
+// by a package upgrade reads "PATH (deleted)": the new one is at PATH.
+std::string self_binary() {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) {
+    return {};
+  }
+  std::string path(buf, static_cast<std::size_t>(n));
+  constexpr std::string_view deleted = " (deleted)";
+  if (path.size() > deleted.size() &&
+      path.compare(path.size() - deleted.size(), deleted.size(), deleted) == 0) {
+    path.resize(path.size() - deleted.size());
+  }
+  return path;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -45,6 +67,10 @@ int main(int argc, char** argv) {
   app.add_option("--containment", containment,
                  "auto (a cgroup per worker where possible), cgroup or pgroup (process groups)")
       ->check(CLI::IsMember({"auto", "cgroup", "pgroup"}));
+  // Only otpd passes these to itself (otpctl reexec): not in --help.
+  app.add_option("--reexec-state", o.reexec_state_fd, "")->group("");
+  bool reexec_probe = false;
+  app.add_flag("--reexec-probe", reexec_probe, "")->group("");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -54,6 +80,18 @@ int main(int argc, char** argv) {
   o.containment = containment == "cgroup"   ? containment_choice::cgroup
                   : containment == "pgroup" ? containment_choice::pgroup
                                             : containment_choice::automatic;
+  if (reexec_probe) {
+    // Asked by a running otpd before it execs us: can we load its config,
+    // and which state do we read? Anything else (an older otpd, another
+    // program) fails this, and the reexec is refused.
+    auto cfg = load_config(o.config_path);
+    if (!cfg) {
+      std::fprintf(stderr, "%s\n", cfg.message().c_str());
+      return 1;
+    }
+    std::printf("otpd reexec-state %d\n", reexec_state_version);
+    return 0;
+  }
   if (check) {
     auto cfg = load_config(o.config_path);
     if (!cfg) {
@@ -74,5 +112,15 @@ int main(int argc, char** argv) {
     return 0;
   }
   o.format = format == "json" ? log_format::json : log_format::text;
+  o.binary = self_binary();
+  // The exec keeps the arguments, but not a previous exec's state fd.
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--reexec-state" && i + 1 < argc) {
+      ++i;
+    } else if (a.rfind("--reexec-state=", 0) != 0) {
+      o.argv.push_back(std::move(a));
+    }
+  }
   return run_daemon(o);
 }

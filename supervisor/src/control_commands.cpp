@@ -314,6 +314,8 @@ proto::status_reply node_daemon::current_status() const {
   r.otpd_pid = ::getpid();
   r.runtime_dir = dir_;
   r.containment = to_string(containment_);
+  r.binary = opts_.binary;
+  r.reexecs = reexecs_;
   return r;
 }
 

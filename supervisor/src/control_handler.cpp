@@ -80,6 +80,9 @@ const std::unordered_map<std::string_view, call>& commands() {
     t[proto::exit_reason_request::cmd] = [](control_executor& ex, control_peer&, const json& j) {
       return ex.exit_reason_of(proto::exit_reason_request::from_json(j));
     };
+    t[proto::reexec_request::cmd] = [](control_executor& ex, control_peer& p, const json& j) {
+      return ex.reexec(p, proto::reexec_request::from_json(j));
+    };
     return t;
   }();
   return table;
@@ -109,7 +112,7 @@ bool control_command_changes(std::string_view cmd) noexcept {
          cmd == proto::child_request::cmd_of(verb::restart) || cmd == proto::kill_request::cmd ||
          cmd == proto::start_child_request::cmd || cmd == proto::terminate_child_request::cmd ||
          cmd == proto::reload_request::cmd || cmd == proto::shutdown_request::cmd ||
-         cmd == proto::reopen_logs_request::cmd;
+         cmd == proto::reopen_logs_request::cmd || cmd == proto::reexec_request::cmd;
 }
 
 json answer_control_request(control_executor& ex, control_peer& p, std::string_view line) noexcept {

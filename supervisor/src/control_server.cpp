@@ -197,6 +197,11 @@ std::int64_t control_server::now_ms() const {
   return static_cast<std::int64_t>(uv_now(loop_));
 }
 
+std::size_t control_server::queued_for(std::uint64_t id) const {
+  auto it = conns_.find(id);
+  return it == conns_.end() ? 0 : queued(*it->second);
+}
+
 std::size_t control_server::queued(const control_conn& c) const {
   return uv_stream_get_write_queue_size(stream_of(c));
 }

@@ -98,6 +98,9 @@ class control_server {
   void close(std::uint64_t id);
   // Closes every connection, then the listening socket.
   void close_all();
+  // Bytes queued on connection id and not written yet (0 when it is
+  // closed): a reexec lets its reply leave before the exec closes it.
+  [[nodiscard]] std::size_t queued_for(std::uint64_t id) const;
 
   static constexpr std::size_t reserve_connections = 16;
   static constexpr std::int64_t one_shot_grace_ms = 2000;

@@ -106,6 +106,12 @@ bool node_daemon::setup() {
   // Whatever fds otpd inherited (beyond 0, 1, 2) are not for its children:
   // mark them close-on-exec, as everything otpd opens itself already is.
   ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+  // Started by otpctl reexec: the previous process's state, and the fds it
+  // kept open for us (the lock, the capture pipes), which the line above
+  // made close-on-exec again.
+  if (opts_.reexec_state_fd >= 0 && !read_handover()) {
+    return false;
+  }
   // Before the children's environment is taken from ours: NOTIFY_SOCKET is
   // otpd's own (service_manager.hpp).
   sm_ = service_manager::from_environment();
@@ -125,8 +131,14 @@ bool node_daemon::setup() {
   }
   // One otpd per runtime dir: a second one would double every worker. The
   // lock dies with us, even by SIGKILL.
+  // After a reexec the lock is the one the previous binary took: the same
+  // open file, so taking it again succeeds (a new open of the file would not).
   std::string lock = protocol::layout::lock_file(dir_);
-  lock_fd_.reset(::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (handover_) {
+    lock_fd_.reset(handover_->value("lock_fd", -1));
+  } else {
+    lock_fd_.reset(::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  }
   if (!lock_fd_ || ::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
     core::log_error("otpd: unable to lock {}: {}; is another otpd running on {}?", lock,
                     std::strerror(errno), dir_);
@@ -230,8 +242,10 @@ bool node_daemon::setup_containment() {
         "(cgroup v2 allows no process in a cgroup that does)",
         cgroups_->moved_into());
   }
+  // After a reexec what is in the cgroups is ours, running: not leftovers.
   for (const auto& left :
-       cgroups_->clean_leftovers(core::deadline::after(std::chrono::seconds(5)))) {
+       handover_ ? std::vector<cgroup_leftover>()
+                 : cgroups_->clean_leftovers(core::deadline::after(std::chrono::seconds(5)))) {
     std::string pids;
     for (pid_t p : left.pids) {
       pids += (pids.empty() ? "" : " ") + std::to_string(p);
@@ -341,9 +355,13 @@ int node_daemon::run() {
   if (!setup()) {
     return 1;
   }
-  core::log_info("otpd: node {} running in {} (pid {})", cfg_->node.name, dir_, ::getpid());
-  load_holds();
-  tree_->start();
+  if (handover_) {
+    adopt_handover();  // reexec.cpp: the tree as it was, nothing spawned
+  } else {
+    core::log_info("otpd: node {} running in {} (pid {})", cfg_->node.name, dir_, ::getpid());
+    load_holds();
+    tree_->start();
+  }
   drain();
   while (exit_code_ < 0 && uv_run(&loop_, UV_RUN_ONCE) != 0) {
   }
@@ -383,6 +401,12 @@ void node_daemon::drain() {
   }
   if (holds_dirty_) {
     save_holds();
+  }
+  // A reexec the control command accepted: its reply has been queued (the
+  // control server runs drain after each request), the exec comes now.
+  if (reexec_pending_) {
+    reexec_pending_ = false;
+    reexec_when_flushed();
   }
 }
 

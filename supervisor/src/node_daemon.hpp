@@ -250,6 +250,7 @@ class node_daemon : private control_executor {
   json whereis(const protocol::whereis_request& r) override;
   json monitor(control_peer& p, const protocol::monitor_request& r) override;
   json exit_reason_of(const protocol::exit_reason_request& r) override;
+  json reexec(control_peer& p, const protocol::reexec_request& r) override;
   void audit(const control_peer& p, const json& request, const json& reply) override;
   void record_event(protocol::lifecycle_event e, core::log_level level, const std::string& text);
   protocol::status_reply current_status() const;
@@ -320,6 +321,22 @@ class node_daemon : private control_executor {
   bool holds_dirty_ = false;
   std::vector<std::string> saved_holds_;
   [[nodiscard]] std::string status_line() const;
+
+  // reexec.cpp: otpctl reexec, the old process's side (checks, the state
+  // into a memfd, the exec) and the new one's (reading it, adopting it).
+  [[nodiscard]] std::string reexec_refusal() const;
+  void run_reexec();
+  void reexec_when_flushed();
+  [[nodiscard]] json handover_state(const std::vector<output_capture::handed>& captures) const;
+  bool read_handover();
+  void adopt_handover();
+  std::optional<json> handover_;  // the new process, from setup until adopted
+  std::string reexec_binary_;     // a reexec the command accepted, run after its reply
+  bool reexec_pending_ = false;
+  std::uint64_t reexec_peer_ = 0;        // the connection that asked: its reply goes out first
+  uv::handle<uv_timer_t> reexec_timer_;  // waiting for the reply to leave
+  std::int64_t reexec_deadline_ms_ = 0;
+  std::uint64_t reexecs_ = 0;  // how many times this otpd process was re-executed
 };
 
 }  // namespace otpd::supervisor::detail

@@ -457,6 +457,27 @@ void output_capture::clear() {
   timer_at_ = -1;
 }
 
+std::vector<output_capture::handed> output_capture::handover() {
+  std::vector<handed> out;
+  out.reserve(captures_.size());
+  char buf[65536];
+  for (auto& [fd, c] : captures_) {
+    for (int rounds = 0; rounds < 16; ++rounds) {
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n <= 0) {
+        break;  // EOF is the loop's to see (the next process sees it too)
+      }
+      deliver(*c, buf, static_cast<std::size_t>(n), false);
+    }
+    deliver(*c, nullptr, 0, true);
+    out.push_back({fd, &c->target});
+  }
+  return out;
+}
+
 std::size_t output_capture::reopen_all() {
   for (auto& [path, s] : sinks_) {
     (void)s->reopen();

@@ -23,6 +23,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include <otpd/core/unique_fd.hpp>
 #include <otpd/supervisor/config.hpp>
@@ -192,6 +193,15 @@ class output_capture {
   // target until EOF. When the fd cannot be watched it is closed and the
   // output dropped.
   void add(core::unique_fd read_fd, capture_target target);
+  // otpctl reexec: reads what is in every pipe now and writes every partial
+  // line (no line is cut in two by the exec), then lists the pipes with
+  // their targets. They stay open and watched: should the exec fail,
+  // capture goes on as before.
+  struct handed {
+    int fd = -1;
+    const capture_target* target = nullptr;
+  };
+  [[nodiscard]] std::vector<handed> handover();
   // Reopens every sink's file (after an external rotation); returns how many.
   std::size_t reopen_all();
   // Stops every capture (writes their partial lines, closes the watches,

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <csignal>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -1010,6 +1011,202 @@ void tree::reload_sup(node& sup, const child_spec& spec, reload_summary& out) {
     sup.steps.push_back({step::kind::start, a});
   }
   process(sup);
+}
+
+// ---- handover (otpctl reexec) -------------------------------------------------
+
+namespace {
+
+const char* phase_name(sup_phase p) {
+  switch (p) {
+    case sup_phase::idle:
+      return "idle";
+    case sup_phase::starting:
+      return "starting";
+    case sup_phase::running:
+      return "running";
+    case sup_phase::stopping:
+      return "stopping";
+    case sup_phase::giving_up:
+      return "giving up";
+    case sup_phase::failing:
+      return "failing";
+    case sup_phase::killed:
+      return "being killed";
+  }
+  return "busy";
+}
+
+}  // namespace
+
+std::string tree::busy() const {
+  if (shutting_down_) {
+    return "busy: the node is stopping";
+  }
+  // Children first: a supervisor that is starting waits for one of them,
+  // and the operator wants to hear which.
+  std::string why;
+  std::function<void(const node&)> walk = [&](const node& n) {
+    for (const auto& c : n.children) {
+      if (why.empty()) {
+        walk(*c);
+      }
+    }
+    if (!why.empty()) {
+      return;
+    }
+    std::string path = n.path.empty() ? "/" : n.path;
+    if (n.state == child_state::starting || n.state == child_state::stopping) {
+      why = fmt::format("busy: {} is {}; try again", path, to_string(n.state));
+    } else if (n.is_supervisor && n.phase != sup_phase::idle && n.phase != sup_phase::running) {
+      why = fmt::format("busy: {} is {}; try again", path, phase_name(n.phase));
+    } else if (n.is_supervisor && (!n.steps.empty() || n.waiting != nullptr)) {
+      why = fmt::format("busy: {} has children to start or stop; try again", path);
+    }
+  };
+  walk(*root_);
+  return why;
+}
+
+std::vector<node_snapshot> tree::snapshot() const {
+  std::vector<node_snapshot> out;
+  out.reserve(by_uid_.size());
+  for_each([&out](const node& n) {
+    node_snapshot s;
+    s.path = n.path;
+    s.id = n.id;
+    s.is_supervisor = n.is_supervisor;
+    s.state = n.state;
+    s.pid = n.pid;
+    s.restarts = n.restarts;
+    s.ever_started = n.ever_started;
+    s.has_exit = n.has_exit;
+    s.last_exit = n.last_exit;
+    s.last_exits = n.last_exits;
+    s.started_at_ms = n.started_at_ms;
+    s.dropped = n.dropped;
+    s.held = n.held;
+    s.dynamic = n.dynamic;
+    s.extra_args = n.extra_args;
+    s.backoff_pending = n.backoff_pending;
+    s.backoff_attempt = n.backoff_attempt;
+    s.next_start_ms = n.next_start_ms;
+    s.phase = n.phase;
+    s.restart_log = n.restart_log;
+    s.dynamic_counter = n.dynamic_counter;
+    s.give_up_cause = n.give_up_cause;
+    out.push_back(std::move(s));
+  });
+  return out;
+}
+
+core::Result<adopt_summary> tree::adopt(const std::vector<node_snapshot>& nodes) {
+  if (root_->ever_started || root_->phase != sup_phase::idle) {
+    return {core::errc::invalid_argument, "the tree has started already: nothing to adopt into"};
+  }
+  if (nodes.empty() || !nodes.front().path.empty() || !nodes.front().is_supervisor) {
+    return {core::errc::invalid_argument, "the handed-over state has no root supervisor"};
+  }
+  adopt_summary out;
+  initial_holds_.clear();
+  std::unordered_map<std::string, node*> by_path;
+  for_each([&by_path](const node& n) { by_path[n.path] = const_cast<node*>(&n); });
+  std::unordered_set<const node*> adopted;
+  for (const node_snapshot& s : nodes) {
+    auto it = by_path.find(s.path);
+    node* n = it == by_path.end() ? nullptr : it->second;
+    if (n == nullptr && s.dynamic) {
+      // A simple_one_for_one child: made again from its supervisor's template.
+      auto slash = s.path.rfind('/');
+      auto up = by_path.find(slash == std::string::npos ? std::string() : s.path.substr(0, slash));
+      node* sup = up == by_path.end() ? nullptr : up->second;
+      if (sup != nullptr && sup->is_supervisor &&
+          sup->sup().strat == strategy::simple_one_for_one && sup->sup().child_template) {
+        auto spec = std::make_shared<child_spec>(*sup->sup().child_template);
+        spec->id = s.id;
+        n = add_node(sup, std::move(spec), sup->children.size());
+        n->dynamic = true;
+        by_path[n->path] = n;
+      }
+    }
+    if (n == nullptr || n->is_supervisor != s.is_supervisor || adopted.count(n) != 0) {
+      out.unknown.push_back(s.path);
+      if (!s.is_supervisor && s.pid > 0) {
+        out.orphans.push_back(s.pid);
+      }
+      continue;
+    }
+    adopted.insert(n);
+    n->state = s.state;
+    n->pid = s.is_supervisor ? -1 : s.pid;
+    n->restarts = s.restarts;
+    n->ever_started = s.ever_started;
+    n->has_exit = s.has_exit;
+    n->last_exit = s.last_exit;
+    n->last_exits = s.last_exits;
+    if (n->last_exits.size() > max_last_exits) {
+      n->last_exits.erase(n->last_exits.begin(),
+                          n->last_exits.end() - static_cast<std::ptrdiff_t>(max_last_exits));
+    }
+    n->started_at_ms = s.started_at_ms;
+    n->dropped = s.dropped;
+    n->held = s.held;
+    n->extra_args = s.extra_args;
+    n->backoff_pending = s.backoff_pending;
+    n->backoff_attempt = s.backoff_attempt;
+    n->next_start_ms = s.next_start_ms;
+    // The old otpd hands over only a quiet tree (busy() empty). Should a
+    // state in between come anyway, a process still there counts as running
+    // and one without a process as stopped: its supervisor's rules apply
+    // from there on.
+    if (n->state == child_state::starting || n->state == child_state::stopping) {
+      n->state = n->pid > 0 || s.is_supervisor ? child_state::running : child_state::stopped;
+    }
+    if (!s.is_supervisor && n->state == child_state::running && n->pid <= 0) {
+      n->state = child_state::stopped;
+    }
+    if (s.is_supervisor) {
+      n->restart_log = s.restart_log;
+      n->dynamic_counter = s.dynamic_counter;
+      n->give_up_cause = s.give_up_cause;
+      n->phase = s.phase == sup_phase::idle || n->state != child_state::running
+                     ? sup_phase::idle
+                     : sup_phase::running;
+      if (n->phase == sup_phase::idle && n->state == child_state::running) {
+        n->state = child_state::stopped;
+      }
+    }
+    if (n->backoff_pending) {
+      // The restart waits for the rest of its delay, as it would have.
+      action a;
+      a.k = action::kind::schedule;
+      a.uid = n->uid;
+      a.delay_ms = static_cast<int>(
+          std::clamp<std::int64_t>(n->next_start_ms - now_(), 0, std::numeric_limits<int>::max()));
+      actions_.push_back(std::move(a));
+    }
+  }
+  // Children the config has and the snapshot had not (the file changed in
+  // the exec window): started like children a reload adds.
+  std::vector<node*> sups;
+  for_each([&](const node& c) {
+    if (c.parent == nullptr || adopted.count(&c) != 0 || adopted.count(c.parent) == 0) {
+      return;
+    }
+    node& sup = *c.parent;
+    if (sup.phase != sup_phase::running || c.removed) {
+      return;
+    }
+    out.fresh.push_back(c.path);
+    sup.steps.push_back({step::kind::start, const_cast<node*>(&c)});
+    if (std::find(sups.begin(), sups.end(), &sup) == sups.end()) {
+      sups.push_back(&sup);
+    }
+  });
+  for (node* sup : sups) {
+    process(*sup);
+  }
+  return out;
 }
 
 }  // namespace otpd::supervisor

@@ -20,8 +20,11 @@ using core::exit_reason;
 bool node_daemon::setup_limits() {
   limits_ = limit_controllers::open(cgroups_ ? cgroups_->base() : std::string(), dir_,
                                     opts_.containment != containment_choice::pgroup);
+  // After a reexec the limit cgroups hold our running workers: not leftovers.
+  using leftovers = std::vector<std::pair<std::string, std::vector<pid_t>>>;
   for (const auto& [dir, pids] :
-       limits_->clean_leftovers(core::deadline::after(std::chrono::seconds(5)))) {
+       handover_ ? leftovers()
+                 : limits_->clean_leftovers(core::deadline::after(std::chrono::seconds(5)))) {
     std::string list;
     for (pid_t p : pids) {
       list += (list.empty() ? "" : " ") + std::to_string(p);

@@ -43,11 +43,12 @@ expect_contains() {
 }
 
 # Commands and options, without a daemon.
-expect "reload reopen-logs restart" otpctl re
+expect "reexec reload reopen-logs restart" otpctl re
 expect "start start-child status stop" otpctl --json st
 expect "--help --json --runtime-dir" otpctl --
 expect "--follow --help --json -f" otpctl events -
 expect "--timeout" otpctl call --t
+expect "--binary" otpctl reexec --b
 expect_contains TERM otpctl kill -s T
 expect_contains SIGKILL otpctl kill --signal SIGK
 expect_contains tree otpctl ""
@@ -115,7 +116,7 @@ expect_zsh() {
   done
 }
 if command -v zsh >/dev/null; then
-  expect_zsh "otpctl re" "reload reopen-logs restart" "status"
+  expect_zsh "otpctl re" "reexec reload reopen-logs restart" "status"
   expect_zsh "otpctl kill " "web services/db" "services"
   expect_zsh "otpctl start-child " "/ services" "web"
   expect_zsh "otpctl terminate-child services " "services/db" "web"

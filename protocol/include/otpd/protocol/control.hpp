@@ -92,6 +92,8 @@ inline constexpr const char* max_restarts = "max_restarts";
 inline constexpr const char* max_seconds = "max_seconds";
 inline constexpr const char* liveness_failures = "liveness_failures";
 inline constexpr const char* liveness_threshold = "liveness_threshold";
+inline constexpr const char* binary = "binary";
+inline constexpr const char* reexecs = "reexecs";
 }  // namespace field
 
 // The "cmd" of a request; an object without one (a string) is malformed.
@@ -216,6 +218,15 @@ struct exit_reason_request {
   static exit_reason_request from_json(const json& j);
 };
 
+// Execs otpd's binary (or "binary") in otpd's own process, handing the
+// node's state over: no worker restarts (otpctl reexec, docs/PROTOCOL.md).
+struct reexec_request {
+  static constexpr std::string_view cmd = "reexec";
+  std::string binary;  // empty: the path otpd was started from
+  [[nodiscard]] json to_json() const;
+  static reexec_request from_json(const json& j);
+};
+
 // ---- replies -------------------------------------------------------------------
 
 // Every reply has "ok"; a negative one has "error" too.
@@ -262,6 +273,14 @@ struct reopen_logs_reply {
   std::size_t files = 0;
   [[nodiscard]] json to_json() const;
   static reopen_logs_reply from_json(const json& j);
+};
+
+// reexec: sent just before the exec; otpd's pid stays the same.
+struct reexec_reply {
+  std::string binary;
+  pid_t pid = -1;
+  [[nodiscard]] json to_json() const;
+  static reexec_reply from_json(const json& j);
 };
 
 struct exit_reason_reply {
@@ -329,6 +348,10 @@ struct status_reply {
   pid_t otpd_pid = -1;
   std::string runtime_dir;
   std::string containment;  // "cgroup" or "pgroup" (docs/CONTAINMENT.md); empty: not said
+  // The binary otpd runs from (what `otpctl reexec` execs by default), and
+  // how many times this node's otpd process has been re-executed.
+  std::string binary;
+  std::uint64_t reexecs = 0;
   [[nodiscard]] json to_json() const;
   static status_reply from_json(const json& j);
 };

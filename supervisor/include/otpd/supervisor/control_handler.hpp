@@ -50,6 +50,10 @@ class control_executor {
   virtual protocol::json whereis(const protocol::whereis_request& r) = 0;
   virtual protocol::json monitor(control_peer& p, const protocol::monitor_request& r) = 0;
   virtual protocol::json exit_reason_of(const protocol::exit_reason_request& r) = 0;
+  // reexec: the daemon's own; any other executor refuses it.
+  virtual protocol::json reexec(control_peer& /*p*/, const protocol::reexec_request& /*r*/) {
+    return protocol::error_reply{"reexec is not supported here"}.to_json();
+  }
   // A command that changes something (control_command_changes) has been
   // answered, or refused: the audit trail. request is the parsed request,
   // reply what the peer gets.
@@ -65,7 +69,7 @@ class control_executor {
 };
 
 // Whether the command cmd changes the node (start, stop, restart, kill,
-// start-child, terminate-child, reload, shutdown, reopen-logs): those are
+// start-child, terminate-child, reload, shutdown, reopen-logs, reexec): those are
 // audited. Reads (status, events, whereis, monitor, exit-reason, ping) are
 // not: the runtime asks exit-reason at every DOWN, and a trail of reads
 // would drown the changes.

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace otpd::supervisor {
 
@@ -17,7 +18,20 @@ struct daemon_options {
   std::string runtime_dir;  // empty: $OTPD_RUNTIME_DIR, then the config's, then the default
   log_format format = log_format::text;
   containment_choice containment = containment_choice::automatic;
+  // otpctl reexec: the binary otpd runs from (/proc/self/exe resolved at
+  // start: after a package upgrade that link names a deleted file, the new
+  // binary is at this path) and the arguments it was started with, which
+  // the exec keeps.
+  std::string binary;
+  std::vector<std::string> argv;
+  // Started by a reexec: the memfd holding the state of the otpd that
+  // exec'd us (its tree, processes, capture pipes); -1 for a normal start.
+  int reexec_state_fd = -1;
 };
+
+// The format of the state otpctl reexec hands to the next otpd binary; that
+// binary says which one it reads with `otpd CONFIG --reexec-probe`.
+inline constexpr int reexec_state_version = 1;
 
 // Runs the node in the foreground until it is shut down (exit code 0) or its
 // root supervisor gives up or fails to start (non-zero). Errors before the

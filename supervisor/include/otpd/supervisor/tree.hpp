@@ -153,6 +153,47 @@ struct reload_summary {
   std::vector<std::pair<std::string, std::vector<std::string>>> changed_keys;
 };
 
+// One node's state as `otpctl reexec` hands it to the next otpd binary
+// (tree::snapshot, tree::adopt): everything the tree knows of it but its
+// uid and its spec, which the new process rebuilds from the config. Times
+// are CLOCK_MONOTONIC ms (the clock survives execve), wall times CLOCK_REALTIME.
+struct node_snapshot {
+  std::string path;  // "" for the root
+  std::string id;
+  bool is_supervisor = false;
+  child_state state = child_state::stopped;
+  pid_t pid = -1;
+  int restarts = 0;
+  bool ever_started = false;
+  bool has_exit = false;
+  core::exit_reason last_exit;
+  std::vector<exit_record> last_exits;
+  std::int64_t started_at_ms = 0;
+  bool dropped = false;
+  bool held = false;
+  bool dynamic = false;
+  std::vector<std::string> extra_args;
+  bool backoff_pending = false;
+  int backoff_attempt = 0;
+  std::int64_t next_start_ms = 0;
+  // Supervisors only.
+  sup_phase phase = sup_phase::idle;
+  std::vector<std::int64_t> restart_log;
+  std::uint64_t dynamic_counter = 0;
+  std::string give_up_cause;
+};
+
+// What tree::adopt could not take over as it was.
+struct adopt_summary {
+  // Snapshot paths the config no longer has (or whose kind changed), and
+  // the pids they still ran: the owner ends those processes.
+  std::vector<std::string> unknown;
+  std::vector<pid_t> orphans;
+  // Children of the config the snapshot did not have: started as a reload
+  // would start an added child.
+  std::vector<std::string> fresh;
+};
+
 // The supervision tree of one node as a state machine with no I/O: every
 // OTP rule (strategies, restart types, intensity in a sliding window of exact
 // milliseconds, start order, reverse stop order, escalation) lives here.
@@ -178,6 +219,18 @@ class tree {
   [[nodiscard]] std::vector<std::string> held_paths() const;
   // Starts the root supervisor (its children in order).
   void start();
+  // Why the tree cannot be handed over exactly now ("" when it can): a
+  // child starting or stopping, a supervisor with queued work, the node
+  // stopping. The message names the path ("busy: a/b is starting").
+  [[nodiscard]] std::string busy() const;
+  // Every node's state, parents before their children, in start order.
+  [[nodiscard]] std::vector<node_snapshot> snapshot() const;
+  // Instead of start(): takes over the state of a tree that ran in the
+  // previous otpd process (otpctl reexec). No worker is spawned: running
+  // children keep their pid, held ones stay held, backoff restarts are
+  // scheduled again for the time left, intensity windows are kept. Only on
+  // a tree that has never started; an error otherwise, or without a root.
+  core::Result<adopt_summary> adopt(const std::vector<node_snapshot>& nodes);
   // Orderly stop of everything, in reverse order; ends with exit_node(0).
   void shutdown();
 
