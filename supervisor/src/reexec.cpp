@@ -132,7 +132,7 @@ node_snapshot snapshot_of_json(const json& j) {
   }
   if (s.is_supervisor) {
     int phase = j.at("phase").get<int>();
-    s.phase = phase >= 0 && phase <= static_cast<int>(sup_phase::failing)
+    s.phase = phase >= 0 && phase <= static_cast<int>(sup_phase::killed)
                   ? static_cast<sup_phase>(phase)
                   : sup_phase::idle;
     s.restart_log = j.at("restart_log").get<std::vector<std::int64_t>>();
