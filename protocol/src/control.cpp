@@ -352,6 +352,12 @@ json node_status::to_json() const {
                            {field::max_restarts, intensity->max_restarts},
                            {field::max_seconds, intensity->max_seconds}};
   }
+  if (notify_status) {
+    j[field::notify_status] = *notify_status;
+  }
+  if (notify_errno) {
+    j[field::notify_errno] = *notify_errno;
+  }
   return j;
 }
 
@@ -407,6 +413,8 @@ node_status node_status::from_json(const json& j) {
         intensity_status{i.at(field::used).get<int>(), i.at(field::max_restarts).get<int>(),
                          i.at(field::max_seconds).get<int>()};
   }
+  n.notify_status = optional_field<std::string>(j, field::notify_status);
+  n.notify_errno = optional_field<int>(j, field::notify_errno);
   return n;
 }
 

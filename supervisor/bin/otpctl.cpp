@@ -81,6 +81,10 @@ void print_rows(const proto::node_status& n, int depth, bool as_tree) {
     if (c.next_start_wall_ms) {
       last += fmt::format(", next start in {}", next_start_in(*c.next_start_wall_ms));
     }
+    // What the child said over sd_notify (otpd has made it printable).
+    if (c.notify_status) {
+      last = (last == "-" ? std::string() : last + ", ") + "status: " + *c.notify_status;
+    }
     std::printf("%-32s %-9s %-8s %8d  %-8s %s\n", label.c_str(), c.state.c_str(), pid.c_str(),
                 c.restarts, uptime(c).c_str(), last.c_str());
     if (sup) {

@@ -90,6 +90,8 @@ inline constexpr const char* intensity = "intensity";
 inline constexpr const char* used = "used";
 inline constexpr const char* max_restarts = "max_restarts";
 inline constexpr const char* max_seconds = "max_seconds";
+inline constexpr const char* notify_status = "notify_status";
+inline constexpr const char* notify_errno = "notify_errno";
 }  // namespace field
 
 // The "cmd" of a request; an object without one (a string) is malformed.
@@ -312,6 +314,9 @@ struct node_status {
   std::optional<std::int64_t> next_start_wall_ms;
   std::vector<exit_entry> last_exits;         // oldest first, at most 10; absent when none
   std::optional<intensity_status> intensity;  // supervisors only
+  // A running worker that speaks sd_notify: its last STATUS= and ERRNO=.
+  std::optional<std::string> notify_status;
+  std::optional<int> notify_errno;
   [[nodiscard]] json to_json() const;
   static node_status from_json(const json& j);
 };
