@@ -23,11 +23,13 @@
 //   spin MS             burn CPU for MS milliseconds
 //   notify TEXT         TEXT (decoded as for write) as one datagram to $NOTIFY_SOCKET
 //                       (sd_notify: a path, or '@' for the abstract namespace)
-//   notify-child TEXT   the same from a forked child (its own pid), waited for
+//   notify-child TEXT   the same from a forked child (its own pid), which then waits
+//                       for the manager (sd_notify_barrier) and exits; waited for
 //   notify-setsid-child TEXT  the same from a child that left our process group (setsid)
 //   pings MS N          N datagrams "WATCHDOG=1", one every MS milliseconds
 //   sleep               sleep until killed
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -96,8 +98,8 @@ std::string decode(const std::string& in) {
 }
 
 // One sd_notify datagram, as libsystemd's sd_notify sends it (from our own
-// pid, with our credentials).
-void sd_notify_send(const std::string& text) {
+// pid, with our credentials), with fd (if not -1) as SCM_RIGHTS.
+void sd_notify_send(const std::string& text, int pass_fd = -1) {
   const char* path = std::getenv("NOTIFY_SOCKET");
   if (path == nullptr || (path[0] != '/' && path[0] != '@')) {
     std::fprintf(stderr, "otpd_test_child: no usable NOTIFY_SOCKET\n");
@@ -114,12 +116,43 @@ void sd_notify_send(const std::string& text) {
   if (path[0] == '@') {
     sa.sun_path[0] = '\0';
   }
-  auto salen = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len);
-  if (sendto(fd, text.data(), text.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&sa), salen) <
-      0) {
-    std::fprintf(stderr, "otpd_test_child: sendto %s: %s\n", path, std::strerror(errno));
+  iovec iov{const_cast<char*>(text.data()), text.size()};
+  msghdr m{};
+  m.msg_name = &sa;
+  m.msg_namelen = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len);
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))] = {};
+  if (pass_fd >= 0) {
+    m.msg_control = ctrl;
+    m.msg_controllen = sizeof ctrl;
+    cmsghdr* c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+  }
+  if (sendmsg(fd, &m, MSG_NOSIGNAL) < 0) {
+    std::fprintf(stderr, "otpd_test_child: sendmsg %s: %s\n", path, std::strerror(errno));
   }
   close(fd);
+}
+
+// sd_notify_barrier: BARRIER=1 with the write end of a pipe, then a wait
+// (at most 5 s) until the manager has closed it, i.e. has read everything
+// sent before. A sender that exits at once is otherwise gone (and not
+// found in any cgroup or process group) by the time its datagram is read.
+void sd_notify_barrier() {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) {
+    return;
+  }
+  sd_notify_send("BARRIER=1", p[1]);
+  close(p[1]);
+  pollfd pf{p[0], POLLIN, 0};
+  while (poll(&pf, 1, 5000) < 0 && errno == EINTR) {
+  }
+  close(p[0]);
 }
 
 const char* term_file = nullptr;
@@ -206,6 +239,7 @@ int main(int argc, char** argv) {
           setsid();
         }
         sd_notify_send(text);
+        sd_notify_barrier();
         _exit(0);
       }
       int status = 0;
