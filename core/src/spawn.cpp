@@ -45,6 +45,12 @@ struct prepared {
   bool restore_nofile = false;
   struct rlimit nofile {};
   bool set_groups = false;  // we may (are root): setgroups with the gid
+  // pid_env: "NAME=" then room for the child's pid, which the child writes
+  // (see pid_env_digits); envp[pid_env_slot] points here once p is in its
+  // final place (spawn_start), -1: none.
+  char pid_env[64] = {};
+  std::size_t pid_env_prefix = 0;
+  long pid_env_slot = -1;
 };
 
 // RLIMIT_NOFILE before raise_fd_limit(): written once, before the flags;
@@ -75,8 +81,20 @@ prepared prepare(const spawn_options& o) {
   }
   p.argv.push_back(nullptr);
   if (!o.env.empty() || !o.inherit_env) {
+    bool with_pid = !o.pid_env.empty() && o.pid_env.size() <= 32;
     for (const auto& e : o.env) {
+      if (with_pid && e.size() > o.pid_env.size() && e[o.pid_env.size()] == '=' &&
+          e.compare(0, o.pid_env.size(), o.pid_env) == 0) {
+        continue;  // replaced by the child's own pid
+      }
       p.envp.push_back(const_cast<char*>(e.c_str()));
+    }
+    if (with_pid) {
+      std::memcpy(p.pid_env, o.pid_env.data(), o.pid_env.size());
+      p.pid_env[o.pid_env.size()] = '=';
+      p.pid_env_prefix = o.pid_env.size() + 1;
+      p.pid_env_slot = static_cast<long>(p.envp.size());
+      p.envp.push_back(nullptr);  // set by spawn_start
     }
     p.envp.push_back(nullptr);
   }
@@ -288,7 +306,27 @@ struct exec_child {
   pid_t parent;
   int err_fd;
   const char* join_procs;  // a cgroup.procs to write "0" to first; nullptr: none
+  // Where the child writes its pid in decimal (pid_env), nullptr: nowhere.
+  // The one write to memory that is not the child's own stack: a buffer
+  // kept for it, which the parent (suspended until the exec with vfork)
+  // never reads.
+  char* pid_env_digits;
 };
+
+// The calling process's pid in decimal at out, NUL-terminated (room for 12).
+void put_own_pid(char* out) {
+  char digits[16];
+  int n = 0;
+  auto v = static_cast<unsigned long>(::getpid());
+  do {
+    digits[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0 && n < 15);
+  for (int i = 0; i < n; ++i) {
+    out[i] = digits[n - 1 - i];
+  }
+  out[n] = '\0';
+}
 
 // Moves the calling process into the cgroup of `procs` (its cgroup.procs).
 // Before the credential switch: the write needs otpd's rights.
@@ -321,6 +359,9 @@ int run_exec_child(void* arg) {
   int err = child_setup(*c->o, c->p, c->parent);
   if (err != 0) {
     child_fail(c->err_fd, err);
+  }
+  if (c->pid_env_digits != nullptr) {
+    put_own_pid(c->pid_env_digits);
   }
   char* const* argv = c->p->argv.data();
   char* const* envp = c->p->envp.empty() ? environ : c->p->envp.data();
@@ -523,7 +564,12 @@ Result<started_spawn> spawn_start(const spawn_options& o, spawn_method method) {
 #endif
   bool into_cgroup = o.cgroup_fd >= 0 && !o.cgroup_via_procs && !clone3_refused.load();
   const char* join = o.cgroup_procs.empty() ? nullptr : o.cgroup_procs.c_str();
-  exec_child ec{&o, &p, ::getpid(), err_write.get(), into_cgroup ? nullptr : join};
+  char* pid_digits = nullptr;
+  if (p.pid_env_slot >= 0) {
+    p.envp[static_cast<std::size_t>(p.pid_env_slot)] = p.pid_env;
+    pid_digits = p.pid_env + p.pid_env_prefix;
+  }
+  exec_child ec{&o, &p, ::getpid(), err_write.get(), into_cgroup ? nullptr : join, pid_digits};
   pid_t pid = -1;
   {
     // Also protects a CLONE_VM child: a parent's handler running in it

@@ -381,6 +381,12 @@ json node_status::to_json() const {
   if (liveness_threshold) {
     j[field::liveness_threshold] = *liveness_threshold;
   }
+  if (notify_status) {
+    j[field::notify_status] = *notify_status;
+  }
+  if (notify_errno) {
+    j[field::notify_errno] = *notify_errno;
+  }
   return j;
 }
 
@@ -438,6 +444,8 @@ node_status node_status::from_json(const json& j) {
   }
   n.liveness_failures = optional_field<int>(j, field::liveness_failures);
   n.liveness_threshold = optional_field<int>(j, field::liveness_threshold);
+  n.notify_status = optional_field<std::string>(j, field::notify_status);
+  n.notify_errno = optional_field<int>(j, field::notify_errno);
   return n;
 }
 

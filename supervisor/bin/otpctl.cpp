@@ -177,6 +177,10 @@ void print_child(const proto::node_status& c, const std::string& shown) {
                                    c.liveness_threshold.value_or(0));
     last = last == "-" ? live : last + ", " + live;
   }
+  // What the child said over sd_notify (otpd has made it printable).
+  if (c.notify_status) {
+    last = (last == "-" ? std::string() : last + ", ") + "status: " + *c.notify_status;
+  }
   std::printf("%-32s %-9s %-8s %8d  %-8s %s\n", label.c_str(), c.state.c_str(), pid.c_str(),
               c.restarts, uptime(c).c_str(), last.c_str());
 }

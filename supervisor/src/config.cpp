@@ -658,8 +658,10 @@ class parser {
   readiness_spec readiness(const YAML::Node& n, const std::string& key) {
     readiness_spec r;
     if (n.IsScalar()) {
-      r.kind = choice<readiness_kind>(
-          n, key, {{"exec", readiness_kind::exec}, {"notify", readiness_kind::notify}});
+      r.kind = choice<readiness_kind>(n, key,
+                                      {{"exec", readiness_kind::exec},
+                                       {"notify", readiness_kind::notify},
+                                       {"sd_notify", readiness_kind::sd_notify}});
       return r;
     }
     check_keys(n, key, config_keys::readiness);
@@ -668,7 +670,7 @@ class parser {
           static_cast<int>(integer(n["interval"], join(key, "interval"), 1, 60000));
     }
     probe_fields f = probe(n, key,
-                           "expected exec, notify, {tcp: HOST:PORT}, {unix: PATH}, "
+                           "expected exec, notify, sd_notify, {tcp: HOST:PORT}, {unix: PATH}, "
                            "{http: URL} or {command: ...}");
     switch (f.kind) {
       case probe_kind::tcp:
@@ -1064,7 +1066,24 @@ class parser {
     if (n["liveness"]) {
       w.liveness = liveness(n["liveness"], join(key, "liveness"));
     }
+    sd_notify(n, key, w);
     identity(n, key, w);
+  }
+
+  // watchdog_sec (seconds, fractions allowed, as systemd's WatchdogSec=)
+  // and notify_access (main or all, as its NotifyAccess=).
+  void sd_notify(const YAML::Node& n, const std::string& key, worker_spec& w) {
+    if (n["watchdog_sec"]) {
+      // At least 10 ms (a ping every few ms is no watchdog but a busy
+      // loop), at most a day.
+      double s = real(n["watchdog_sec"], join(key, "watchdog_sec"), 0.01, 86400);
+      w.watchdog_usec = static_cast<std::uint64_t>(std::llround(s * 1e6));
+    }
+    if (n["notify_access"]) {
+      w.notify_access = choice<notify_access_kind>(
+          n["notify_access"], join(key, "notify_access"),
+          {{"main", notify_access_kind::main}, {"all", notify_access_kind::all}});
+    }
   }
 
   // rlimits, umask, nice, oom_score_adj, env_file, no_new_privileges,

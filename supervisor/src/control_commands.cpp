@@ -284,6 +284,15 @@ proto::node_status node_daemon::status_of(const node& n) const {
     if (n.worker().stderr_spec.kind == output_kind::file) {
       s.stderr_path = n.worker().stderr_spec.path;
     }
+    // What it said over sd_notify (notify_children.cpp), while it runs.
+    if (auto w = worker_pid_.find(n.uid); w != worker_pid_.end()) {
+      if (auto p = procs_.find(w->second); p != procs_.end()) {
+        if (!p->second.notify_status.empty()) {
+          s.notify_status = p->second.notify_status;
+        }
+        s.notify_errno = p->second.notify_errno;
+      }
+    }
   }
   if (n.is_supervisor) {
     s.intensity = proto::intensity_status{tree_->restarts_in_window(n), n.sup().max_restarts,

@@ -14,6 +14,8 @@
 //                         http and command probes, the start timeout
 //   liveness.cpp          whether a running worker still answers: periodic
 //                         probes, and the kill of one that does not
+//   notify_children.cpp   sd_notify from children: READY=1, the watchdog,
+//                         STATUS= (the socket and parser: notify_socket.cpp)
 //   probe.cpp             the tcp / unix / http probes on the loop
 //   control_handler.cpp   the control socket's command table and the rules of
 //                         every request (error replies, audit), no daemon needed
@@ -321,6 +323,7 @@ void node_daemon::teardown() {
   sig_int_.reset();
   sig_hup_.reset();
   sm_timer_.reset();
+  notify_.reset();
   uv_run(&loop_, UV_RUN_NOWAIT);
   // A probe's host name may still be resolving in libuv's thread pool (its
   // request cannot always be cancelled): give it up to 2 s to come back and

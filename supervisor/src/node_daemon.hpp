@@ -21,6 +21,7 @@
 #include "cgroup.hpp"
 #include "control_server.hpp"
 #include "limits.hpp"
+#include "notify_socket.hpp"
 #include "output_capture.hpp"
 #include "probe.hpp"
 #include "service_manager.hpp"
@@ -103,6 +104,14 @@ struct proc {
   // pgroup mode: pidfds of the descendants found when the stop began, killed
   // when the worker is reaped (a pidfd cannot hit a reused pid).
   std::vector<core::unique_fd> family;
+  // sd_notify from the child (notify_children.cpp).
+  std::string notify_status;        // its last STATUS=, cleaned
+  std::optional<int> notify_errno;  // its last ERRNO=
+  std::uint64_t watchdog_usec = 0;  // its watchdog now (watchdog_sec, WATCHDOG_USEC=); 0: none
+  uv::handle<uv_timer_t> watchdog_timer;  // from readiness on: restarted by WATCHDOG=1
+  std::int64_t start_deadline_ms = 0;     // where the start timeout ends (EXTEND_TIMEOUT_USEC)
+  std::string cgroup_rel;                 // its cgroup as /proc names it, read when first needed
+  bool mainpid_logged = false;
 
   // Stops every readiness watch (ready fd, probes, start timeout).
   void stop_readiness_watch() {
@@ -337,6 +346,22 @@ class node_daemon : private control_executor {
   uv::handle<uv_timer_t> reexec_timer_;  // waiting for the reply to leave
   std::int64_t reexec_deadline_ms_ = 0;
   std::uint64_t reexecs_ = 0;  // how many times this otpd process was re-executed
+  // notify_children.cpp: sd_notify from children (notify_socket.hpp). The
+  // socket is made when the first child that speaks it starts, and kept.
+  std::unique_ptr<notify_socket> notify_;
+  log_budget notify_log_{20, 10000};
+  core::Result<void> ensure_notify_socket();
+  void add_notify_env(const worker_spec& w, core::spawn_options& o) const;
+  void on_notify(const notify_datagram& d);
+  proc* notify_sender(pid_t pid, std::string& why);
+  proc* notify_group_member(pid_t pid);
+  proc* notify_cgroup_member(pid_t pid);
+  void notify_drop(const notify_datagram& d, const std::string& why);
+  void notify_note(const proc& p, const std::string& what);
+  void apply_notify(proc& p, const node& n, const notify_message& m);
+  void arm_watchdog(proc& p);
+  void on_watchdog_timeout(pid_t pid);
+  void extend_start_timeout(proc& p, std::uint64_t usec);
 };
 
 }  // namespace otpd::supervisor::detail

@@ -6,7 +6,8 @@
 //             (tcp, unix and http are probe.cpp's, host names resolved on
 //             the loop);
 //   command   a run of the readiness command that exits 0 (its exit comes
-//             through the reaper: daemon.cpp's on_probe_reaped).
+//             through the reaper: daemon.cpp's on_probe_reaped);
+//   sd_notify READY=1 on otpd's notify socket (notify_children.cpp).
 // Every kind but exec has a start timeout; missing it is a failed start.
 #include <unistd.h>
 
@@ -27,6 +28,10 @@ void node_daemon::arm_readiness(proc& p, const readiness_spec& r, unique_fd read
   switch (r.kind) {
     case readiness_kind::exec:
       return;  // ready when the exec fd reports EOF
+    case readiness_kind::sd_notify:
+      // READY=1 on the notify socket (notify_children.cpp).
+      arm_start_timeout(p, r.start_timeout_ms);
+      return;
     case readiness_kind::notify:
       if (watch_ready_fd(p, std::move(ready_r))) {
         arm_start_timeout(p, r.start_timeout_ms);
@@ -82,6 +87,7 @@ void node_daemon::on_ready_fd(pid_t pid) {
 // ---- the start timeout -------------------------------------------------------------
 
 void node_daemon::arm_start_timeout(proc& p, int ms) {
+  p.start_deadline_ms = now_ms() + ms;  // EXTEND_TIMEOUT_USEC extends from here
   arm_pid_timer<&node_daemon::on_start_timeout>(p.timer, p.pid, static_cast<std::uint64_t>(ms), 0);
 }
 

@@ -389,9 +389,22 @@ json node_daemon::handover_state(const std::vector<output_capture::handed>& capt
     if (p.oom_kills) {
       j["oom_kills"] = *p.oom_kills;
     }
+    // sd_notify from the child: its watchdog (a WATCHDOG_USEC= may have
+    // changed it) and what it said.
+    j["watchdog_usec"] = p.watchdog_usec;
+    if (!p.notify_status.empty()) {
+      j["notify_status"] = p.notify_status;
+    }
+    if (p.notify_errno) {
+      j["notify_errno"] = *p.notify_errno;
+    }
     procs.push_back(std::move(j));
   }
   h["procs"] = std::move(procs);
+  if (notify_) {
+    // The children's NOTIFY_SOCKET: the same socket goes on.
+    h["notify"] = {{"fd", notify_->fd()}, {"address", notify_->address()}};
+  }
   json caps = json::array();
   for (const auto& c : captures) {
     const capture_target& t = *c.target;
@@ -483,6 +496,9 @@ void node_daemon::run_reexec() {
                  ::getpid(), text.size(), captures.size());
   sm_.reloading();
   std::vector<int> keep = {lock_fd_.get(), memfd.get()};
+  if (notify_) {
+    keep.push_back(notify_->fd());
+  }
   for (const auto& c : captures) {
     keep.push_back(c.fd);
   }
@@ -582,6 +598,22 @@ void node_daemon::adopt_handover() {
       core::log_info("otpd: {} is new in the config after the reexec; starting it", path);
     }
   }
+  // The notify socket of the children that speak sd_notify, before they
+  // are registered: what they sent during the exec is read next.
+  if (auto it = h.find("notify"); it != h.end() && it->is_object()) {
+    core::unique_fd fd(it->value("fd", -1));
+    if (fd && ::fcntl(fd.get(), F_GETFD) >= 0) {
+      auto s = notify_socket::adopt(&loop_, std::move(fd), it->value("address", std::string()),
+                                    [this](const notify_datagram& d) { on_notify(d); });
+      if (s) {
+        notify_ = std::move(*s);
+      } else {
+        core::log_error("otpd: the handed-over notify socket: {}", s.message());
+      }
+    } else {
+      (void)fd.release();  // not an fd of ours: nothing to close
+    }
+  }
   // The workers, as the old process knew them.
   std::size_t kept = 0;
   tree_->for_each([&](const node& n) {
@@ -594,6 +626,7 @@ void node_daemon::adopt_handover() {
     p.path = n.path;
     p.name = n.spec->name;
     p.ready = true;
+    p.watchdog_usec = n.worker().watchdog_usec;
     if (auto it = proc_of.find(n.path); it != proc_of.end()) {
       const json& j = *it->second;
       try {
@@ -605,12 +638,18 @@ void node_daemon::adopt_handover() {
         if (auto o = j.find("oom_kills"); o != j.end() && o->is_number_unsigned()) {
           p.oom_kills = o->get<std::uint64_t>();
         }
+        p.watchdog_usec = j.value("watchdog_usec", p.watchdog_usec);
+        p.notify_status = j.value("notify_status", std::string());
+        if (auto e = j.find("notify_errno"); e != j.end() && e->is_number_integer()) {
+          p.notify_errno = e->get<int>();
+        }
       } catch (const json::exception& e) {
         core::log_warn("otpd {}: its handed-over cgroups are malformed: {}", n.path, e.what());
       }
     }
     worker_pid_[n.uid] = n.pid;
     arm_liveness(p);
+    arm_watchdog(p);  // a full interval from now
     ++kept;
   });
   // The capture pipes, into the same targets.

@@ -55,6 +55,23 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
     return;
   }
   const worker_spec& w = n->worker();
+  // The notify socket, made when the first child that speaks sd_notify
+  // starts (notify_children.cpp): without it such a child could never be
+  // ready, so its start fails (or waits, when otpd is out of fds).
+  if (w.speaks_sd_notify()) {
+    if (auto made = ensure_notify_socket(); !made) {
+      int err = &made.error().category() == &std::system_category() ? made.error().value() : EIO;
+      if (out_of_fds(err)) {
+        retry_spawn(uid, err);
+        return;
+      }
+      core::log_error(
+          "otpd {}: unable to make the notify socket: {}; counting it as a failed start", n->path,
+          made.message());
+      tree_->on_exit(uid, exit_reason{core::exit_kind::exec_failed, err});
+      return;
+    }
+  }
   auto opts = spawn_options_for(*n);
   if (!opts) {
     // The env file or the user's entry could not be read: a failed start
@@ -120,6 +137,7 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
     output_.add(std::move(fd), std::move(target));
   }
   proc& p = register_worker(*n, r->pid);
+  p.watchdog_usec = w.watchdog_usec;
   p.cgroup = std::move(cgroup);
   p.v1 = std::move(lim.v1);
   p.oom_kills = lim.oom_kills;
@@ -206,6 +224,9 @@ core::Result<core::spawn_options> node_daemon::spawn_options_for(const node& n) 
     under.insert(under.end(), file->begin(), file->end());
   }
   o.env = env_for(n, w.readiness.kind == readiness_kind::notify, under);
+  if (w.speaks_sd_notify()) {
+    add_notify_env(w, o);
+  }
   return o;
 }
 
@@ -436,6 +457,7 @@ void node_daemon::worker_ready(proc& p) {
   p.ready = true;
   p.stop_readiness_watch();
   arm_liveness(p);
+  arm_watchdog(p);
   tree_->on_ready(p.uid);
 }
 

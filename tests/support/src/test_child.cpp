@@ -21,14 +21,25 @@
 //   forks N PATH        fork N children that sleep in our group; then write
 //                       "forked K errno E\n" to PATH (K made, E of the first failure)
 //   spin MS             burn CPU for MS milliseconds
+//   notify TEXT         TEXT (decoded as for write) as one datagram to $NOTIFY_SOCKET
+//                       (sd_notify: a path, or '@' for the abstract namespace)
+//   notify-child TEXT   the same from a forked child (its own pid), which then waits
+//                       for the manager (sd_notify_barrier) and exits; waited for
+//   notify-setsid-child TEXT  the same from a child that left our process group (setsid)
+//   pings MS N          N datagrams "WATCHDOG=1", one every MS milliseconds
 //   sleep               sleep until killed
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -64,6 +75,84 @@ void write_pidfile(const std::string& path, pid_t pid) {
   write_all(fd, std::to_string(pid) + "\n");
   close(fd);
   rename(tmp.c_str(), path.c_str());
+}
+
+// \n, \\ and \xHH of a command-line argument.
+std::string decode(const std::string& in) {
+  std::string out;
+  for (std::size_t k = 0; k < in.size(); ++k) {
+    if (in[k] != '\\' || k + 1 >= in.size()) {
+      out += in[k];
+    } else if (in[k + 1] == 'n') {
+      out += '\n';
+      ++k;
+    } else if (in[k + 1] == 'x' && k + 3 < in.size()) {
+      out += static_cast<char>(std::stoi(in.substr(k + 2, 2), nullptr, 16));
+      k += 3;
+    } else {
+      out += in[k + 1];
+      ++k;
+    }
+  }
+  return out;
+}
+
+// One sd_notify datagram, as libsystemd's sd_notify sends it (from our own
+// pid, with our credentials), with fd (if not -1) as SCM_RIGHTS.
+void sd_notify_send(const std::string& text, int pass_fd = -1) {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (path == nullptr || (path[0] != '/' && path[0] != '@')) {
+    std::fprintf(stderr, "otpd_test_child: no usable NOTIFY_SOCKET\n");
+    return;
+  }
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::size_t len = std::strlen(path);
+  if (fd < 0 || len >= sizeof sa.sun_path) {
+    return;
+  }
+  std::memcpy(sa.sun_path, path, len);
+  if (path[0] == '@') {
+    sa.sun_path[0] = '\0';
+  }
+  iovec iov{const_cast<char*>(text.data()), text.size()};
+  msghdr m{};
+  m.msg_name = &sa;
+  m.msg_namelen = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len);
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))] = {};
+  if (pass_fd >= 0) {
+    m.msg_control = ctrl;
+    m.msg_controllen = sizeof ctrl;
+    cmsghdr* c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+  }
+  if (sendmsg(fd, &m, MSG_NOSIGNAL) < 0) {
+    std::fprintf(stderr, "otpd_test_child: sendmsg %s: %s\n", path, std::strerror(errno));
+  }
+  close(fd);
+}
+
+// sd_notify_barrier: BARRIER=1 with the write end of a pipe, then a wait
+// (at most 5 s) until the manager has closed it, i.e. has read everything
+// sent before. A sender that exits at once is otherwise gone (and not
+// found in any cgroup or process group) by the time its datagram is read.
+void sd_notify_barrier() {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) {
+    return;
+  }
+  sd_notify_send("BARRIER=1", p[1]);
+  close(p[1]);
+  pollfd pf{p[0], POLLIN, 0};
+  while (poll(&pf, 1, 5000) < 0 && errno == EINTR) {
+  }
+  close(p[0]);
 }
 
 const char* term_file = nullptr;
@@ -139,22 +228,32 @@ int main(int argc, char** argv) {
     } else if (a == "print") {
       write_all(1, arg() + "\n");
     } else if (a == "write") {
-      std::string in = arg(), out;
-      for (std::size_t k = 0; k < in.size(); ++k) {
-        if (in[k] != '\\' || k + 1 >= in.size()) {
-          out += in[k];
-        } else if (in[k + 1] == 'n') {
-          out += '\n';
-          ++k;
-        } else if (in[k + 1] == 'x' && k + 3 < in.size()) {
-          out += static_cast<char>(std::stoi(in.substr(k + 2, 2), nullptr, 16));
-          k += 3;
-        } else {
-          out += in[k + 1];
-          ++k;
+      write_all(1, decode(arg()));
+    } else if (a == "notify") {
+      sd_notify_send(decode(arg()));
+    } else if (a == "notify-child" || a == "notify-setsid-child") {
+      std::string text = decode(arg());
+      pid_t pid = fork();
+      if (pid == 0) {
+        if (a == "notify-setsid-child") {
+          setsid();
+        }
+        sd_notify_send(text);
+        sd_notify_barrier();
+        _exit(0);
+      }
+      int status = 0;
+      while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+    } else if (a == "pings") {
+      long ms = std::atol(arg().c_str());
+      long n = std::atol(arg().c_str());
+      for (long k = 0; k < n; ++k) {
+        sd_notify_send("WATCHDOG=1");
+        timespec ts{ms / 1000, (ms % 1000) * 1000000};
+        while (nanosleep(&ts, &ts) != 0) {
         }
       }
-      write_all(1, out);
     } else if (a == "eprint") {
       write_all(2, arg() + "\n");
     } else if (a == "spam") {

@@ -248,3 +248,21 @@ TEST(SpawnStart, IntoACgroupByClone3OrByTheProcsWrite) {
   EXPECT_EQ(err, ENOENT);
   EXPECT_EQ(wait_pid(s->pid), core::exit_reason::code(127));
 }
+
+// pid_env: the child's own pid in its environment (sd_notify's
+// WATCHDOG_PID), written by the child after the fork, whatever env said.
+TEST(SpawnStart, PidEnvHoldsTheChildsOwnPid) {
+  for (auto method : {core::spawn_method::fork, core::spawn_method::vfork}) {
+    t::temp_dir dir;
+    std::string out = dir.path() + "/out";
+    auto s = core::spawn_start({.argv = {"/bin/sh", "-c", "echo \"$MY_PID $$\" > " + out},
+                                .env = {"MY_PID=1", "PATH=/usr/bin:/bin", "MY_PID=2"},
+                                .inherit_env = false,
+                                .fds = {{-1, 0}},
+                                .pid_env = "MY_PID"},
+                               method);
+    ASSERT_TRUE(s) << s.error().message();
+    EXPECT_EQ(wait_pid(s->pid), core::exit_reason::normal());
+    EXPECT_EQ(t::read_file(out), std::to_string(s->pid) + " " + std::to_string(s->pid) + "\n");
+  }
+}

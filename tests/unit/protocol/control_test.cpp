@@ -132,6 +132,8 @@ node_status sample_tree() {
   w.last_exit = "killed";
   w.name = "api";
   w.stdout_path = "/var/log/api.log";
+  w.notify_status = "serving 12 requests";
+  w.notify_errno = 5;
   return supervisor_node("root", "/", "one_for_all",
                          supervisor_node("web", "web", "one_for_one", w));
 }
@@ -150,6 +152,8 @@ void expect_same(const node_status& a, const node_status& b) {
   EXPECT_EQ(a.stdout_path, b.stdout_path);
   EXPECT_EQ(a.stderr_path, b.stderr_path);
   EXPECT_EQ(a.strategy, b.strategy);
+  EXPECT_EQ(a.notify_status, b.notify_status);
+  EXPECT_EQ(a.notify_errno, b.notify_errno);
   ASSERT_EQ(a.children.size(), b.children.size());
   for (std::size_t i = 0; i < a.children.size(); ++i) {
     expect_same(a.children[i], b.children[i]);

@@ -71,9 +71,9 @@ TEST(Config, RejectsUnknownKey) {
   EXPECT_EQ(error_of(head + "    - id: a\n      command: [/bin/true]\n      restrat: permanent\n"),
             "x.yaml:6:7: supervisor.children[0].restrat: unknown key (expected one of backoff, "
             "capabilities, command, cwd, env, env_file, group, id, instances, limits, liveness, "
-            "name, nice, no_new_privileges, oom_score_adj, readiness, restart, rlimits, shell, "
-            "shutdown, signal, start_timeout, stderr, stdout, stop_as_group, success_exit_codes, "
-            "umask, user)");
+            "name, nice, no_new_privileges, notify_access, oom_score_adj, readiness, restart, "
+            "rlimits, shell, shutdown, signal, start_timeout, stderr, stdout, stop_as_group, "
+            "success_exit_codes, umask, user, watchdog_sec)");
 }
 
 TEST(Config, OutputsInheritPrefixedAndTimestamps) {
@@ -736,10 +736,10 @@ TEST(ConfigProbes, ReadinessTakesExactlyOneProbe) {
   EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], "
                             "readiness: {tcp: ':80', unix: /tmp/s}}\n"),
             "x.yaml:4:48: supervisor.children[0].readiness: expected exec, notify, "
-            "{tcp: HOST:PORT}, {unix: PATH}, {http: URL} or {command: ...}");
+            "sd_notify, {tcp: HOST:PORT}, {unix: PATH}, {http: URL} or {command: ...}");
   EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], readiness: {interval: 5}}\n"),
             "x.yaml:4:48: supervisor.children[0].readiness: expected exec, notify, "
-            "{tcp: HOST:PORT}, {unix: PATH}, {http: URL} or {command: ...}");
+            "sd_notify, {tcp: HOST:PORT}, {unix: PATH}, {http: URL} or {command: ...}");
 }
 
 TEST(ConfigProbes, LivenessDefaultsAndValues) {
@@ -797,6 +797,41 @@ TEST(ConfigProbes, RejectsBadLiveness) {
   EXPECT_EQ(err("{unix: /" + std::string(200, 'x') + "}"),
             "x.yaml:4:54: supervisor.children[0].liveness.unix: a socket path has at most 107 "
             "bytes");
+}
+
+// ---- sd_notify from children: readiness, watchdog_sec, notify_access ------------
+
+TEST(ConfigSdNotify, ReadinessWatchdogAndAccess) {
+  auto w = worker_of("readiness: sd_notify");
+  EXPECT_EQ(w.readiness.kind, readiness_kind::sd_notify);
+  EXPECT_EQ(w.watchdog_usec, 0u);
+  EXPECT_FALSE(w.notify_access.has_value());
+  EXPECT_TRUE(w.speaks_sd_notify());
+  w = worker_of("watchdog_sec: 1.5");
+  EXPECT_EQ(w.readiness.kind, readiness_kind::exec);
+  EXPECT_EQ(w.watchdog_usec, 1500000u);
+  EXPECT_TRUE(w.speaks_sd_notify());
+  w = worker_of("watchdog_sec: 30, notify_access: main");
+  EXPECT_EQ(w.watchdog_usec, 30000000u);
+  EXPECT_EQ(w.notify_access, notify_access_kind::main);
+  w = worker_of("notify_access: all");
+  EXPECT_EQ(w.notify_access, notify_access_kind::all);
+  EXPECT_TRUE(w.speaks_sd_notify());
+  EXPECT_FALSE(worker_of("readiness: notify").speaks_sd_notify());
+}
+
+TEST(ConfigSdNotify, RejectsBadValues) {
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], watchdog_sec: 0}\n"),
+            "x.yaml:4:51: supervisor.children[0].watchdog_sec: expected a number in [0.01, "
+            "86400], got '0'");
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], watchdog_sec: 5s}\n"),
+            "x.yaml:4:51: supervisor.children[0].watchdog_sec: expected a number in [0.01, "
+            "86400], got '5s'");
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], notify_access: exec}\n"),
+            "x.yaml:4:52: supervisor.children[0].notify_access: expected one of main or all");
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], readiness: sd-notify}\n"),
+            "x.yaml:4:48: supervisor.children[0].readiness: expected one of exec, notify, or "
+            "sd_notify");
 }
 
 }  // namespace

@@ -80,6 +80,12 @@ struct spawn_options {
   // The calling process must hold each in its permitted set.
   std::uint64_t ambient_caps = 0;
   bool no_new_privileges = false;  // PR_SET_NO_NEW_PRIVS before exec
+  // A variable of the child's environment (with an explicit env) that holds
+  // the child's own pid, e.g. "WATCHDOG_PID" (sd_notify's watchdog is meant
+  // for that one process). Only the child knows its pid: it writes it,
+  // after the fork, into a slot prepared here; an entry of env with that
+  // name is replaced. Empty: none. At most 32 characters.
+  std::string pid_env;
 };
 
 struct spawned {

@@ -94,6 +94,8 @@ inline constexpr const char* liveness_failures = "liveness_failures";
 inline constexpr const char* liveness_threshold = "liveness_threshold";
 inline constexpr const char* binary = "binary";
 inline constexpr const char* reexecs = "reexecs";
+inline constexpr const char* notify_status = "notify_status";
+inline constexpr const char* notify_errno = "notify_errno";
 }  // namespace field
 
 // The "cmd" of a request; an object without one (a string) is malformed.
@@ -337,6 +339,9 @@ struct node_status {
   // (0 after a success), and how many in a row end it (its `failures`).
   std::optional<int> liveness_failures;
   std::optional<int> liveness_threshold;
+  // A running worker that speaks sd_notify: its last STATUS= and ERRNO=.
+  std::optional<std::string> notify_status;
+  std::optional<int> notify_errno;
   [[nodiscard]] json to_json() const;
   static node_status from_json(const json& j);
 };

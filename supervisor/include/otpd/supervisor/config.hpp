@@ -19,7 +19,21 @@ namespace otpd::supervisor {
 
 enum class strategy : std::uint8_t { one_for_one, one_for_all, rest_for_one, simple_one_for_one };
 enum class restart_type : std::uint8_t { permanent, transient, temporary };
-enum class readiness_kind : std::uint8_t { exec, notify, tcp, unix_socket, command, http };
+// sd_notify: READY=1 from the child on otpd's notify socket (systemd's
+// protocol, docs/ARCHITECTURE.md "sd_notify from children").
+enum class readiness_kind : std::uint8_t {
+  exec,
+  notify,
+  tcp,
+  unix_socket,
+  command,
+  http,
+  sd_notify
+};
+// Who may speak sd_notify for a child (systemd's NotifyAccess=): main, the
+// worker's own process; all, any process in its cgroup (cgroup mode) or its
+// process group / descendants (pgroup mode).
+enum class notify_access_kind : std::uint8_t { all, main };
 enum class probe_kind : std::uint8_t { tcp, unix_socket, http, command };
 // inherit_prefixed: each line on otpd's own stdout / stderr behind the
 // child's path ("[web/api] line"), for docker logs and kubectl logs.
@@ -150,6 +164,17 @@ struct worker_spec {
   bool no_new_privileges = false;
   limits_spec limits;
   liveness_spec liveness;
+  // sd_notify from the child (docs/ARCHITECTURE.md "sd_notify from
+  // children"): its watchdog (systemd's WatchdogSec=; 0: none), in µs, and
+  // who may speak for it (notify_access; unset: all).
+  std::uint64_t watchdog_usec = 0;
+  std::optional<notify_access_kind> notify_access;
+  // Whether the child gets NOTIFY_SOCKET: readiness sd_notify, a watchdog,
+  // or notify_access given (then STATUS= and the rest are heard).
+  [[nodiscard]] bool speaks_sd_notify() const {
+    return readiness.kind == readiness_kind::sd_notify || watchdog_usec != 0 ||
+           notify_access.has_value();
+  }
 };
 
 struct child_spec;
@@ -211,7 +236,7 @@ inline constexpr std::array<std::string_view, 5> root_supervisor{
 // A child with `strategy` or `children`: a nested supervisor.
 inline constexpr std::array<std::string_view, 7> supervisor_child{
     "id", "strategy", "max_restarts", "max_seconds", "restart", "children", "template"};
-inline constexpr std::array<std::string_view, 28> worker{"id",
+inline constexpr std::array<std::string_view, 30> worker{"id",
                                                          "name",
                                                          "command",
                                                          "shell",
@@ -238,7 +263,9 @@ inline constexpr std::array<std::string_view, 28> worker{"id",
                                                          "no_new_privileges",
                                                          "capabilities",
                                                          "limits",
-                                                         "liveness"};
+                                                         "liveness",
+                                                         "watchdog_sec",
+                                                         "notify_access"};
 // stdout / stderr given as a mapping.
 inline constexpr std::array<std::string_view, 6> output{"file",   "max_size",   "keep",
                                                         "rotate", "timestamps", "to"};
