@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -1385,11 +1386,18 @@ core::Result<std::shared_ptr<const config>> load_config(const std::string& path)
     return {core::errc::invalid_argument,
             fmt::format("{}: unable to read the config: {}", path, std::strerror(errno))};
   }
-  // Reads one byte past the limit, no more: a config path naming a huge
-  // file (or /dev/zero) is refused without reading it all.
-  std::string text(config_limits::document_bytes + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<std::size_t>(in.gcount()));
+  // Reads past the limit by one chunk at most: a config path naming a huge
+  // file (or /dev/zero) is refused without reading it all, and a small one
+  // costs no buffer of the limit's size.
+  std::string text;
+  std::array<char, 64 * 1024> chunk{};
+  while (text.size() <= config_limits::document_bytes) {
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    if (in.gcount() <= 0) {
+      break;
+    }
+    text.append(chunk.data(), static_cast<std::size_t>(in.gcount()));
+  }
   return parse_config(text, path);
 }
 

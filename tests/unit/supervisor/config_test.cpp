@@ -263,8 +263,9 @@ std::string alias_bomb() {
 TEST(ConfigBounds, RejectsAnAliasBomb) {
   std::string e = error_of(alias_bomb());
   EXPECT_EQ(e.rfind("x.yaml:", 0), 0u) << e;
-  EXPECT_NE(e.find("(document): more than 100000 YAML nodes (each use of an alias counts its "
-                   "whole node)"),
+  EXPECT_NE(e.find(fmt::format("(document): more than {} YAML nodes (each use of an alias counts "
+                               "its whole node)",
+                               config_limits::max_nodes)),
             std::string::npos)
       << e;
   // The same through children: a supervisor whose children alias a list
@@ -279,7 +280,9 @@ TEST(ConfigBounds, RejectsAnAliasBomb) {
     prev = "*s" + std::to_string(i);
   }
   e = error_of(nested);
-  EXPECT_NE(e.find("more than 100000 YAML nodes"), std::string::npos) << e;
+  EXPECT_NE(e.find(fmt::format("more than {} YAML nodes", config_limits::max_nodes)),
+            std::string::npos)
+      << e;
 }
 
 TEST(ConfigBounds, AcceptsAliasesThatShareAMapping) {
@@ -297,16 +300,34 @@ TEST(ConfigBounds, RejectsDeepNestingAndLargeDocuments) {
   EXPECT_NE(e.find("(document): nested deeper than 64 levels"), std::string::npos) << e;
   EXPECT_EQ(e.rfind("x.yaml:4:", 0), 0u) << e;
 
-  // 1 MiB of YAML and a byte more: refused before parsing, by parse_config
+  // The limit and a byte more: refused before parsing, by parse_config
   // and by load_config (which reads no further than that).
   std::string big = head + "# " + std::string(config_limits::document_bytes, 'x') + "\n";
-  EXPECT_EQ(error_of(big), "x.yaml: the config is larger than 1048576 bytes");
+  const std::string too_big =
+      fmt::format("the config is larger than {} bytes", config_limits::document_bytes);
+  EXPECT_EQ(error_of(big), "x.yaml: " + too_big);
   testing::temp_dir d;
   std::string f = d.path() + "/big.yaml";
   std::ofstream(f) << big;
   auto r = load_config(f);
   ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.message(), f + ": the config is larger than 1048576 bytes");
+  EXPECT_EQ(r.message(), f + ": " + too_big);
+}
+
+// The scale otpd is built for fits the bounds: 10,000 children, each with
+// a command, its output and an env entry.
+TEST(ConfigBounds, AcceptsTenThousandChildren) {
+  std::string yaml = head;
+  for (int i = 0; i < 10000; ++i) {
+    yaml += fmt::format(
+        "    - {{id: worker-{0}, command: [/bin/sleep, --port, '{0}'], stdout: "
+        "null, stderr: null, env: {{SHARD: '{0}'}}}}\n",
+        i);
+  }
+  ASSERT_LT(yaml.size(), config_limits::document_bytes);
+  auto r = parse_config(yaml, "x.yaml");
+  ASSERT_TRUE(r.has_value()) << r.message();
+  EXPECT_EQ((*r)->root.sup.children.size(), 10000U);
 }
 
 TEST(ConfigBounds, RejectsDuplicateKeysInAMapping) {

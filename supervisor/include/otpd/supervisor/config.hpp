@@ -288,9 +288,12 @@ inline constexpr std::array<std::string_view, 3> limits{"memory", "cpu", "pids"}
 // What the loader accepts at most (docs/SECURITY.md): a config is read by a
 // root daemon, so a bad one must end in an error, never in memory exhaustion.
 namespace config_limits {
-inline constexpr std::size_t document_bytes = 1u << 20;  // 1 MiB of YAML
+// Room for the 10,000 children otpd is built for (some 140 bytes and 11
+// YAML nodes each in a plain list, several times that with env, probes and
+// limits), while a parse stays some hundreds of MB at worst.
+inline constexpr std::size_t document_bytes = 8u << 20;  // 8 MiB of YAML
 // YAML nodes walked, each use of an alias counting its whole node again.
-inline constexpr std::size_t max_nodes = 100000;
+inline constexpr std::size_t max_nodes = 1000000;
 inline constexpr int max_depth = 64;                     // nesting of mappings and lists
 inline constexpr std::uint64_t size_bytes = 1ull << 50;  // a size value (max_size ...)
 inline constexpr std::size_t name_chars = 64;            // an id, a name, node.name
