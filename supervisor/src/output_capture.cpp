@@ -437,19 +437,8 @@ void output_capture::on_readable(uv_poll_t* h, int status, int /*events*/) {
 // What the children wrote before the end is still in the pipes: read it
 // (without waiting for more), then write every partial line.
 void output_capture::clear() {
-  char buf[65536];
   for (auto& [fd, c] : captures_) {
-    for (int rounds = 0; rounds < 16; ++rounds) {
-      ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n < 0 && errno == EINTR) {
-        continue;
-      }
-      if (n <= 0) {
-        break;
-      }
-      deliver(*c, buf, static_cast<std::size_t>(n), false);
-    }
-    deliver(*c, nullptr, 0, true);
+    drain(fd, *c);
   }
   partial_.clear();
   captures_.clear();
@@ -460,22 +449,28 @@ void output_capture::clear() {
 std::vector<output_capture::handed> output_capture::handover() {
   std::vector<handed> out;
   out.reserve(captures_.size());
-  char buf[65536];
   for (auto& [fd, c] : captures_) {
-    for (int rounds = 0; rounds < 16; ++rounds) {
-      ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n < 0 && errno == EINTR) {
-        continue;
-      }
-      if (n <= 0) {
-        break;  // EOF is the loop's to see (the next process sees it too)
-      }
-      deliver(*c, buf, static_cast<std::size_t>(n), false);
-    }
-    deliver(*c, nullptr, 0, true);
+    drain(fd, *c);  // EOF is the loop's to see (the next process sees it too)
     out.push_back({fd, &c->target});
   }
   return out;
+}
+
+// What is in fd now, read without waiting for more (16 reads at most: a
+// child writing on cannot hold us), then c's partial line written out.
+void output_capture::drain(int fd, capture& c) {
+  char buf[65536];
+  for (int rounds = 0; rounds < 16; ++rounds) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      break;
+    }
+    deliver(c, buf, static_cast<std::size_t>(n), false);
+  }
+  deliver(c, nullptr, 0, true);
 }
 
 std::size_t output_capture::reopen_all() {

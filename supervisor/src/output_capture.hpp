@@ -220,6 +220,7 @@ class output_capture {
   // Frames n bytes of c (n == 0: its partial line, at EOF or when due) and
   // writes the lines to its target.
   void deliver(capture& c, const char* data, std::size_t n, bool flush);
+  void drain(int fd, capture& c);
   void arm_flush(capture& c);
   void send_syslog(const capture_target& t, std::string_view text);
   void on_flush_timer();
