@@ -7,11 +7,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <sstream>
 #include <string>
 #include <system_error>
 
+#include "cgroup.hpp"
 #include <fmt/format.h>
 
 #include <otpd/core/spawn.hpp>
@@ -45,8 +45,10 @@ void collect_descendants(pid_t pid, std::vector<pid_t>& out) {
 }
 
 pid_t parent_of(pid_t pid) {
-  std::ifstream in(fmt::format("/proc/{}/stat", pid));
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // read(2), not a stream: a process that exits while we read makes read()
+  // fail with ESRCH, which libstdc++'s filebuf throws through an
+  // istreambuf_iterator (otpd's shutdown sweep once died of it).
+  std::string s = detail::read_small_file(fmt::format("/proc/{}/stat", pid));
   // The command name in parentheses may itself hold spaces and ')': the
   // fields after it start after the last ')'.
   auto close = s.rfind(')');
