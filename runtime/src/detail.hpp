@@ -470,7 +470,8 @@ class context {
   std::vector<in_conn*> rings_;  // the connections reading a ring (stable: node-based map)
   std::vector<pid_t> dirty_;     // out_ entries with pending bytes or a wake-up due
   bool ring_enabled_ = true;
-  unsigned fast_polls_ = 0;  // receives served from the rings without epoll
+  // Ring bytes taken since the epoll set was last looked at (pump).
+  std::uint64_t ring_since_epoll_ = 0;
   std::unordered_map<std::string, pid_t> name_cache_;
   std::unordered_set<ref, ref_hash> abandoned_;
   message_queue queue_;

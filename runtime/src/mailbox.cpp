@@ -47,10 +47,18 @@ constexpr std::uint64_t publish_batch = std::uint64_t{16} * 1024;
 // receiver is the slower side then, and a spinning sender only takes CPU
 // from it when they share a core.
 constexpr std::chrono::microseconds full_ring_spin{5};
-// A receiver stops looking at one ring again (after a marker, or for a tail
-// published meanwhile) once it took this much in one call: a sender as fast
-// as us cannot keep us there.
+// A receiver takes about this much from one ring per call, then turns to
+// the others and to the epoll set: a full ring is one round of the program's
+// receives behind, not the whole ring, so a sender waiting for room gets it
+// in steps (and the queue holds at most a batch per ring more than the
+// program asked for).
 constexpr std::uint64_t consume_batch = std::uint64_t{64} * 1024;
+// A receive that finds messages in the rings looks at the epoll set (sockets,
+// pidfds, timers) at least once per this many ring bytes taken: peers that
+// keep the rings busy must not starve a socket peer, whose ring request,
+// ring start or wake-up waits there, nor a DOWN. One epoll_wait per 64 KiB
+// is under a nanosecond per message.
+constexpr std::uint64_t epoll_budget = std::uint64_t{64} * 1024;
 
 // The received bytes of c not parsed yet.
 std::string_view unparsed(const in_conn& c) {
@@ -503,7 +511,7 @@ Result<void> context::send(const address& to, kind k, const ref& r, std::string_
     const wire::header h = wire::make_header(k, self_, r, body.size());
     Result<void> w;
     if (c->state == out_conn::ring_state::on) {
-      w = send_ring(*pid, c, h, body, until, lazy);
+      w = send_ring(*pid, c, h, body, until, buffered);
     } else {
       wire::append_frame(c->pending, h, body);
       if (buffered && c->pending.size() < post_flush_threshold) {
@@ -747,7 +755,7 @@ bool context::consume(in_conn& c) {
       }
       break;
     }
-    while (c.head != tail) {
+    while (c.head != tail && c.head - head_at_start < consume_batch) {
       auto r = ring::next(c.ring.data(), c.ring.capacity(), c.head, tail);
       if (r.status == ring::read::broken) {
         close_conn(fd, r.why);
@@ -771,6 +779,7 @@ bool context::consume(in_conn& c) {
     // Room for the sender; wake it if it waits for room.
     auto* ctl = c.ring.ctl();
     ctl->head.store(c.head, std::memory_order_release);
+    ring_since_epoll_ += c.head - c.published;
     c.published = c.head;
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (ctl->writer_waits.load(std::memory_order_relaxed) != 0 &&
@@ -889,6 +898,7 @@ int context::pump(int timeout_ms) {
   do {
     n = ::epoll_wait(epoll_.get(), evs, 64, timeout_ms);
   } while (n < 0 && errno == EINTR);
+  ring_since_epoll_ = 0;
   if (announced) {
     if (!external_loop_) {
       for (in_conn* c : rings_) {
@@ -943,8 +953,9 @@ Result<message> context::receive(const predicate* pred, deadline until) {
     return queue_.take(static_cast<std::size_t>(i));
   }
   // The rings first, without a syscall; the epoll set (sockets, pidfds,
-  // timers) when they had nothing, and every 16th time regardless.
-  if (rings_.empty() || poll_rings() == 0 || (++fast_polls_ & 15U) == 0) {
+  // timers) when they had nothing, and after every epoll_budget bytes
+  // taken from them regardless.
+  if (rings_.empty() || poll_rings() == 0 || ring_since_epoll_ >= epoll_budget) {
     pump(0);
   }
   if (auto i = find(); i >= 0) {
@@ -952,7 +963,7 @@ Result<message> context::receive(const predicate* pred, deadline until) {
   }
   // Spin briefly before sleeping: waking a halted vCPU costs tens of µs here.
   // The rings are polled without a syscall; the epoll set (sockets, pidfds,
-  // timers) every 16th round.
+  // timers) every 16th empty round and per epoll_budget ring bytes.
   if (spin_.count() > 0 && !until.expired()) {
     auto spin_end = core::clock::now() + spin_;
     if (spin_end > until.at()) {
@@ -961,8 +972,9 @@ Result<message> context::receive(const predicate* pred, deadline until) {
     unsigned round = 0;
     while (core::clock::now() < spin_end) {
       int got = rings_.empty() ? 0 : poll_rings();
-      if (got == 0 && (rings_.empty() || (++round & 15U) == 0)) {
-        got = pump(0);
+      if (ring_since_epoll_ >= epoll_budget ||
+          (got == 0 && (rings_.empty() || (++round & 15U) == 0))) {
+        got += pump(0);
       }
       if (got > 0) {
         if (auto i = find(); i >= 0) {
@@ -1030,6 +1042,10 @@ Result<void> post_message(const address& to, kind k, const ref& r, std::string_v
   // never() is a marker here: the real deadline is taken only if the post
   // has to write, which keeps a clock read off the per-message path.
   return ctx().send(to, k, r, body, deadline::never(), true);
+}
+Result<void> post_message(const address& to, kind k, const ref& r, std::string_view body,
+                          deadline until) {
+  return ctx().send(to, k, r, body, until, true);
 }
 Result<void> flush(deadline until) {
   return ctx().flush_all(until);

@@ -67,11 +67,10 @@ TEST_P(Mailbox, FourConcurrentSendersKeepPerSenderOrderAndLoseNothing) {
     auto child = rt::spawn([parent, s] {
       for (int i = 0; i < per_sender; ++i) {
         // Alternate single sends and batched posts: both keep order. Four
-        // senders outrun one receiver, so a send may wait for room: each
-        // wait gets the test's long deadline, not the default 5 s (under
-        // sanitizers on a loaded machine the receiver can lag that much).
-        // Posts are flushed every 64 (well before the 64 KiB auto-flush,
-        // which uses the default deadline).
+        // senders outrun one receiver, so a send or a post may wait for
+        // room (a full ring, 64 KiB queued): each wait gets the test's long
+        // deadline, not the default 5 s (under sanitizers on a loaded
+        // machine the receiver can lag that much).
         auto body = rt::pack(std::make_tuple(s, i));
         otpd::core::Result<void> r;
         if (i % 64 == 1) {
@@ -79,7 +78,7 @@ TEST_P(Mailbox, FourConcurrentSendersKeepPerSenderOrderAndLoseNothing) {
         }
         if (r) {
           r = (i % 3 == 0) ? rt::send_message(parent, rt::kind::user, {}, body, long_wait())
-                           : rt::post_message(parent, rt::kind::user, {}, body);
+                           : rt::post_message(parent, rt::kind::user, {}, body, long_wait());
         }
         if (!r) {
           // Says why when the receive below then times out (a send that

@@ -88,6 +88,10 @@ Result<void> send(const address& to, const T& term) {
 // in one write when 64 KiB accumulate, on flush(), and before this process
 // blocks in receive(). Order with send() to the same receiver is kept.
 Result<void> post_message(const address& to, kind k, const ref& r, std::string_view body);
+// The same, for a caller that knows how long its post may wait when it has
+// to (64 KiB queued, or a full ring): until, instead of default_send_timeout.
+Result<void> post_message(const address& to, kind k, const ref& r, std::string_view body,
+                          deadline until);
 template <class T>
 Result<void> post(const address& to, const T& term) {
   return post_message(to, kind::user, {}, pack(term));
