@@ -17,7 +17,7 @@ namespace {
 // works only with some PATH shows it.
 void print_programs(const otpd::supervisor::child_spec& c, const std::string& path) {
   if (!c.is_supervisor) {
-    const auto& w = c.worker;
+    const auto& w = *c.worker;
     if (w.program_found_in != "as written") {
       std::printf("  %s: %s -> %s (%s)\n", path.c_str(), w.argv[0].c_str(), w.program.c_str(),
                   w.program_found_in.c_str());

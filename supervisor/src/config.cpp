@@ -19,6 +19,7 @@
 #include <span>
 #include <sstream>
 #include <stdexcept>
+#include <unordered_map>
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
@@ -965,7 +966,7 @@ class parser {
   }
 
   void worker(const YAML::Node& n, const std::string& key, child_spec& c) {
-    worker_spec& w = c.worker;
+    worker_spec w;
     if (n["name"]) {
       c.name = scalar(n["name"], join(key, "name"));
       if (!valid_name(c.name)) {
@@ -1069,6 +1070,30 @@ class parser {
     }
     sd_notify(n, key, w);
     identity(n, key, w);
+    c.worker = intern(std::move(w));
+  }
+
+  // Equal workers share one spec: a list of children that differ only in
+  // their ids (generated, or from `instances:` without "{instance}") holds
+  // one worker_spec, not one each.
+  shared_value<worker_spec> intern(worker_spec w) {
+    std::hash<std::string> h;
+    std::size_t key = h(w.program);
+    for (const auto& a : w.argv) {
+      key = key * 31 + h(a);
+    }
+    for (const auto& [k, v] : w.env) {
+      key = key * 31 + (h(k) ^ h(v));
+    }
+    key = key * 31 + h(w.cwd);
+    auto& same_hash = interned_[key];
+    for (const auto& p : same_hash) {
+      if (*p == w) {
+        return shared_value<worker_spec>(p);
+      }
+    }
+    same_hash.push_back(std::make_shared<worker_spec>(std::move(w)));
+    return shared_value<worker_spec>(same_hash.back());
   }
 
   // watchdog_sec (seconds, fractions allowed, as systemd's WatchdogSec=)
@@ -1352,7 +1377,29 @@ class parser {
   std::vector<std::string> node_path_;
   std::set<std::string> names_;  // registered names seen so far
   YAML::Mark instance_mark_ = YAML::Mark::null_mark();
+  std::unordered_map<std::size_t, std::vector<std::shared_ptr<worker_spec>>> interned_;
 };
+
+// Gives c (and its children, and its template) workers of their own, copied
+// now: see parse_config. Workers shared before are shared after.
+void copy_workers(child_spec& c,
+                  std::unordered_map<const worker_spec*, shared_value<worker_spec>>& copied) {
+  if (!c.is_supervisor) {
+    auto [at, fresh] = copied.try_emplace(&*c.worker);
+    if (fresh) {
+      at->second = shared_value<worker_spec>(worker_spec(*c.worker));
+    }
+    c.worker = at->second;
+  }
+  for (auto& k : c.sup.children) {
+    copy_workers(k, copied);
+  }
+  if (c.sup.child_template) {
+    auto t = std::make_shared<child_spec>(*c.sup.child_template);
+    copy_workers(*t, copied);
+    c.sup.child_template = std::move(t);
+  }
+}
 
 }  // namespace
 
@@ -1367,7 +1414,17 @@ core::Result<std::shared_ptr<const config>> parse_config(const std::string& text
   parser ps(file, p.parent_path().string());
   try {
     YAML::Node doc = YAML::Load(text);
-    return std::shared_ptr<const config>(ps.top(doc));
+    std::shared_ptr<const config> built = ps.top(doc);
+    // The config as built sits among the document's nodes (some 400 bytes
+    // each, 11 a child): its strings pin nearly every page of the heap once
+    // the document is freed (43 MB kept at 10,000 children). A copy made
+    // while the document is still alive is laid out in fresh memory, so
+    // freeing the document and the first config leaves whole free pages
+    // that malloc_trim gives back (docs/benchmarks/restart.md).
+    auto copy = std::make_shared<config>(*built);
+    std::unordered_map<const worker_spec*, shared_value<worker_spec>> copied;
+    copy_workers(copy->root, copied);
+    return std::shared_ptr<const config>(std::move(copy));
   } catch (const config_error& e) {
     return {core::errc::invalid_argument, e.what()};
   } catch (const YAML::Exception& e) {
@@ -1450,9 +1507,9 @@ void log_target_users(const child_spec& c, const std::string& path,
     }
     return;
   }
-  for (const auto* o : {&c.worker.stdout_spec, &c.worker.stderr_spec}) {
+  for (const auto* o : {&c.worker->stdout_spec, &c.worker->stderr_spec}) {
     if (o->kind == output_kind::journald || o->kind == output_kind::syslog) {
-      out.emplace_back(path + "'s " + (o == &c.worker.stdout_spec ? "stdout" : "stderr"), o->kind);
+      out.emplace_back(path + "'s " + (o == &c.worker->stdout_spec ? "stdout" : "stderr"), o->kind);
     }
   }
 }

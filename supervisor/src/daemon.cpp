@@ -658,7 +658,7 @@ void node_daemon::on_reaped(pid_t pid, const exit_reason& observed) {
   // cgroup mode the worker has ended only once its cgroup is empty: the
   // tree hears of it then (usually at once: nothing else was in it).
   if (!wait_until_empty(p, pid, reason)) {
-    finish_exit(p.uid, p.cgroup, p.v1, reason);
+    finish_exit(p.uid, p.cgroup, p.v1(), reason);
   }
   cleanup_registry(pid, p.name);
   exits_.emplace_back(pid, reason);
@@ -760,7 +760,7 @@ bool node_daemon::wait_until_empty(const proc& p, pid_t pid, const exit_reason& 
   }
   core::log_debug("otpd {}: pid {} gone; waiting for {} to empty", p.path, pid, p.cgroup);
   emptying& e = emptying_[wd];
-  e = emptying{p.uid, p.path, p.cgroup, p.v1, reason, {}};
+  e = emptying{p.uid, p.path, p.cgroup, p.v1(), reason, {}};
   // The shutdown timer of the stop (none with shutdown: infinity) goes on
   // for what is left: its remaining time, on a timer of the cgroup's own.
   if (let_finish && p.timer.get() != nullptr && uv_is_active(uv::as_handle(p.timer.get())) != 0) {

@@ -145,7 +145,7 @@ std::string cpu_quota(double cores) {
 template <class F>
 void for_each_worker(const child_spec& c, const F& f) {
   if (!c.is_supervisor) {
-    f(c.worker);
+    f(*c.worker);
     return;
   }
   for (const auto& k : c.sup.children) {

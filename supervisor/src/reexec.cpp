@@ -385,7 +385,7 @@ json node_daemon::handover_state(const std::vector<output_capture::handed>& capt
               {"path", p.path},
               {"ready", p.ready},
               {"cgroup", p.cgroup},
-              {"v1", {p.v1.memory, p.v1.pids, p.v1.cpu, p.v1.cpuacct}}};
+              {"v1", {p.v1().memory, p.v1().pids, p.v1().cpu, p.v1().cpuacct}}};
     if (p.oom_kills) {
       j["oom_kills"] = *p.oom_kills;
     }
@@ -632,8 +632,8 @@ void node_daemon::adopt_handover() {
       try {
         p.cgroup = j.value("cgroup", std::string());
         if (auto v1 = j.find("v1"); v1 != j.end() && v1->is_array() && v1->size() == 4) {
-          p.v1 = {(*v1)[0].get<std::string>(), (*v1)[1].get<std::string>(),
-                  (*v1)[2].get<std::string>(), (*v1)[3].get<std::string>()};
+          p.set_v1({(*v1)[0].get<std::string>(), (*v1)[1].get<std::string>(),
+                    (*v1)[2].get<std::string>(), (*v1)[3].get<std::string>()});
         }
         if (auto o = j.find("oom_kills"); o != j.end() && o->is_number_unsigned()) {
           p.oom_kills = o->get<std::uint64_t>();

@@ -139,7 +139,7 @@ void node_daemon::spawn_worker(std::uint64_t uid) {
   proc& p = register_worker(*n, r->pid);
   p.watchdog_usec = w.watchdog_usec;
   p.cgroup = std::move(cgroup);
-  p.v1 = std::move(lim.v1);
+  p.set_v1(std::move(lim.v1));
   p.oom_kills = lim.oom_kills;
   watch_exec(p, std::move(r->exec_fd));
   arm_readiness(p, w.readiness, std::move(fds.ready_r));

@@ -65,7 +65,7 @@ exit_reason node_daemon::oom_reason(const proc& p, const exit_reason& reason) co
   if (!p.oom_kills || !limits_ || p.stopping || reason.kind != core::exit_kind::killed) {
     return reason;
   }
-  auto now = limits_->oom_kills(p.cgroup, p.v1);
+  auto now = limits_->oom_kills(p.cgroup, p.v1());
   if (now && *now > *p.oom_kills) {
     core::log_warn("otpd {}: pid {} killed by the OOM killer (memory limit {} bytes)", p.path,
                    p.pid, [&] {
@@ -83,10 +83,10 @@ void node_daemon::put_figures(const node& n, protocol::node_status& s) const {
     return;
   }
   auto w = procs_.find(n.pid);
-  if (w == procs_.end() || (w->second.cgroup.empty() && !w->second.v1.any())) {
+  if (w == procs_.end() || (w->second.cgroup.empty() && !w->second.v1().any())) {
     return;
   }
-  resource_figures f = limits_->figures(w->second.cgroup, w->second.v1);
+  resource_figures f = limits_->figures(w->second.cgroup, w->second.v1());
   s.cpu_usec = f.cpu_usec;
   s.memory_current = f.memory_current;
   s.memory_peak = f.memory_peak;

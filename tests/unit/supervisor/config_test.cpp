@@ -42,22 +42,22 @@ TEST(Config, ParsesAFullTree) {
   const child_spec& w = c.root.sup.children[0];
   EXPECT_EQ(w.name, "stack");
   EXPECT_EQ(w.restart, restart_type::transient);
-  EXPECT_EQ(w.worker.shutdown.kind, shutdown_kind::brutal_kill);
-  EXPECT_EQ(w.worker.readiness.kind, readiness_kind::tcp);
-  EXPECT_EQ(w.worker.readiness.port, 7000);
-  EXPECT_EQ(w.worker.readiness.start_timeout_ms, 300);
-  EXPECT_EQ(w.worker.stdout_spec.path, "/tmp/logs/w.log");
-  EXPECT_EQ(w.worker.stdout_spec.max_bytes, 1u << 20);
-  EXPECT_EQ(w.worker.stderr_spec.kind, output_kind::null);
-  EXPECT_TRUE(w.worker.backoff.enabled);
+  EXPECT_EQ(w.worker->shutdown.kind, shutdown_kind::brutal_kill);
+  EXPECT_EQ(w.worker->readiness.kind, readiness_kind::tcp);
+  EXPECT_EQ(w.worker->readiness.port, 7000);
+  EXPECT_EQ(w.worker->readiness.start_timeout_ms, 300);
+  EXPECT_EQ(w.worker->stdout_spec.path, "/tmp/logs/w.log");
+  EXPECT_EQ(w.worker->stdout_spec.max_bytes, 1u << 20);
+  EXPECT_EQ(w.worker->stderr_spec.kind, output_kind::null);
+  EXPECT_TRUE(w.worker->backoff.enabled);
   const child_spec& s = c.root.sup.children[1];
   EXPECT_TRUE(s.is_supervisor);
   EXPECT_EQ(s.sup.strat, strategy::rest_for_one);
   EXPECT_EQ(s.sup.max_restarts, 0);
   const child_spec& x = s.sup.children[0];
-  EXPECT_EQ(x.worker.argv, (std::vector<std::string>{"/bin/sh", "-c", "sleep 1"}));
-  EXPECT_EQ(x.worker.shutdown.signal, SIGINT);
-  EXPECT_EQ(x.worker.shutdown.timeout_ms, 200);
+  EXPECT_EQ(x.worker->argv, (std::vector<std::string>{"/bin/sh", "-c", "sleep 1"}));
+  EXPECT_EQ(x.worker->shutdown.signal, SIGINT);
+  EXPECT_EQ(x.worker->shutdown.timeout_ms, 200);
 }
 
 TEST(Config, RejectsBadRestartWithLineColumnAndKey) {
@@ -86,12 +86,12 @@ TEST(Config, OutputsInheritPrefixedAndTimestamps) {
                             "      stderr: /tmp/b.err\n",
                         "x.yaml");
   ASSERT_TRUE(r.has_value()) << r.message();
-  const auto& a = (*r)->root.sup.children[0].worker;
+  const auto& a = *(*r)->root.sup.children[0].worker;
   EXPECT_EQ(a.stdout_spec.kind, output_kind::inherit_prefixed);
   EXPECT_FALSE(a.stdout_spec.timestamps);
   EXPECT_EQ(a.stderr_spec.kind, output_kind::file);
   EXPECT_FALSE(a.stderr_spec.timestamps);
-  const auto& b = (*r)->root.sup.children[1].worker;
+  const auto& b = *(*r)->root.sup.children[1].worker;
   EXPECT_EQ(b.stdout_spec.kind, output_kind::inherit_prefixed);
   EXPECT_TRUE(b.stdout_spec.timestamps);
   EXPECT_TRUE(b.stderr_spec.timestamps);
@@ -119,10 +119,10 @@ TEST(Config, SuccessExitCodesAndStopAsGroup) {
                             "    - {id: b, command: [/bin/true]}\n",
                         "x.yaml");
   ASSERT_TRUE(r.has_value()) << r.message();
-  const auto& a = (*r)->root.sup.children[0].worker;
+  const auto& a = *(*r)->root.sup.children[0].worker;
   EXPECT_EQ(a.success_exit_codes, (std::vector<int>{0, 3}));
   EXPECT_TRUE(a.stop_as_group);
-  const auto& b = (*r)->root.sup.children[1].worker;
+  const auto& b = *(*r)->root.sup.children[1].worker;
   EXPECT_EQ(b.success_exit_codes, (std::vector<int>{0}));
   EXPECT_FALSE(b.stop_as_group);
   EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], success_exit_codes: [0, 256]}\n"),
@@ -177,7 +177,7 @@ TEST(Config, ResolvesBareCommandsFromNodePathThenOwnDirectoryThenPath) {
       parse_config("node:\n  path: [tools]\n" + head + "    - {id: a, command: [sleep, '1']}\n",
                    d.path() + "/c.yaml");
   ASSERT_TRUE(r.has_value()) << r.message();
-  const worker_spec& w = (*r)->root.sup.children[0].worker;
+  const worker_spec& w = *(*r)->root.sup.children[0].worker;
   EXPECT_EQ(w.program, tool);
   EXPECT_EQ(w.program_found_in, "node.path");
   EXPECT_EQ(w.argv[0], "sleep");
@@ -186,13 +186,13 @@ TEST(Config, ResolvesBareCommandsFromNodePathThenOwnDirectoryThenPath) {
   std::string self = testing::bin_dir();
   auto r2 = parse_config(head + "    - {id: a, command: [otpd_test_child]}\n", "c.yaml");
   ASSERT_TRUE(r2.has_value()) << r2.message();
-  EXPECT_EQ((*r2)->root.sup.children[0].worker.program_found_in, "otpd's directory");
-  EXPECT_EQ(std::filesystem::path((*r2)->root.sup.children[0].worker.program).parent_path(),
+  EXPECT_EQ((*r2)->root.sup.children[0].worker->program_found_in, "otpd's directory");
+  EXPECT_EQ(std::filesystem::path((*r2)->root.sup.children[0].worker->program).parent_path(),
             std::filesystem::canonical(std::filesystem::path(self)));
 
   auto r3 = parse_config(head + "    - {id: a, command: [sh]}\n", "c.yaml");
   ASSERT_TRUE(r3.has_value()) << r3.message();
-  EXPECT_EQ((*r3)->root.sup.children[0].worker.program_found_in, "PATH");
+  EXPECT_EQ((*r3)->root.sup.children[0].worker->program_found_in, "PATH");
 
   EXPECT_EQ(error_of("node:\n  path: {a: b}\n" + head + "    - {id: a, command: [sh]}\n"),
             "x.yaml:2:9: node.path: expected a list of directories");
@@ -291,7 +291,7 @@ TEST(ConfigBounds, AcceptsAliasesThatShareAMapping) {
                             "    - {id: b, command: [/bin/true], env: *e}\n",
                         "x.yaml");
   ASSERT_TRUE(r.has_value()) << r.message();
-  EXPECT_EQ((*r)->root.sup.children[1].worker.env.size(), 2u);
+  EXPECT_EQ((*r)->root.sup.children[1].worker->env.size(), 2u);
 }
 
 TEST(ConfigBounds, RejectsDeepNestingAndLargeDocuments) {
@@ -392,7 +392,7 @@ TEST(ConfigValues, RejectsOverflowingSizes) {
           "    - {id: a, command: [/bin/true], stdout: {file: /tmp/x.log, max_size: 1048576G}}\n",
       "x.yaml");
   ASSERT_TRUE(ok.has_value()) << ok.message();
-  EXPECT_EQ((*ok)->root.sup.children[0].worker.stdout_spec.max_bytes, config_limits::size_bytes);
+  EXPECT_EQ((*ok)->root.sup.children[0].worker->stdout_spec.max_bytes, config_limits::size_bytes);
 }
 
 TEST(ConfigValues, RejectsBadPorts) {
@@ -468,11 +468,11 @@ TEST(ConfigInstances, ExpandsIntoNumberedChildrenWithTheirNumberSubstituted) {
     EXPECT_EQ(c.name, fmt::format("web{}", k));
     EXPECT_EQ(c.instance_of, "web");
     EXPECT_EQ(c.instance, k);
-    EXPECT_EQ(c.worker.argv,
+    EXPECT_EQ(c.worker->argv,
               (std::vector<std::string>{"/bin/echo", "--port", fmt::format("80{}", k)}));
-    EXPECT_EQ(c.worker.readiness.port, 900 + k);
+    EXPECT_EQ(c.worker->readiness.port, 900 + k);
     env_list want{{"SLOT", fmt::format("slot-{}", k)}, {"KEEP", "{other}"}};
-    EXPECT_EQ(c.worker.env, want);
+    EXPECT_EQ(c.worker->env, want);
   }
   EXPECT_EQ(kids[0].instance, -1);
   // Each instance has its own fingerprint: a reload that changes the count
@@ -512,7 +512,7 @@ TEST(ConfigIdentity, ParsesLimitsAndIdentity) {
                             "    - {id: b, command: [/bin/true]}\n",
                         "x.yaml");
   ASSERT_TRUE(r.has_value()) << r.message();
-  const auto& a = (*r)->root.sup.children[0].worker;
+  const auto& a = *(*r)->root.sup.children[0].worker;
   ASSERT_EQ(a.rlimits.size(), 5u);
   // In the order of config_keys::rlimits, whatever the order written.
   EXPECT_EQ(a.rlimits[0].resource, RLIMIT_NOFILE);
@@ -531,7 +531,7 @@ TEST(ConfigIdentity, ParsesLimitsAndIdentity) {
   EXPECT_EQ(a.oom_score_adj, -100);
   EXPECT_TRUE(a.no_new_privileges);
   EXPECT_EQ(a.capabilities, (std::uint64_t{1} << 10) | (std::uint64_t{1} << 5));
-  const auto& b = (*r)->root.sup.children[1].worker;
+  const auto& b = *(*r)->root.sup.children[1].worker;
   EXPECT_TRUE(b.rlimits.empty());
   EXPECT_FALSE(b.umask || b.nice || b.oom_score_adj);
   EXPECT_FALSE(b.no_new_privileges);
@@ -626,7 +626,7 @@ TEST(ConfigIdentity, EnvFileIsParsedAtLoadWithFileAndLine) {
   std::string yaml = head + "    - {id: a, command: [/bin/true], env_file: app.env}\n";
   auto r = parse_config(yaml, cfg);
   ASSERT_TRUE(r.has_value()) << r.message();
-  EXPECT_EQ((*r)->root.sup.children[0].worker.env_file, envf);
+  EXPECT_EQ((*r)->root.sup.children[0].worker->env_file, envf);
 
   std::ofstream(envf) << "A=1\n\nB=\"open\n";
   r = parse_config(yaml, cfg);
@@ -701,7 +701,7 @@ TEST(Capabilities, NamesBothWays) {
 worker_spec worker_of(const std::string& extra) {
   auto r = parse_config(head + "    - {id: a, command: [/bin/true], " + extra + "}\n", "x.yaml");
   EXPECT_TRUE(r.has_value()) << r.message();
-  return r ? (*r)->root.sup.children.at(0).worker : worker_spec{};
+  return r ? *(*r)->root.sup.children.at(0).worker : worker_spec{};
 }
 
 TEST(ConfigProbes, AddressesTakeHostNamesAndBracketedIpv6) {
@@ -853,6 +853,47 @@ TEST(ConfigSdNotify, RejectsBadValues) {
   EXPECT_EQ(error_of(head + "    - {id: a, command: [/bin/true], readiness: sd-notify}\n"),
             "x.yaml:4:48: supervisor.children[0].readiness: expected one of exec, notify, or "
             "sd_notify");
+}
+
+// Children whose workers are equal share one worker_spec (10,000 children
+// of a generated list hold one); different ones, and copies changed through
+// edit(), do not.
+TEST(ConfigShare, EqualWorkersShareOneSpec) {
+  auto r = parse_config(
+      "supervisor:\n  strategy: one_for_one\n  children:\n"
+      "    - {id: a, command: [/bin/sleep, '5'], stdout: null}\n"
+      "    - {id: b, command: [/bin/sleep, '5'], stdout: null}\n"
+      "    - {id: c, command: [/bin/sleep, '6'], stdout: null}\n"
+      "    - {id: d, command: [/bin/sleep, '5'], stdout: null, env: {X: '1'}}\n"
+      "    - {id: e, command: [/bin/sleep, '5'], stdout: null, restart: temporary}\n"
+      "    - {id: i, command: [/bin/sleep, '5'], stdout: null, instances: 2}\n"
+      "    - {id: j, command: [/bin/sleep, '{instance}'], stdout: null, instances: 2}\n",
+      "x.yaml");
+  ASSERT_TRUE(r.has_value()) << r.message();
+  const auto& k = (*r)->root.sup.children;
+  ASSERT_EQ(k.size(), 9u);
+  EXPECT_TRUE(k[0].worker.shares_with(k[1].worker));
+  EXPECT_FALSE(k[0].worker.shares_with(k[2].worker));
+  EXPECT_FALSE(k[0].worker.shares_with(k[3].worker));
+  EXPECT_TRUE(k[0].worker.shares_with(k[4].worker));  // restart is the child's, not the worker's
+  EXPECT_TRUE(k[0].worker.shares_with(k[5].worker));
+  EXPECT_TRUE(k[5].worker.shares_with(k[6].worker));
+  EXPECT_FALSE(k[7].worker.shares_with(k[8].worker));
+  EXPECT_EQ(k[8].worker->argv, (std::vector<std::string>{"/bin/sleep", "1"}));
+  EXPECT_EQ(k[3].worker->env, (env_list{{"X", "1"}}));
+  EXPECT_EQ(k[1].id, "b");
+
+  child_spec copy = k[1];
+  EXPECT_TRUE(copy.worker.shares_with(k[1].worker));
+  copy.worker.edit().argv[1] = "7";
+  EXPECT_FALSE(copy.worker.shares_with(k[1].worker));
+  EXPECT_EQ(k[1].worker->argv[1], "5");
+  EXPECT_EQ(copy.worker->argv[1], "7");
+  // A supervisor's worker is the one empty spec; editing it copies.
+  child_spec sup;
+  EXPECT_TRUE(sup.worker->argv.empty());
+  sup.worker.edit().argv = {"x"};
+  EXPECT_TRUE(child_spec{}.worker->argv.empty());
 }
 
 }  // namespace

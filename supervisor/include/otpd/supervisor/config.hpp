@@ -53,6 +53,7 @@ struct shutdown_spec {
   shutdown_kind kind = shutdown_kind::timeout;
   int timeout_ms = 5000;
   int signal = SIGTERM;
+  bool operator==(const shutdown_spec&) const = default;
 };
 
 struct readiness_spec {
@@ -64,6 +65,7 @@ struct readiness_spec {
   int start_timeout_ms = 5000;
   int probe_interval_ms = 10;  // tcp / unix / command / http: time between probes
   std::string http_path;       // http: the path of the GET ("/healthz")
+  bool operator==(const readiness_spec&) const = default;
 };
 
 // A periodic check of a running child; failures in a row end it with
@@ -79,6 +81,7 @@ struct liveness_spec {
   int timeout_ms = 1000;     // a probe without an answer by then has failed
   int failures = 3;          // failed probes in a row that end the child
   int initial_delay_ms = 0;  // after the child is ready, before the first probe
+  bool operator==(const liveness_spec&) const = default;
 };
 
 // Where a child's stdout or stderr goes. Files are written by otpd from a pipe,
@@ -92,6 +95,7 @@ struct output_spec {
   // Each captured line starts with its wall-clock time (RFC 3339 UTC, ms).
   // Default: on for a file, off for inherit_prefixed (docker stamps its own).
   bool timestamps = true;
+  bool operator==(const output_spec&) const = default;
 };
 
 // Opt-in delay before a restart. Intensity still counts every restart.
@@ -102,6 +106,7 @@ struct backoff_spec {
   double factor = 2.0;
   double jitter = 0.1;  // +-10 %
   int reset_after_ms = 10000;
+  bool operator==(const backoff_spec&) const = default;
 };
 
 // One resource limit of `rlimits:` (setrlimit(2) in the child before exec).
@@ -109,6 +114,7 @@ struct rlimit_spec {
   int resource = 0;  // RLIMIT_NOFILE, ...
   rlim_t soft = 0;   // RLIM_INFINITY: unlimited
   rlim_t hard = 0;
+  bool operator==(const rlimit_spec&) const = default;
 };
 
 // Resource limits of a worker (`limits:`), enforced through its cgroups
@@ -121,6 +127,7 @@ struct limits_spec {
   std::uint64_t pids = 0;
   std::string at_memory, at_cpu, at_pids;
   [[nodiscard]] bool any() const { return memory_bytes != 0 || cpu_cores != 0 || pids != 0; }
+  bool operator==(const limits_spec&) const = default;
 };
 
 struct worker_spec {
@@ -175,6 +182,39 @@ struct worker_spec {
     return readiness.kind == readiness_kind::sd_notify || watchdog_usec != 0 ||
            notify_access.has_value();
   }
+  bool operator==(const worker_spec&) const = default;
+};
+
+// An immutable value that copies share: reads go through -> and *, a
+// change through edit() (which copies it first when it is shared). A
+// default one shares a single empty T. child_spec::worker is one, so the
+// 10,000 children of a generated list or of `instances:` hold one
+// worker_spec between them, not 888 bytes and their strings each.
+template <class T>
+class shared_value {
+ public:
+  shared_value() : p_(empty()) {}
+  shared_value(T v) : p_(std::make_shared<T>(std::move(v))) {}  // NOLINT: implicit by design
+  shared_value(std::shared_ptr<T> p) : p_(std::move(p)) {}      // NOLINT: shares p
+
+  [[nodiscard]] const T& operator*() const noexcept { return *p_; }
+  [[nodiscard]] const T* operator->() const noexcept { return p_.get(); }
+  [[nodiscard]] const T& get() const noexcept { return *p_; }
+  // Whether two values are the same object (not only equal).
+  [[nodiscard]] bool shares_with(const shared_value& o) const noexcept { return p_ == o.p_; }
+  T& edit() {
+    if (p_.use_count() != 1) {
+      p_ = std::make_shared<T>(*p_);
+    }
+    return *p_;
+  }
+
+ private:
+  static const std::shared_ptr<T>& empty() {
+    static const std::shared_ptr<T> e = std::make_shared<T>();
+    return e;
+  }
+  std::shared_ptr<T> p_;
 };
 
 struct child_spec;
@@ -193,7 +233,9 @@ struct child_spec {
   std::string name;  // registered name; empty: none
   restart_type restart = restart_type::permanent;
   bool is_supervisor = false;
-  worker_spec worker;   // when !is_supervisor
+  // When !is_supervisor. Children whose workers are equal share one (the
+  // loader interns them): read it with ->, change it with worker.edit().
+  shared_value<worker_spec> worker;
   supervisor_spec sup;  // when is_supervisor
   // The YAML of this child (without nested children): reload compares these
   // to tell a changed child from an untouched one.

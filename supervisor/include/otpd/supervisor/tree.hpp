@@ -141,7 +141,7 @@ struct node {
   std::uint64_t dynamic_counter = 0;
   std::string give_up_cause;  // "child X exited: reason"
 
-  [[nodiscard]] const worker_spec& worker() const { return spec->worker; }
+  [[nodiscard]] const worker_spec& worker() const { return *spec->worker; }
   [[nodiscard]] const supervisor_spec& sup() const { return spec->sup; }
 };
 
