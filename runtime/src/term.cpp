@@ -78,6 +78,51 @@ core::Result<msgpack::object_handle> decode_term(std::string_view bytes) noexcep
   }
 }
 
+namespace detail {
+
+namespace {
+// The calling thread's zone, made on its first decode and destroyed when it
+// exits.
+msgpack::zone& thread_zone() {
+  thread_local msgpack::zone z;
+  return z;
+}
+thread_local bool t_zone_busy = false;
+}  // namespace
+
+decode_zone::decode_zone() {
+  if (!t_zone_busy) {
+    zone_ = &thread_zone();
+    t_zone_busy = true;
+    owned_ = false;
+  } else {
+    zone_ = new msgpack::zone;
+    owned_ = true;
+  }
+}
+
+decode_zone::~decode_zone() {
+  if (owned_) {
+    delete zone_;
+    return;
+  }
+  zone_->clear();  // keeps its first chunk for the next message
+  t_zone_busy = false;
+}
+
+core::Result<msgpack::object> decode_term(msgpack::zone& z, std::string_view bytes) noexcept {
+  if (auto ok = check_term(bytes); !ok) {
+    return ok.error();
+  }
+  try {
+    return msgpack::unpack(z, bytes.data(), bytes.size(), nullptr, nullptr, decode_limits());
+  } catch (...) {
+    return core::errc::malformed;
+  }
+}
+
+}  // namespace detail
+
 namespace {
 
 std::uint64_t big_endian(const unsigned char* p, int n) {

@@ -63,36 +63,10 @@ int fd_count(pid_t pid) {
 // as SCM_RIGHTS.
 void send_to(const std::string& address, const std::string& data,
              const std::vector<int>& fds = {}) {
-  core::unique_fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  ASSERT_TRUE(fd);
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  ASSERT_LT(address.size(), sizeof sa.sun_path);
-  std::memcpy(sa.sun_path, address.data(), address.size());
-  if (address[0] == '@') {
-    sa.sun_path[0] = '\0';
-  }
-  iovec iov{const_cast<char*>(data.data()), data.size()};
-  msghdr m{};
-  m.msg_name = &sa;
-  m.msg_namelen = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + address.size());
-  m.msg_iov = &iov;
-  m.msg_iovlen = 1;
-  std::vector<char> ctrl(CMSG_SPACE(sizeof(int) * fds.size()));
-  if (!fds.empty()) {
-    m.msg_control = ctrl.data();
-    m.msg_controllen = ctrl.size();
-    cmsghdr* c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
   // An oversized datagram may be refused by our own send buffer (EMSGSIZE):
   // then it never reached otpd, which is fine for what the tests check.
-  ssize_t n = ::sendmsg(fd.get(), &m, MSG_NOSIGNAL);
-  if (n < 0) {
-    EXPECT_EQ(errno, EMSGSIZE) << std::strerror(errno);
+  if (int e = testing::send_datagram(address, data, fds); e != 0) {
+    EXPECT_EQ(e, EMSGSIZE) << std::strerror(e);
   }
 }
 

@@ -4,11 +4,15 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -146,6 +150,39 @@ std::string shell_quote(std::string_view s) {
     }
   }
   return out + "'";
+}
+
+int send_datagram(const std::string& address, std::string_view data, const std::vector<int>& fds) {
+  core::unique_fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_un sa{};
+  if (!fd) {
+    return errno;
+  }
+  if (address.empty() || address.size() >= sizeof sa.sun_path) {
+    return EINVAL;
+  }
+  sa.sun_family = AF_UNIX;
+  std::memcpy(sa.sun_path, address.data(), address.size());
+  if (address[0] == '@') {
+    sa.sun_path[0] = '\0';
+  }
+  iovec iov{const_cast<char*>(data.data()), data.size()};
+  msghdr m{};
+  m.msg_name = &sa;
+  m.msg_namelen = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + address.size());
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  std::vector<char> ctrl(CMSG_SPACE(sizeof(int) * fds.size()));
+  if (!fds.empty()) {
+    m.msg_control = ctrl.data();
+    m.msg_controllen = ctrl.size();
+    cmsghdr* c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  return ::sendmsg(fd.get(), &m, MSG_NOSIGNAL) < 0 ? errno : 0;
 }
 
 int sh(const std::string& command) {

@@ -154,3 +154,57 @@ TEST(DecodeLimits, QuickScalarCheckAgreesWithTheParser) {
   }
   EXPECT_GT(checked, 1000u);
 }
+
+namespace {
+// A type whose conversion unpacks a term of its own: a decode inside a
+// decode on one thread. The outer term stays in the thread's zone while the
+// inner ones run; were they to reuse (and clear) that zone, the outer
+// elements not converted yet would be overwritten.
+struct wrapped {
+  std::vector<int> inner;
+};
+}  // namespace
+
+namespace msgpack {
+MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
+  namespace adaptor {
+  template <>
+  struct convert<wrapped> {
+    const msgpack::object& operator()(const msgpack::object& o, wrapped& w) const {
+      auto r = rt::unpack<std::vector<int>>(o.as<std::string>());
+      if (!r) {
+        throw msgpack::type_error();
+      }
+      w.inner = *r;
+      return o;
+    }
+  };
+  }  // namespace adaptor
+}
+}  // namespace msgpack
+
+TEST(DecodeLimits, UnpackReusesTheThreadsZoneAndADecodeInsideADecodeWorks) {
+  // Terms of very different sizes in turn: the reused zone grows for the
+  // large one and is cleared between decodes (no term sees another's bytes).
+  std::string big(200000, 'x');
+  for (int round = 0; round < 3; ++round) {
+    auto s = rt::unpack<std::string>(rt::pack(big));
+    ASSERT_TRUE(s);
+    EXPECT_EQ(*s, big);
+    auto v = rt::unpack<std::vector<int>>(rt::pack(std::vector<int>{1, 2, round}));
+    ASSERT_TRUE(v);
+    EXPECT_EQ(*v, (std::vector<int>{1, 2, round}));
+    EXPECT_FALSE(rt::unpack<int>("\xc1"));  // malformed leaves the zone usable
+  }
+  std::vector<std::string> parts;
+  for (int i = 0; i < 50; ++i) {
+    parts.push_back(rt::pack(std::vector<int>(static_cast<std::size_t>(i), i)));
+  }
+  auto outer = rt::unpack<std::vector<wrapped>>(rt::pack(parts));
+  ASSERT_TRUE(outer);
+  ASSERT_EQ(outer->size(), parts.size());
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ((*outer)[static_cast<std::size_t>(i)].inner,
+              std::vector<int>(static_cast<std::size_t>(i), i));
+  }
+}

@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include <otpd/core/unique_fd.hpp>
+#include <otpd/testing/testing.hpp>
 
 namespace otpd::supervisor::detail {
 namespace {
@@ -149,30 +150,9 @@ struct socket_fixture {
   // the datagram has been read.
   void send(const std::string& data, const std::vector<int>& fds = {}) {
     ASSERT_TRUE(s);
-    core::unique_fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    sockaddr_un sa{};
-    sa.sun_family = AF_UNIX;
-    const std::string& a = s->address();
-    ASSERT_EQ(a[0], '@');
-    std::memcpy(sa.sun_path, a.data(), a.size());
-    sa.sun_path[0] = '\0';
-    iovec iov{const_cast<char*>(data.data()), data.size()};
-    msghdr m{};
-    m.msg_name = &sa;
-    m.msg_namelen = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + a.size());
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    std::vector<char> ctrl(CMSG_SPACE(sizeof(int) * fds.size()));
-    if (!fds.empty()) {
-      m.msg_control = ctrl.data();
-      m.msg_controllen = ctrl.size();
-      cmsghdr* c = CMSG_FIRSTHDR(&m);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-      std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
-    ASSERT_GE(::sendmsg(fd.get(), &m, 0), 0) << std::strerror(errno);
+    ASSERT_EQ(s->address()[0], '@');
+    int e = otpd::testing::send_datagram(s->address(), data, fds);
+    ASSERT_EQ(e, 0) << std::strerror(e);
     std::size_t before = got.size();
     for (int i = 0; i < 1000 && got.size() == before; ++i) {
       uv_run(&loop, UV_RUN_NOWAIT);

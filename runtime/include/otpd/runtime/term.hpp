@@ -39,16 +39,39 @@ template <class T>
 // does not borrow bytes. errc::malformed on any failure, never an exception.
 [[nodiscard]] core::Result<msgpack::object_handle> decode_term(std::string_view bytes) noexcept;
 
+namespace detail {
+// The zone one unpack<T> decodes into: the calling thread's own, reused
+// from one message to the next (no allocation per message once it holds the
+// largest term seen), or a fresh one when a decode is already under way on
+// this thread (a converter that unpacks in turn).
+class decode_zone {
+ public:
+  decode_zone();
+  ~decode_zone();
+  decode_zone(const decode_zone&) = delete;
+  decode_zone& operator=(const decode_zone&) = delete;
+  msgpack::zone& get() noexcept { return *zone_; }
+
+ private:
+  msgpack::zone* zone_;
+  bool owned_;
+};
+// decode_term into z: the object lives as long as z is not cleared.
+[[nodiscard]] core::Result<msgpack::object> decode_term(msgpack::zone& z,
+                                                        std::string_view bytes) noexcept;
+}  // namespace detail
+
 // Decodes bytes into T (through decode_term). Malformed bytes or a term of
 // another shape are an error value (errc::malformed), never an exception.
 template <class T>
 [[nodiscard]] core::Result<T> unpack(std::string_view bytes) noexcept {
-  auto oh = decode_term(bytes);
-  if (!oh) {
-    return oh.error();
-  }
   try {
-    return oh->get().template as<T>();
+    detail::decode_zone z;
+    auto o = detail::decode_term(z.get(), bytes);
+    if (!o) {
+      return o.error();
+    }
+    return o->template as<T>();
   } catch (...) {
     return core::errc::malformed;
   }

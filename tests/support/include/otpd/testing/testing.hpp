@@ -68,6 +68,12 @@ int sh(const std::string& command);
 // Reads a whole file; empty when missing.
 [[nodiscard]] std::string read_file(const std::string& path);
 
+// Sends one datagram to the AF_UNIX datagram socket at address (a path, or
+// "@name" for the abstract namespace), with fds passed as SCM_RIGHTS;
+// returns 0, or the errno of the failure.
+int send_datagram(const std::string& address, std::string_view data,
+                  const std::vector<int>& fds = {});
+
 // Where the program `name` is in $PATH; empty when it is not installed.
 [[nodiscard]] std::string find_program(std::string_view name);
 // A TCP port on 127.0.0.1 that nobody listened on a moment ago (bind port
