@@ -15,12 +15,26 @@ include(GoogleTest)
 option(OTPD_WERROR "Treat warnings as errors" OFF)
 set(OTPD_SANITIZE "" CACHE STRING "Sanitizers to build with, e.g. address,undefined")
 option(OTPD_CLANG_TIDY "Run clang-tidy while compiling" OFF)
+# Build time (a first build on a 2-core machine is what scripts/demo.sh
+# waits for; docs/BENCHMARKS.md has the figures):
+# - unity builds: the libraries and programs compile their sources in
+#   batches, so nlohmann/json, fmt and the protocol headers are parsed, and
+#   their templates compiled, once per batch instead of once per file. Tests
+#   are not batched (their fixtures share names across files).
+# - RelWithDebInfo keeps -O2 but with -g1 (line tables: backtraces, perf and
+#   addr2line work) instead of full -g, whose type and variable info for the
+#   header-only libraries (CLI11, nlohmann/json) doubled the time of some
+#   files. The Debug build (build-asan/) keeps full -g.
+option(OTPD_UNITY "Compile libraries and programs as unity builds" ON)
+set(OTPD_UNITY_BATCH 8 CACHE STRING "Source files per unity batch")
 
 function(otpd_common_options target)
   target_compile_features(${target} PUBLIC cxx_std_20)
   set_target_properties(${target} PROPERTIES CXX_EXTENSIONS OFF)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wconversion -Wno-sign-conversion
                                            -Wno-missing-field-initializers)
+  # After CMAKE_CXX_FLAGS_RELWITHDEBINFO's -g, so it wins (see above).
+  target_compile_options(${target} PRIVATE $<$<CONFIG:RelWithDebInfo>:-g1>)
   if(OTPD_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()
@@ -33,6 +47,11 @@ function(otpd_common_options target)
     find_program(OTPD_TIDY_EXE NAMES clang-tidy clang-tidy-14 REQUIRED)
     set_target_properties(${target} PROPERTIES CXX_CLANG_TIDY "${OTPD_TIDY_EXE}")
   endif()
+endfunction()
+
+function(otpd_unity target)
+  set_target_properties(${target} PROPERTIES UNITY_BUILD ${OTPD_UNITY}
+                                             UNITY_BUILD_BATCH_SIZE ${OTPD_UNITY_BATCH})
 endfunction()
 
 function(otpd_library dir)
@@ -48,6 +67,7 @@ function(otpd_library dir)
   # EXPORT_NAME: installed, otpd_runtime is otpd::runtime as in the build.
   set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE ON EXPORT_NAME ${dir})
   otpd_common_options(${target})
+  otpd_unity(${target})
   install(TARGETS ${target} EXPORT otpdTargets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
   install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 endfunction()
@@ -57,6 +77,7 @@ function(otpd_executable name)
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS})
   otpd_common_options(${name})
+  otpd_unity(${name})
   if(ARG_INSTALL)
     otpd_install_programs(${name})
   endif()
