@@ -25,7 +25,10 @@ option(OTPD_CLANG_TIDY "Run clang-tidy while compiling" OFF)
 #   addr2line work) instead of full -g, whose type and variable info for the
 #   header-only libraries (CLI11, nlohmann/json) doubled the time of some
 #   files. The Debug build (build-asan/) keeps full -g.
-option(OTPD_UNITY "Compile libraries and programs as unity builds" ON)
+# Both are off by default for now: turning them on changes every object
+# file, so build directories rebuild once.
+option(OTPD_UNITY "Compile libraries and programs as unity builds" OFF)
+option(OTPD_LINE_DEBUG "RelWithDebInfo with -g1 (line tables) instead of -g" OFF)
 set(OTPD_UNITY_BATCH 8 CACHE STRING "Source files per unity batch")
 
 function(otpd_common_options target)
@@ -34,7 +37,9 @@ function(otpd_common_options target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wconversion -Wno-sign-conversion
                                            -Wno-missing-field-initializers)
   # After CMAKE_CXX_FLAGS_RELWITHDEBINFO's -g, so it wins (see above).
-  target_compile_options(${target} PRIVATE $<$<CONFIG:RelWithDebInfo>:-g1>)
+  if(OTPD_LINE_DEBUG)
+    target_compile_options(${target} PRIVATE $<$<CONFIG:RelWithDebInfo>:-g1>)
+  endif()
   if(OTPD_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()
