@@ -313,6 +313,10 @@ class context {
   std::string mbox_path(pid_t pid) const { return protocol::layout::mailbox_socket(dir_, pid); }
 
   // --- sending (mailbox.cpp) ---------------------------------------------------
+  // A post into the ring of the connection the last send used, when it
+  // needs nothing but the copy: no lookup, no wait, no publish or wake-up
+  // due. False: nothing was done, take send().
+  bool post_fast(pid_t pid, kind k, const ref& r, std::string_view body);
   Result<void> send(const address& to, kind k, const ref& r, std::string_view body, deadline until,
                     bool buffered);
   Result<void> flush_all(deadline until);
@@ -418,7 +422,10 @@ class context {
   Result<pid_t> resolve(const address& to);
   Result<out_conn*> connect_to(pid_t pid, deadline until);
   Result<void> write_out(pid_t pid, out_conn& c, deadline until);
-  void drop_out(pid_t pid) { out_.erase(pid); }
+  void drop_out(pid_t pid) {
+    out_.erase(pid);
+    last_out_ = nullptr;
+  }
   void mark_dirty(pid_t pid, out_conn& c) {
     if (!c.dirty) {
       c.dirty = true;
@@ -467,11 +474,16 @@ class context {
   // Mailbox I/O.
   std::unordered_map<int, in_conn> in_;
   std::unordered_map<pid_t, out_conn> out_;
+  // The connection the last send found (post_fast); reset wherever out_
+  // loses an entry (node pointers survive rehashing).
+  pid_t last_pid_ = 0;
+  out_conn* last_out_ = nullptr;
   std::vector<in_conn*> rings_;  // the connections reading a ring (stable: node-based map)
   std::vector<pid_t> dirty_;     // out_ entries with pending bytes or a wake-up due
   bool ring_enabled_ = true;
   // Ring bytes taken since the epoll set was last looked at (pump).
   std::uint64_t ring_since_epoll_ = 0;
+  core::clock::time_point last_epoll_{};  // when pump() last looked at the epoll set
   std::unordered_map<std::string, pid_t> name_cache_;
   std::unordered_set<ref, ref_hash> abandoned_;
   message_queue queue_;

@@ -255,7 +255,7 @@ void context::on_pid_exit(pid_t pid) {
   } else {
     reason = ask_otpd_exit_reason(dir_, pid);
   }
-  out_.erase(pid);
+  drop_out(pid);
   std::string body = pack_reason(reason);
   for (const ref& r : w.monitors) {
     monitor_owner_.erase(r);

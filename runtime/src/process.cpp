@@ -169,6 +169,7 @@ void context::drop_inherited() {
   dirty_.clear();
   in_.clear();
   out_.clear();
+  last_out_ = nullptr;
   watches_.clear();
   pidfd_owner_.clear();
   monitor_owner_.clear();
@@ -234,6 +235,7 @@ void context::shutdown() {
   dirty_.clear();
   in_.clear();
   out_.clear();
+  last_out_ = nullptr;
   epoll_.reset();
 }
 

@@ -322,17 +322,114 @@ TEST_P(Mailbox, FullReceiverMakesSenderWaitThenFailNotDrop) {
 
 TEST_P(Mailbox, RefsAreUniqueAcrossProcesses) {
   pid_t parent = rt::self();
+  // Made before the fork: the child must not go on from this pid and salt
+  // (make_ref reads the pid once per process; a fork resets it).
+  rt::ref before = rt::make_ref();
   auto child = rt::spawn([parent] {
     rt::ref r = rt::make_ref();
     return rt::send(parent, std::make_tuple(r.hi, r.lo)) ? 0 : 1;
   });
   ASSERT_TRUE(child);
   rt::ref mine = rt::make_ref();
+  EXPECT_EQ(mine.hi, before.hi);
+  EXPECT_EQ(mine.lo, before.lo + 1);
   auto m = rt::receive(long_wait());
   ASSERT_TRUE(m);
   auto [hi, lo] = *m->as<std::tuple<std::uint64_t, std::uint64_t>>();
   EXPECT_FALSE(mine == (rt::ref{hi, lo}));
   EXPECT_NE(hi, mine.hi);
+  EXPECT_EQ(static_cast<pid_t>(hi >> 32), child->pid);
+  EXPECT_EQ(static_cast<pid_t>(mine.hi >> 32), parent);
+}
+
+// Posts to two receivers in turn, single ones and runs of them: the sender's
+// shortcut for "the same receiver as the last post" must never put one
+// receiver's message into the other's ring, and each keeps its order.
+TEST_P(Mailbox, PostsToTwoReceiversInTurnKeepEachOnesOrder) {
+  pid_t parent = rt::self();
+  constexpr int n = 20000;
+  auto counter = [parent] {
+    int next = 0;
+    while (next < n) {
+      auto m = rt::receive(rt::deadline::after(t::scaled(20s)));
+      if (!m) {
+        return 1;
+      }
+      auto v = m->as<std::tuple<pid_t, int>>();
+      if (!v || std::get<0>(*v) != rt::self() || std::get<1>(*v) != next) {
+        (void)rt::send(parent, std::string("wrong"));
+        return 2;
+      }
+      ++next;
+    }
+    return rt::send(parent, std::string("all")) ? 0 : 3;
+  };
+  auto a = rt::spawn(counter);
+  auto b = rt::spawn(counter);
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(b);
+  int sent_a = 0;
+  int sent_b = 0;
+  for (int round = 0; sent_a < n || sent_b < n; ++round) {
+    // 1, 2, 3 ... 7 messages to one, then to the other.
+    pid_t to = (round % 2 == 0) ? a->pid : b->pid;
+    int& sent = (to == a->pid) ? sent_a : sent_b;
+    for (int k = 0; k <= round % 7 && sent < n; ++k, ++sent) {
+      ASSERT_TRUE(rt::post_message(to, rt::kind::user, {}, rt::pack(std::make_tuple(to, sent)),
+                                   long_wait()));
+    }
+  }
+  ASSERT_TRUE(rt::flush(long_wait()));
+  for (int i = 0; i < 2; ++i) {
+    auto m = rt::receive(long_wait());
+    ASSERT_TRUE(m);
+    EXPECT_EQ(*m->as<std::string>(), "all") << "from pid " << m->from;
+  }
+}
+
+// A receiver that ended: posts to it fail with noproc once its end is known,
+// without touching the connection (and ring) that went with it, and another
+// receiver posted to in between still gets everything.
+TEST_P(Mailbox, PostsToAReceiverThatEndedFailAndOthersGoOn) {
+  pid_t parent = rt::self();
+  auto brief = rt::spawn(
+      [] {
+        (void)rt::receive(rt::deadline::after(t::scaled(20s)));
+        return 0;
+      },
+      {.monitor = true});
+  auto lasting = rt::spawn([parent] {
+    int got = 0;
+    while (auto m = rt::receive(rt::deadline::after(t::scaled(20s)))) {
+      if (m->as<std::string>() && *m->as<std::string>() == "done") {
+        return rt::send(parent, got) ? 0 : 1;
+      }
+      ++got;
+    }
+    return 2;
+  });
+  ASSERT_TRUE(brief);
+  ASSERT_TRUE(lasting);
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(rt::post_message(brief->pid, rt::kind::user, {}, rt::pack(i), long_wait()));
+  }
+  ASSERT_TRUE(rt::flush(long_wait()));
+  ASSERT_TRUE(rt::receive_ref(brief->monitor_ref, long_wait()));
+  int lasting_got = 0;
+  otpd::core::Result<void> r;
+  for (int i = 0; i < 100; ++i) {
+    r = rt::post_message(brief->pid, rt::kind::user, {}, rt::pack(i), long_wait());
+    EXPECT_FALSE(r) << "post " << i << " to an ended process";
+    if (!r) {
+      EXPECT_EQ(r.error(), errc::noproc);
+    }
+    ASSERT_TRUE(rt::post_message(lasting->pid, rt::kind::user, {}, rt::pack(i), long_wait()));
+    ++lasting_got;
+  }
+  ASSERT_TRUE(rt::send(lasting->pid, std::string("done")));
+  auto m = rt::receive(long_wait());
+  ASSERT_TRUE(m);
+  EXPECT_EQ(*m->as<int>(), lasting_got);
 }
 
 // Both ends of a pair report the transport asked for, once the ring is set
