@@ -14,6 +14,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -21,9 +23,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <set>
 #include <string>
 #include <vector>
@@ -76,7 +80,29 @@ std::string fmt_rate(double per_s) {
 // --- raw socket ping-pong floor ----------------------------------------------
 // The echo side reads one message and writes it back; with spin_us > 0 both
 // sides poll without blocking for that long before they block.
+// spin_us < 0: block in epoll_wait on an epoll set holding fd, then read,
+// as a mailbox must that waits on several sources at once (its sockets,
+// pidfds, timers).
 ssize_t recv_spin(int fd, char* buf, std::size_t len, int spin_us) {
+  if (spin_us < 0) {
+    thread_local int ep = -1;
+    thread_local int ep_fd = -1;
+    if (ep_fd != fd) {
+      if (ep >= 0) {
+        ::close(ep);
+      }
+      ep = ::epoll_create1(EPOLL_CLOEXEC);
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+      ep_fd = fd;
+    }
+    epoll_event got{};
+    if (::epoll_wait(ep, &got, 1, -1) < 0) {
+      return -1;
+    }
+    return ::recv(fd, buf, len, MSG_DONTWAIT);
+  }
   if (spin_us > 0) {
     auto end = clk::now() + std::chrono::microseconds(spin_us);
     do {
@@ -314,6 +340,88 @@ double raw_stream_batched(std::size_t body_bytes, long count, cpu_cost* cost = n
   return static_cast<double>(got) / secs;
 }
 
+// A bare shared-memory ring between two processes: the floor for otpd's
+// ring on this machine. The same shape as otpd's (512 KiB, a 32-byte header
+// before each body, the tail published every 16 KiB, the head every 64 KiB
+// taken), the receiver copies each frame out as otpd's does, and both sides
+// only spin: no validation, no queue, no wake-ups.
+double raw_shm_ring(std::size_t body_bytes, long count, cpu_cost* cost = nullptr) {
+  constexpr std::size_t cap = std::size_t{512} * 1024;
+  constexpr std::size_t header = 32;
+  struct control {
+    alignas(64) std::atomic<std::uint64_t> tail;
+    alignas(64) std::atomic<std::uint64_t> head;
+  };
+  void* mem =
+      ::mmap(nullptr, 4096 + cap, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) {
+    std::exit(111);
+  }
+  auto* ctl = new (mem) control{};
+  char* data = static_cast<char*>(mem) + 4096;
+  const std::size_t rec = header + body_bytes;
+  std::string msg(rec, 'x');
+  const double cpu0 = thread_cpu_ns();
+  const double children0 = children_cpu_ns();
+  auto t0 = clk::now();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    std::uint64_t tail = 0;
+    std::uint64_t published = 0;
+    std::uint64_t head = 0;
+    for (long i = 0; i < count; ++i) {
+      std::size_t off = tail & (cap - 1);
+      std::size_t skip = off + rec > cap ? cap - off : 0;  // no double mapping: wrap by skipping
+      while (cap - (tail + skip - head) < rec) {
+        if (published != tail) {
+          ctl->tail.store(tail, std::memory_order_release);
+          published = tail;
+        }
+        head = ctl->head.load(std::memory_order_acquire);
+      }
+      tail += skip;
+      std::memcpy(data + (tail & (cap - 1)), msg.data(), rec);
+      tail += rec;
+      if (tail - published >= 16 * 1024) {
+        ctl->tail.store(tail, std::memory_order_release);
+        published = tail;
+      }
+    }
+    ctl->tail.store(tail, std::memory_order_release);
+    ::_exit(0);
+  }
+  std::vector<char> out(rec);
+  std::uint64_t head = 0;
+  std::uint64_t released = 0;
+  long got = 0;
+  while (got < count) {
+    std::uint64_t tail = ctl->tail.load(std::memory_order_acquire);
+    while (head != tail && got < count) {
+      std::size_t off = head & (cap - 1);
+      if (off + rec > cap) {
+        head += cap - off;
+        continue;
+      }
+      std::memcpy(out.data(), data + off, rec);
+      head += rec;
+      ++got;
+    }
+    if (head - released >= 64 * 1024 || head == tail) {
+      ctl->head.store(head, std::memory_order_release);
+      released = head;
+    }
+  }
+  double secs = std::chrono::duration<double>(clk::now() - t0).count();
+  const double cpu1 = thread_cpu_ns();
+  ::waitpid(pid, nullptr, 0);
+  ::munmap(mem, 4096 + cap);
+  if (cost != nullptr) {
+    cost->receiver_ns = (cpu1 - cpu0) / static_cast<double>(got);
+    cost->sender_ns = (children_cpu_ns() - children0) / static_cast<double>(got);
+  }
+  return static_cast<double>(got) / secs;
+}
+
 // One message per send(2) on a bare socketpair of the given type: what a
 // mailbox on that type could reach without batching. DGRAM queues only
 // max_dgram_qlen (10) datagrams, so its sender blocks constantly.
@@ -474,6 +582,10 @@ int main(int argc, char** argv) {
       row((std::string("raw ") + name + " socketpair ping-pong, blocking (floor)").c_str(),
           fmt_us(s.p50_us), fmt_us(s.p99_us));
     }
+    {
+      auto s = raw_pingpong(SOCK_STREAM, -1, iters);
+      row("raw STREAM ping-pong, epoll_wait then read (floor)", fmt_us(s.p50_us), fmt_us(s.p99_us));
+    }
     for (auto [type, name] :
          {std::pair{SOCK_STREAM, "STREAM"}, std::pair{SOCK_SEQPACKET, "SEQPACKET"}}) {
       auto s = raw_pingpong(type, 50, iters);
@@ -501,6 +613,8 @@ int main(int argc, char** argv) {
                 std::string(16, '-').c_str());
     row("raw STREAM, 64 length-prefixed frames per write (floor)",
         fmt_rate(raw_stream_batched(64, msgs)), fmt_rate(raw_stream_batched(1024, msgs / 4)));
+    row("raw shared-memory ring, spinning (ring floor)", fmt_rate(raw_shm_ring(64, msgs)),
+        fmt_rate(raw_shm_ring(1024, msgs / 4)));
     for (auto [type, name] :
          {std::pair{SOCK_STREAM, "STREAM"}, std::pair{SOCK_SEQPACKET, "SEQPACKET"},
           std::pair{SOCK_DGRAM, "DGRAM"}}) {
@@ -537,6 +651,12 @@ int main(int argc, char** argv) {
     std::string r1k = fmt_rate(raw_stream_batched(1024, msgs / 4, &f1k));
     row("raw STREAM, 64 length-prefixed frames per write (floor)", r64, r1k);
     row("  CPU per message, receiver / sender", cost(f64), cost(f1k));
+    cpu_cost s64;
+    cpu_cost s1k;
+    std::string q64 = fmt_rate(raw_shm_ring(64, msgs, &s64));
+    std::string q1k = fmt_rate(raw_shm_ring(1024, msgs / 4, &s1k));
+    row("raw shared-memory ring, spinning (ring floor)", q64, q1k);
+    row("  CPU per message, receiver / sender", cost(s64), cost(s1k));
     for (auto t : g_transports) {
       rt::set_transport(t);
       std::string on = std::string(" [") + rt::to_string(t) + "]";
