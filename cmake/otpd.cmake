@@ -25,10 +25,10 @@ option(OTPD_CLANG_TIDY "Run clang-tidy while compiling" OFF)
 #   addr2line work) instead of full -g, whose type and variable info for the
 #   header-only libraries (CLI11, nlohmann/json) doubled the time of some
 #   files. The Debug build (build-asan/) keeps full -g.
-# Both are off by default for now: turning them on changes every object
-# file, so build directories rebuild once.
-option(OTPD_UNITY "Compile libraries and programs as unity builds" OFF)
-option(OTPD_LINE_DEBUG "RelWithDebInfo with -g1 (line tables) instead of -g" OFF)
+# A build directory configured before these options existed, or with them
+# off, keeps its setting: pass -DOTPD_UNITY=ON -DOTPD_LINE_DEBUG=ON once.
+option(OTPD_UNITY "Compile libraries and programs as unity builds" ON)
+option(OTPD_LINE_DEBUG "RelWithDebInfo with -g1 (line tables) instead of -g" ON)
 set(OTPD_UNITY_BATCH 8 CACHE STRING "Source files per unity batch")
 
 function(otpd_common_options target)
