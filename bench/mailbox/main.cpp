@@ -645,27 +645,24 @@ int main(int argc, char** argv) {
       std::snprintf(b, sizeof b, "%.0f / %.0f ns", c.receiver_ns, c.sender_ns);
       return std::string(b);
     };
-    cpu_cost f64;
-    cpu_cost f1k;
-    std::string r64 = fmt_rate(raw_stream_batched(64, msgs, &f64));
-    std::string r1k = fmt_rate(raw_stream_batched(1024, msgs / 4, &f1k));
-    row("raw STREAM, 64 length-prefixed frames per write (floor)", r64, r1k);
-    row("  CPU per message, receiver / sender", cost(f64), cost(f1k));
-    cpu_cost s64;
-    cpu_cost s1k;
-    std::string q64 = fmt_rate(raw_shm_ring(64, msgs, &s64));
-    std::string q1k = fmt_rate(raw_shm_ring(1024, msgs / 4, &s1k));
-    row("raw shared-memory ring, spinning (ring floor)", q64, q1k);
-    row("  CPU per message, receiver / sender", cost(s64), cost(s1k));
+    // One row of rates (64 B, 1 KiB), then its CPU row.
+    auto measured = [&](const std::string& what, auto&& run) {
+      cpu_cost c64;
+      cpu_cost c1k;
+      std::string a = fmt_rate(run(64, msgs, &c64));
+      std::string b = fmt_rate(run(1024, msgs / 4, &c1k));
+      row(what.c_str(), a, b);
+      row("  CPU per message, receiver / sender", cost(c64), cost(c1k));
+    };
+    measured(
+        "raw STREAM, 64 length-prefixed frames per write (floor)",
+        [](std::size_t n, long count, cpu_cost* c) { return raw_stream_batched(n, count, c); });
+    measured("raw shared-memory ring, spinning (ring floor)",
+             [](std::size_t n, long count, cpu_cost* c) { return raw_shm_ring(n, count, c); });
     for (auto t : g_transports) {
       rt::set_transport(t);
-      std::string on = std::string(" [") + rt::to_string(t) + "]";
-      cpu_cost o64;
-      cpu_cost o1k;
-      std::string a = fmt_rate(oneway(64, msgs, true, &o64));
-      std::string b = fmt_rate(oneway(1024, msgs / 4, true, &o1k));
-      row(("otpd post() + flush(): batched" + on).c_str(), a, b);
-      row("  CPU per message, receiver / sender", cost(o64), cost(o1k));
+      measured(std::string("otpd post() + flush(): batched [") + rt::to_string(t) + "]",
+               [](std::size_t n, long count, cpu_cost* c) { return oneway(n, count, true, c); });
     }
     rt::set_transport(rt::transport::ring);
   }
