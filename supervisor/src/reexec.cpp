@@ -61,7 +61,8 @@ constexpr std::size_t max_state_bytes = 256u << 20;
 // How long the exec waits for the command's reply to be written.
 constexpr std::int64_t flush_wait_ms = 1000;
 
-json fail(const std::string& message) {
+// A refused reexec's answer.
+json refuse(const std::string& message) {
   return proto::error_reply{message}.to_json();
 }
 
@@ -299,38 +300,38 @@ std::string node_daemon::reexec_refusal() const {
 
 json node_daemon::reexec(control_peer& p, const proto::reexec_request& r) {
   if (reexec_pending_ || reexec_timer_) {
-    return fail("a reexec is under way");
+    return refuse("a reexec is under way");
   }
   std::string binary = r.binary.empty() ? opts_.binary : r.binary;
   if (binary.empty()) {
-    return fail(
+    return refuse(
         "the path otpd was started from is unknown: give the binary (otpctl reexec --binary)");
   }
   if (binary.front() != '/') {
-    return fail(fmt::format("{}: not an absolute path", binary));
+    return refuse(fmt::format("{}: not an absolute path", binary));
   }
   struct stat st {};
   if (::stat(binary.c_str(), &st) != 0) {
-    return fail(fmt::format("{}: {}: not an executable file", binary, std::strerror(errno)));
+    return refuse(fmt::format("{}: {}: not an executable file", binary, std::strerror(errno)));
   }
   if (!S_ISREG(st.st_mode) || ::access(binary.c_str(), X_OK) != 0) {
-    return fail(fmt::format("{}: not an executable file", binary));
+    return refuse(fmt::format("{}: not an executable file", binary));
   }
   // The new process loads the config from disk: it must be the one running,
   // or the handover would not be exact.
   auto cfg = load_config(opts_.config_path);
   if (!cfg) {
-    return fail(fmt::format("the config on disk does not load: {}", cfg.message()));
+    return refuse(fmt::format("the config on disk does not load: {}", cfg.message()));
   }
   auto plan = tree_->plan_reload(**cfg);
   if (!plan.added.empty() || !plan.removed.empty() || !plan.changed.empty()) {
-    return fail("config changed on disk: run otpctl reload first");
+    return refuse("config changed on disk: run otpctl reload first");
   }
   if (std::string why = reexec_refusal(); !why.empty()) {
-    return fail(why);
+    return refuse(why);
   }
   if (std::string why = probe_binary(binary, opts_.config_path); !why.empty()) {
-    return fail(why);
+    return refuse(why);
   }
   reexec_binary_ = binary;
   reexec_peer_ = p.id;
