@@ -104,7 +104,7 @@ TEST(Limits, MemoryLimitExceededEndsInOomKilledAndARestart) {
                 fmt::format("    - id: hog\n      shell: true\n      limits: {{memory: 64M}}\n"
                             "      command: \"if [ -e {1} ]; then exec {0} sleep; fi; touch {1}; "
                             "exec {0} alloc 1024 sleep\"\n",
-                            c, flag),
+                            testing::shell_quote(c), flag),
                 10, 60);
   SKIP_UNLESS_ENFORCEABLE(n, yaml);
   n.start(yaml, /*wait_ready=*/false);
@@ -309,7 +309,8 @@ TEST(StopAsGroup, LeftoversGetTheRestOfTheShutdownTimeoutThenTheCgroupIsKilled) 
                                 "      stop_as_group: true\n"
                                 "      command: \"{} ignore-term pidfile {} sleep & exec {} "
                                 "on-term {} sleep\"\n",
-                                testing::scaled(3000ms).count(), c, helper_pid, c, main_term)));
+                                testing::scaled(3000ms).count(), testing::shell_quote(c),
+                                helper_pid, testing::shell_quote(c), main_term)));
   if (n.status().value("containment", "") != "cgroup") {
     GTEST_SKIP() << "needs the cgroup containment (root and a cgroup v2 hierarchy)\n" << n.log();
   }

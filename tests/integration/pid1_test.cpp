@@ -74,6 +74,13 @@ TEST(Pid1, SupervisesReapsOrphansAndStopsInOrderAsInitOfANamespace) {
   }
   ASSERT_FALSE(testing::sh_output("command -v unshare").empty())
       << "unshare (util-linux) is needed to make a PID namespace";
+  if (::geteuid() != 0 &&
+      testing::sh_output("unshare --user --map-root-user true 2>&1 && echo ok") != "ok\n") {
+    // Unprivileged user namespaces are off (a sysctl, an AppArmor policy,
+    // or a chroot): only root could make the PID namespace.
+    GTEST_SKIP() << "needs root or unprivileged user namespaces: "
+                 << testing::sh_output("unshare --user --map-root-user true 2>&1");
+  }
   n.set_launcher(launcher);
   std::string gpath = n.dir() + "/orphan";
   // Process groups: in cgroup mode the grandchild would die with its worker

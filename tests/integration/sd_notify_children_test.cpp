@@ -177,10 +177,11 @@ TEST_P(SdNotifyChildren, ReadyOnlyAfterReadyDatagramWithStatus) {
   // sends READY=1 and STATUS= from the worker's own pid.
   START_OR_SKIP(root_yaml(
       "one_for_one",
-      fmt::format("    - {{id: w, readiness: sd_notify, start_timeout: 60000, command: [/bin/sh, "
-                  "-c, 'while [ ! -e {} ]; do sleep 0.02; done; exec {} notify \"READY=1\\nSTATUS="
-                  "serving 3 clients\" sleep']}}\n",
-                  go, child())));
+      fmt::format(
+          "    - {{id: w, readiness: sd_notify, start_timeout: 60000, command: [/bin/sh, "
+          "-c, 'while [ ! -e {} ]; do sleep 0.02; done; exec \"{}\" notify \"READY=1\\nSTATUS="
+          "serving 3 clients\" sleep']}}\n",
+          go, child())));
   pid_t pid = wait_starting("w");
   ASSERT_GT(pid, 0) << n.log();
   // It speaks to this otpd: the abstract socket, otpd as its manager, and no
@@ -256,7 +257,7 @@ TEST_P(SdNotifyChildren, SystemdNotifyAsTheWorkerOrItsChild) {
       fmt::format("    - {{id: exec, restart: temporary, readiness: sd_notify, command: [/bin/sh, "
                   "-c, 'exec {0} --ready --status=\"via exec\"']}}\n"
                   "    - {{id: script, readiness: sd_notify, command: [/bin/sh, -c, '{0} --ready "
-                  "--status=\"from a script\"; exec {1} sleep']}}\n",
+                  "--status=\"from a script\"; exec \"{1}\" sleep']}}\n",
                   tool, child())));
   pid_t script = n.wait_running("script");
   ASSERT_GT(script, 0) << n.log();

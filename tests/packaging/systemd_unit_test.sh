@@ -11,7 +11,8 @@ if ! command -v systemd-analyze >/dev/null; then
 fi
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-sed "s|/usr/bin/otpd|$otpd|g" "$src/packaging/otpd.service" >"$dir/otpd.service"
+# Quoted: the build may sit in a path with a space.
+sed "s|/usr/bin/otpd|\"$otpd\"|g" "$src/packaging/otpd.service" >"$dir/otpd.service"
 # --man=no: the pages are installed with the package, not on this machine.
 out=$(systemd-analyze verify --man=no "$dir/otpd.service" 2>&1) || {
   echo "$out" >&2

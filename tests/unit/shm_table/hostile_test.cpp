@@ -122,9 +122,17 @@ table make(const std::string& node, const std::string& name, table_type type,
 
 class ShmHostile : public shm_fixture {};
 
+// The attacker in these tests is a process that has dropped to nobody,
+// which only root can make.
+#define REQUIRE_ROOT()                                                            \
+  if (::geteuid() != 0) {                                                         \
+    GTEST_SKIP() << "needs root: the attacker is a process that drops to nobody"; \
+  }
+
 // --- owner and mode -------------------------------------------------------------
 
 TEST_F(ShmHostile, SegmentNamePreCreatedByAnotherUserIsRefused) {
+  REQUIRE_ROOT();
   std::string seg = segment_name(node(), "cache");
   std::string pt = "otpd-pt." + node() + ".terms";
   // nobody plants both names first, sized, with a copy of nothing useful.
@@ -169,6 +177,7 @@ TEST_F(ShmHostile, SegmentNamePreCreatedByAnotherUserIsRefused) {
 }
 
 TEST_F(ShmHostile, NobodyCannotOpenReplaceOrShrinkALiveSegment) {
+  REQUIRE_ROOT();
   table t = make(node(), "live", table_type::set);
   ASSERT_TRUE(t.insert("k", "v"));
   std::string seg = segment_name(node(), "live");

@@ -502,15 +502,19 @@ TEST(ConfigInstances, RejectsBadCountsCollisionsAndSupervisors) {
 
 // rlimits, umask, nice, oom_score_adj, no_new_privileges, capabilities.
 TEST(ConfigIdentity, ParsesLimitsAndIdentity) {
-  auto r = parse_config(head +
-                            "    - id: a\n      command: [/bin/true]\n"
-                            "      rlimits: {nofile: [1024, 4096], core: unlimited, stack: 8M,\n"
-                            "                cpu: 60, nice: 0}\n"
-                            "      umask: \"0027\"\n      nice: 5\n      oom_score_adj: -100\n"
-                            "      no_new_privileges: true\n"
-                            "      capabilities: [CAP_NET_BIND_SERVICE, kill]\n"
-                            "    - {id: b, command: [/bin/true]}\n",
-                        "x.yaml");
+  auto r = parse_config(
+      head +
+          "    - id: a\n      command: [/bin/true]\n"
+          "      rlimits: {nofile: [1024, 4096], core: unlimited, stack: 8M,\n"
+          "                cpu: 60, nice: 0}\n"
+          "      umask: \"0027\"\n      nice: 5\n      oom_score_adj: -100\n"
+          "      no_new_privileges: true\n" +
+          // Capabilities are refused unless otpd runs as root
+          // (CapabilitiesNeedRoot below covers the other case).
+          std::string(::geteuid() == 0 ? "      capabilities: [CAP_NET_BIND_SERVICE, kill]\n"
+                                       : "") +
+          "    - {id: b, command: [/bin/true]}\n",
+      "x.yaml");
   ASSERT_TRUE(r.has_value()) << r.message();
   const auto& a = *(*r)->root.sup.children[0].worker;
   ASSERT_EQ(a.rlimits.size(), 5u);
@@ -530,7 +534,8 @@ TEST(ConfigIdentity, ParsesLimitsAndIdentity) {
   EXPECT_EQ(a.nice, 5);
   EXPECT_EQ(a.oom_score_adj, -100);
   EXPECT_TRUE(a.no_new_privileges);
-  EXPECT_EQ(a.capabilities, (std::uint64_t{1} << 10) | (std::uint64_t{1} << 5));
+  EXPECT_EQ(a.capabilities,
+            ::geteuid() == 0 ? (std::uint64_t{1} << 10) | (std::uint64_t{1} << 5) : 0u);
   const auto& b = *(*r)->root.sup.children[1].worker;
   EXPECT_TRUE(b.rlimits.empty());
   EXPECT_FALSE(b.umask || b.nice || b.oom_score_adj);
@@ -585,9 +590,27 @@ TEST(ConfigIdentity, RejectsBadLimitsWithLineAndKey) {
   EXPECT_EQ(bad("capabilities: CAP_KILL"),
             "x.yaml:4:51: supervisor.children[0].capabilities: expected a list of capabilities, "
             "e.g. [CAP_NET_BIND_SERVICE]");
-  EXPECT_EQ(bad("capabilities: [CAP_KILL, CAP_FLY]"),
-            "x.yaml:4:62: supervisor.children[0].capabilities[1]: unknown capability 'CAP_FLY' "
+  // An unknown name is refused before any question of who may hand it on.
+  EXPECT_EQ(bad("capabilities: [CAP_FLY, CAP_KILL]"),
+            "x.yaml:4:52: supervisor.children[0].capabilities[0]: unknown capability 'CAP_FLY' "
             "(capabilities(7): CAP_NET_BIND_SERVICE, ...)");
+}
+
+// A child can be given only capabilities otpd holds itself: as any other
+// user than root, --check refuses the key and says why.
+TEST(ConfigIdentity, CapabilitiesNeedRoot) {
+  auto r = parse_config(head + "    - {id: a, command: [/bin/true], capabilities: [CAP_KILL]}\n",
+                        "x.yaml");
+  if (::geteuid() == 0) {
+    ASSERT_TRUE(r.has_value()) << "root holds CAP_KILL in its permitted set: " << r.message();
+    EXPECT_EQ((*r)->root.sup.children[0].worker->capabilities, std::uint64_t{1} << 5);
+  } else {
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.message(),
+              "x.yaml:4:52: supervisor.children[0].capabilities[0]: capabilities need otpd "
+              "to run as root (it runs as uid " +
+                  std::to_string(::geteuid()) + ")");
+  }
 }
 
 // A hard limit above ours needs CAP_SYS_RESOURCE: refused at --check
