@@ -14,11 +14,11 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <hiredis/hiredis.h>
 
 #include <otpd/bench/support.hpp>
+#include <otpd/core/cli.hpp>
 #include <otpd/core/main.hpp>
 #include <otpd/redis_client/async_client.hpp>
 #include <otpd/redis_client/blocking_client.hpp>
@@ -196,10 +196,12 @@ std::vector<row> redis_benchmark(int port, int clients, int n, int pipeline) {
 }  // namespace
 
 int run(int argc, char** argv) {
-  CLI::App app{"bench_redis: Redis clients vs hiredis and redis-benchmark"};
+  otpd::core::cli::app app{"bench_redis: Redis clients vs hiredis and redis-benchmark"};
   double scale = 1.0;
-  app.add_option("--scale", scale, "multiply every request count by this (default 1)");
-  CLI11_PARSE(app, argc, argv);
+  app.add("--scale", scale, "multiply every request count by this (default 1)");
+  if (auto rc = app.parse(argc, argv)) {
+    return *rc;
+  }
   auto n = [scale](int base) { return std::max(1000, static_cast<int>(base * scale)); };
 
   try {

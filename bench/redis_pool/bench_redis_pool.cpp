@@ -20,10 +20,10 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include <otpd/bench/support.hpp>
+#include <otpd/core/cli.hpp>
 #include <otpd/core/clock.hpp>
 #include <otpd/core/main.hpp>
 #include <otpd/redis_pool/facts.hpp>
@@ -179,18 +179,20 @@ std::vector<row> redis_benchmark(int port, int clients, int n) {
 }  // namespace
 
 int run(int argc, char** argv) try {
-  CLI::App app{"bench_redis_pool: the Redis pool vs redis-benchmark and hiredis"};
+  otpd::core::cli::app app{"bench_redis_pool: the Redis pool vs redis-benchmark and hiredis"};
   double scale = 1.0;
   unsigned workers = 2;
   int procs64 = 1;
   unsigned spin_us = 0;
   std::string worker_bin;
-  app.add_option("--scale", scale, "multiply every request count by this (default 1)");
-  app.add_option("--workers", workers, "pool size (default 2)");
-  app.add_option("--procs", procs64, "caller processes at 8 and 64 callers (default 1)");
-  app.add_option("--spin-us", spin_us, "redis_worker --spin-us (default 0)");
-  app.add_option("--worker-bin", worker_bin, "redis_worker (default: beside this program)");
-  CLI11_PARSE(app, argc, argv);
+  app.add("--scale", scale, "multiply every request count by this (default 1)");
+  app.add("--workers", workers, "pool size (default 2)");
+  app.add("--procs", procs64, "caller processes at 8 and 64 callers (default 1)");
+  app.add("--spin-us", spin_us, "redis_worker --spin-us (default 0)");
+  app.add("--worker-bin", worker_bin, "redis_worker (default: beside this program)");
+  if (auto rc = app.parse(argc, argv)) {
+    return *rc;
+  }
   auto n = [scale](int base) { return std::max(1000, static_cast<int>(base * scale)); };
   if (worker_bin.empty()) {
     worker_bin = ob::program_dir() + "/redis_worker";

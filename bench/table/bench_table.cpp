@@ -27,10 +27,10 @@
 #include <unordered_map>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include <otpd/bench/support.hpp>
+#include <otpd/core/cli.hpp>
 #include <otpd/core/clock.hpp>
 #include <otpd/core/main.hpp>
 #include <otpd/core/pipe.hpp>
@@ -357,7 +357,7 @@ std::optional<cache_worker_figures> run_cache_worker(const std::vector<std::stri
 }
 
 int run(int argc, char** argv) {
-  CLI::App app{"bench_table: shm_table vs Erlang ETS vs Redis"};
+  otpd::core::cli::app app{"bench_table: shm_table vs Erlang ETS vs Redis"};
   std::uint64_t nkeys = 100000;
   std::uint64_t ops = 5000000;
   bool no_ets = false;
@@ -365,16 +365,18 @@ int run(int argc, char** argv) {
   bool no_cache_worker = false;
   std::uint64_t calls = 50000;
   std::string ets_script = OTPD_ETS_BENCH_SRC;
-  app.add_option("--keys", nkeys, "keys in the table");
-  app.add_option("--ops", ops, "operations per process per measurement");
-  app.add_option("--ets-script", ets_script, "path of ets_bench.erl");
-  app.add_flag("--no-ets", no_ets, "skip the Erlang ETS anchor");
-  app.add_flag("--no-redis", no_redis, "skip the Redis anchor");
-  app.add_flag("--no-cache-worker", no_cache_worker, "skip the mailbox cache_worker column");
-  app.add_option("--calls", calls, "cache_worker gets per process");
-  app.add_option("--stride", stride_step,
-                 "step of the key walk (1: insertion order), the same for every column");
-  CLI11_PARSE(app, argc, argv);
+  app.add("--keys", nkeys, "keys in the table");
+  app.add("--ops", ops, "operations per process per measurement");
+  app.add("--ets-script", ets_script, "path of ets_bench.erl");
+  app.flag("--no-ets", no_ets, "skip the Erlang ETS anchor");
+  app.flag("--no-redis", no_redis, "skip the Redis anchor");
+  app.flag("--no-cache-worker", no_cache_worker, "skip the mailbox cache_worker column");
+  app.add("--calls", calls, "cache_worker gets per process");
+  app.add("--stride", stride_step,
+          "step of the key walk (1: insertion order), the same for every column");
+  if (auto rc = app.parse(argc, argv)) {
+    return *rc;
+  }
   // Every column walks with this step: coprime to the key count, so that a
   // walk visits every key once per round.
   stride_step %= std::max<std::uint64_t>(nkeys, 1);

@@ -8,27 +8,22 @@
 #include <thread>
 
 #include "web_server.hpp"
-#include <CLI/CLI.hpp>
 
+#include <otpd/core/cli.hpp>
 #include <otpd/core/main.hpp>
 #include <otpd/core/runtime_dir.hpp>
 
 namespace {
 
 int run(int argc, char** argv) {
-  CLI::App app{"otpd-web: a live web view of an otpd node's supervision tree"};
+  otpd::core::cli::app app{"otpd-web: a live web view of an otpd node's supervision tree"};
   otpd::observer::web::options o;
-  app.add_option("--runtime-dir", o.runtime_dir, "otpd's runtime dir (default: $OTPD_RUNTIME_DIR)");
-  app.add_option("--bind", o.bind, "address to listen on (default 127.0.0.1)");
-  app.add_option("--port", o.port, "port to listen on; 0 picks a free one (default)")
-      ->check(CLI::Range(0, 65535));
-  app.add_option("--max-streams", o.max_streams, "open event streams allowed (default 32)")
-      ->check(CLI::Range(1, 1000));
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? 0 : 100;
+  app.add("--runtime-dir", o.runtime_dir, "otpd's runtime dir (default: $OTPD_RUNTIME_DIR)");
+  app.add("--bind", o.bind, "address to listen on (default 127.0.0.1)");
+  app.add("--port", o.port, "port to listen on; 0 picks a free one (default)").range(0, 65535);
+  app.add("--max-streams", o.max_streams, "open event streams allowed (default 32)").range(1, 1000);
+  if (auto rc = app.parse(argc, argv)) {
+    return *rc == 0 ? 0 : 100;
   }
   if (o.runtime_dir.empty()) {
     o.runtime_dir = otpd::core::default_runtime_dir();

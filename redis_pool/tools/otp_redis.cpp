@@ -8,33 +8,29 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <otpd/core/cli.hpp>
 #include <otpd/redis_pool/pool_client.hpp>
 
 namespace rp = otpd::redis_pool;
 
 int main(int argc, char** argv) try {
-  CLI::App app{"Send one Redis command through an otpd Redis pool."};
+  otpd::core::cli::app app{"Send one Redis command through an otpd Redis pool."};
   rp::pool_options o;
   std::string strat = "random";
   unsigned timeout_ms = 2000;
   std::string runtime_dir;
-  app.add_option("--node", o.node, "node of the pool's facts (default $OTPD_NODE or 'default')");
-  app.add_option("--size", o.size_if_unpublished,
-                 "members <pool>.0 .. <pool>.N-1 when no facts are published");
-  app.add_option("--strategy", strat, "random | round_robin | least_outstanding");
-  app.add_option("--timeout-ms", timeout_ms, "bound on the call");
-  app.add_option("--runtime-dir", runtime_dir,
-                 "the node's runtime dir (default $OTPD_RUNTIME_DIR)");
-  app.add_option("pool", o.pool, "the pool's name")->required();
+  app.add("--node", o.node, "node of the pool's facts (default $OTPD_NODE or 'default')");
+  app.add("--size", o.size_if_unpublished,
+          "members <pool>.0 .. <pool>.N-1 when no facts are published");
+  app.add("--strategy", strat, "random | round_robin | least_outstanding");
+  app.add("--timeout-ms", timeout_ms, "bound on the call");
+  app.add("--runtime-dir", runtime_dir, "the node's runtime dir (default $OTPD_RUNTIME_DIR)");
+  app.add("pool", o.pool, "the pool's name").required();
   app.prefix_command();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? 0 : 100;
+  if (auto rc = app.parse(argc, argv)) {
+    return *rc == 0 ? 0 : 100;
   }
   std::vector<std::string> cmd = app.remaining();
   auto s = rp::strategy_from(strat);

@@ -7,9 +7,9 @@
 #include <cstdio>
 #include <string>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <otpd/core/cli.hpp>
 #include <otpd/core/main.hpp>
 #include <otpd/shm_table/persistent_term.hpp>
 #include <otpd/shm_table/table.hpp>
@@ -50,62 +50,59 @@ std::string ttl_text(const std::optional<std::int64_t>& ms) {
 }  // namespace
 
 int run(int argc, char** argv) {
-  CLI::App app{"otp-table: the node's shared-memory tables"};
+  otpd::core::cli::app app{"otp-table: the node's shared-memory tables"};
   app.require_subcommand(1);
   std::string node = st::default_node();
-  app.add_option("--node", node, "node name (default $OTPD_NODE or 'default')");
+  app.add("--node", node, "node name (default $OTPD_NODE or 'default')");
   std::string name;
   std::string key;
   std::string value;
   long long ttl_ms = 0;
   bool raw = false;
 
-  auto* list = app.add_subcommand("list", "list the node's tables");
-  auto* info = app.add_subcommand("info", "type, size, memory, owner, access of a table");
-  info->add_option("table", name)->required();
-  auto* get = app.add_subcommand("get", "print the value of a key");
-  get->add_option("table", name)->required();
-  get->add_option("key", key)->required();
-  get->add_flag("--raw", raw, "print the bytes as they are");
-  auto* put = app.add_subcommand("put", "insert or replace an entry");
-  put->add_option("table", name)->required();
-  put->add_option("key", key)->required();
-  put->add_option("value", value)->required();
-  put->add_option("--ttl-ms", ttl_ms, "expire after this many milliseconds");
-  auto* del = app.add_subcommand("delete", "remove a key");
-  del->add_option("table", name)->required();
-  del->add_option("key", key)->required();
-  auto* dump = app.add_subcommand("dump", "print every live entry: key, value, TTL left");
-  dump->add_option("table", name)->required();
+  auto list = app.subcommand("list", "list the node's tables");
+  auto info = app.subcommand("info", "type, size, memory, owner, access of a table");
+  info.add("table", name).required();
+  auto get = app.subcommand("get", "print the value of a key");
+  get.add("table", name).required();
+  get.add("key", key).required();
+  get.flag("--raw", raw, "print the bytes as they are");
+  auto put = app.subcommand("put", "insert or replace an entry");
+  put.add("table", name).required();
+  put.add("key", key).required();
+  put.add("value", value).required();
+  put.add("--ttl-ms", ttl_ms, "expire after this many milliseconds");
+  auto del = app.subcommand("delete", "remove a key");
+  del.add("table", name).required();
+  del.add("key", key).required();
+  auto dump = app.subcommand("dump", "print every live entry: key, value, TTL left");
+  dump.add("table", name).required();
   std::string type = "set";
   std::string access = "public";
   std::uint32_t max_entries = 1024;
   std::uint32_t max_item = 256;
-  auto* create = app.add_subcommand("create", "create a table");
-  create->add_option("table", name)->required();
-  create->add_option("--type", type, "set | ordered_set");
-  create->add_option("--access", access, "public | protected");
-  create->add_option("--max-entries", max_entries);
-  create->add_option("--max-item-bytes", max_item);
-  auto* remove = app.add_subcommand("remove", "remove a table (orderly)");
-  remove->add_option("table", name)->required();
-  auto* cleanup = app.add_subcommand("cleanup", "remove the node's stale segments");
-  auto* terms = app.add_subcommand("terms", "print the node's persistent_term store");
-  auto* verify = app.add_subcommand("verify", "check every invariant of a table");
-  verify->add_option("table", name)->required();
+  auto create = app.subcommand("create", "create a table");
+  create.add("table", name).required();
+  create.add("--type", type, "set | ordered_set");
+  create.add("--access", access, "public | protected");
+  create.add("--max-entries", max_entries);
+  create.add("--max-item-bytes", max_item);
+  auto remove = app.subcommand("remove", "remove a table (orderly)");
+  remove.add("table", name).required();
+  auto cleanup = app.subcommand("cleanup", "remove the node's stale segments");
+  auto terms = app.subcommand("terms", "print the node's persistent_term store");
+  auto verify = app.subcommand("verify", "check every invariant of a table");
+  verify.add("table", name).required();
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? 0 : 100;
+  if (auto rc = app.parse(argc, argv)) {
+    return *rc == 0 ? 0 : 100;
   }
   if (!st::valid_node_name(node) || (!name.empty() && !st::valid_table_name(name))) {
     std::fprintf(stderr, "otp-table: bad node or table name\n");
     return 100;
   }
 
-  if (*list) {
+  if (list.parsed()) {
     std::printf("%-24s %-12s %-9s %10s %12s %8s %s\n", "table", "type", "access", "size", "memory",
                 "owner", "policy");
     for (const auto& n : st::list_tables(node)) {
@@ -122,7 +119,7 @@ int run(int argc, char** argv) {
     }
     return 0;
   }
-  if (*terms) {
+  if (terms.parsed()) {
     auto pt = st::persistent_term::open(node);
     if (!pt) {
       return fail("open the persistent_term store", pt.fail());
@@ -132,13 +129,13 @@ int run(int argc, char** argv) {
     }
     return 0;
   }
-  if (*cleanup) {
+  if (cleanup.parsed()) {
     for (const auto& n : st::remove_stale(node)) {
       std::printf("removed %s\n", n.c_str());
     }
     return 0;
   }
-  if (*create) {
+  if (create.parsed()) {
     st::table_options o;
     auto tt = st::table_type_from(type);
     auto ta = st::access_mode_from(access);
@@ -153,7 +150,7 @@ int run(int argc, char** argv) {
     auto t = st::table::create(node, name, o);
     return t ? 0 : fail("create table " + name, t.fail());
   }
-  if (*remove) {
+  if (remove.parsed()) {
     auto r = st::table::remove(node, name);
     return r ? 0 : fail("remove table " + name, r.fail());
   }
@@ -162,7 +159,7 @@ int run(int argc, char** argv) {
   if (!t) {
     return fail("open table " + name + " of node " + node, t.fail());
   }
-  if (*info) {
+  if (info.parsed()) {
     auto i = t->info();
     std::printf(
         "table: %s\nnode: %s\ntype: %s\naccess: %s\nsize: %llu\npayload_bytes: %llu\n"
@@ -176,7 +173,7 @@ int run(int argc, char** argv) {
         static_cast<unsigned long long>(i.repairs));
     return 0;
   }
-  if (*get) {
+  if (get.parsed()) {
     auto v = t->lookup(key);
     if (!v) {
       std::fprintf(stderr, "otp-table: no key %s in %s\n", printable(key).c_str(), name.c_str());
@@ -189,25 +186,25 @@ int run(int argc, char** argv) {
     }
     return 0;
   }
-  if (*put) {
+  if (put.parsed()) {
     auto r = t->insert(key, value, std::chrono::milliseconds(ttl_ms));
     return r ? 0 : fail("put " + printable(key), r.fail());
   }
-  if (*del) {
+  if (del.parsed()) {
     auto r = t->erase(key);
     if (!r) {
       return fail("delete " + printable(key), r.fail());
     }
     return *r ? 0 : 1;
   }
-  if (*dump) {
+  if (dump.parsed()) {
     t->fold([](const st::entry& e) {
       std::printf("%s\t%s\t%s\n", printable(e.key).c_str(), printable(e.value).c_str(),
                   ttl_text(e.ttl_left_ms).c_str());
     });
     return 0;
   }
-  if (*verify) {
+  if (verify.parsed()) {
     std::string why;
     auto r = t->verify(&why);
     if (!r) {

@@ -13,10 +13,10 @@
 #include <vector>
 
 #include "otpctl_logs.hpp"
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <otpd/core/cli.hpp>
 #include <otpd/core/result.hpp>
 #include <otpd/observer/top.hpp>
 #include <otpd/observer/web_files.hpp>
@@ -435,12 +435,12 @@ bool follow_again(control_client& client, const std::string& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"otpctl: control a running otpd"};
+  otpd::core::cli::app app{"otpctl: control a running otpd"};
   app.require_subcommand(1);
   std::string dir;
   bool as_json = false;
-  app.add_option("--runtime-dir", dir, "otpd's runtime dir (default: $OTPD_RUNTIME_DIR)");
-  app.add_flag("--json", as_json, "print the daemon's JSON answer");
+  app.add("--runtime-dir", dir, "otpd's runtime dir (default: $OTPD_RUNTIME_DIR)");
+  app.flag("--json", as_json, "print the daemon's JSON answer");
 
   cli_request req;
   std::string& id = req.id;
@@ -448,71 +448,64 @@ int main(int argc, char** argv) {
   std::vector<std::string>& args = req.args;
   bool& follow = req.follow;
   auto add = [&](const char* name, const char* help) {
-    auto* s = app.add_subcommand(name, help);
-    s->add_flag("--json", as_json, "print the daemon's JSON answer");
-    s->callback([&req, name] { req.cmd = name; });
+    auto s = app.subcommand(name, help);
+    s.flag("--json", as_json, "print the daemon's JSON answer");
+    s.on_parsed([&req, name] { req.cmd = name; });
     return s;
   };
   add("status", "the children with path, state, pid, restarts, uptime, last exit");
   add("tree", "the supervision tree, indented");
   add("paths", "every child's path, one a line; supervisors end with '/'");
   for (const char* c : {"start", "stop", "restart"}) {
-    add(c, "a child by id or path")->add_option("id", id, "child id or path")->required();
+    add(c, "a child by id or path").add("id", id, "child id or path").required();
   }
-  auto* k = add("kill",
-                "signal a worker's process (default SIGKILL), or kill a nested supervisor and its "
-                "subtree; its supervisor reacts");
-  k->add_option("id", id, "child id or path")->required();
-  k->add_option("-s,--signal", req.sig, "signal name or number");
-  auto* sc = add("start-child", "start a child of a simple_one_for_one supervisor");
-  sc->add_option("supervisor", sup, "supervisor path ('/' for the root)")->required();
-  sc->add_option("args", args, "extra arguments appended to the template's command");
-  auto* tc = add("terminate-child", "stop and remove a simple_one_for_one child");
-  tc->add_option("supervisor", sup, "supervisor path ('/' for the root)")->required();
-  tc->add_option("id", id, "child id, path or pid")->required();
+  auto k = add("kill",
+               "signal a worker's process (default SIGKILL), or kill a nested supervisor and its "
+               "subtree; its supervisor reacts");
+  k.add("id", id, "child id or path").required();
+  k.add("-s,--signal", req.sig, "signal name or number");
+  auto sc = add("start-child", "start a child of a simple_one_for_one supervisor");
+  sc.add("supervisor", sup, "supervisor path ('/' for the root)").required();
+  sc.add("args", args, "extra arguments appended to the template's command");
+  auto tc = add("terminate-child", "stop and remove a simple_one_for_one child");
+  tc.add("supervisor", sup, "supervisor path ('/' for the root)").required();
+  tc.add("id", id, "child id, path or pid").required();
   add("reload", "re-read the config: start added, stop removed, restart changed children")
-      ->add_flag("-n,--dry-run", req.dry_run,
-                 "only print what a reload would do (the config is checked too)");
+      .flag("-n,--dry-run", req.dry_run,
+            "only print what a reload would do (the config is checked too)");
   add("events", "recent events; with -f, follow the stream")
-      ->add_flag("-f,--follow", follow, "keep printing events as they happen");
+      .flag("-f,--follow", follow, "keep printing events as they happen");
   add("shutdown", "stop every child in order and end otpd");
   add("reopen-logs", "reopen the children's log files (after an external logrotate)");
   add("reexec", "exec otpd's binary again in the same process: an upgrade that restarts no worker")
-      ->add_option("--binary", req.binary,
-                   "the otpd binary to exec (default: the path otpd was started from)");
+      .add("--binary", req.binary,
+           "the otpd binary to exec (default: the path otpd was started from)");
   std::string target, msg;
   int timeout_ms = 5000;
-  auto* call = add("call", "a GenServer call from the shell; prints the reply as JSON");
-  call->add_option("name", target, "registered name (or pid) of the server")->required();
-  call->add_option("msg", msg, "the request: JSON, or a bare word sent as a string")->required();
-  call->add_option("--timeout", timeout_ms, "ms to wait for the reply (default 5000)")
-      ->check(CLI::PositiveNumber);
-  auto* cast = add("cast", "a GenServer cast from the shell (no reply)");
-  cast->add_option("name", target, "registered name (or pid) of the server")->required();
-  cast->add_option("msg", msg, "the message: JSON, or a bare word sent as a string")->required();
+  auto call = add("call", "a GenServer call from the shell; prints the reply as JSON");
+  call.add("name", target, "registered name (or pid) of the server").required();
+  call.add("msg", msg, "the request: JSON, or a bare word sent as a string").required();
+  call.add("--timeout", timeout_ms, "ms to wait for the reply (default 5000)").positive();
+  auto cast = add("cast", "a GenServer cast from the shell (no reply)");
+  cast.add("name", target, "registered name (or pid) of the server").required();
+  cast.add("msg", msg, "the message: JSON, or a bare word sent as a string").required();
   pid_t& pid = req.pid;
-  add("exit-reason", "how a recent child process ended")
-      ->add_option("pid", pid, "process id")
-      ->required();
+  add("exit-reason", "how a recent child process ended").add("pid", pid, "process id").required();
   otpd::observer::top_options top;
-  auto* t = add("top", "a live view of the tree (CPU, memory, exits); plain lines when not a tty");
-  t->add_flag("-f,--follow", top.follow, "not a tty: after the table, a line per event");
-  t->add_flag("--plain", top.force_plain, "plain lines even on a terminal");
+  auto t = add("top", "a live view of the tree (CPU, memory, exits); plain lines when not a tty");
+  t.flag("-f,--follow", top.follow, "not a tty: after the table, a line per event");
+  t.flag("--plain", top.force_plain, "plain lines even on a terminal");
   add("web", "the URL of otpd-web, with its access token");
   otpd::otpctl::logs_options logs_opts;
-  auto* lg = add("logs", "the tail of a worker's captured output (a file output); -f follows it");
-  lg->add_option("id", logs_opts.id, "child id or path")->required();
-  lg->add_option("-n,--lines", logs_opts.lines, "how many lines (default 10)")
-      ->check(CLI::NonNegativeNumber);
-  lg->add_flag("-f,--follow", logs_opts.follow,
-               "keep printing what is appended, across rotations, until interrupted");
-  lg->add_flag("--stderr", logs_opts.stderr_stream, "stderr's log file instead of stdout's");
+  auto lg = add("logs", "the tail of a worker's captured output (a file output); -f follows it");
+  lg.add("id", logs_opts.id, "child id or path").required();
+  lg.add("-n,--lines", logs_opts.lines, "how many lines (default 10)").non_negative();
+  lg.flag("-f,--follow", logs_opts.follow,
+          "keep printing what is appended, across rotations, until interrupted");
+  lg.flag("--stderr", logs_opts.stderr_stream, "stderr's log file instead of stdout's");
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? exit_ok : exit_usage;
+  if (auto rc = app.parse(argc, argv)) {
+    return *rc == 0 ? exit_ok : exit_usage;
   }
   const std::string cmd = req.cmd;
 

@@ -5,8 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include <CLI/CLI.hpp>
-
+#include <otpd/core/cli.hpp>
 #include <otpd/core/log.hpp>
 #include <otpd/supervisor/config.hpp>
 #include <otpd/supervisor/daemon.hpp>
@@ -54,27 +53,26 @@ std::string self_binary() {
 
 int main(int argc, char** argv) {
   using namespace otpd::supervisor;
-  CLI::App app{"otpd: supervises OS processes the way an OTP node supervises its processes"};
+  otpd::core::cli::app app{
+      "otpd: supervises OS processes the way an OTP node supervises its processes"};
   daemon_options o;
   bool check = false;
   std::string format = "text";
-  app.add_option("config", o.config_path, "YAML config file")->required();
-  app.add_flag("--check", check, "validate the config and exit (0 valid, 1 invalid)");
-  app.add_option("--runtime-dir", o.runtime_dir,
-                 "runtime dir (default: $OTPD_RUNTIME_DIR, then node.runtime_dir)");
-  app.add_option("--log-format", format, "text or json")->check(CLI::IsMember({"text", "json"}));
+  app.add("config", o.config_path, "YAML config file").required();
+  app.flag("--check", check, "validate the config and exit (0 valid, 1 invalid)");
+  app.add("--runtime-dir", o.runtime_dir,
+          "runtime dir (default: $OTPD_RUNTIME_DIR, then node.runtime_dir)");
+  app.add("--log-format", format, "text or json").one_of({"text", "json"});
   std::string containment = "auto";
-  app.add_option("--containment", containment,
-                 "auto (a cgroup per worker where possible), cgroup or pgroup (process groups)")
-      ->check(CLI::IsMember({"auto", "cgroup", "pgroup"}));
+  app.add("--containment", containment,
+          "auto (a cgroup per worker where possible), cgroup or pgroup (process groups)")
+      .one_of({"auto", "cgroup", "pgroup"});
   // Only otpd passes these to itself (otpctl reexec): not in --help.
-  app.add_option("--reexec-state", o.reexec_state_fd, "")->group("");
+  app.add("--reexec-state", o.reexec_state_fd).hidden();
   bool reexec_probe = false;
-  app.add_flag("--reexec-probe", reexec_probe, "")->group("");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 100;
+  app.flag("--reexec-probe", reexec_probe).hidden();
+  if (auto rc = app.parse(argc, argv)) {
+    return *rc == 0 ? 0 : 100;
   }
   otpd::core::set_log_name("otpd");
   o.containment = containment == "cgroup"   ? containment_choice::cgroup

@@ -10,8 +10,7 @@
 #include <cstdlib>
 #include <string>
 
-#include <CLI/CLI.hpp>
-
+#include <otpd/core/cli.hpp>
 #include <otpd/core/log.hpp>
 #include <otpd/redis_pool/facts.hpp>
 #include <otpd/redis_pool/worker.hpp>
@@ -41,7 +40,7 @@ bool parse_endpoint(const std::string& s, otpd::redis_client::endpoint& out) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  CLI::App app{"A Redis pool worker: one Redis connection behind a mailbox."};
+  otpd::core::cli::app app{"A Redis pool worker: one Redis connection behind a mailbox."};
   rp::worker_options o;
   const char* env = std::getenv("OTPD_REDIS");
   std::string redis = env != nullptr ? env : "127.0.0.1:6379";
@@ -50,21 +49,23 @@ int main(int argc, char** argv) try {
   unsigned connect_ms = 1000;
   unsigned health_ms = 0;
   unsigned spin_us = 0;
-  app.add_option("--redis", redis, "host:port (numeric host) or unix:/path; default $OTPD_REDIS");
-  app.add_option("--unix", unix_path, "Unix socket path of Redis (wins over --redis)");
-  app.add_option("--pool", o.pool, "pool name ([A-Za-z0-9_-], registers <pool>.<index>)");
-  app.add_option("--index", o.index, "this member's index in the pool");
-  app.add_option("--size", o.size, "number of members of the pool");
-  app.add_option("--node", o.node, "node of the persistent_term store (default $OTPD_NODE)");
-  app.add_option("--timeout-ms", timeout_ms, "deadline of each Redis command");
-  app.add_option("--connect-timeout-ms", connect_ms, "bound on each connect attempt");
-  app.add_option("--health-ms", health_ms, "PING a connection idle this long (0: never)");
-  app.add_option("--spin-us", spin_us, "poll this long after activity before sleeping (0: off)");
-  app.add_option("--max-in-flight", o.max_in_flight, "bound on the pipeline (0: none)");
-  app.add_flag("--wait-connected", o.wait_connected, "report ready only once Redis answers");
-  app.add_option("--password", o.password, "AUTH on every connect");
-  app.add_option("--db", o.database, "SELECT on every connect");
-  CLI11_PARSE(app, argc, argv);
+  app.add("--redis", redis, "host:port (numeric host) or unix:/path; default $OTPD_REDIS");
+  app.add("--unix", unix_path, "Unix socket path of Redis (wins over --redis)");
+  app.add("--pool", o.pool, "pool name ([A-Za-z0-9_-], registers <pool>.<index>)");
+  app.add("--index", o.index, "this member's index in the pool");
+  app.add("--size", o.size, "number of members of the pool");
+  app.add("--node", o.node, "node of the persistent_term store (default $OTPD_NODE)");
+  app.add("--timeout-ms", timeout_ms, "deadline of each Redis command");
+  app.add("--connect-timeout-ms", connect_ms, "bound on each connect attempt");
+  app.add("--health-ms", health_ms, "PING a connection idle this long (0: never)");
+  app.add("--spin-us", spin_us, "poll this long after activity before sleeping (0: off)");
+  app.add("--max-in-flight", o.max_in_flight, "bound on the pipeline (0: none)");
+  app.flag("--wait-connected", o.wait_connected, "report ready only once Redis answers");
+  app.add("--password", o.password, "AUTH on every connect");
+  app.add("--db", o.database, "SELECT on every connect");
+  if (auto rc = app.parse(argc, argv)) {
+    return *rc;
+  }
 
   otpd::core::set_log_name(rp::member_name(o.pool, o.index));
   if (!unix_path.empty()) {

@@ -19,8 +19,7 @@
 #include <exception>
 #include <string>
 
-#include <CLI/CLI.hpp>
-
+#include <otpd/core/cli.hpp>
 #include <otpd/core/log.hpp>
 #include <otpd/core/main.hpp>
 #include <otpd/core/ready.hpp>
@@ -44,7 +43,8 @@ void report_ready() {
 
 int run(int argc, char** argv) {
   otpd::core::set_log_name("shm_cache_owner");
-  CLI::App app{"Owner of the node's shm cache table: creates or re-adopts it, sweeps TTLs."};
+  otpd::core::cli::app app{
+      "Owner of the node's shm cache table: creates or re-adopts it, sweeps TTLs."};
   std::string node = st::default_node();
   std::string name = "cache";
   std::string type = "set";
@@ -57,17 +57,19 @@ int run(int argc, char** argv) {
   unsigned sweep_ms = 1000;
   bool fresh = false;
   bool remove_on_exit = false;
-  app.add_option("--node", node, "node name (default $OTPD_NODE or 'default')");
-  app.add_option("--table", name, "table name");
-  app.add_option("--type", type, "set | ordered_set");
-  app.add_option("--access", access, "public | protected");
-  app.add_option("--policy", policy, "none | lru | nearest_expiry");
-  app.add_option("--max-entries", max_entries, "capacity in entries");
-  app.add_option("--max-item-bytes", max_item, "bound on key + value bytes");
-  app.add_option("--sweep-ms", sweep_ms, "period of the TTL sweep");
-  app.add_flag("--fresh", fresh, "discard an existing table instead of re-adopting it");
-  app.add_flag("--remove-on-exit", remove_on_exit, "remove the table on SIGTERM");
-  CLI11_PARSE(app, argc, argv);
+  app.add("--node", node, "node name (default $OTPD_NODE or 'default')");
+  app.add("--table", name, "table name");
+  app.add("--type", type, "set | ordered_set");
+  app.add("--access", access, "public | protected");
+  app.add("--policy", policy, "none | lru | nearest_expiry");
+  app.add("--max-entries", max_entries, "capacity in entries");
+  app.add("--max-item-bytes", max_item, "bound on key + value bytes");
+  app.add("--sweep-ms", sweep_ms, "period of the TTL sweep");
+  app.flag("--fresh", fresh, "discard an existing table instead of re-adopting it");
+  app.flag("--remove-on-exit", remove_on_exit, "remove the table on SIGTERM");
+  if (auto rc = app.parse(argc, argv)) {
+    return *rc;
+  }
 
   st::table_options o;
   auto t_type = st::table_type_from(type);
