@@ -11,8 +11,8 @@ say() { echo "demo [$((SECONDS - start))s]: $*"; }
 
 say "checking packages (scripts/setup.sh demo)"
 bash scripts/setup.sh demo
-say "building otpd, otpctl, otpd-web and the demo's workers into build/bin"
-OTPD_TARGETS="otpd otpctl otp-redis otp-table stack_worker redis_worker cache_worker otpd-web" \
+say "building otpd, the tree's workers and otpd-web, and the tour's otpctl and otp-redis into build/bin"
+OTPD_TARGETS="otpd otpctl otp-redis stack_worker redis_worker otpd-web" \
   bash scripts/build.sh build
 export OTPD_RUNTIME_DIR=${OTPD_RUNTIME_DIR:-/tmp/otpd-demo}
 say "starting otpd configs/demo.yaml (Ctrl-C stops the tree in order)"
