@@ -1,6 +1,7 @@
 // bench_mailbox: what a mailbox costs, beside the floors it stands on.
 //
 //   build/bin/bench_mailbox [--quick] [--section S]... [--transport socket|ring]
+//                           [--rounds N]
 //
 // Prints one table: call round trip p50/p99 (GenServer call: monitor, send,
 // selective receive of the reply, demonitor) next to a bare ping-pong on
@@ -11,6 +12,11 @@
 // The otpd rows run on each mailbox transport: [socket] (the Unix socket
 // alone) and [ring] (the shared-memory ring beside it).
 // When `erl` is installed, Erlang's local send and ping-pong run in the same go.
+// `--section paired` (only when asked) runs the batched floors and otpd's
+// batched rows in turn, N rounds (--rounds, 7 by default), and prints each
+// one's median with its range and each ratio to the socket floor of the same
+// round: on a machine whose speed moves between runs, the ratio within a
+// round is the figure to compare.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -27,6 +33,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <new>
 #include <set>
 #include <string>
@@ -47,6 +54,7 @@ namespace {
 
 bool g_quick = false;
 std::set<std::string> g_sections;  // empty: all
+int g_rounds = 7;                  // --section paired
 // The mailbox transports the otpd rows run on (--transport narrows it).
 std::vector<rt::transport> g_transports = {rt::transport::socket, rt::transport::ring};
 bool want(const char* section) {
@@ -569,6 +577,72 @@ void erlang_anchor() {
   std::system((std::string("rm -rf ") + dir).c_str());
 }
 
+// The batched floors and otpd's batched rows in turn, g_rounds times; the
+// medians and each row's ratio to the socket floor of the same round.
+void paired_section(long msgs) {
+  struct contender {
+    std::string what;
+    std::string short_name;
+    std::function<double(std::size_t, long)> run;
+  };
+  std::vector<contender> rows = {
+      {"raw STREAM, 64 length-prefixed frames per write (floor)", "socket floor",
+       [](std::size_t n, long c) { return raw_stream_batched(n, c); }},
+      {"raw shared-memory ring, copied in and out (ring floor)", "ring floor",
+       [](std::size_t n, long c) { return raw_shm_ring(n, c); }},
+      {"raw shared-memory ring, every byte read in place", "ring read in place",
+       [](std::size_t n, long c) { return raw_shm_ring(n, c, nullptr, ring_take::read_all); }},
+  };
+  for (auto t : g_transports) {
+    rows.push_back({std::string("otpd post() + flush(): batched [") + rt::to_string(t) + "]",
+                    std::string("otpd [") + rt::to_string(t) + "]", [t](std::size_t n, long c) {
+                      rt::set_transport(t);
+                      return oneway(n, c, true);
+                    }});
+  }
+  const std::size_t sizes[] = {64, 1024};
+  // rate[size][row][round]
+  std::vector<std::vector<std::vector<double>>> rate(
+      2, std::vector<std::vector<double>>(rows.size(), std::vector<double>(g_rounds)));
+  for (int r = 0; r < g_rounds; ++r) {
+    for (std::size_t s = 0; s < 2; ++s) {
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        rate[s][i][r] = rows[i].run(sizes[s], s == 0 ? msgs : msgs / 4);
+      }
+    }
+  }
+  rt::set_transport(rt::transport::ring);
+  auto median_range = [](std::vector<double> v, const char* unit, double scale) {
+    std::sort(v.begin(), v.end());
+    double mid = v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+    char b[64];
+    std::snprintf(b, sizeof b, "%.2f%s (%.2f-%.2f)", mid / scale, unit, v.front() / scale,
+                  v.back() / scale);
+    return std::string(b);
+  };
+  std::printf("\n## Batched one-way, paired: %d rounds, each row in turn (%ld / %ld messages)\n\n",
+              g_rounds, msgs, msgs / 4);
+  std::printf("| %-58s | %26s | %26s |\n", "what: median (min-max)", "64 B", "1 KiB");
+  std::printf("|%s|%s|%s|\n", std::string(60, '-').c_str(), std::string(28, '-').c_str(),
+              std::string(28, '-').c_str());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    std::printf("| %-58s | %26s | %26s |\n", rows[i].what.c_str(),
+                median_range(rate[0][i], " M/s", 1e6).c_str(),
+                median_range(rate[1][i], " M/s", 1e6).c_str());
+  }
+  for (std::size_t i = 1; i < rows.size(); ++i) {
+    std::vector<double> q[2];
+    for (std::size_t s = 0; s < 2; ++s) {
+      for (int r = 0; r < g_rounds; ++r) {
+        q[s].push_back(rate[s][i][r] / rate[s][0][r]);
+      }
+    }
+    std::string what = "  " + rows[i].short_name + " / socket floor, same round";
+    std::printf("| %-58s | %26s | %26s |\n", what.c_str(), median_range(q[0], "x", 1).c_str(),
+                median_range(q[1], "x", 1).c_str());
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -577,14 +651,18 @@ int main(int argc, char** argv) {
       g_quick = true;
     } else if (std::strcmp(argv[i], "--section") == 0 && i + 1 < argc) {
       g_sections.insert(argv[++i]);
+    } else if (std::strcmp(argv[i], "--rounds") == 0 && i + 1 < argc &&
+               std::atoi(argv[i + 1]) > 0) {
+      g_rounds = std::atoi(argv[++i]);
     } else if (std::strcmp(argv[i], "--transport") == 0 && i + 1 < argc &&
                (std::strcmp(argv[i + 1], "socket") == 0 || std::strcmp(argv[i + 1], "ring") == 0)) {
       g_transports = {std::strcmp(argv[++i], "socket") == 0 ? rt::transport::socket
                                                             : rt::transport::ring};
     } else {
       std::fprintf(stderr,
-                   "usage: bench_mailbox [--quick] [--section rtt|oneway|batched|spawn|erlang]... "
-                   "[--transport socket|ring]\n");
+                   "usage: bench_mailbox [--quick] "
+                   "[--section rtt|oneway|batched|paired|spawn|erlang]... "
+                   "[--transport socket|ring] [--rounds N]\n");
       return 100;
     }
   }
@@ -706,6 +784,9 @@ int main(int argc, char** argv) {
                [](std::size_t n, long count, cpu_cost* c) { return oneway(n, count, true, c); });
     }
     rt::set_transport(rt::transport::ring);
+  }
+  if (g_sections.count("paired") > 0) {  // only when asked
+    paired_section(msgs);
   }
   if (want("spawn")) {
     std::printf("\n## Processes (%d each)\n\n", iters / 10);
