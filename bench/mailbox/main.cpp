@@ -13,10 +13,10 @@
 // alone) and [ring] (the shared-memory ring beside it).
 // When `erl` is installed, Erlang's local send and ping-pong run in the same go.
 // `--section paired` (only when asked) runs the batched floors and otpd's
-// batched rows in turn, N rounds (--rounds, 7 by default), and prints each
-// one's median with its range and each ratio to the socket floor of the same
-// round: on a machine whose speed moves between runs, the ratio within a
-// round is the figure to compare.
+// batched rows in turn, N rounds (--rounds, 7 by default; each round starts
+// one row further on), and prints each one's median with its range and each
+// ratio to the socket floor of the same round: on a machine whose speed
+// moves between runs, the ratio within a round is the figure to compare.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -424,6 +424,9 @@ double raw_shm_ring(std::size_t body_bytes, long count, cpu_cost* cost = nullptr
       switch (take) {
         case ring_take::copy_out:
           std::memcpy(out.data(), data + off, rec);
+          // The copy is never read: tell the compiler it is, so that it
+          // cannot drop it as a dead store.
+          asm volatile("" : : "r"(out.data()) : "memory");
           break;
         case ring_take::touch_one:
           seen += static_cast<unsigned char>(
@@ -604,9 +607,14 @@ void paired_section(long msgs) {
   // rate[size][row][round]
   std::vector<std::vector<std::vector<double>>> rate(
       2, std::vector<std::vector<double>>(rows.size(), std::vector<double>(g_rounds)));
+  // Each round starts one row further on and flips the order of the sizes,
+  // so that a drift of the machine's speed within a round does not favour
+  // the same row every time.
   for (int r = 0; r < g_rounds; ++r) {
-    for (std::size_t s = 0; s < 2; ++s) {
-      for (std::size_t i = 0; i < rows.size(); ++i) {
+    for (std::size_t k = 0; k < 2; ++k) {
+      const std::size_t s = (k + static_cast<std::size_t>(r)) % 2;
+      for (std::size_t j = 0; j < rows.size(); ++j) {
+        const std::size_t i = (j + static_cast<std::size_t>(r)) % rows.size();
         rate[s][i][r] = rows[i].run(sizes[s], s == 0 ? msgs : msgs / 4);
       }
     }

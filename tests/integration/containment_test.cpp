@@ -30,6 +30,9 @@ class Containment : public ::testing::TestWithParam<std::string> {
     n.start(yaml, /*wait_ready=*/false, args());
     bool up = testing::wait_until([&] { return !n.status().is_null() || n.wait_exit(0ms) >= 0; });
     if (cgroup_mode() && n.log().find("unable to use cgroups") != std::string::npos) {
+      EXPECT_FALSE(testing::cgroup_mode_expected())
+          << "root with a cgroup v2 hierarchy mounted, yet otpd could not use cgroups:\n"
+          << n.log();
       return false;
     }
     EXPECT_TRUE(up) << n.log();

@@ -189,6 +189,15 @@ int sh(const std::string& command) {
   return std::system(command.c_str());
 }
 
+bool cgroup_mode_expected() {
+  if (::geteuid() != 0) {
+    return false;
+  }
+  // mountinfo: "... - <fstype> <source> <options>" per line.
+  std::string mounts = read_file("/proc/self/mountinfo");
+  return mounts.find(" - cgroup2 ") != std::string::npos;
+}
+
 std::string sh_output(const std::string& command, int* status) {
   std::string out;
   std::fflush(stdout);

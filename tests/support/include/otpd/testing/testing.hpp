@@ -65,6 +65,12 @@ int sh(const std::string& command);
 // Runs a shell command line and captures its stdout (what this process
 // printed so far is flushed first, so it comes out before the command's).
 [[nodiscard]] std::string sh_output(const std::string& command, int* status = nullptr);
+// True where otpd's cgroup containment must work: running as root with a
+// cgroup v2 hierarchy mounted (a pure v2 host's /sys/fs/cgroup, a hybrid
+// one's /sys/fs/cgroup/unified). There a node started with --containment
+// cgroup that says it cannot use cgroups is a failure; elsewhere (a user
+// without a delegated subtree, no cgroup2 mount) the test skips.
+[[nodiscard]] bool cgroup_mode_expected();
 // Reads a whole file; empty when missing.
 [[nodiscard]] std::string read_file(const std::string& path);
 
