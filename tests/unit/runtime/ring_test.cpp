@@ -108,6 +108,96 @@ TEST_P(MailboxFailure, SenderKilledMidBurstLeavesWholeMessagesThenTheDown) {
   EXPECT_GE(total, 20000);
 }
 
+// A sender that posts without pause, to a receiver slower than it, keeps
+// the receiver's socket reads full (or its ring busy); another peer's
+// message must still get in within a few reads of the burst after it was
+// sent: a receiver that kept reading the bursting connection without
+// looking at the epoll set would serve the other only when the burst pauses
+// (10,000-54,000 messages late on a 2-core machine). The burst's messages
+// stay whole and in order, then its DOWN.
+TEST_P(MailboxFailure, ABurstingSenderDoesNotShutOutAnotherPeer) {
+  pid_t parent = rt::self();
+  constexpr std::size_t body = 4096;
+  auto burst = rt::spawn(
+      [parent] {
+        const std::string pad(body, 'q');
+        for (int i = 0;; ++i) {
+          if (!rt::post(parent, std::make_tuple(i, pad))) {
+            return 1;
+          }
+        }
+      },
+      {.monitor = true});
+  ASSERT_TRUE(burst);
+  // Once the burst is at full speed (2,000 messages in), another peer sends
+  // one message, and says on a pipe when it is in our socket.
+  int sent[2];
+  ASSERT_EQ(::pipe2(sent, O_CLOEXEC | O_NONBLOCK), 0);
+  pid_t other_pid = -1;
+  int next = 0;
+  int after_sent = -1;  // burst messages taken since the other's was sent
+  bool hello = false;
+  unsigned long work = 0;
+  while (!hello && after_sent < 100000) {
+    if (next == 2000 && other_pid < 0) {
+      auto other = rt::spawn([parent, w = sent[1]] {
+        if (!rt::send(parent, std::string("hello"))) {
+          return 1;
+        }
+        return ::write(w, "s", 1) == 1 ? 0 : 2;
+      });
+      ASSERT_TRUE(other);
+      other_pid = other->pid;
+    }
+    auto m = rt::receive(long_wait());
+    ASSERT_TRUE(m) << "after message " << next;
+    if (m->from == other_pid) {
+      auto text = m->as<std::string>();
+      ASSERT_TRUE(text);
+      EXPECT_EQ(*text, "hello");
+      hello = true;
+      break;
+    }
+    auto v = m->as<std::tuple<int, std::string>>();
+    ASSERT_TRUE(v) << "a torn or malformed message after " << next;
+    ASSERT_EQ(std::get<0>(*v), next);
+    ASSERT_EQ(std::get<1>(*v).size(), body);
+    ++next;
+    // Work on each message, so that the sender outruns this receiver.
+    for (int pass = 0; pass < 8; ++pass) {
+      for (char c : std::get<1>(*v)) {
+        work = work * 31 + static_cast<unsigned char>(c);
+      }
+    }
+    char b;
+    if (after_sent >= 0) {
+      ++after_sent;
+    } else if (::read(sent[0], &b, 1) == 1) {
+      after_sent = 0;
+    }
+  }
+  ::close(sent[0]);
+  ::close(sent[1]);
+  ASSERT_EQ(::kill(burst->pid, SIGKILL), 0);
+  EXPECT_TRUE(hello) << "another peer's message did not get past the burst: " << after_sent
+                     << " of its messages taken after it was sent (work " << work << ")";
+  EXPECT_LT(after_sent, 5000);
+  // The rest of the burst, whole and in order, then its DOWN.
+  while (true) {
+    auto m = rt::receive(long_wait());
+    ASSERT_TRUE(m) << "after message " << next;
+    if (m->kind == rt::kind::down) {
+      EXPECT_EQ(m->ref, burst->monitor_ref);
+      EXPECT_EQ(m->reason().kind, exit_kind::killed);
+      break;
+    }
+    auto v = m->as<std::tuple<int, std::string>>();
+    ASSERT_TRUE(v) << "a torn or malformed message after " << next;
+    ASSERT_EQ(std::get<0>(*v), next);
+    ++next;
+  }
+}
+
 TEST_P(MailboxFailure, ReceiverKilledMakesSendsFailWithoutHanging) {
   pid_t parent = rt::self();
   auto child = rt::spawn(
