@@ -33,7 +33,7 @@ class option {
   option hidden();                                  // left out of --help
   option positive();                                // a number > 0
   option non_negative();                            // a number >= 0
-  option range(int lo, int hi);                     // an integer in [lo, hi]
+  option range(int lo, int hi);                     // an integer in [lo, hi] (an int option)
   option one_of(std::vector<std::string> choices);  // exactly one of these words
 
  private:
@@ -61,9 +61,11 @@ class command {
   option flag(const std::string& name, bool& out, const std::string& help = {});
 
   command subcommand(const std::string& name, const std::string& help = {});
-  // Exactly n subcommands when n > 0 (up to -n when n < 0).
+  // Exactly n subcommands when n > 0, up to -n when n < 0, any number
+  // (none required) when n == 0.
   command require_subcommand(int n);
   // fn runs once parse() has succeeded, for a subcommand when it was given.
+  // An exception fn throws goes out of parse() to the caller as it is.
   command on_parsed(std::function<void()> fn);
   // After parse(): whether this (sub)command was given.
   [[nodiscard]] bool parsed() const;
