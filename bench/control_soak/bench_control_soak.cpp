@@ -27,16 +27,16 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <otpd/bench/support.hpp>
 #include <otpd/core/spawn.hpp>
+#include <otpd/protocol/json_text.hpp>
 #include <otpd/runtime/gen_server.hpp>
 #include <otpd/runtime/process.hpp>
 #include <otpd/supervisor/control_client.hpp>
 
 namespace fs = std::filesystem;
-using json = nlohmann::json;
+using json = otpd::protocol::json;
 using otpd::supervisor::control_client;
 
 namespace {
@@ -104,13 +104,12 @@ void count(counters& k, outcome o) {
   long failed = 0;
   if (rt_ns::init({.runtime_dir = rt, .name = ""})) {
     auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    auto push = json::to_msgpack(json::array({"push", 1}));
-    auto pop = json::to_msgpack(json::array({"pop"}));
+    auto push = otpd::protocol::json_to_msgpack(json::array({"push", 1}));
+    auto pop = otpd::protocol::json_to_msgpack(json::array({"pop"}));
     bool which = false;
     while (std::chrono::steady_clock::now() < until) {
-      const auto& b = which ? pop : push;
+      const auto& body = which ? pop : push;
       which = !which;
-      std::string body(b.begin(), b.end());
       auto r = rt_ns::call_message(rt_ns::address(std::string("stack")), body,
                                    std::chrono::milliseconds(5000));
       (r ? ok : failed)++;

@@ -16,6 +16,13 @@ int deadline::poll_timeout_ms() const {
   return ms > 0x7fffffff ? 0x7fffffff : static_cast<int>(ms);
 }
 
+std::uint64_t ceil_ms(clock::duration d) noexcept {
+  if (d <= clock::duration::zero()) {
+    return 0;
+  }
+  return static_cast<std::uint64_t>(std::chrono::ceil<milliseconds>(d).count());
+}
+
 std::int64_t monotonic_ns() noexcept {
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -355,7 +355,7 @@ struct server::impl {
         json_reply(res, {{"ok", false}, {"error", "missing or wrong CSRF token"}}, 403);
         return;
       }
-      json body = json::parse(req.body, nullptr, false);
+      json body = proto::parse_json(req.body);
       if (!body.is_object() || !body.contains("verb") || !body["verb"].is_string() ||
           !body.contains("path") || !body["path"].is_string()) {
         json_reply(res, {{"ok", false}, {"error", "expected {\"verb\": ..., \"path\": ...}"}}, 400);

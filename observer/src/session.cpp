@@ -49,7 +49,7 @@ core::Result<void> link::send(const json& request) {
   }
   // A request may carry text a child controls (an id typed from a page):
   // invalid UTF-8 is replaced, never a throw.
-  std::string data = request.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  std::string data = proto::dump_json(request) + "\n";
   std::size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::send(fd_.get(), data.data() + off, data.size() - off, MSG_NOSIGNAL);
@@ -174,7 +174,7 @@ core::Result<json> link::call(const json& request, std::chrono::milliseconds tim
   if (!line) {
     return line.fail();
   }
-  json reply = json::parse(*line, nullptr, false);
+  json reply = proto::parse_json(*line);
   if (reply.is_discarded() || !reply.is_object()) {
     return core::errc::malformed;
   }
@@ -260,7 +260,7 @@ core::Result<std::vector<json>> session::pump() {
     if (l.empty()) {
       continue;
     }
-    json ev = json::parse(l, nullptr, false);
+    json ev = proto::parse_json(l);
     if (ev.is_discarded() || !ev.is_object() || !ev.contains(proto::field::event)) {
       continue;
     }

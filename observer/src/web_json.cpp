@@ -98,7 +98,7 @@ json snapshot_json(const snapshot& s) {
 }
 
 std::string dump_safe(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+  return protocol::dump_json(j);
 }
 
 }  // namespace otpd::observer

@@ -21,20 +21,6 @@ namespace detail {
 using core::clock;
 using std::chrono::milliseconds;
 
-namespace {
-
-// Milliseconds for uv_timer_start, rounded up so a timer never fires before
-// the deadline it stands for.
-std::uint64_t ceil_ms(clock::duration d) {
-  if (d <= clock::duration::zero()) {
-    return 0;
-  }
-  auto ms = std::chrono::ceil<milliseconds>(d).count();
-  return static_cast<std::uint64_t>(ms);
-}
-
-}  // namespace
-
 // The state behind an async_client handle. It owns the hiredis context and
 // four uv handles, and frees itself (in their close callbacks) once the
 // handle is gone AND hiredis has released the context: hiredis may still call
@@ -389,7 +375,7 @@ void async_session::arm_deadline_timer() {
   timer_at_ = deadlines_.top().first;
   // The loop's cached time may lag; refresh it so the timer is not early.
   uv_update_time(loop_);
-  uv_timer_start(&deadline_timer_, on_deadline_timer, ceil_ms(timer_at_ - clock::now()), 0);
+  uv_timer_start(&deadline_timer_, on_deadline_timer, core::ceil_ms(timer_at_ - clock::now()), 0);
 }
 
 void async_session::on_deadline_timer(uv_timer_t* t) {
@@ -420,7 +406,8 @@ void async_session::on_deadline_timer(uv_timer_t* t) {
 
 void async_session::arm_connect_timer() {
   uv_update_time(loop_);
-  uv_timer_start(&connect_timer_, on_connect_timer, ceil_ms(connect_deadline_ - clock::now()), 0);
+  uv_timer_start(&connect_timer_, on_connect_timer, core::ceil_ms(connect_deadline_ - clock::now()),
+                 0);
 }
 
 void async_session::on_connect_timer(uv_timer_t* t) {

@@ -46,17 +46,6 @@ milliseconds backoff_delay(milliseconds base, milliseconds cap, unsigned attempt
 
 namespace detail {
 
-namespace {
-
-std::uint64_t ceil_ms(clock::duration d) {
-  if (d <= clock::duration::zero()) {
-    return 0;
-  }
-  return static_cast<std::uint64_t>(std::chrono::ceil<milliseconds>(d).count());
-}
-
-}  // namespace
-
 // The state behind a connection handle. Freed by itself in the close
 // callback of its last timer, after the handle is gone: events already
 // queued on the loop may still reach it, and it is never freed inside one of
@@ -367,7 +356,7 @@ void connection_core::arm_queue_timer() {
     return;
   }
   uv_update_time(loop_);
-  uv_timer_start(&queue_timer_, on_queue_timer, ceil_ms(earliest - clock::now()), 0);
+  uv_timer_start(&queue_timer_, on_queue_timer, core::ceil_ms(earliest - clock::now()), 0);
 }
 
 void connection_core::on_queue_timer(uv_timer_t* t) {

@@ -1,5 +1,4 @@
-#include <msgpack.hpp>
-
+#include <otpd/core/msgpack.hpp>
 #include <otpd/redis_pool/codec.hpp>
 #include <otpd/runtime/term.hpp>
 

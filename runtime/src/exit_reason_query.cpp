@@ -33,7 +33,7 @@ exit_reason ask_otpd_exit_reason(const std::string& runtime_dir, pid_t pid) {
   }
   std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
   auto until = deadline::after(std::chrono::milliseconds(200));
-  std::string request = protocol::exit_reason_request{pid}.to_json().dump() + "\n";
+  std::string request = protocol::dump_json(protocol::exit_reason_request{pid}.to_json()) + "\n";
   while (!until.expired()) {
     unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
@@ -64,7 +64,7 @@ exit_reason ask_otpd_exit_reason(const std::string& runtime_dir, pid_t pid) {
       }
       line.append(buf, static_cast<std::size_t>(n));
     }
-    auto j = nlohmann::json::parse(line.substr(0, line.find('\n')), nullptr, false);
+    auto j = protocol::parse_json(std::string_view(line).substr(0, line.find('\n')));
     if (!j.is_object() || !protocol::is_ok(j)) {
       return {exit_kind::unknown, 0};
     }

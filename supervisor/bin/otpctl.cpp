@@ -249,12 +249,11 @@ void print_paths(const proto::node_status& n) {
 
 // MSG as JSON, or a bare word that is not JSON as a string; then msgpack.
 std::string encode_message(const std::string& msg) {
-  json j = json::parse(msg, nullptr, false);
+  json j = proto::parse_json(msg);
   if (j.is_discarded()) {
     j = msg;
   }
-  auto bytes = json::to_msgpack(j);
-  return {bytes.begin(), bytes.end()};
+  return proto::json_to_msgpack(j);
 }
 
 // A pid when NAME is all digits, else a registered name.
@@ -308,7 +307,7 @@ int message_command(const std::string& cmd, const std::string& dir, const std::s
     std::printf("null\n");
     return exit_ok;
   }
-  json reply = json::from_msgpack(r->body, true, false);
+  json reply = proto::json_from_msgpack(r->body);
   if (reply.is_discarded()) {
     // Valid msgpack that JSON cannot hold (e.g. a map with non-string keys,
     // bin or ext types): say so rather than print something else.
@@ -316,7 +315,7 @@ int message_command(const std::string& cmd, const std::string& dir, const std::s
                  name.c_str(), r->body.size());
     return exit_no;
   }
-  std::printf("%s\n", reply.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+  std::printf("%s\n", proto::dump_json(reply).c_str());
   return exit_ok;
 }
 
@@ -382,10 +381,9 @@ int reexec_command(const std::string& dir, const cli_request& req, bool as_json)
       }
       if (after.reexecs > st.reexecs) {
         if (as_json) {
-          std::printf("%s\n", proto::reexec_reply{after.binary, after.otpd_pid}
-                                  .to_json()
-                                  .dump(-1, ' ', false, json::error_handler_t::replace)
-                                  .c_str());
+          std::printf("%s\n",
+                      proto::dump_json(proto::reexec_reply{after.binary, after.otpd_pid}.to_json())
+                          .c_str());
         } else {
           std::printf("otpd pid %d re-executed %s\n", after.otpd_pid, after.binary.c_str());
         }
@@ -419,8 +417,7 @@ bool follow_again(control_client& client, const std::string& dir) {
           }
         }
         for (std::size_t i = from; i < recent.size(); ++i) {
-          std::printf("%s\n",
-                      recent[i].dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+          std::printf("%s\n", proto::dump_json(recent[i]).c_str());
         }
         std::fflush(stdout);
         client = std::move(c);
@@ -560,7 +557,7 @@ int main(int argc, char** argv) {
   const json& ans = *reply;
   if (!proto::is_ok(ans)) {
     if (as_json) {
-      std::printf("%s\n", ans.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+      std::printf("%s\n", proto::dump_json(ans).c_str());
     }
     std::fprintf(stderr, "otpctl: %s\n", proto::error_reply::from_json(ans).error.c_str());
     return exit_no;
@@ -568,7 +565,7 @@ int main(int argc, char** argv) {
   if (cmd == proto::events_request::cmd) {
     // The events as otpd sent them, fields it may add later included.
     for (const auto& e : ans[proto::field::recent]) {
-      std::printf("%s\n", e.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+      std::printf("%s\n", proto::dump_json(e).c_str());
     }
     std::fflush(stdout);
     bool reexec = false;  // the last event said otpd execs itself: it comes back
@@ -583,7 +580,7 @@ int main(int argc, char** argv) {
       }
       std::printf("%s\n", ev->c_str());
       std::fflush(stdout);
-      json e = json::parse(*ev, nullptr, false);
+      json e = proto::parse_json(*ev);
       reexec = e.is_object() && e.value(proto::field::event, std::string()) == "reexec";
     }
     return exit_ok;
@@ -592,7 +589,7 @@ int main(int argc, char** argv) {
     return otpd::otpctl::logs(proto::status_reply::from_json(ans), logs_opts);
   }
   if (as_json) {
-    std::printf("%s\n", ans.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+    std::printf("%s\n", proto::dump_json(ans).c_str());
     return exit_ok;
   }
   if (cmd == "status" || cmd == "tree") {

@@ -127,6 +127,13 @@ constexpr std::array<rlimit_resource, 14> rlimit_resources{{
     {"locks", RLIMIT_LOCKS, false, rlim_any, true},
 }};
 
+// n[key]. yaml-cpp's operator[] is a template on the key's type and each
+// string literal's length is a type of its own: through this one function
+// the loader compiles it once instead of about twenty times.
+YAML::Node get(const YAML::Node& n, const std::string& key) {
+  return n[key];
+}
+
 class parser {
  public:
   parser(std::string file, std::string base_dir)
@@ -473,14 +480,14 @@ class parser {
       return o;
     }
     check_keys(n, key, config_keys::output);
-    if (n["to"]) {
-      if (n["file"]) {
-        fail(n["to"], join(key, "to"), "give either file or to, not both");
+    if (get(n, "to")) {
+      if (get(n, "file")) {
+        fail(get(n, "to"), join(key, "to"), "give either file or to, not both");
       }
       // to: null is YAML's null, not the word.
-      std::string to = n["to"].IsNull() ? "null" : scalar(n["to"], join(key, "to"));
+      std::string to = get(n, "to").IsNull() ? "null" : scalar(get(n, "to"), join(key, "to"));
       if (!output_keyword(to, o)) {
-        fail(n["to"], join(key, "to"),
+        fail(get(n, "to"), join(key, "to"),
              "expected inherit, null, inherit_prefixed, journald or syslog, got " + to);
       }
       for (const char* k : {"max_size", "keep", "rotate"}) {
@@ -489,23 +496,23 @@ class parser {
         }
       }
     } else {
-      if (!n["file"]) {
+      if (!get(n, "file")) {
         fail(n, join(key, "file"), "missing (the log file path, or to: for another output)");
       }
       o.kind = output_kind::file;
-      o.path = resolve(scalar(n["file"], join(key, "file")));
+      o.path = resolve(scalar(get(n, "file"), join(key, "file")));
     }
-    if (n["max_size"]) {
-      o.max_bytes = size(n["max_size"], join(key, "max_size"));
+    if (get(n, "max_size")) {
+      o.max_bytes = size(get(n, "max_size"), join(key, "max_size"));
     }
-    if (n["keep"]) {
-      o.keep = static_cast<int>(integer(n["keep"], join(key, "keep"), 1, 100));
+    if (get(n, "keep")) {
+      o.keep = static_cast<int>(integer(get(n, "keep"), join(key, "keep"), 1, 100));
     }
-    if (n["rotate"]) {
-      o.rotate = boolean(n["rotate"], join(key, "rotate"));
+    if (get(n, "rotate")) {
+      o.rotate = boolean(get(n, "rotate"), join(key, "rotate"));
     }
-    if (n["timestamps"]) {
-      o.timestamps = boolean(n["timestamps"], join(key, "timestamps"));
+    if (get(n, "timestamps")) {
+      o.timestamps = boolean(get(n, "timestamps"), join(key, "timestamps"));
     }
     return o;
   }
@@ -615,23 +622,23 @@ class parser {
       fail(n, key, expected);
     }
     probe_fields f;
-    if (n["tcp"]) {
+    if (get(n, "tcp")) {
       f.kind = probe_kind::tcp;
-      probe_address(n["tcp"], join(key, "tcp"), scalar(n["tcp"], join(key, "tcp")), 0,
+      probe_address(get(n, "tcp"), join(key, "tcp"), scalar(get(n, "tcp"), join(key, "tcp")), 0,
                     "127.0.0.1:6379", f.host, f.port);
-    } else if (n["unix"]) {
+    } else if (get(n, "unix")) {
       f.kind = probe_kind::unix_socket;
-      f.path = resolve(scalar(n["unix"], join(key, "unix")));
+      f.path = resolve(scalar(get(n, "unix"), join(key, "unix")));
       if (f.path.size() >= sizeof(sockaddr_un{}.sun_path)) {
-        fail(n["unix"], join(key, "unix"),
+        fail(get(n, "unix"), join(key, "unix"),
              fmt::format("a socket path has at most {} bytes", sizeof(sockaddr_un{}.sun_path) - 1));
       }
-    } else if (n["http"]) {
+    } else if (get(n, "http")) {
       f.kind = probe_kind::http;
-      http_url(n["http"], join(key, "http"), f.host, f.port, f.http_path);
+      http_url(get(n, "http"), join(key, "http"), f.host, f.port, f.http_path);
     } else {
       f.kind = probe_kind::command;
-      const YAML::Node& c = n["command"];
+      const YAML::Node& c = get(n, "command");
       f.command = c.IsScalar() ? std::vector<std::string>{"/bin/sh", "-c", c.Scalar()}
                                : argv(c, join(key, "command"), false);
     }
@@ -667,9 +674,9 @@ class parser {
       return r;
     }
     check_keys(n, key, config_keys::readiness);
-    if (n["interval"]) {
+    if (get(n, "interval")) {
       r.probe_interval_ms =
-          static_cast<int>(integer(n["interval"], join(key, "interval"), 1, 60000));
+          static_cast<int>(integer(get(n, "interval"), join(key, "interval"), 1, 60000));
     }
     probe_fields f = probe(n, key,
                            "expected exec, notify, sd_notify, {tcp: HOST:PORT}, {unix: PATH}, "
@@ -708,18 +715,19 @@ class parser {
     l.port = f.port;
     l.path = f.kind == probe_kind::http ? std::move(f.http_path) : std::move(f.path);
     l.command = std::move(f.command);
-    if (n["interval"]) {
-      l.interval_ms = static_cast<int>(integer(n["interval"], join(key, "interval"), 10, 86400000));
+    if (get(n, "interval")) {
+      l.interval_ms =
+          static_cast<int>(integer(get(n, "interval"), join(key, "interval"), 10, 86400000));
     }
-    if (n["timeout"]) {
-      l.timeout_ms = static_cast<int>(integer(n["timeout"], join(key, "timeout"), 1, 3600000));
+    if (get(n, "timeout")) {
+      l.timeout_ms = static_cast<int>(integer(get(n, "timeout"), join(key, "timeout"), 1, 3600000));
     }
-    if (n["failures"]) {
-      l.failures = static_cast<int>(integer(n["failures"], join(key, "failures"), 1, 1000));
+    if (get(n, "failures")) {
+      l.failures = static_cast<int>(integer(get(n, "failures"), join(key, "failures"), 1, 1000));
     }
-    if (n["initial_delay"]) {
-      l.initial_delay_ms =
-          static_cast<int>(integer(n["initial_delay"], join(key, "initial_delay"), 0, 86400000));
+    if (get(n, "initial_delay")) {
+      l.initial_delay_ms = static_cast<int>(
+          integer(get(n, "initial_delay"), join(key, "initial_delay"), 0, 86400000));
     }
     return l;
   }
@@ -743,21 +751,21 @@ class parser {
     backoff_spec b;
     check_keys(n, key, config_keys::backoff);
     b.enabled = true;
-    if (n["initial"]) {
-      b.initial_ms = static_cast<int>(integer(n["initial"], join(key, "initial"), 0, 3600000));
+    if (get(n, "initial")) {
+      b.initial_ms = static_cast<int>(integer(get(n, "initial"), join(key, "initial"), 0, 3600000));
     }
-    if (n["max"]) {
-      b.max_ms = static_cast<int>(integer(n["max"], join(key, "max"), 0, 3600000));
+    if (get(n, "max")) {
+      b.max_ms = static_cast<int>(integer(get(n, "max"), join(key, "max"), 0, 3600000));
     }
-    if (n["factor"]) {
-      b.factor = real(n["factor"], join(key, "factor"), 1.0, 100.0);
+    if (get(n, "factor")) {
+      b.factor = real(get(n, "factor"), join(key, "factor"), 1.0, 100.0);
     }
-    if (n["jitter"]) {
-      b.jitter = real(n["jitter"], join(key, "jitter"), 0.0, 1.0);
+    if (get(n, "jitter")) {
+      b.jitter = real(get(n, "jitter"), join(key, "jitter"), 0.0, 1.0);
     }
-    if (n["reset_after"]) {
+    if (get(n, "reset_after")) {
       b.reset_after_ms =
-          static_cast<int>(integer(n["reset_after"], join(key, "reset_after"), 0, 86400000));
+          static_cast<int>(integer(get(n, "reset_after"), join(key, "reset_after"), 0, 86400000));
     }
     if (b.max_ms < b.initial_ms) {
       fail(n, key, "max must not be below initial");
@@ -779,20 +787,20 @@ class parser {
   limits_spec limits(const YAML::Node& n, const std::string& key) {
     limits_spec l;
     check_keys(n, key, config_keys::limits);
-    if (n["memory"]) {
-      l.memory_bytes = size(n["memory"], join(key, "memory"));
+    if (get(n, "memory")) {
+      l.memory_bytes = size(get(n, "memory"), join(key, "memory"));
       if (l.memory_bytes < (1u << 20)) {
-        fail(n["memory"], join(key, "memory"), "at least 1M");
+        fail(get(n, "memory"), join(key, "memory"), "at least 1M");
       }
-      l.at_memory = where(n["memory"], join(key, "memory"));
+      l.at_memory = where(get(n, "memory"), join(key, "memory"));
     }
-    if (n["cpu"]) {
-      l.cpu_cores = real(n["cpu"], join(key, "cpu"), 0.01, 4096);
-      l.at_cpu = where(n["cpu"], join(key, "cpu"));
+    if (get(n, "cpu")) {
+      l.cpu_cores = real(get(n, "cpu"), join(key, "cpu"), 0.01, 4096);
+      l.at_cpu = where(get(n, "cpu"), join(key, "cpu"));
     }
-    if (n["pids"]) {
-      l.pids = static_cast<std::uint64_t>(integer(n["pids"], join(key, "pids"), 1, 4194304));
-      l.at_pids = where(n["pids"], join(key, "pids"));
+    if (get(n, "pids")) {
+      l.pids = static_cast<std::uint64_t>(integer(get(n, "pids"), join(key, "pids"), 1, 4194304));
+      l.at_pids = where(get(n, "pids"), join(key, "pids"));
     }
     return l;
   }
@@ -815,42 +823,43 @@ class parser {
   void supervisor(const YAML::Node& n, const std::string& key, child_spec& c) {
     c.is_supervisor = true;
     supervisor_spec& s = c.sup;
-    if (!n["strategy"]) {
+    if (!get(n, "strategy")) {
       fail(n, join(key, "strategy"), "missing");
     }
-    s.strat = choice<strategy>(n["strategy"], join(key, "strategy"),
+    s.strat = choice<strategy>(get(n, "strategy"), join(key, "strategy"),
                                {{"one_for_one", strategy::one_for_one},
                                 {"one_for_all", strategy::one_for_all},
                                 {"rest_for_one", strategy::rest_for_one},
                                 {"simple_one_for_one", strategy::simple_one_for_one}});
-    if (n["max_restarts"]) {
+    if (get(n, "max_restarts")) {
       s.max_restarts =
-          static_cast<int>(integer(n["max_restarts"], join(key, "max_restarts"), 0, 1000000));
+          static_cast<int>(integer(get(n, "max_restarts"), join(key, "max_restarts"), 0, 1000000));
     }
-    if (n["max_seconds"]) {
+    if (get(n, "max_seconds")) {
       s.max_seconds =
-          static_cast<int>(integer(n["max_seconds"], join(key, "max_seconds"), 1, 86400));
+          static_cast<int>(integer(get(n, "max_seconds"), join(key, "max_seconds"), 1, 86400));
     }
     if (s.strat == strategy::simple_one_for_one) {
-      if (n["children"]) {
-        fail(n["children"], join(key, "children"),
+      if (get(n, "children")) {
+        fail(get(n, "children"), join(key, "children"),
              "a simple_one_for_one supervisor has a template, not children");
       }
-      if (!n["template"]) {
+      if (!get(n, "template")) {
         fail(n, join(key, "template"), "missing (simple_one_for_one needs a child template)");
       }
       auto t = std::make_shared<child_spec>();
-      child(n["template"], join(key, "template"), *t, /*is_template=*/true);
+      child(get(n, "template"), join(key, "template"), *t, /*is_template=*/true);
       s.child_template = std::move(t);
       return;
     }
-    if (n["template"]) {
-      fail(n["template"], join(key, "template"), "only simple_one_for_one supervisors take one");
+    if (get(n, "template")) {
+      fail(get(n, "template"), join(key, "template"),
+           "only simple_one_for_one supervisors take one");
     }
-    if (!n["children"]) {
+    if (!get(n, "children")) {
       return;
     }
-    const YAML::Node& list = n["children"];
+    const YAML::Node& list = get(n, "children");
     if (!list.IsSequence()) {
       fail(list, join(key, "children"), "expected a list of children");
     }
@@ -858,14 +867,15 @@ class parser {
     for (std::size_t i = 0; i < list.size(); ++i) {
       std::string ck = fmt::format("{}[{}]", join(key, "children"), i);
       const YAML::Node& item = list[i];
-      if (item.IsMap() && item["instances"] && !item["strategy"] && !item["children"]) {
+      if (item.IsMap() && get(item, "instances") && !get(item, "strategy") &&
+          !get(item, "children")) {
         instances(item, ck, ids, s);
         continue;
       }
       child_spec cs;
       child(item, ck, cs, false);
       if (!ids.insert(cs.id).second) {
-        fail(item["id"], ck + ".id", "duplicate id '" + cs.id + "'");
+        fail(get(item, "id"), ck + ".id", "duplicate id '" + cs.id + "'");
       }
       s.children.push_back(std::move(cs));
     }
@@ -878,11 +888,11 @@ class parser {
   void instances(const YAML::Node& item, const std::string& ck, std::set<std::string>& ids,
                  supervisor_spec& s) {
     auto count = static_cast<int>(
-        integer(item["instances"], ck + ".instances", 1, config_limits::max_instances));
-    if (!item["id"]) {
+        integer(get(item, "instances"), ck + ".instances", 1, config_limits::max_instances));
+    if (!get(item, "id")) {
       fail(item, ck + ".id", "missing");
     }
-    std::string base = scalar(item["id"], ck + ".id");
+    std::string base = scalar(get(item, "id"), ck + ".id");
     instance_mark_ = item.Mark();
     for (int k = 0; k < count; ++k) {
       YAML::Node copy = YAML::Clone(item);
@@ -894,7 +904,7 @@ class parser {
       cs.instance_of = base;
       cs.instance = k;
       if (!ids.insert(cs.id).second) {
-        fail(item["id"], ck + ".id", "duplicate id '" + cs.id + "' (from instances)");
+        fail(get(item, "id"), ck + ".id", "duplicate id '" + cs.id + "' (from instances)");
       }
       s.children.push_back(std::move(cs));
     }
@@ -932,33 +942,33 @@ class parser {
     if (!n.IsMap()) {
       fail(n, key, "expected a mapping (a worker or a supervisor)");
     }
-    if (n["strategy"] || n["children"]) {
+    if (get(n, "strategy") || get(n, "children")) {
       check_keys(n, key, config_keys::supervisor_child);
     } else {
       check_keys(n, key, config_keys::worker);
     }
-    if (!n["id"]) {
+    if (!get(n, "id")) {
       if (!is_template) {
         fail(n, join(key, "id"), "missing");
       }
       c.id = "child";
     } else {
-      c.id = scalar(n["id"], join(key, "id"));
+      c.id = scalar(get(n, "id"), join(key, "id"));
       if (!valid_name(c.id)) {
-        fail(n["id"], join(key, "id"),
+        fail(get(n, "id"), join(key, "id"),
              fmt::format("'{}': an id is 1 to {} letters, digits, '_', '-' or '.', not starting "
                          "with '.'",
                          c.id, config_limits::name_chars));
       }
     }
-    if (n["restart"]) {
-      c.restart = choice<restart_type>(n["restart"], join(key, "restart"),
+    if (get(n, "restart")) {
+      c.restart = choice<restart_type>(get(n, "restart"), join(key, "restart"),
                                        {{"permanent", restart_type::permanent},
                                         {"transient", restart_type::transient},
                                         {"temporary", restart_type::temporary}});
     }
     c.fingerprint = fingerprint(n);
-    if (n["strategy"] || n["children"]) {
+    if (get(n, "strategy") || get(n, "children")) {
       supervisor(n, key, c);
       return;
     }
@@ -967,10 +977,10 @@ class parser {
 
   void worker(const YAML::Node& n, const std::string& key, child_spec& c) {
     worker_spec w;
-    if (n["name"]) {
-      c.name = scalar(n["name"], join(key, "name"));
+    if (get(n, "name")) {
+      c.name = scalar(get(n, "name"), join(key, "name"));
       if (!valid_name(c.name)) {
-        fail(n["name"], join(key, "name"),
+        fail(get(n, "name"), join(key, "name"),
              fmt::format("'{}': a name is 1 to {} letters, digits, '_', '-' or '.', not "
                          "starting with '.'",
                          c.name, config_limits::name_chars));
@@ -978,95 +988,96 @@ class parser {
       // The registry is one directory per node: a second holder would
       // silently take the name over from the first.
       if (!names_.insert(c.name).second) {
-        fail(n["name"], join(key, "name"),
+        fail(get(n, "name"), join(key, "name"),
              "duplicate name '" + c.name + "': a registered name is unique in the node");
       }
     }
-    bool shell = n["shell"] && boolean(n["shell"], join(key, "shell"));
-    if (!n["command"]) {
+    bool shell = get(n, "shell") && boolean(get(n, "shell"), join(key, "shell"));
+    if (!get(n, "command")) {
       fail(n, join(key, "command"), "missing");
     }
-    w.argv = argv(n["command"], join(key, "command"), shell);
-    if (n["env"]) {
-      w.env = env(n["env"], join(key, "env"));
+    w.argv = argv(get(n, "command"), join(key, "command"), shell);
+    if (get(n, "env")) {
+      w.env = env(get(n, "env"), join(key, "env"));
     }
-    if (n["cwd"]) {
-      w.cwd = resolve(scalar(n["cwd"], join(key, "cwd")));
+    if (get(n, "cwd")) {
+      w.cwd = resolve(scalar(get(n, "cwd"), join(key, "cwd")));
       struct stat st {};
       if (::stat(w.cwd.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-        fail(n["cwd"], join(key, "cwd"), "not a directory: " + w.cwd);
+        fail(get(n, "cwd"), join(key, "cwd"), "not a directory: " + w.cwd);
       }
     }
     if (shell) {
       w.program = w.argv[0];
       w.program_found_in = "as written";
     } else {
-      resolve_program(n["command"], join(key, "command"), w, node_path_);
+      resolve_program(get(n, "command"), join(key, "command"), w, node_path_);
     }
-    if (n["user"]) {
-      std::string u = scalar(n["user"], join(key, "user"));
+    if (get(n, "user")) {
+      std::string u = scalar(get(n, "user"), join(key, "user"));
       struct passwd* pw = ::getpwnam(u.c_str());
       if (pw == nullptr) {
-        fail(n["user"], join(key, "user"), "no such user: " + u);
+        fail(get(n, "user"), join(key, "user"), "no such user: " + u);
       }
       if (::geteuid() != 0 && pw->pw_uid != ::geteuid()) {
-        fail(n["user"], join(key, "user"), "switching user needs otpd to run as root");
+        fail(get(n, "user"), join(key, "user"), "switching user needs otpd to run as root");
       }
       w.uid = pw->pw_uid;
       w.user = u;
-      if (!n["group"]) {
+      if (!get(n, "group")) {
         w.gid = pw->pw_gid;
       }
     }
-    if (n["group"]) {
-      std::string g = scalar(n["group"], join(key, "group"));
+    if (get(n, "group")) {
+      std::string g = scalar(get(n, "group"), join(key, "group"));
       struct group* gr = ::getgrnam(g.c_str());
       if (gr == nullptr) {
-        fail(n["group"], join(key, "group"), "no such group: " + g);
+        fail(get(n, "group"), join(key, "group"), "no such group: " + g);
       }
       if (::geteuid() != 0 && gr->gr_gid != ::getegid()) {
-        fail(n["group"], join(key, "group"), "switching group needs otpd to run as root");
+        fail(get(n, "group"), join(key, "group"), "switching group needs otpd to run as root");
       }
       w.gid = gr->gr_gid;
     }
-    if (n["shutdown"]) {
-      w.shutdown = shutdown(n["shutdown"], join(key, "shutdown"));
+    if (get(n, "shutdown")) {
+      w.shutdown = shutdown(get(n, "shutdown"), join(key, "shutdown"));
     }
-    if (n["signal"]) {
-      std::string s = scalar(n["signal"], join(key, "signal"));
+    if (get(n, "signal")) {
+      std::string s = scalar(get(n, "signal"), join(key, "signal"));
       int sig = core::signal_from_name(s);
       if (sig <= 0 || sig >= NSIG) {
-        fail(n["signal"], join(key, "signal"), "unknown signal '" + s + "'");
+        fail(get(n, "signal"), join(key, "signal"), "unknown signal '" + s + "'");
       }
       w.shutdown.signal = sig;
     }
-    if (n["readiness"]) {
-      w.readiness = readiness(n["readiness"], join(key, "readiness"));
+    if (get(n, "readiness")) {
+      w.readiness = readiness(get(n, "readiness"), join(key, "readiness"));
     }
-    if (n["start_timeout"]) {
-      w.readiness.start_timeout_ms =
-          static_cast<int>(integer(n["start_timeout"], join(key, "start_timeout"), 1, 86400000));
+    if (get(n, "start_timeout")) {
+      w.readiness.start_timeout_ms = static_cast<int>(
+          integer(get(n, "start_timeout"), join(key, "start_timeout"), 1, 86400000));
     }
-    if (n["stdout"]) {
-      w.stdout_spec = output(n["stdout"], join(key, "stdout"));
+    if (get(n, "stdout")) {
+      w.stdout_spec = output(get(n, "stdout"), join(key, "stdout"));
     }
-    if (n["stderr"]) {
-      w.stderr_spec = output(n["stderr"], join(key, "stderr"));
+    if (get(n, "stderr")) {
+      w.stderr_spec = output(get(n, "stderr"), join(key, "stderr"));
     }
-    if (n["backoff"]) {
-      w.backoff = backoff(n["backoff"], join(key, "backoff"));
+    if (get(n, "backoff")) {
+      w.backoff = backoff(get(n, "backoff"), join(key, "backoff"));
     }
-    if (n["success_exit_codes"]) {
-      w.success_exit_codes = exit_codes(n["success_exit_codes"], join(key, "success_exit_codes"));
+    if (get(n, "success_exit_codes")) {
+      w.success_exit_codes =
+          exit_codes(get(n, "success_exit_codes"), join(key, "success_exit_codes"));
     }
-    if (n["stop_as_group"]) {
-      w.stop_as_group = boolean(n["stop_as_group"], join(key, "stop_as_group"));
+    if (get(n, "stop_as_group")) {
+      w.stop_as_group = boolean(get(n, "stop_as_group"), join(key, "stop_as_group"));
     }
-    if (n["limits"]) {
-      w.limits = limits(n["limits"], join(key, "limits"));
+    if (get(n, "limits")) {
+      w.limits = limits(get(n, "limits"), join(key, "limits"));
     }
-    if (n["liveness"]) {
-      w.liveness = liveness(n["liveness"], join(key, "liveness"));
+    if (get(n, "liveness")) {
+      w.liveness = liveness(get(n, "liveness"), join(key, "liveness"));
     }
     sd_notify(n, key, w);
     identity(n, key, w);
@@ -1099,15 +1110,15 @@ class parser {
   // watchdog_sec (seconds, fractions allowed, as systemd's WatchdogSec=)
   // and notify_access (main or all, as its NotifyAccess=).
   void sd_notify(const YAML::Node& n, const std::string& key, worker_spec& w) {
-    if (n["watchdog_sec"]) {
+    if (get(n, "watchdog_sec")) {
       // At least 10 ms (a ping every few ms is no watchdog but a busy
       // loop), at most a day.
-      double s = real(n["watchdog_sec"], join(key, "watchdog_sec"), 0.01, 86400);
+      double s = real(get(n, "watchdog_sec"), join(key, "watchdog_sec"), 0.01, 86400);
       w.watchdog_usec = static_cast<std::uint64_t>(std::llround(s * 1e6));
     }
-    if (n["notify_access"]) {
+    if (get(n, "notify_access")) {
       w.notify_access = choice<notify_access_kind>(
-          n["notify_access"], join(key, "notify_access"),
+          get(n, "notify_access"), join(key, "notify_access"),
           {{"main", notify_access_kind::main}, {"all", notify_access_kind::all}});
     }
   }
@@ -1115,48 +1126,48 @@ class parser {
   // rlimits, umask, nice, oom_score_adj, env_file, no_new_privileges,
   // capabilities: what the child is set up with before exec.
   void identity(const YAML::Node& n, const std::string& key, worker_spec& w) {
-    if (n["rlimits"]) {
-      w.rlimits = rlimits(n["rlimits"], join(key, "rlimits"));
+    if (get(n, "rlimits")) {
+      w.rlimits = rlimits(get(n, "rlimits"), join(key, "rlimits"));
     }
-    if (n["umask"]) {
+    if (get(n, "umask")) {
       // Octal as written ("0027"): YAML 1.2 reads 0027 as the decimal 27
       // and 027 as octal, so the scalar's text is taken, never its number.
       std::string k = join(key, "umask");
-      std::string v = scalar(n["umask"], k);
+      std::string v = scalar(get(n, "umask"), k);
       bool octal = !v.empty() && v.size() <= 4 &&
                    std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '7'; });
       unsigned long m = octal ? std::stoul(v, nullptr, 8) : 01000;
       if (m > 0777) {
-        fail(n["umask"], k,
+        fail(get(n, "umask"), k,
              "expected an octal mode such as \"0027\" (at most 0777), got '" + v + "'");
       }
       w.umask = static_cast<mode_t>(m);
     }
-    if (n["nice"]) {
-      w.nice = static_cast<int>(integer(n["nice"], join(key, "nice"), -20, 19));
+    if (get(n, "nice")) {
+      w.nice = static_cast<int>(integer(get(n, "nice"), join(key, "nice"), -20, 19));
     }
-    if (n["oom_score_adj"]) {
-      w.oom_score_adj =
-          static_cast<int>(integer(n["oom_score_adj"], join(key, "oom_score_adj"), -1000, 1000));
+    if (get(n, "oom_score_adj")) {
+      w.oom_score_adj = static_cast<int>(
+          integer(get(n, "oom_score_adj"), join(key, "oom_score_adj"), -1000, 1000));
     }
-    if (n["env_file"]) {
+    if (get(n, "env_file")) {
       // Parsed here so that --check (and a reload) tells a broken file by
       // its line; the daemon reads it again at every start.
       std::string k = join(key, "env_file");
-      std::string path = scalar(n["env_file"], k);
+      std::string path = scalar(get(n, "env_file"), k);
       if (path.empty()) {
-        fail(n["env_file"], k, "expected a file path");
+        fail(get(n, "env_file"), k, "expected a file path");
       }
       w.env_file = resolve(path);
       if (auto env = read_env_file(w.env_file); !env) {
-        fail(n["env_file"], k, env.message());
+        fail(get(n, "env_file"), k, env.message());
       }
     }
-    if (n["no_new_privileges"]) {
-      w.no_new_privileges = boolean(n["no_new_privileges"], join(key, "no_new_privileges"));
+    if (get(n, "no_new_privileges")) {
+      w.no_new_privileges = boolean(get(n, "no_new_privileges"), join(key, "no_new_privileges"));
     }
-    if (n["capabilities"]) {
-      w.capabilities = capabilities(n["capabilities"], join(key, "capabilities"));
+    if (get(n, "capabilities")) {
+      w.capabilities = capabilities(get(n, "capabilities"), join(key, "capabilities"));
     }
   }
 
@@ -1307,13 +1318,13 @@ class parser {
 
   void control(const YAML::Node& n, const std::string& key, control_spec& c) {
     check_keys(n, key, config_keys::control);
-    if (n["max_connections"]) {
-      c.max_connections =
-          static_cast<int>(integer(n["max_connections"], join(key, "max_connections"), 1, 10000));
+    if (get(n, "max_connections")) {
+      c.max_connections = static_cast<int>(
+          integer(get(n, "max_connections"), join(key, "max_connections"), 1, 10000));
     }
-    if (n["idle_timeout"]) {
+    if (get(n, "idle_timeout")) {
       c.idle_timeout_s =
-          static_cast<int>(integer(n["idle_timeout"], join(key, "idle_timeout"), 1, 86400));
+          static_cast<int>(integer(get(n, "idle_timeout"), join(key, "idle_timeout"), 1, 86400));
     }
   }
 
@@ -1326,41 +1337,41 @@ class parser {
       fail(doc, "", "expected a mapping with 'node' and 'supervisor'");
     }
     check_keys(doc, "", config_keys::top);
-    if (doc["node"]) {
-      const YAML::Node& n = doc["node"];
+    if (get(doc, "node")) {
+      const YAML::Node& n = get(doc, "node");
       check_keys(n, "node", config_keys::node);
-      if (n["name"]) {
-        cfg->node.name = scalar(n["name"], "node.name");
+      if (get(n, "name")) {
+        cfg->node.name = scalar(get(n, "name"), "node.name");
         if (!valid_node_name(cfg->node.name)) {
-          fail(n["name"], "node.name",
+          fail(get(n, "name"), "node.name",
                fmt::format("'{}': a node name is 1 to {} letters, digits, '_' or '-'",
                            cfg->node.name, config_limits::name_chars));
         }
       }
-      if (n["runtime_dir"]) {
-        cfg->node.runtime_dir = resolve(scalar(n["runtime_dir"], "node.runtime_dir"));
+      if (get(n, "runtime_dir")) {
+        cfg->node.runtime_dir = resolve(scalar(get(n, "runtime_dir"), "node.runtime_dir"));
       }
-      if (n["env"]) {
-        cfg->node.env = env(n["env"], "node.env");
+      if (get(n, "env")) {
+        cfg->node.env = env(get(n, "env"), "node.env");
       }
-      if (n["path"]) {
-        cfg->node.path = search_path(n["path"], "node.path");
+      if (get(n, "path")) {
+        cfg->node.path = search_path(get(n, "path"), "node.path");
         node_path_ = cfg->node.path;
       }
-      if (n["control"]) {
-        control(n["control"], "node.control", cfg->node.control);
+      if (get(n, "control")) {
+        control(get(n, "control"), "node.control", cfg->node.control);
       }
-      if (n["log_target"]) {
-        cfg->node.log_target = choice<log_target_kind>(n["log_target"], "node.log_target",
+      if (get(n, "log_target")) {
+        cfg->node.log_target = choice<log_target_kind>(get(n, "log_target"), "node.log_target",
                                                        {{"stderr", log_target_kind::stderr_stream},
                                                         {"journald", log_target_kind::journald},
                                                         {"syslog", log_target_kind::syslog}});
       }
     }
-    if (!doc["supervisor"]) {
+    if (!get(doc, "supervisor")) {
       fail(doc, "supervisor", "missing (the root supervisor)");
     }
-    const YAML::Node& s = doc["supervisor"];
+    const YAML::Node& s = get(doc, "supervisor");
     if (!s.IsMap()) {
       fail(s, "supervisor", "expected a mapping");
     }

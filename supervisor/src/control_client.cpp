@@ -95,11 +95,11 @@ core::Result<std::string> control_client::request(const std::string& line) {
 
 core::Result<protocol::json> control_client::call(const protocol::json& request) {
   // replace: an id from the command line may be any bytes; never a throw.
-  auto line = this->request(request.dump(-1, ' ', false, protocol::json::error_handler_t::replace));
+  auto line = this->request(protocol::dump_json(request));
   if (!line) {
     return line.error();
   }
-  protocol::json reply = protocol::json::parse(*line, nullptr, false);
+  protocol::json reply = protocol::parse_json(*line);
   if (reply.is_discarded() || !reply.is_object()) {
     return core::errc::malformed;
   }

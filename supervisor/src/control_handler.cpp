@@ -122,7 +122,7 @@ json answer_control_request(control_executor& ex, control_peer& p, std::string_v
   json req;
   std::string cmd;
   try {
-    req = json::parse(line, nullptr, false);
+    req = proto::parse_json(line);
     if (req.is_discarded() || !req.is_object() || !req.contains(proto::field::cmd) ||
         !req[proto::field::cmd].is_string()) {
       return error("malformed request: expected {\"cmd\": ...}");

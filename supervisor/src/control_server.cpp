@@ -43,8 +43,7 @@ struct write_req {
 // A reply or an event as one line. Strings that are not UTF-8 (a child's
 // id is the operator's, a message may quote it) are replaced, not thrown on.
 std::shared_ptr<const std::string> line_of(const json& j) {
-  return std::make_shared<const std::string>(
-      j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
+  return std::make_shared<const std::string>(protocol::dump_json(j) + "\n");
 }
 
 }  // namespace

@@ -507,7 +507,7 @@ void node_daemon::record_event(protocol::lifecycle_event e, core::log_level leve
   }
   json j = e.to_json();
   if (opts_.format == log_format::json) {
-    core::log_info("{}", j.dump(-1, ' ', false, json::error_handler_t::replace));
+    core::log_info("{}", protocol::dump_json(j));
   } else {
     core::log(level, "{}", text);
   }

@@ -453,7 +453,7 @@ void node_daemon::run_reexec() {
   auto captures = output_.handover();
   std::string text;
   try {
-    text = handover_state(captures).dump(-1, ' ', false, json::error_handler_t::replace);
+    text = protocol::dump_json(handover_state(captures));
   } catch (const std::exception& e) {
     abandon(fmt::format("unable to write the state: {}", e.what()));
     return;
@@ -542,7 +542,7 @@ bool node_daemon::read_handover() {
     }
     got += static_cast<std::size_t>(n);
   }
-  json h = json::parse(text.substr(0, got), nullptr, false);
+  json h = protocol::parse_json(std::string_view(text).substr(0, got));
   if (h.is_discarded() || !h.is_object() || h.value("version", 0) != state_version) {
     core::log_error("otpd: --reexec-state {}: not a state of this otpd version; exiting",
                     opts_.reexec_state_fd);

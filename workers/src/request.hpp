@@ -2,7 +2,7 @@
 
 #include <string_view>
 
-#include <msgpack.hpp>
+#include <otpd/core/msgpack.hpp>
 
 namespace otpd::workers::detail {
 

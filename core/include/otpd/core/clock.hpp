@@ -29,6 +29,11 @@ class deadline {
   clock::time_point at_;
 };
 
+// A duration as whole milliseconds, rounded up, 0 when it is not positive:
+// a timer armed with it (uv_timer_start) never fires before the deadline it
+// stands for.
+[[nodiscard]] std::uint64_t ceil_ms(clock::duration d) noexcept;
+
 // Monotonic nanoseconds, for timestamps that cross processes (CLOCK_MONOTONIC
 // is shared by every process of the machine).
 [[nodiscard]] std::int64_t monotonic_ns() noexcept;

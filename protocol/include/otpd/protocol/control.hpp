@@ -23,13 +23,12 @@
 #include <variant>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include <otpd/core/exit_reason.hpp>
+#include <otpd/protocol/json_text.hpp>
 
 namespace otpd::protocol {
 
-using json = nlohmann::json;
+// json (nlohmann::json) and parse_json / dump_json: json_text.hpp.
 
 // ---- field names ---------------------------------------------------------------
 

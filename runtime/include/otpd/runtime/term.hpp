@@ -3,8 +3,7 @@
 #include <string>
 #include <string_view>
 
-#include <msgpack.hpp>
-
+#include <otpd/core/msgpack.hpp>
 #include <otpd/core/result.hpp>
 
 namespace otpd::runtime {

@@ -6,8 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include <msgpack.hpp>
-
+#include <otpd/core/msgpack.hpp>
 #include <otpd/core/result.hpp>
 #include <otpd/shm_table/table.hpp>
 
