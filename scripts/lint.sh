@@ -19,7 +19,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 if ! clang-format --dry-run --Werror "${files[@]}" 2>"$log"; then
   echo "lint: formatting differs from .clang-format (scripts/lint.sh --fix):"
-  grep -E '^[^ ].*warning' "$log" | cut -d: -f1 | sort -u | sed 's/^/  /'
+  grep -E '^[^ ].*(warning|error):' "$log" | cut -d: -f1 | sort -u | sed 's/^/  /'
   status=1
 fi
 if git grep -nE 'json::parse|json::accept|\.dump\(|json::(to|from)_(msgpack|cbor|bson|ubjson)' \
