@@ -23,7 +23,11 @@ if [[ -n "$generator" ]]; then
   args+=(-G "$generator")
 fi
 if command -v ccache >/dev/null 2>&1; then
-  launcher="env;CCACHE_BASEDIR=$PWD;CCACHE_NOHASHDIR=1;ccache"
+  # Depend mode: on a miss ccache takes the header list from the compiler's
+  # own -MD output (CMake's Ninja and Makefile generators pass it) instead
+  # of running the preprocessor once more, which a first build would pay
+  # for every object.
+  launcher="env;CCACHE_BASEDIR=$PWD;CCACHE_NOHASHDIR=1;CCACHE_DEPEND=1;ccache"
   args+=("-DCMAKE_CXX_COMPILER_LAUNCHER=$launcher" "-DCMAKE_C_COMPILER_LAUNCHER=$launcher")
 fi
 cmake -S . -B "$dir" "${args[@]}" "$@" >/dev/null
