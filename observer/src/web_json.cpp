@@ -1,4 +1,5 @@
 #include <otpd/observer/web_json.hpp>
+#include <otpd/protocol/json_text.hpp>
 
 namespace otpd::observer {
 
