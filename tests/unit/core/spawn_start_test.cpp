@@ -54,7 +54,10 @@ TEST(SpawnStart, EofMeansExecHappened) {
 
 TEST(SpawnStart, ExecFailureArrivesAsErrnoAndTheChildExits127) {
   int before = t::count_open_fds();
-  auto s = core::spawn_start({.argv = {"/nonexistent/program"}});
+  // A path that cannot exist: /proc/self/ holds only what the kernel puts
+  // there (Debian's /nonexistent, nobody's home, exists wherever a program
+  // running as nobody, or root, made it).
+  auto s = core::spawn_start({.argv = {"/proc/self/nonexistent/program"}});
   ASSERT_TRUE(s) << s.error().message();
   int err = 0;
   EXPECT_EQ(await_outcome(s->exec_fd.get(), &err), core::exec_outcome::failed);
@@ -67,7 +70,7 @@ TEST(SpawnStart, ExecFailureArrivesAsErrnoAndTheChildExits127) {
 
 TEST(SpawnStart, SetupFailureIsReportedLikeAnExecFailure) {
   auto s = core::spawn_start(
-      {.argv = {t::bin_path("otpd_test_child"), "exit", "0"}, .cwd = "/nonexistent/dir"});
+      {.argv = {t::bin_path("otpd_test_child"), "exit", "0"}, .cwd = "/proc/self/nonexistent/dir"});
   ASSERT_TRUE(s);
   int err = 0;
   EXPECT_EQ(await_outcome(s->exec_fd.get(), &err), core::exec_outcome::failed);

@@ -169,8 +169,9 @@ TEST(Config, RejectsWrongTypes) {
 TEST(Config, RejectsMissingCommand) {
   EXPECT_EQ(error_of(head + "    - {id: a}\n"),
             "x.yaml:4:7: supervisor.children[0].command: missing");
-  EXPECT_EQ(error_of(head + "    - {id: a, command: [/nonexistent/prog]}\n"),
-            "x.yaml:4:24: supervisor.children[0].command: command not found: /nonexistent/prog");
+  EXPECT_EQ(error_of(head + "    - {id: a, command: [/proc/self/nonexistent/prog]}\n"),
+            "x.yaml:4:24: supervisor.children[0].command: command not found: "
+            "/proc/self/nonexistent/prog");
   EXPECT_EQ(error_of(head + "    - {id: a, command: [no-such-program-xyz]}\n"),
             "x.yaml:4:24: supervisor.children[0].command: command not found in node.path, "
             "otpd's directory or PATH: no-such-program-xyz");
@@ -253,10 +254,14 @@ TEST(Config, RejectsYamlSyntaxErrors) {
 }
 
 TEST(Config, RejectsMissingFile) {
-  auto r = load_config("/nonexistent/otpd.yaml");
+  // A path that cannot exist: /proc/self/ holds only what the kernel puts
+  // there (Debian's /nonexistent, nobody's home, exists wherever a program
+  // running as nobody, or root, made it).
+  auto r = load_config("/proc/self/nonexistent/otpd.yaml");
   EXPECT_FALSE(r.has_value());
-  EXPECT_EQ(r.message(),
-            "/nonexistent/otpd.yaml: unable to read the config: No such file or directory");
+  EXPECT_EQ(
+      r.message(),
+      "/proc/self/nonexistent/otpd.yaml: unable to read the config: No such file or directory");
 }
 
 // ---- bounds: a config is read by a root daemon -------------------------------
