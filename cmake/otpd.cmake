@@ -28,11 +28,33 @@ option(OTPD_CLANG_TIDY "Run clang-tidy while compiling" OFF)
 #   addr2line work) instead of full -g, whose type and variable info for the
 #   header-only libraries (CLI11, nlohmann/json) doubled the time of some
 #   files. The Debug build (build-asan/) keeps full -g.
+# - the development build type, Dev (below), compiles at -Og.
 # A build directory configured before these options existed, or with them
 # off, keeps its setting: pass -DOTPD_UNITY=ON -DOTPD_LINE_DEBUG=ON once.
 option(OTPD_UNITY "Compile libraries and programs as unity builds" ON)
 option(OTPD_LINE_DEBUG "RelWithDebInfo with -g1 (line tables) instead of -g" ON)
 set(OTPD_UNITY_BATCH 32 CACHE STRING "Source files per unity batch")
+
+# Build types:
+# - Dev, scripts/build.sh's default and so build/: what scripts/demo.sh runs
+#   and scripts/test.sh tests first. -Og (GCC's level for the edit, compile,
+#   debug cycle: optimised, but no pass that costs much compile time) with
+#   line tables and assertions. The demo's first build, the one a new user
+#   waits for, takes about a quarter less CPU than at -O2 (docs/BENCHMARKS.md).
+# - RelWithDebInfo, the default of a bare `cmake -B`: -O2 and line tables.
+#   What ships (scripts/package.sh, the Dockerfile, `cmake --install` of such
+#   a build) and what the benchmarks measure (scripts/bench.sh, build-release/).
+# - Debug: -O0 -g, with the sanitizers in scripts/test.sh's build-asan/.
+set(CMAKE_CXX_FLAGS_DEV "-Og -g1" CACHE STRING "C++ flags of the Dev build type")
+set(CMAKE_C_FLAGS_DEV "-Og -g1" CACHE STRING "C flags of the Dev build type")
+foreach(kind EXE SHARED MODULE STATIC)
+  set(CMAKE_${kind}_LINKER_FLAGS_DEV "" CACHE STRING "Linker flags of the Dev build type")
+  mark_as_advanced(CMAKE_${kind}_LINKER_FLAGS_DEV)
+endforeach()
+mark_as_advanced(CMAKE_CXX_FLAGS_DEV CMAKE_C_FLAGS_DEV)
+if(DEFINED CACHE{CMAKE_BUILD_TYPE})
+  set_property(CACHE CMAKE_BUILD_TYPE PROPERTY STRINGS Dev RelWithDebInfo Release Debug MinSizeRel)
+endif()
 
 function(otpd_common_options target)
   target_compile_features(${target} PUBLIC cxx_std_20)

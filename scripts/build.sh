@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Configures and builds otpd.
 #   scripts/build.sh [DIR] [CMAKE_ARGS...]     DIR defaults to build/
+# The build type is Dev (-Og, the development build: scripts/demo.sh and
+# scripts/test.sh) unless CMAKE_ARGS name another, as scripts/package.sh and
+# scripts/bench.sh do (RelWithDebInfo, -O2). cmake/otpd.cmake says why.
 # $OTPD_TARGETS (space-separated) builds only those targets instead of all.
 # Uses Ninja and ccache when present. ccache is told the checkout is its base
 # directory, so a second checkout (or the same one moved) reuses the objects.
@@ -10,7 +13,7 @@ cd "$(dirname "$0")/.."
 dir=${1:-build}
 shift || true
 
-args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+args=(-DCMAKE_BUILD_TYPE=Dev)
 if [[ -f "$dir/CMakeCache.txt" ]]; then
   generator=$(sed -n 's/^CMAKE_GENERATOR:INTERNAL=//p' "$dir/CMakeCache.txt")
 else

@@ -11,7 +11,7 @@ say() { echo "demo [$((SECONDS - start))s]: $*"; }
 
 say "checking packages (scripts/setup.sh demo)"
 bash scripts/setup.sh demo
-say "building otpd, the tree's workers and otpd-web, and the tour's otpctl and otp-redis into build/bin"
+say "building otpd, the tree's workers, otpd-web, otpctl and otp-redis into build/bin (-Og development build)"
 OTPD_TARGETS="otpd otpctl otp-redis stack_worker redis_worker otpd-web" \
   bash scripts/build.sh build
 export OTPD_RUNTIME_DIR=${OTPD_RUNTIME_DIR:-/tmp/otpd-demo}

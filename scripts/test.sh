@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Sets up, builds and runs the whole test suite twice: the optimised build
-# (build/, the same configuration scripts/demo.sh uses, so every object the
-# demo built is reused), then the AddressSanitizer + UndefinedBehaviorSanitizer
-# build (build-asan/, which also treats compiler warnings as errors).
+# Sets up, builds and runs the whole test suite twice: the development build
+# (build/, -Og with assertions: the same configuration scripts/demo.sh uses,
+# so every object the demo built is reused; its package test builds the -O2
+# release build beside it), then the AddressSanitizer +
+# UndefinedBehaviorSanitizer build (build-asan/, which also treats compiler
+# warnings as errors).
 # Both passes run even when the first fails; the exit status says which failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +25,7 @@ run_suite() {
 }
 
 failed=()
-run_suite build || failed+=("optimised (build/)")
+run_suite build || failed+=("development (build/)")
 # Sanitizers slow everything down; tests scale their timeouts by this.
 (
   export OTPD_TEST_TIMEOUT_MULTIPLIER=${OTPD_TEST_TIMEOUT_MULTIPLIER:-4}
@@ -37,4 +39,4 @@ if ((${#failed[@]})); then
   say "FAILED: ${failed[*]}"
   exit 1
 fi
-say "all tests passed (optimised and ASan+UBSan)"
+say "all tests passed (development build and ASan+UBSan)"
